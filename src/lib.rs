@@ -1,0 +1,25 @@
+//! switchboard: a voice-first, omnichannel contact-centre server.
+//!
+//! The architecture in a page (see `ARCHITECTURE.md` for the long form):
+//!
+//! * [`sip::message`] (PURE) parses and prints SIP messages (RFC 3261 §7, §20, §25).
+//! * [`sip::transport`] (DRIVER) moves bytes over UDP and TCP (RFC 3261 §18, RFC 3581).
+//! * [`sip::transaction`] (SANS-IO) holds the RFC 3261 §17 / RFC 6026 state machines.
+//! * [`sip::endpoint`] (DRIVER) owns the transaction table and dispatches requests to the
+//!   [`sip::registrar`] and to call actors in [`session`].
+//! * [`media`] anchors RTP: SDP rewriting ([`media::sdp`]) and the relay ([`media::relay`]).
+//! * [`store`] persists users, bindings, customers, sessions, calls and call records through
+//!   one writer task (SQLite by default, PostgreSQL by URL).
+//! * [`api`] serves `/healthz` and `/metrics` over HTTP.
+//!
+//! Error and panic policy: a panic is a bug. Input from the network, the database or files
+//! never panics; each module has one error enum and maps it to the wire in one place.
+
+pub mod api;
+pub mod clock;
+pub mod config;
+pub mod media;
+pub mod server;
+pub mod session;
+pub mod sip;
+pub mod store;
