@@ -43,7 +43,7 @@ pub enum ParseError {
     #[error("incomplete message")]
     Incomplete,
     /// The bytes can never become a valid message.
-    #[error("invalid message: {0}")]
+    #[error("invalid message: {}", .0.reason)]
     Invalid(Box<Invalid>),
 }
 
