@@ -1,1 +1,432 @@
-//! placeholder
+//! Server configuration: a TOML file (every key optional, each default a named function),
+//! overridden by command-line flags, then checked by [`Config::validate`], whose errors name
+//! the offending key.
+//!
+//! ```toml
+//! data_dir = "./data"                      # default "./data"
+//! database_url = "sqlite://./data/switchboard.db"  # default: <data_dir>/switchboard.db
+//!
+//! [sip]
+//! listen = ["udp:127.0.0.1:5060", "tcp:127.0.0.1:5060"]
+//! domain = "switchboard"                   # digest realm and our SIP domain
+//! public_ip = "203.0.113.7"                # default: the first listen address
+//! trusted_cidrs = []                       # sources not challenged (SBCs, trunks, load generators)
+//! no_answer_timeout_secs = 30
+//! min_expires_secs = 60
+//! max_expires_secs = 3600
+//! default_expires_secs = 3600
+//! nonce_ttl_secs = 300
+//! auth_failures_before_throttle = 10       # per source IP within auth_throttle_window_secs
+//! auth_throttle_window_secs = 60
+//!
+//! [http]
+//! listen = "127.0.0.1:8080"
+//!
+//! [rtp]
+//! ports = "20000-29999"
+//!
+//! [shutdown]
+//! drain_timeout_secs = 10
+//! retry_after_secs = 30
+//! ```
+//!
+//! Secrets (the nonce secret) come from the environment (`SWITCHBOARD_NONCE_SECRET`) or are
+//! generated per process.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use ipnet::IpNet;
+use serde::Deserialize;
+
+use crate::sip::transport::Transport;
+
+/// A configuration problem, naming the key it is about.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("config file {path}: {message}")]
+    Syntax { path: PathBuf, message: String },
+    #[error("invalid value for `{key}`: {message}")]
+    Invalid { key: String, message: String },
+}
+
+/// The whole configuration as read from the file (all keys optional).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub data_dir: PathBuf,
+    pub database_url: Option<String>,
+    pub sip: SipConfig,
+    pub http: HttpConfig,
+    pub rtp: RtpConfig,
+    pub shutdown: ShutdownConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SipConfig {
+    pub listen: Vec<String>,
+    pub domain: String,
+    pub public_ip: Option<IpAddr>,
+    pub trusted_cidrs: Vec<String>,
+    pub no_answer_timeout_secs: u64,
+    pub min_expires_secs: u32,
+    pub max_expires_secs: u32,
+    pub default_expires_secs: u32,
+    pub nonce_ttl_secs: u64,
+    pub auth_failures_before_throttle: u32,
+    pub auth_throttle_window_secs: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    pub listen: SocketAddr,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RtpConfig {
+    pub ports: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ShutdownConfig {
+    pub drain_timeout_secs: u64,
+    pub retry_after_secs: u32,
+}
+
+/// A SIP listening socket, written `udp:IP:PORT` or `tcp:IP:PORT` (`udp:[::1]:5060`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SipListen {
+    pub transport: Transport,
+    pub addr: SocketAddr,
+}
+
+/// The validated configuration the server runs with.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub data_dir: PathBuf,
+    pub database_url: String,
+    pub sip_listen: Vec<SipListen>,
+    pub domain: String,
+    pub public_ip: IpAddr,
+    pub trusted: Vec<IpNet>,
+    pub no_answer_timeout: std::time::Duration,
+    pub min_expires: u32,
+    pub max_expires: u32,
+    pub default_expires: u32,
+    pub nonce_ttl: std::time::Duration,
+    pub auth_failures_before_throttle: u32,
+    pub auth_throttle_window: std::time::Duration,
+    pub http_listen: SocketAddr,
+    pub rtp_ports: (u16, u16),
+    pub drain_timeout: std::time::Duration,
+    pub retry_after_secs: u32,
+}
+
+fn default_data_dir() -> PathBuf {
+    PathBuf::from("./data")
+}
+fn default_sip_listen() -> Vec<String> {
+    vec!["udp:127.0.0.1:5060".into(), "tcp:127.0.0.1:5060".into()]
+}
+fn default_domain() -> String {
+    "switchboard".into()
+}
+fn default_no_answer_timeout_secs() -> u64 {
+    30
+}
+fn default_min_expires_secs() -> u32 {
+    60
+}
+fn default_max_expires_secs() -> u32 {
+    3600
+}
+fn default_default_expires_secs() -> u32 {
+    3600
+}
+fn default_nonce_ttl_secs() -> u64 {
+    300
+}
+fn default_auth_failures_before_throttle() -> u32 {
+    10
+}
+fn default_auth_throttle_window_secs() -> u64 {
+    60
+}
+fn default_http_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 8080))
+}
+fn default_rtp_ports() -> String {
+    "20000-29999".into()
+}
+fn default_drain_timeout_secs() -> u64 {
+    10
+}
+fn default_retry_after_secs() -> u32 {
+    30
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            data_dir: default_data_dir(),
+            database_url: None,
+            sip: SipConfig::default(),
+            http: HttpConfig::default(),
+            rtp: RtpConfig::default(),
+            shutdown: ShutdownConfig::default(),
+        }
+    }
+}
+
+impl Default for SipConfig {
+    fn default() -> Self {
+        SipConfig {
+            listen: default_sip_listen(),
+            domain: default_domain(),
+            public_ip: None,
+            trusted_cidrs: Vec::new(),
+            no_answer_timeout_secs: default_no_answer_timeout_secs(),
+            min_expires_secs: default_min_expires_secs(),
+            max_expires_secs: default_max_expires_secs(),
+            default_expires_secs: default_default_expires_secs(),
+            nonce_ttl_secs: default_nonce_ttl_secs(),
+            auth_failures_before_throttle: default_auth_failures_before_throttle(),
+            auth_throttle_window_secs: default_auth_throttle_window_secs(),
+        }
+    }
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig { listen: default_http_listen() }
+    }
+}
+
+impl Default for RtpConfig {
+    fn default() -> Self {
+        RtpConfig { ports: default_rtp_ports() }
+    }
+}
+
+impl Default for ShutdownConfig {
+    fn default() -> Self {
+        ShutdownConfig {
+            drain_timeout_secs: default_drain_timeout_secs(),
+            retry_after_secs: default_retry_after_secs(),
+        }
+    }
+}
+
+impl Config {
+    /// Reads a TOML file; unknown keys are errors that name the key.
+    pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+        Config::from_toml(&text).map_err(|e| match e {
+            ConfigError::Syntax { message, .. } => {
+                ConfigError::Syntax { path: path.to_owned(), message }
+            }
+            other => other,
+        })
+    }
+
+    /// Parses TOML text.
+    pub fn from_toml(text: &str) -> Result<Config, ConfigError> {
+        toml::from_str(text).map_err(|e| ConfigError::Syntax {
+            path: PathBuf::from("<config>"),
+            message: e.to_string().trim().to_owned(),
+        })
+    }
+
+    /// The database URL: the explicit one, or the SQLite file under the data directory.
+    pub fn database_url(&self) -> String {
+        match &self.database_url {
+            Some(u) => u.clone(),
+            None => format!("sqlite://{}", self.data_dir.join("switchboard.db").display()),
+        }
+    }
+
+    /// Checks every value and produces the settings the server runs with.
+    pub fn validate(&self) -> Result<Settings, ConfigError> {
+        let invalid = |key: &str, message: String| ConfigError::Invalid { key: key.into(), message };
+        if self.sip.listen.is_empty() {
+            return Err(invalid("sip.listen", "at least one listen address is required".into()));
+        }
+        let mut sip_listen = Vec::new();
+        for (i, s) in self.sip.listen.iter().enumerate() {
+            let l = s.parse::<SipListen>().map_err(|m| invalid(&format!("sip.listen[{i}]"), m))?;
+            sip_listen.push(l);
+        }
+        let mut trusted = Vec::new();
+        for (i, s) in self.sip.trusted_cidrs.iter().enumerate() {
+            let net = parse_cidr(s).map_err(|m| invalid(&format!("sip.trusted_cidrs[{i}]"), m))?;
+            trusted.push(net);
+        }
+        if self.sip.domain.trim().is_empty() || self.sip.domain.contains(['"', '\\', ' ']) {
+            return Err(invalid("sip.domain", format!("{:?} is not a usable domain", self.sip.domain)));
+        }
+        if self.sip.no_answer_timeout_secs == 0 {
+            return Err(invalid("sip.no_answer_timeout_secs", "must be at least 1".into()));
+        }
+        if self.sip.min_expires_secs == 0 || self.sip.min_expires_secs > self.sip.max_expires_secs
+        {
+            return Err(invalid(
+                "sip.min_expires_secs",
+                "must be at least 1 and not above sip.max_expires_secs".into(),
+            ));
+        }
+        if !(self.sip.min_expires_secs..=self.sip.max_expires_secs)
+            .contains(&self.sip.default_expires_secs)
+        {
+            return Err(invalid(
+                "sip.default_expires_secs",
+                "must lie between sip.min_expires_secs and sip.max_expires_secs".into(),
+            ));
+        }
+        if self.sip.nonce_ttl_secs == 0 {
+            return Err(invalid("sip.nonce_ttl_secs", "must be at least 1".into()));
+        }
+        let rtp_ports = parse_port_range(&self.rtp.ports).map_err(|m| invalid("rtp.ports", m))?;
+        let public_ip = match self.sip.public_ip {
+            Some(ip) if ip.is_unspecified() => {
+                return Err(invalid("sip.public_ip", "must be a concrete address".into()));
+            }
+            Some(ip) => ip,
+            None => sip_listen
+                .iter()
+                .map(|l| l.addr.ip())
+                .find(|ip| !ip.is_unspecified())
+                .unwrap_or(IpAddr::from([127, 0, 0, 1])),
+        };
+        let database_url = self.database_url();
+        if !(database_url.starts_with("sqlite:")
+            || database_url.starts_with("postgres://")
+            || database_url.starts_with("postgresql://"))
+        {
+            return Err(invalid(
+                "database_url",
+                "must start with sqlite:, postgres:// or postgresql://".into(),
+            ));
+        }
+        Ok(Settings {
+            data_dir: self.data_dir.clone(),
+            database_url,
+            sip_listen,
+            domain: self.sip.domain.clone(),
+            public_ip,
+            trusted,
+            no_answer_timeout: std::time::Duration::from_secs(self.sip.no_answer_timeout_secs),
+            min_expires: self.sip.min_expires_secs,
+            max_expires: self.sip.max_expires_secs,
+            default_expires: self.sip.default_expires_secs,
+            nonce_ttl: std::time::Duration::from_secs(self.sip.nonce_ttl_secs),
+            auth_failures_before_throttle: self.sip.auth_failures_before_throttle,
+            auth_throttle_window: std::time::Duration::from_secs(
+                self.sip.auth_throttle_window_secs,
+            ),
+            http_listen: self.http.listen,
+            rtp_ports,
+            drain_timeout: std::time::Duration::from_secs(self.shutdown.drain_timeout_secs),
+            retry_after_secs: self.shutdown.retry_after_secs,
+        })
+    }
+}
+
+impl FromStr for SipListen {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (proto, addr) = s
+            .split_once(':')
+            .ok_or_else(|| format!("{s:?} is not of the form udp:IP:PORT or tcp:IP:PORT"))?;
+        let transport = match proto.to_ascii_lowercase().as_str() {
+            "udp" => Transport::Udp,
+            "tcp" => Transport::Tcp,
+            other => return Err(format!("unsupported transport {other:?} (use udp or tcp)")),
+        };
+        let addr = addr
+            .parse::<SocketAddr>()
+            .map_err(|_| format!("{addr:?} is not IP:PORT (IPv6 as [::1]:5060)"))?;
+        Ok(SipListen { transport, addr })
+    }
+}
+
+impl std::fmt::Display for SipListen {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.transport.as_str().to_ascii_lowercase(), self.addr)
+    }
+}
+
+/// Parses `LOW-HIGH`; the range must hold at least one even/odd pair.
+pub fn parse_port_range(s: &str) -> Result<(u16, u16), String> {
+    let (lo, hi) = s.split_once('-').ok_or_else(|| format!("{s:?} is not LOW-HIGH"))?;
+    let lo: u16 = lo.trim().parse().map_err(|_| format!("{lo:?} is not a port number"))?;
+    let hi: u16 = hi.trim().parse().map_err(|_| format!("{hi:?} is not a port number"))?;
+    if lo < 1024 || hi < lo.saturating_add(1) {
+        return Err(format!("{s:?}: need 1024 <= LOW < HIGH"));
+    }
+    Ok((lo, hi))
+}
+
+fn parse_cidr(s: &str) -> Result<IpNet, String> {
+    if let Ok(net) = s.parse::<IpNet>() {
+        return Ok(net.trunc());
+    }
+    s.parse::<IpAddr>().map(IpNet::from).map_err(|_| format!("{s:?} is not a CIDR (10.0.0.0/8)"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_file_gives_the_documented_defaults() {
+        let s = Config::from_toml("").and_then(|c| c.validate()).expect("defaults are valid");
+        assert_eq!(s.database_url, "sqlite://./data/switchboard.db");
+        assert_eq!(s.sip_listen.len(), 2);
+        assert_eq!(s.sip_listen[0].to_string(), "udp:127.0.0.1:5060");
+        assert_eq!(s.sip_listen[1].to_string(), "tcp:127.0.0.1:5060");
+        assert_eq!(s.http_listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(s.rtp_ports, (20000, 29999));
+        assert_eq!(s.no_answer_timeout.as_secs(), 30);
+        assert!(s.trusted.is_empty(), "nothing is trusted by default");
+    }
+
+    #[test]
+    fn unknown_key_is_an_error_naming_the_key() {
+        let err = Config::from_toml("[sip]\nlisten_on = []\n").expect_err("unknown key");
+        assert!(err.to_string().contains("listen_on"), "{err}");
+    }
+
+    #[test]
+    fn bad_value_is_an_error_naming_the_key() {
+        let mut c = Config::default();
+        c.sip.listen = vec!["udp:127.0.0.1:5060".into(), "sctp:1.2.3.4:5".into()];
+        let err = c.validate().expect_err("bad transport");
+        assert!(err.to_string().contains("sip.listen[1]"), "{err}");
+
+        let mut c = Config::default();
+        c.rtp.ports = "30000-20000".into();
+        assert!(c.validate().expect_err("bad range").to_string().contains("rtp.ports"));
+
+        let mut c = Config::default();
+        c.sip.trusted_cidrs = vec!["10.0.0.0/33".into()];
+        let err = c.validate().expect_err("bad cidr");
+        assert!(err.to_string().contains("sip.trusted_cidrs[0]"), "{err}");
+    }
+
+    #[test]
+    fn ipv6_listen_and_cidr_parse() {
+        let l: SipListen = "tcp:[::1]:5070".parse().expect("ipv6 listen");
+        assert_eq!(l.transport, Transport::Tcp);
+        assert_eq!(l.addr.port(), 5070);
+        assert_eq!(parse_cidr("127.0.0.1").expect("host").prefix_len(), 32);
+    }
+}

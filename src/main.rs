@@ -1,1 +1,224 @@
-fn main() {}
+//! The `switchboard` command: CLI (clap) → Config → tracing → `server::run`, plus the user and
+//! migration commands that work on the same database.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use switchboard::config::{Config, Settings};
+use switchboard::store::Store;
+
+#[derive(Parser)]
+#[command(name = "switchboard", version, about = "Voice-first contact-centre server")]
+struct Cli {
+    #[command(flatten)]
+    common: CommonArgs,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+/// Options every command shares: where the configuration and the database are.
+#[derive(Args, Clone, Default)]
+struct CommonArgs {
+    /// TOML configuration file (flags override its keys).
+    #[arg(long, global = true, env = "SWITCHBOARD_CONFIG")]
+    config: Option<PathBuf>,
+    /// Data directory (default ./data); holds the SQLite database by default.
+    #[arg(long, global = true)]
+    data_dir: Option<PathBuf>,
+    /// Database URL: sqlite://PATH or postgres://... (default sqlite://<data-dir>/switchboard.db).
+    #[arg(long, global = true, env = "SWITCHBOARD_DATABASE_URL")]
+    database_url: Option<String>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server (the default when no command is given).
+    Serve(ServeArgs),
+    /// Manage SIP extensions (users).
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Create or upgrade the database schema and exit.
+    Migrate,
+}
+
+#[derive(Args, Default)]
+struct ServeArgs {
+    /// SIP listening socket, udp:IP:PORT or tcp:IP:PORT (repeatable; replaces the file's list).
+    #[arg(long = "sip-listen")]
+    sip_listen: Vec<String>,
+    /// HTTP listening address for /healthz and /metrics.
+    #[arg(long)]
+    http_listen: Option<SocketAddr>,
+    /// RTP port range LOW-HIGH.
+    #[arg(long)]
+    rtp_ports: Option<String>,
+    /// Address advertised in SDP and Via/Contact.
+    #[arg(long)]
+    public_ip: Option<IpAddr>,
+    /// Source network whose requests are not challenged (repeatable).
+    #[arg(long = "trusted-cidr")]
+    trusted_cidr: Vec<String>,
+    /// Seconds a call may ring before it is given up (408 to the caller).
+    #[arg(long)]
+    no_answer_timeout: Option<u64>,
+    /// SIP domain and digest realm.
+    #[arg(long)]
+    domain: Option<String>,
+}
+
+#[derive(Subcommand)]
+enum UserCommand {
+    /// Add an extension.
+    Add {
+        ext: String,
+        /// The SIP password (or set SWITCHBOARD_PASSWORD).
+        #[arg(long, env = "SWITCHBOARD_PASSWORD")]
+        password: String,
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// List extensions.
+    List,
+    /// Remove an extension and its registrations.
+    Remove { ext: String },
+    /// Change an extension's password (prompts when --password is not given).
+    Passwd {
+        ext: String,
+        #[arg(long, env = "SWITCHBOARD_PASSWORD")]
+        password: Option<String>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("SWITCHBOARD_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    let command = cli.command.unwrap_or(Command::Serve(ServeArgs::default()));
+    let serve_args = match &command {
+        Command::Serve(a) => Some(a),
+        _ => None,
+    };
+    let settings = load_settings(&cli.common, serve_args)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async move {
+        match command {
+            Command::Serve(_) => switchboard::server::run(settings).await,
+            Command::Migrate => {
+                Store::open(&settings.database_url).await?;
+                println!("database {} is up to date", redact_url(&settings.database_url));
+                Ok(())
+            }
+            Command::User(cmd) => user_command(&settings, cmd).await,
+        }
+    })
+}
+
+fn load_settings(common: &CommonArgs, serve: Option<&ServeArgs>) -> anyhow::Result<Settings> {
+    let mut config = match &common.config {
+        Some(path) => Config::from_file(path)?,
+        None => Config::default(),
+    };
+    if let Some(d) = &common.data_dir {
+        config.data_dir = d.clone();
+    }
+    if let Some(u) = &common.database_url {
+        config.database_url = Some(u.clone());
+    }
+    if let Some(a) = serve {
+        if !a.sip_listen.is_empty() {
+            config.sip.listen = a.sip_listen.clone();
+        }
+        if let Some(h) = a.http_listen {
+            config.http.listen = h;
+        }
+        if let Some(p) = &a.rtp_ports {
+            config.rtp.ports = p.clone();
+        }
+        if let Some(ip) = a.public_ip {
+            config.sip.public_ip = Some(ip);
+        }
+        if !a.trusted_cidr.is_empty() {
+            config.sip.trusted_cidrs = a.trusted_cidr.clone();
+        }
+        if let Some(t) = a.no_answer_timeout {
+            config.sip.no_answer_timeout_secs = t;
+        }
+        if let Some(d) = &a.domain {
+            config.sip.domain = d.clone();
+        }
+    }
+    Ok(config.validate()?)
+}
+
+async fn user_command(settings: &Settings, cmd: UserCommand) -> anyhow::Result<()> {
+    let store = Store::open(&settings.database_url).await?;
+    let realm = settings.domain.as_str();
+    match cmd {
+        UserCommand::Add { ext, password, name } => {
+            check_extension(&ext)?;
+            anyhow::ensure!(!password.is_empty(), "the password must not be empty");
+            store.add_user(&ext, name.as_deref(), &password, realm).await?;
+            println!("added extension {ext}");
+        }
+        UserCommand::List => {
+            for u in store.list_users().await? {
+                println!("{}\t{}", u.ext, u.name.as_deref().unwrap_or(""));
+            }
+        }
+        UserCommand::Remove { ext } => {
+            anyhow::ensure!(store.remove_user(&ext).await?, "no extension {ext}");
+            println!("removed extension {ext}");
+        }
+        UserCommand::Passwd { ext, password } => {
+            let password = match password {
+                Some(p) => p,
+                None => rpassword::prompt_password(format!("new password for {ext}: "))
+                    .context("cannot read the password")?,
+            };
+            anyhow::ensure!(!password.is_empty(), "the password must not be empty");
+            anyhow::ensure!(
+                store.set_password(&ext, &password, realm).await?,
+                "no extension {ext}"
+            );
+            println!("password changed for {ext}");
+        }
+    }
+    Ok(())
+}
+
+/// Extensions are SIP user parts we route on: keep them to unreserved characters.
+fn check_extension(ext: &str) -> anyhow::Result<()> {
+    let ok = !ext.is_empty()
+        && ext.len() <= 64
+        && ext.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.!~*'()+".contains(&b));
+    anyhow::ensure!(ok, "{ext:?} is not a valid extension (letters, digits, -_.!~*'()+)");
+    Ok(())
+}
+
+fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => format!("{}***{}", &url[..s + 3], &url[at..]),
+        _ => url.to_owned(),
+    }
+}

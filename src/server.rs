@@ -1,1 +1,262 @@
-//! placeholder
+//! Server assembly (DRIVER): opens the store, binds SIP, RTP and HTTP, spawns the endpoint,
+//! the registration pruner and the HTTP server, and shuts all of it down in order:
+//! SIGTERM/SIGINT → new INVITEs get 503 + Retry-After → calls may finish for the drain timeout
+//! → remaining calls get BYE → call records are flushed → exit 0.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Settings;
+use crate::media::relay::PortPool;
+use crate::session::{CallContext, CallRegistry};
+use crate::sip::endpoint::{Endpoint, EndpointHandle, Local};
+use crate::sip::registrar::{Registrar, RegistrarSettings};
+use crate::sip::transaction::{Timers, TransactionLayer};
+use crate::sip::transport::{Listen, Transport, TransportSet};
+use crate::store::Store;
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("store: {0}")]
+    Store(#[from] crate::store::StoreError),
+    #[error("cannot bind {what} on {addr}: {source}")]
+    Bind { what: &'static str, addr: String, source: std::io::Error },
+    #[error("cannot create the data directory {0}: {1}")]
+    DataDir(String, std::io::Error),
+}
+
+/// A running server: its addresses and a way to stop it.
+pub struct Server {
+    pub sip: Vec<Listen>,
+    pub http: SocketAddr,
+    pub store: Store,
+    endpoint: EndpointHandle,
+    calls: CallRegistry,
+    stop_endpoint: CancellationToken,
+    stop_http: CancellationToken,
+    drain_timeout: Duration,
+    tasks: tokio::task::JoinSet<()>,
+}
+
+/// Runs the server until SIGTERM or SIGINT, then shuts down gracefully.
+pub async fn run(settings: Settings) -> anyhow::Result<()> {
+    let server = start(settings).await?;
+    wait_for_signal().await;
+    tracing::info!("shutdown requested");
+    server.shutdown().await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Starts every subsystem and returns once all sockets are bound.
+pub async fn start(settings: Settings) -> Result<Server, ServerError> {
+    let metrics = metrics_handle();
+    if settings.database_url.starts_with("sqlite:") && !settings.database_url.contains(":memory:") {
+        std::fs::create_dir_all(&settings.data_dir)
+            .map_err(|e| ServerError::DataDir(settings.data_dir.display().to_string(), e))?;
+    }
+    let store = Store::open(&settings.database_url).await?;
+    let closed = store.close_orphans(crate::clock::unix_ms()).await?;
+    if closed > 0 {
+        tracing::warn!(calls = closed, "closed call records left open by an earlier crash");
+    }
+
+    let (inbound_tx, inbound_rx) = mpsc::channel(65_536);
+    let stop_endpoint = CancellationToken::new();
+    let listens: Vec<Listen> = settings
+        .sip_listen
+        .iter()
+        .map(|l| Listen { transport: l.transport, addr: l.addr })
+        .collect();
+    let transport = TransportSet::bind(&listens, inbound_tx, stop_endpoint.clone())
+        .await
+        .map_err(|source| ServerError::Bind {
+            what: "SIP",
+            addr: listens.iter().map(|l| l.to_string()).collect::<Vec<_>>().join(", "),
+            source,
+        })?;
+    let bound = transport.local_addrs();
+    for l in &bound {
+        tracing::info!(listen = %l, "SIP listening");
+    }
+    let local = Arc::new(Local {
+        domain: settings.domain.clone(),
+        public_ip: settings.public_ip,
+        sent_by: bound.iter().map(|l| (l.transport, l.addr)).collect(),
+        branch_prefix: format!("z9hG4bK{:08x}.", rand::random::<u32>()),
+        server_header: format!("switchboard/{}", env!("CARGO_PKG_VERSION")),
+    });
+
+    let nonce_secret = std::env::var("SWITCHBOARD_NONCE_SECRET")
+        .map(String::into_bytes)
+        .unwrap_or_else(|_| rand::random::<[u8; 32]>().to_vec());
+    let registrar = Arc::new(
+        Registrar::new(
+            RegistrarSettings {
+                realm: settings.domain.clone(),
+                nonce_secret,
+                nonce_ttl: settings.nonce_ttl,
+                trusted: settings.trusted.clone(),
+                min_expires: settings.min_expires,
+                max_expires: settings.max_expires,
+                default_expires: settings.default_expires,
+                failures_before_throttle: settings.auth_failures_before_throttle,
+                throttle_window: settings.auth_throttle_window,
+            },
+            store.clone(),
+        )
+        .await?,
+    );
+
+    let rtp_bind_ip = bound
+        .iter()
+        .map(|l| l.addr.ip())
+        .next()
+        .unwrap_or(settings.public_ip);
+    let calls = CallRegistry::new(CallContext {
+        registrar: registrar.clone(),
+        writer: store.writer(),
+        ports: PortPool::new(settings.rtp_ports.0, settings.rtp_ports.1),
+        media_ip: settings.public_ip,
+        rtp_bind_ip,
+        no_answer_timeout: settings.no_answer_timeout,
+    });
+    tracing::info!(low = settings.rtp_ports.0, high = settings.rtp_ports.1, "RTP port range");
+
+    let endpoint = Endpoint::new(
+        TransactionLayer::new(Timers::default()),
+        transport,
+        local,
+        registrar.clone(),
+        calls.clone(),
+        settings.retry_after_secs,
+    );
+    let handle = endpoint.handle();
+    let mut tasks = tokio::task::JoinSet::new();
+    tasks.spawn(endpoint.run(inbound_rx, stop_endpoint.clone()));
+
+    let pruner_stop = stop_endpoint.clone();
+    tasks.spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(10));
+        loop {
+            tokio::select! {
+                _ = pruner_stop.cancelled() => break,
+                _ = tick.tick() => registrar.prune(),
+            }
+        }
+    });
+
+    let listener = tokio::net::TcpListener::bind(settings.http_listen).await.map_err(|source| {
+        ServerError::Bind { what: "HTTP", addr: settings.http_listen.to_string(), source }
+    })?;
+    let http = listener.local_addr().map_err(|source| ServerError::Bind {
+        what: "HTTP",
+        addr: settings.http_listen.to_string(),
+        source,
+    })?;
+    tracing::info!(listen = %http, "HTTP listening");
+    let draining_handle = handle.clone();
+    let app = crate::api::router(crate::api::ApiState {
+        metrics,
+        calls: calls.clone(),
+        draining: Arc::new(move || draining_handle.draining()),
+    });
+    let stop_http = CancellationToken::new();
+    let http_stop = stop_http.clone();
+    tasks.spawn(async move {
+        let serve = axum::serve(listener, app)
+            .with_graceful_shutdown(async move { http_stop.cancelled().await });
+        if let Err(e) = serve.await {
+            tracing::error!(error = %e, "HTTP server failed");
+        }
+    });
+
+    Ok(Server {
+        sip: bound,
+        http,
+        store,
+        endpoint: handle,
+        calls,
+        stop_endpoint,
+        stop_http,
+        drain_timeout: settings.drain_timeout,
+        tasks,
+    })
+}
+
+impl Server {
+    /// The bound address of the first listener of `transport`.
+    pub fn sip_addr(&self, transport: Transport) -> Option<SocketAddr> {
+        self.sip.iter().find(|l| l.transport == transport).map(|l| l.addr)
+    }
+
+    /// Graceful shutdown: refuse new calls, let calls finish for the drain timeout, BYE the
+    /// rest, flush the call records, stop every task.
+    pub async fn shutdown(mut self) {
+        self.endpoint.set_draining();
+        let active = self.calls.active();
+        if active > 0 {
+            tracing::info!(active, timeout = ?self.drain_timeout, "draining calls");
+            let deadline = tokio::time::Instant::now() + self.drain_timeout;
+            while self.calls.active() > 0 && tokio::time::Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+        if self.calls.active() > 0 {
+            tracing::info!(active = self.calls.active(), "hanging up remaining calls");
+            self.calls.hangup_all();
+        }
+        // Give the BYEs a moment on the wire, bounded; calls end themselves after sending.
+        let _ = tokio::time::timeout(Duration::from_secs(5), self.calls.wait_idle()).await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        if let Err(e) = self.store.flush().await {
+            tracing::error!(error = %e, "could not flush the store");
+        }
+        self.stop_http.cancel();
+        self.stop_endpoint.cancel();
+        while self.tasks.join_next().await.is_some() {}
+    }
+}
+
+/// The process-wide Prometheus recorder (installed once; tests start many servers).
+fn metrics_handle() -> PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let recorder = PrometheusBuilder::new().build_recorder();
+            let handle = recorder.handle();
+            if metrics::set_global_recorder(recorder).is_err() {
+                tracing::warn!("a metrics recorder was already installed");
+            }
+            handle
+        })
+        .clone()
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+            (Ok(mut term), Ok(mut int)) => {
+                tokio::select! {
+                    _ = term.recv() => {},
+                    _ = int.recv() => {},
+                }
+            }
+            _ => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

@@ -1,1 +1,543 @@
-//! placeholder
+//! The SIP endpoint (DRIVER): one task that owns the transaction table and routes everything
+//! that arrives.
+//!
+//! Its loop is `select! { inbound message | command from a call | next timer | shutdown }`,
+//! followed by draining the transaction layer's transmits and events. It answers what needs no
+//! state (OPTIONS, 400/416/420/483/501, 481 for unknown dialogs, 503 while draining), stamps
+//! `received`/`rport` on the top Via (RFC 3581 §4), hands REGISTER to the [`Registrar`] on a
+//! short-lived task (it may read the database), and hands each new INVITE to a call actor
+//! ([`crate::session`]), which then talks to the endpoint only through [`EndpointHandle`].
+//!
+//! RFC 3261 §8.2 (UAS request checks), §9.2 (CANCEL), §12.2.2 (in-dialog routing), §16.3
+//! (Max-Forwards, loop detection), §17 (via [`crate::sip::transaction`]).
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use bytes::Bytes;
+use rand::Rng;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::message::{self, Message, Method, Request, Response, StatusCode};
+use super::registrar::Registrar;
+use super::transaction::{TransactionLayer, TxEvent, TxId, TxInput};
+use super::transport::{Inbound, InboundEvent, Peer, Transport, TransportSet};
+use crate::session::{CallInput, CallRegistry};
+
+/// Methods we implement, for Allow (RFC 3261 §20.5).
+pub const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, INFO, UPDATE";
+/// Bodies we understand, for Accept (§20.1).
+pub const ACCEPT: &str = "application/sdp";
+/// Option tags we support (§20.37); none yet, so any Require gets 420.
+pub const SUPPORTED: &[&str] = &[];
+
+/// Where a call actor receives what the endpoint routes to it.
+pub type Owner = mpsc::UnboundedSender<CallInput>;
+
+/// Addresses and identity of this server, shared read-only with calls and the registrar.
+#[derive(Debug)]
+pub struct Local {
+    pub domain: String,
+    pub public_ip: std::net::IpAddr,
+    /// The sent-by address per transport (Via, Contact).
+    pub sent_by: HashMap<Transport, SocketAddr>,
+    /// `z9hG4bK` + a per-process random part: branches we create start with it (loop check).
+    pub branch_prefix: String,
+    pub server_header: String,
+}
+
+/// Commands a call actor or the registrar sends to the endpoint.
+#[derive(Debug)]
+pub enum Command {
+    /// Send a response on a server transaction.
+    Respond { tx: TxId, resp: Response },
+    /// Start a client transaction; its responses and timeout go to `owner`, keyed by branch.
+    SendRequest { req: Request, to: Peer, owner: Owner },
+    /// Send bytes outside any transaction (ACK for 2xx, 2xx retransmissions).
+    SendRaw { to: Peer, msg: Message },
+    /// Route requests of a dialog (Call-ID, our tag) to `owner`.
+    AddDialog { call_id: String, local_tag: String, owner: Owner },
+    RemoveDialog { call_id: String, local_tag: String },
+}
+
+/// A cheap, cloneable way to talk to the endpoint task.
+#[derive(Clone, Debug)]
+pub struct EndpointHandle {
+    tx: mpsc::UnboundedSender<Command>,
+    pub local: Arc<Local>,
+    draining: Arc<AtomicBool>,
+}
+
+/// The endpoint task's state.
+pub struct Endpoint {
+    txl: TransactionLayer,
+    transport: TransportSet,
+    handle: EndpointHandle,
+    commands: mpsc::UnboundedReceiver<Command>,
+    client_owners: HashMap<TxId, (Owner, String)>,
+    server_owners: HashMap<TxId, Owner>,
+    dialogs: HashMap<(String, String), Owner>,
+    registrar: Arc<Registrar>,
+    calls: CallRegistry,
+    retry_after_secs: u32,
+}
+
+impl Local {
+    /// A Via value for a new client transaction on `t`, and its branch.
+    pub fn via(&self, t: Transport) -> (String, String) {
+        let branch = format!("{}{:016x}", self.branch_prefix, rand::rng().random::<u64>());
+        let addr = self.sent_by(t);
+        (format!("SIP/2.0/{} {};branch={};rport", t.as_str(), fmt_addr(addr), branch), branch)
+    }
+    /// Our Contact URI for dialogs on `t`.
+    pub fn contact(&self, t: Transport) -> String {
+        let addr = self.sent_by(t);
+        match t {
+            Transport::Udp => format!("<sip:switchboard@{}>", fmt_addr(addr)),
+            Transport::Tcp => format!("<sip:switchboard@{};transport=tcp>", fmt_addr(addr)),
+        }
+    }
+    /// The address we advertise for `t`: the public IP with the bound port.
+    pub fn sent_by(&self, t: Transport) -> SocketAddr {
+        let port = self
+            .sent_by
+            .get(&t)
+            .or_else(|| self.sent_by.values().next())
+            .map(|a| a.port())
+            .unwrap_or(5060);
+        SocketAddr::new(self.public_ip, port)
+    }
+}
+
+/// `ip:port` with IPv6 in brackets.
+pub fn fmt_addr(a: SocketAddr) -> String {
+    a.to_string()
+}
+
+impl EndpointHandle {
+    pub fn send(&self, cmd: Command) {
+        // The endpoint outlives every call; a closed channel only happens at exit.
+        let _ = self.tx.send(cmd);
+    }
+    pub fn respond(&self, tx: TxId, resp: Response) {
+        self.send(Command::Respond { tx, resp });
+    }
+    /// Starts refusing new calls (503 with Retry-After).
+    pub fn set_draining(&self) {
+        self.draining.store(true, Ordering::Relaxed);
+    }
+
+    /// True once shutdown has begun: new calls are refused with 503.
+    pub fn draining(&self) -> bool {
+        self.draining.load(Ordering::Relaxed)
+    }
+}
+
+impl Endpoint {
+    /// Creates the endpoint and its handle. `draining` is shared with the server's shutdown.
+    pub fn new(
+        txl: TransactionLayer,
+        transport: TransportSet,
+        local: Arc<Local>,
+        registrar: Arc<Registrar>,
+        calls: CallRegistry,
+        retry_after_secs: u32,
+    ) -> Endpoint {
+        let (tx, commands) = mpsc::unbounded_channel();
+        let handle =
+            EndpointHandle { tx, local, draining: Arc::new(AtomicBool::new(false)) };
+        Endpoint {
+            txl,
+            transport,
+            handle,
+            commands,
+            client_owners: HashMap::new(),
+            server_owners: HashMap::new(),
+            dialogs: HashMap::new(),
+            registrar,
+            calls,
+            retry_after_secs,
+        }
+    }
+
+    pub fn handle(&self) -> EndpointHandle {
+        self.handle.clone()
+    }
+
+    /// Runs until `stop` is cancelled (after the server has drained calls).
+    pub async fn run(mut self, mut inbound: mpsc::Receiver<Inbound>, stop: CancellationToken) {
+        loop {
+            let deadline = self.txl.poll_timeout().map(tokio::time::Instant::from_std);
+            tokio::select! {
+                biased;
+                _ = stop.cancelled() => break,
+                Some(cmd) = self.commands.recv() => self.handle_command(cmd),
+                Some(msg) = inbound.recv() => self.handle_inbound(msg),
+                _ = sleep_until_opt(deadline) => self.txl.handle_timeout(crate::clock::now()),
+            }
+            self.drain().await;
+        }
+    }
+
+    async fn drain(&mut self) {
+        while let Some(t) = self.txl.poll_transmit() {
+            self.transmit(t.to, t.msg).await;
+        }
+        while let Some(ev) = self.txl.poll_event() {
+            match ev {
+                TxEvent::Timeout { tx } => {
+                    if let Some((owner, branch)) = self.client_owners.remove(&tx) {
+                        let _ = owner.send(CallInput::Timeout { branch });
+                    }
+                    self.server_owners.remove(&tx);
+                }
+                TxEvent::Terminated { tx } => {
+                    self.client_owners.remove(&tx);
+                    self.server_owners.remove(&tx);
+                }
+            }
+        }
+    }
+
+    async fn transmit(&self, to: Peer, msg: Message) {
+        count_message("out", &msg);
+        let bytes = Bytes::from(msg.to_bytes());
+        match to.transport {
+            Transport::Udp => {
+                if let Err(e) = self.transport.send(to, bytes).await {
+                    tracing::debug!(peer = %to.addr, error = %e, "SIP send failed");
+                }
+            }
+            Transport::Tcp => {
+                let transport = self.transport.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = transport.send(to, bytes).await {
+                        tracing::debug!(peer = %to.addr, error = %e, "SIP send failed");
+                    }
+                });
+            }
+        }
+    }
+
+    fn handle_command(&mut self, cmd: Command) {
+        let now = crate::clock::now();
+        match cmd {
+            Command::Respond { tx, resp } => {
+                if let Err(e) = self.txl.respond(now, tx, resp) {
+                    tracing::debug!(error = %e, "response on a finished transaction");
+                }
+            }
+            Command::SendRequest { req, to, owner } => {
+                let branch = req
+                    .headers
+                    .top_via()
+                    .ok()
+                    .and_then(|v| v.branch().map(str::to_owned))
+                    .unwrap_or_default();
+                let tx = self.txl.send_request(now, req, to);
+                self.client_owners.insert(tx, (owner, branch));
+            }
+            Command::SendRaw { to, msg } => {
+                let transport = self.transport.clone();
+                count_message("out", &msg);
+                let bytes = Bytes::from(msg.to_bytes());
+                tokio::spawn(async move {
+                    let _ = transport.send(to, bytes).await;
+                });
+            }
+            Command::AddDialog { call_id, local_tag, owner } => {
+                self.dialogs.insert((call_id, local_tag), owner);
+            }
+            Command::RemoveDialog { call_id, local_tag } => {
+                self.dialogs.remove(&(call_id, local_tag));
+            }
+        }
+    }
+
+    fn handle_inbound(&mut self, inbound: Inbound) {
+        let peer = inbound.peer;
+        match inbound.event {
+            InboundEvent::Malformed(invalid) => {
+                metrics::counter!("switchboard_sip_malformed_total").increment(1);
+                tracing::debug!(peer = %peer.addr, reason = %invalid.reason, "malformed SIP message");
+                if invalid.is_request
+                    && let Some(s) = &invalid.salvage
+                    && !s.via.is_empty()
+                {
+                    let resp = Response::from_salvage(s, invalid.status, &invalid.reason);
+                    self.send_stateless(peer, resp);
+                }
+            }
+            InboundEvent::Message(Message::Request(mut req)) => {
+                count_request_in(&req);
+                if let Err(invalid) = message::check_request(&req) {
+                    tracing::debug!(peer = %peer.addr, reason = %invalid.reason, "bad request");
+                    let mut resp = Response::from_request(&req, invalid.status);
+                    resp.reason = invalid.reason.clone();
+                    self.send_stateless(peer, resp);
+                    return;
+                }
+                let target = stamp_via(&mut req, peer);
+                if let Some(input) = self.txl.handle_message(crate::clock::now(), Message::Request(req), target) {
+                    self.handle_tx_input(input);
+                }
+            }
+            InboundEvent::Message(Message::Response(resp)) => {
+                count_message("in", &Message::Response(resp.clone()));
+                if let Some(input) =
+                    self.txl.handle_message(crate::clock::now(), Message::Response(resp), peer)
+                {
+                    self.handle_tx_input(input);
+                }
+            }
+        }
+    }
+
+    /// Sends a response outside a transaction to the request's source (Via-routed in effect:
+    /// the source is where `received`/`rport` would point).
+    fn send_stateless(&self, to: Peer, resp: Response) {
+        self.handle.send(Command::SendRaw { to, msg: Message::Response(resp) });
+    }
+
+    fn respond_now(&mut self, tx: TxId, resp: Response) {
+        if let Err(e) = self.txl.respond(crate::clock::now(), tx, resp) {
+            tracing::debug!(error = %e, "response on a finished transaction");
+        }
+    }
+
+    fn handle_tx_input(&mut self, input: TxInput) {
+        match input {
+            TxInput::Request { tx, req, from } => self.handle_request(tx, req, from),
+            TxInput::Response { tx, resp } => {
+                if let Some((owner, branch)) = self.client_owners.get(&tx) {
+                    let _ = owner.send(CallInput::Response { branch: branch.clone(), resp });
+                }
+            }
+            TxInput::Ack { req, from } => {
+                if let Some(owner) = self.dialog_owner(&req) {
+                    let _ = owner.send(CallInput::Ack { req, from });
+                }
+            }
+            TxInput::StrayResponse { resp, from } => {
+                // A 2xx retransmission for a leg we originated: the call re-sends its ACK.
+                let is_invite = resp.headers.cseq().is_ok_and(|c| c.method == Method::Invite);
+                if resp.status.is_success() && is_invite {
+                    let key = resp
+                        .headers
+                        .call_id()
+                        .ok()
+                        .zip(resp.headers.from().ok().and_then(|f| f.tag().map(str::to_owned)));
+                    if let Some((cid, tag)) = key
+                        && let Some(owner) = self.dialogs.get(&(cid.to_owned(), tag))
+                    {
+                        let _ = owner.send(CallInput::StrayResponse { resp, from });
+                    }
+                }
+            }
+            TxInput::Cancel { tx, req, from: _, invite_tx } => {
+                let owner = invite_tx.and_then(|t| self.server_owners.get(&t).cloned());
+                match owner {
+                    Some(owner) => {
+                        self.respond_now(tx, Response::from_request(&req, StatusCode::OK));
+                        let _ = owner.send(CallInput::Cancelled);
+                    }
+                    None => self.respond_now(
+                        tx,
+                        Response::from_request(&req, StatusCode::CALL_DOES_NOT_EXIST),
+                    ),
+                }
+            }
+        }
+    }
+
+    fn dialog_owner(&self, req: &Request) -> Option<&Owner> {
+        let call_id = req.headers.call_id().ok()?;
+        let tag = req.headers.to().ok()?.tag()?.to_owned();
+        self.dialogs.get(&(call_id.to_owned(), tag))
+    }
+
+    fn handle_request(&mut self, tx: TxId, req: Request, from: Peer) {
+        // §8.2.1 / RFC 4475 §3.3.2: we only route sip: and sips: Request-URIs.
+        if req.uri.as_sip().is_none() {
+            return self.reject(tx, &req, StatusCode::UNSUPPORTED_URI_SCHEME);
+        }
+        let in_dialog = req.headers.to().is_ok_and(|t| t.tag().is_some());
+        if in_dialog {
+            match self.dialog_owner(&req).cloned() {
+                Some(owner) => {
+                    if req.method == Method::Invite {
+                        self.server_owners.insert(tx, owner.clone());
+                    }
+                    let _ = owner.send(CallInput::Request { tx, req, from });
+                }
+                None if req.method == Method::Ack => {}
+                None => self.reject(tx, &req, StatusCode::CALL_DOES_NOT_EXIST),
+            }
+            return;
+        }
+        match &req.method {
+            Method::Options => self.answer_options(tx, &req),
+            Method::Register => {
+                let registrar = self.registrar.clone();
+                let handle = self.handle.clone();
+                tokio::spawn(async move {
+                    let resp = registrar.handle_register(&req, from).await;
+                    handle.respond(tx, resp);
+                });
+            }
+            Method::Invite => self.new_invite(tx, req, from),
+            Method::Other(_)
+            | Method::Subscribe
+            | Method::Notify
+            | Method::Publish
+            | Method::Message
+            | Method::Refer
+            | Method::Prack => self.reject(tx, &req, StatusCode::NOT_IMPLEMENTED),
+            Method::Ack => {}
+            Method::Bye | Method::Info | Method::Update | Method::Cancel => {
+                self.reject(tx, &req, StatusCode::CALL_DOES_NOT_EXIST)
+            }
+        }
+    }
+
+    /// OPTIONS to us (§11.2): answered locally whatever Max-Forwards says (RFC 4475 §3.3.11).
+    fn answer_options(&mut self, tx: TxId, req: &Request) {
+        if let Some(resp) = self.require_check(req) {
+            return self.respond_now(tx, resp);
+        }
+        let mut resp = crate::sip::dialog::response_with_tag(
+            req,
+            StatusCode::OK,
+            &crate::sip::dialog::new_tag(),
+        );
+        self.decorate(&mut resp);
+        self.respond_now(tx, resp);
+    }
+
+    fn new_invite(&mut self, tx: TxId, req: Request, from: Peer) {
+        if self.handle.draining() {
+            let mut resp = error_response(&req, StatusCode::SERVICE_UNAVAILABLE);
+            resp.headers.push("Retry-After", self.retry_after_secs.to_string());
+            return self.respond_now(tx, resp);
+        }
+        if let Some(resp) = self.require_check(&req) {
+            return self.respond_now(tx, resp);
+        }
+        match req.headers.max_forwards() {
+            Ok(Some(0)) => return self.reject(tx, &req, StatusCode::TOO_MANY_HOPS),
+            Ok(_) => {}
+            Err(_) => return self.reject(tx, &req, StatusCode::BAD_REQUEST),
+        }
+        if self.is_loop(&req) {
+            return self.reject(tx, &req, StatusCode::LOOP_DETECTED);
+        }
+        if !req.body.is_empty() {
+            match req.headers.content_type().as_deref() {
+                Some("application/sdp") => {}
+                _ => {
+                    let mut resp = error_response(&req, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+                    resp.headers.push("Accept", ACCEPT);
+                    return self.respond_now(tx, resp);
+                }
+            }
+        }
+        if let Some(accept) = req.headers.get("Accept")
+            && !accepts_sdp(&req)
+        {
+            tracing::debug!(accept, "INVITE does not accept SDP");
+            let mut resp = error_response(&req, StatusCode::NOT_ACCEPTABLE);
+            resp.headers.push("Warning", "399 switchboard \"only application/sdp is offered\"");
+            return self.respond_now(tx, resp);
+        }
+        let owner = self.calls.spawn(self.handle.clone(), tx, req, from);
+        self.server_owners.insert(tx, owner);
+    }
+
+    /// 420 for Require option tags we do not support (§8.2.2.3).
+    fn require_check(&self, req: &Request) -> Option<Response> {
+        let unsupported: Vec<&str> =
+            req.headers.option_tags("Require").filter(|t| !SUPPORTED.contains(t)).collect();
+        if unsupported.is_empty() {
+            return None;
+        }
+        let mut resp = error_response(req, StatusCode::BAD_EXTENSION);
+        resp.headers.push("Unsupported", unsupported.join(", "));
+        Some(resp)
+    }
+
+    /// A request that already carries a Via we created (§16.3 step 4, simplified for a B2BUA).
+    fn is_loop(&self, req: &Request) -> bool {
+        let prefix = &self.handle.local.branch_prefix;
+        req.headers.get_all("Via").any(|v| v.contains(prefix.as_str()))
+    }
+
+    /// A final error response; it carries a To tag (§8.2.6.2) except for 481, which has no
+    /// dialog to name.
+    fn reject(&mut self, tx: TxId, req: &Request, status: StatusCode) {
+        let mut resp = error_response(req, status);
+        if status == StatusCode::NOT_IMPLEMENTED {
+            resp.headers.push("Allow", ALLOW);
+        }
+        self.respond_now(tx, resp);
+    }
+
+    fn decorate(&self, resp: &mut Response) {
+        resp.headers.push("Allow", ALLOW);
+        resp.headers.push("Accept", ACCEPT);
+        resp.headers.push("Supported", SUPPORTED.join(", "));
+        resp.headers.push("Server", self.handle.local.server_header.clone());
+    }
+}
+
+fn error_response(req: &Request, status: StatusCode) -> Response {
+    if status == StatusCode::CALL_DOES_NOT_EXIST {
+        return Response::from_request(req, status);
+    }
+    crate::sip::dialog::response_with_tag(req, status, &crate::sip::dialog::new_tag())
+}
+
+/// Stamps `received`/`rport` on the top Via (RFC 3581 §4) and returns where responses go.
+fn stamp_via(req: &mut Request, peer: Peer) -> Peer {
+    let Ok(mut via) = req.headers.top_via() else { return peer };
+    super::transport::stamp_received(&mut via, peer.addr);
+    if let Some(h) = req.headers.0.iter_mut().find(|h| h.name.as_str() == "Via") {
+        h.value = via.to_string();
+    }
+    if peer.transport.is_reliable() {
+        return peer;
+    }
+    super::transport::response_target(&via, peer.transport).unwrap_or(peer)
+}
+
+fn accepts_sdp(req: &Request) -> bool {
+    req.headers.get_all("Accept").any(|a| {
+        let t = a.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+        t == "application/sdp" || t == "application/*" || t == "*/*" || t.is_empty()
+    })
+}
+
+fn count_request_in(req: &Request) {
+    metrics::counter!("switchboard_sip_messages_total", "direction" => "in", "method" => req.method.as_str().to_owned(), "status" => "").increment(1);
+}
+
+fn count_message(direction: &'static str, msg: &Message) {
+    match msg {
+        Message::Request(r) => {
+            metrics::counter!("switchboard_sip_messages_total", "direction" => direction, "method" => r.method.as_str().to_owned(), "status" => "").increment(1);
+        }
+        Message::Response(r) => {
+            let method = r.headers.cseq().map(|c| c.method.as_str().to_owned()).unwrap_or_default();
+            metrics::counter!("switchboard_sip_messages_total", "direction" => direction, "method" => method, "status" => r.status.0.to_string()).increment(1);
+        }
+    }
+}
+
+async fn sleep_until_opt(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}

@@ -2,6 +2,7 @@
 //! the registrar and digest authentication.
 
 pub mod auth;
+pub mod dialog;
 pub mod endpoint;
 pub mod message;
 pub mod registrar;

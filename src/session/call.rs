@@ -1,0 +1,823 @@
+//! The call actor: one task owning one B2BUA call from INVITE to the call record.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use super::{CallContext, CallInput};
+use crate::media::relay::{Leg, Relay};
+use crate::media::sdp::SessionDescription;
+use crate::sip::dialog::{Dialog, new_call_id, new_tag, response_with_tag};
+use crate::sip::endpoint::{Command, EndpointHandle, Owner};
+use crate::sip::message::{Message, Method, NameAddr, Request, Response, StatusCode};
+use crate::sip::registrar::{AuthDecision, Location};
+use crate::sip::transaction::TxId;
+use crate::sip::transport::{Peer, Transport};
+use crate::store::StoreCmd;
+
+/// T1 for our own 2xx retransmissions (RFC 3261 §13.3.1.4).
+const T1: Duration = Duration::from_millis(500);
+/// T2 caps the 2xx retransmission interval.
+const T2: Duration = Duration::from_secs(4);
+/// How long after CANCEL we wait for the forks' final responses before giving up on them.
+const CANCEL_GRACE: Duration = Duration::from_secs(32);
+
+/// Which side of the B2BUA.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Side {
+    Caller,
+    Callee,
+}
+
+/// One forked INVITE towards a callee contact.
+struct Fork {
+    branch: String,
+    invite: Request,
+    peer: Peer,
+    /// A provisional response arrived, so CANCEL may be sent (§9.1).
+    proceeding: bool,
+    cancel_wanted: bool,
+    done: bool,
+}
+
+/// A 2xx we retransmit until its ACK arrives (§13.3.1.4).
+struct PendingAck {
+    side: Side,
+    resp: Response,
+    peer: Peer,
+    interval: Duration,
+    next: Instant,
+    give_up: Instant,
+}
+
+/// A re-INVITE being relayed from one side to the other.
+struct Reinvite {
+    from: Side,
+    tx: TxId,
+    req: Request,
+    branch: String,
+    cseq: u32,
+}
+
+/// How the call ended, for the record.
+struct Ending {
+    cause: &'static str,
+    by: &'static str,
+    code: u16,
+}
+
+struct Call {
+    ctx: Arc<CallContext>,
+    ep: EndpointHandle,
+    me: Owner,
+    record_id: String,
+    invite: Request,
+    invite_tx: TxId,
+    caller_peer: Peer,
+    a_tag: String,
+    a_dialog: Option<Dialog>,
+    b_call_id: String,
+    b_tag: String,
+    b_dialog: Option<Dialog>,
+    forks: Vec<Fork>,
+    best_failure: Option<Response>,
+    relay: Option<Relay>,
+    answered: bool,
+    finished_a: bool,
+    pending_acks: Vec<PendingAck>,
+    reinvite: Option<Reinvite>,
+    ending: Option<Ending>,
+    cancel_deadline: Option<Instant>,
+}
+
+/// Runs the call to its end.
+pub(super) async fn run(
+    ctx: Arc<CallContext>,
+    ep: EndpointHandle,
+    me: Owner,
+    mut inbox: mpsc::UnboundedReceiver<CallInput>,
+    invite_tx: TxId,
+    invite: Request,
+    from: Peer,
+) {
+    let call_id = invite.headers.call_id().unwrap_or_default().to_owned();
+    let span = tracing::info_span!("call", sip_call_id = %call_id);
+    let _enter = span.enter();
+    let mut call = Call {
+        record_id: uuid::Uuid::now_v7().to_string(),
+        a_tag: new_tag(),
+        b_call_id: new_call_id(),
+        b_tag: new_tag(),
+        ctx,
+        ep,
+        me,
+        invite,
+        invite_tx,
+        caller_peer: from,
+        a_dialog: None,
+        b_dialog: None,
+        forks: Vec::new(),
+        best_failure: None,
+        relay: None,
+        answered: false,
+        finished_a: false,
+        pending_acks: Vec::new(),
+        reinvite: None,
+        ending: None,
+        cancel_deadline: None,
+    };
+    drop(_enter);
+    let started = call.start(&mut inbox).await;
+    if started {
+        let no_answer = Instant::now() + call.ctx.no_answer_timeout;
+        call.event_loop(&mut inbox, no_answer).await;
+        call.finish();
+    }
+}
+
+impl Call {
+    /// Authenticates, routes and forks. False when the call was refused at once.
+    async fn start(&mut self, inbox: &mut mpsc::UnboundedReceiver<CallInput>) -> bool {
+        self.respond_a(StatusCode::TRYING, None);
+        let caller = match self.ctx.registrar.authenticate(&self.invite, self.caller_peer, true).await {
+            AuthDecision::Reply(resp) => {
+                self.ep.respond(self.invite_tx, resp);
+                return false;
+            }
+            AuthDecision::Allowed(user) => user,
+        };
+        // A CANCEL may have arrived while we waited for the database.
+        while let Ok(input) = inbox.try_recv() {
+            if matches!(input, CallInput::Cancelled) {
+                self.reply_a_final(StatusCode::REQUEST_TERMINATED);
+                return false;
+            }
+        }
+        let Some(target) = self.invite.uri.as_sip().and_then(|u| u.user_unescaped()) else {
+            self.reply_a_final(StatusCode::NOT_FOUND);
+            return false;
+        };
+        if self.ctx.registrar.user(&target).await.is_none() {
+            self.reply_a_final(StatusCode::NOT_FOUND);
+            return false;
+        }
+        let contacts = self.ctx.registrar.lookup(&target);
+        if contacts.is_empty() {
+            self.reply_a_final(StatusCode::TEMPORARILY_UNAVAILABLE);
+            return false;
+        }
+        let offer = match self.prepare_media() {
+            Ok(offer) => offer,
+            Err(status) => {
+                self.reply_a_final(status);
+                return false;
+            }
+        };
+        self.record_start(caller.as_deref(), &target);
+        self.ep.send(Command::AddDialog {
+            call_id: self.invite.headers.call_id().unwrap_or_default().to_owned(),
+            local_tag: self.a_tag.clone(),
+            owner: self.me.clone(),
+        });
+        self.ep.send(Command::AddDialog {
+            call_id: self.b_call_id.clone(),
+            local_tag: self.b_tag.clone(),
+            owner: self.me.clone(),
+        });
+        for loc in contacts {
+            self.fork(&loc, &target, offer.clone());
+        }
+        true
+    }
+
+    /// Parses the caller's offer, opens the relay, and returns the offer for the callee side.
+    fn prepare_media(&mut self) -> Result<Bytes, StatusCode> {
+        let mut sdp = SessionDescription::parse(&self.invite.body).map_err(|e| {
+            tracing::info!(error = %e, "INVITE without a usable SDP offer");
+            StatusCode::NOT_ACCEPTABLE_HERE
+        })?;
+        sdp.intersect_supported().map_err(|_| StatusCode::NOT_ACCEPTABLE_HERE)?;
+        let mut relay = Relay::new(&self.ctx.ports, self.ctx.rtp_bind_ip).map_err(|e| {
+            tracing::warn!(error = %e, "no RTP ports for a new call");
+            StatusCode::SERVICE_UNAVAILABLE
+        })?;
+        if let Some(addr) = sdp_target(&sdp) {
+            relay.set_remote(Leg::A, addr);
+        }
+        relay.start();
+        sdp.rewrite_for_relay(self.ctx.media_ip, relay.local_port(Leg::B));
+        self.relay = Some(relay);
+        Ok(Bytes::from(sdp.to_bytes()))
+    }
+
+    fn fork(&mut self, loc: &Location, target: &str, offer: Bytes) {
+        let a = &self.invite.headers;
+        let mf = a.max_forwards().ok().flatten().unwrap_or(70).saturating_sub(1);
+        let from = a.from().ok();
+        let caller_user = from.as_ref().and_then(|f| f.sip_user()).unwrap_or_else(|| "anonymous".into());
+        let display = from.as_ref().and_then(|f| f.display.clone());
+        let domain = &self.ep.local.domain;
+        let (via, branch) = self.ep.local.via(loc.source.transport);
+        let mut req = Request::new(Method::Invite, loc.uri.clone());
+        let h = &mut req.headers;
+        h.push("Via", via);
+        h.push("Max-Forwards", mf.to_string());
+        let from_value = match display {
+            Some(d) => format!("\"{}\" <sip:{}@{}>;tag={}", d.replace(['"', '\\'], ""), caller_user, domain, self.b_tag),
+            None => format!("<sip:{}@{}>;tag={}", caller_user, domain, self.b_tag),
+        };
+        h.push("From", from_value);
+        h.push("To", format!("<sip:{target}@{domain}>"));
+        h.push("Call-ID", self.b_call_id.clone());
+        h.push("CSeq", "1 INVITE");
+        h.push("Contact", self.ep.local.contact(loc.source.transport));
+        h.push("Allow", crate::sip::endpoint::ALLOW);
+        h.push("User-Agent", self.ep.local.server_header.clone());
+        req.set_body(Some("application/sdp"), offer);
+        self.forks.push(Fork {
+            branch,
+            invite: req.clone(),
+            peer: loc.source,
+            proceeding: false,
+            cancel_wanted: false,
+            done: false,
+        });
+        self.ep.send(Command::SendRequest { req, to: loc.source, owner: self.me.clone() });
+    }
+
+    async fn event_loop(&mut self, inbox: &mut mpsc::UnboundedReceiver<CallInput>, no_answer: Instant) {
+        loop {
+            if self.is_over() {
+                return;
+            }
+            let deadline = self.next_deadline(no_answer);
+            tokio::select! {
+                input = inbox.recv() => match input {
+                    Some(input) => self.handle(input),
+                    None => return,
+                },
+                _ = tokio::time::sleep_until(deadline) => self.on_timer(no_answer),
+            }
+        }
+    }
+
+    fn is_over(&self) -> bool {
+        self.ending.is_some()
+            && self.finished_a
+            && self.forks.iter().all(|f| f.done)
+            && (self.pending_acks.is_empty() || self.answered)
+    }
+
+    fn next_deadline(&self, no_answer: Instant) -> Instant {
+        let mut d = if self.answered || self.finished_a { Instant::now() + Duration::from_secs(3600) } else { no_answer };
+        if let Some(c) = self.cancel_deadline {
+            d = d.min(c);
+        }
+        for p in &self.pending_acks {
+            d = d.min(p.next);
+        }
+        d
+    }
+
+    fn on_timer(&mut self, no_answer: Instant) {
+        let now = Instant::now();
+        if !self.answered && !self.finished_a && now >= no_answer {
+            tracing::info!("no answer: giving up");
+            self.ending = Some(Ending { cause: "no_answer", by: "system", code: 480 });
+            self.reply_a_final(StatusCode::TEMPORARILY_UNAVAILABLE);
+            self.cancel_forks();
+        }
+        if self.cancel_deadline.is_some_and(|d| now >= d) {
+            for f in &mut self.forks {
+                f.done = true;
+            }
+            self.cancel_deadline = None;
+        }
+        let mut expired = Vec::new();
+        for (i, p) in self.pending_acks.iter_mut().enumerate() {
+            if now >= p.give_up {
+                expired.push(i);
+            } else if now >= p.next {
+                self.ep.send(Command::SendRaw { to: p.peer, msg: Message::Response(p.resp.clone()) });
+                p.interval = (p.interval * 2).min(T2);
+                p.next = now + p.interval;
+            }
+        }
+        for i in expired.into_iter().rev() {
+            let p = self.pending_acks.remove(i);
+            tracing::info!(side = ?p.side, "no ACK for our 2xx: hanging up (RFC 3261 §13.3.1.4)");
+            self.hangup(Ending { cause: "ack_timeout", by: "system", code: 408 });
+        }
+    }
+
+    fn handle(&mut self, input: CallInput) {
+        match input {
+            CallInput::Response { branch, resp } => self.on_response(&branch, resp),
+            CallInput::Timeout { branch } => self.on_timeout(&branch),
+            CallInput::Cancelled => {
+                if !self.answered && !self.finished_a {
+                    self.ending = Some(Ending { cause: "caller_cancel", by: "caller", code: 487 });
+                    self.reply_a_final(StatusCode::REQUEST_TERMINATED);
+                    self.cancel_forks();
+                }
+            }
+            CallInput::Request { tx, req, from } => self.on_request(tx, req, from),
+            CallInput::Ack { req, from: _ } => {
+                let side = self.side_of(&req);
+                self.pending_acks.retain(|p| Some(p.side) != side);
+            }
+            CallInput::StrayResponse { resp, from: _ } => {
+                // Our ACK was lost: re-send it (§13.2.2.4).
+                if let Some(d) = &self.b_dialog
+                    && resp.headers.to().ok().and_then(|t| t.tag().map(str::to_owned)).as_deref() == Some(d.remote_tag.as_str())
+                {
+                    let seq = resp.headers.cseq().map(|c| c.seq).unwrap_or(1);
+                    self.send_ack(Side::Callee, seq);
+                }
+            }
+            CallInput::Shutdown => {
+                if self.answered {
+                    self.hangup(Ending { cause: "shutdown", by: "system", code: 200 });
+                } else if !self.finished_a {
+                    self.ending = Some(Ending { cause: "shutdown", by: "system", code: 503 });
+                    self.reply_a_final(StatusCode::SERVICE_UNAVAILABLE);
+                    self.cancel_forks();
+                }
+            }
+        }
+    }
+
+    fn on_response(&mut self, branch: &str, resp: Response) {
+        if let Some(r) = &self.reinvite
+            && r.branch == branch
+        {
+            return self.on_reinvite_response(resp);
+        }
+        let Some(i) = self.forks.iter().position(|f| f.branch == branch) else {
+            return; // BYE/CANCEL responses need nothing from us
+        };
+        let status = resp.status;
+        if status.is_provisional() {
+            if status == StatusCode::TRYING {
+                return;
+            }
+            self.forks[i].proceeding = true;
+            if self.forks[i].cancel_wanted {
+                self.send_cancel(i);
+                return;
+            }
+            if self.answered || self.finished_a {
+                return;
+            }
+            let mut out = self.a_response(status);
+            out.reason.clone_from(&resp.reason);
+            if !resp.body.is_empty() {
+                match self.answer_for_caller(&resp) {
+                    Some(body) => out.set_body(Some("application/sdp"), body),
+                    None => return,
+                }
+            }
+            self.ep.respond(self.invite_tx, out);
+            return;
+        }
+        self.forks[i].done = true;
+        if status.is_success() {
+            self.on_fork_answered(i, resp);
+            return;
+        }
+        tracing::debug!(code = status.0, "fork failed");
+        if better_failure(self.best_failure.as_ref().map(|r| r.status), status) {
+            self.best_failure = Some(resp);
+        }
+        if !self.answered && !self.finished_a && self.forks.iter().all(|f| f.done) {
+            let best = self.best_failure.take();
+            let status = best.as_ref().map(|r| r.status).unwrap_or(StatusCode::TEMPORARILY_UNAVAILABLE);
+            let mut out = self.a_response(status);
+            if let Some(b) = &best {
+                out.reason.clone_from(&b.reason);
+            }
+            let cause = match status.0 {
+                486 | 600 => "busy",
+                487 => "cancelled",
+                603 => "declined",
+                408 | 480 => "no_answer",
+                _ => "failed",
+            };
+            self.ending = Some(Ending { cause, by: "callee", code: status.0 });
+            self.finished_a = true;
+            self.ep.respond(self.invite_tx, out);
+        }
+    }
+
+    fn on_fork_answered(&mut self, i: usize, resp: Response) {
+        let peer = self.forks[i].peer;
+        let dialog = match Dialog::uac(&self.forks[i].invite, &resp, peer) {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::info!(error = %e, "unusable 2xx from callee");
+                return;
+            }
+        };
+        if self.answered || self.finished_a {
+            // A second fork answered, or the caller already left: ACK and BYE it (§13.2.2.4).
+            let mut d = dialog;
+            self.ep.send(Command::SendRaw { to: d.peer, msg: Message::Request(self.with_via(d.ack(1), d.peer.transport)) });
+            let bye = d.request(Method::Bye);
+            let bye = self.with_via(bye, d.peer.transport);
+            self.ep.send(Command::SendRequest { req: bye, to: d.peer, owner: self.me.clone() });
+            return;
+        }
+        let Some(body) = self.answer_for_caller(&resp) else {
+            // The callee's answer is unusable: end its leg and fail the call.
+            self.b_dialog = Some(dialog);
+            self.send_ack(Side::Callee, 1);
+            self.hangup_leg(Side::Callee);
+            self.ending = Some(Ending { cause: "media_failed", by: "system", code: 488 });
+            self.reply_a_final(StatusCode::NOT_ACCEPTABLE_HERE);
+            self.cancel_forks();
+            return;
+        };
+        self.b_dialog = Some(dialog);
+        self.send_ack(Side::Callee, 1);
+        self.answered = true;
+        self.finished_a = true;
+        let mut ok = self.a_response(StatusCode::OK);
+        ok.set_body(Some("application/sdp"), body);
+        self.a_dialog = Dialog::uas(&self.invite, &self.a_tag, self.caller_peer).ok();
+        self.ep.respond(self.invite_tx, ok.clone());
+        if !self.caller_peer.transport.is_reliable() {
+            self.pending_acks.push(PendingAck {
+                side: Side::Caller,
+                resp: ok,
+                peer: self.caller_peer,
+                interval: T1,
+                next: Instant::now() + T1,
+                give_up: Instant::now() + T1 * 64,
+            });
+        }
+        self.ctx.writer.send(StoreCmd::CallAnswered { call_id: self.record_id.clone(), at_ms: crate::clock::unix_ms() });
+        tracing::info!("call answered");
+        self.cancel_forks();
+    }
+
+    /// Rewrites a callee answer (or early-media SDP) for the caller and points the relay at
+    /// the callee. None when the SDP is unusable.
+    fn answer_for_caller(&mut self, resp: &Response) -> Option<Bytes> {
+        let mut sdp = SessionDescription::parse(&resp.body).ok()?;
+        let relay = self.relay.as_mut()?;
+        if let Some(addr) = sdp_target(&sdp) {
+            relay.set_remote(Leg::B, addr);
+        }
+        sdp.rewrite_for_relay(self.ctx.media_ip, relay.local_port(Leg::A));
+        Some(Bytes::from(sdp.to_bytes()))
+    }
+
+    fn on_timeout(&mut self, branch: &str) {
+        if let Some(r) = &self.reinvite
+            && r.branch == branch
+        {
+            if let Some(r) = self.reinvite.take() {
+                self.respond_in_dialog(r.tx, &r.req, StatusCode::REQUEST_TIMEOUT);
+            }
+            return;
+        }
+        if let Some(i) = self.forks.iter().position(|f| f.branch == branch) {
+            let mut synthetic = Response::from_request(&self.forks[i].invite, StatusCode::REQUEST_TIMEOUT);
+            synthetic.reason = "Request Timeout".into();
+            self.on_response(branch, synthetic);
+        }
+    }
+
+    fn on_request(&mut self, tx: TxId, req: Request, from: Peer) {
+        let Some(side) = self.side_of(&req) else {
+            self.ep.respond(tx, Response::from_request(&req, StatusCode::CALL_DOES_NOT_EXIST));
+            return;
+        };
+        let in_order = match (self.dialog_mut(side), req.headers.cseq()) {
+            (Some(d), Ok(cseq)) => d.accept_remote_cseq(&cseq),
+            (None, _) => {
+                // A request on a dialog that is not confirmed yet (e.g. BYE before our 200).
+                self.ep.respond(tx, Response::from_request(&req, StatusCode::CALL_DOES_NOT_EXIST));
+                return;
+            }
+            (_, Err(_)) => false,
+        };
+        if !in_order {
+            self.ep.respond(tx, Response::from_request(&req, StatusCode::SERVER_ERROR));
+            return;
+        }
+        match req.method {
+            Method::Bye => {
+                self.ep.respond(tx, Response::from_request(&req, StatusCode::OK));
+                let by = match side {
+                    Side::Caller => "caller",
+                    Side::Callee => "callee",
+                };
+                tracing::info!(by, "call ended by BYE");
+                self.hangup_leg(other(side));
+                self.forget_leg(side);
+                self.ending = Some(Ending { cause: "normal_clearing", by, code: 200 });
+                self.pending_acks.clear();
+            }
+            Method::Invite => self.on_reinvite(tx, req, from, side),
+            Method::Info | Method::Update if req.body.is_empty() || req.method == Method::Info => {
+                self.ep.respond(tx, Response::from_request(&req, StatusCode::OK));
+            }
+            _ => {
+                let mut resp = Response::from_request(&req, StatusCode::NOT_IMPLEMENTED);
+                resp.headers.push("Allow", crate::sip::endpoint::ALLOW);
+                self.ep.respond(tx, resp);
+            }
+        }
+    }
+
+    /// Relays a re-INVITE (hold, resume, media change) to the other side with SDP rewritten.
+    fn on_reinvite(&mut self, tx: TxId, req: Request, _from: Peer, side: Side) {
+        if self.reinvite.is_some() || !self.answered || self.ending.is_some() {
+            return self.respond_in_dialog(tx, &req, StatusCode::REQUEST_PENDING);
+        }
+        if let Some(d) = self.dialog_mut(side) {
+            d.refresh_target(&req.headers);
+        }
+        let body = if req.body.is_empty() {
+            Bytes::new()
+        } else {
+            let Ok(mut sdp) = SessionDescription::parse(&req.body) else {
+                return self.respond_in_dialog(tx, &req, StatusCode::NOT_ACCEPTABLE_HERE);
+            };
+            if sdp.intersect_supported().is_err() {
+                return self.respond_in_dialog(tx, &req, StatusCode::NOT_ACCEPTABLE_HERE);
+            }
+            let Some(relay) = self.relay.as_mut() else {
+                return self.respond_in_dialog(tx, &req, StatusCode::SERVER_ERROR);
+            };
+            if let Some(addr) = sdp_target(&sdp) {
+                relay.set_remote(leg_of(side), addr);
+            }
+            sdp.rewrite_for_relay(self.ctx.media_ip, relay.local_port(leg_of(other(side))));
+            Bytes::from(sdp.to_bytes())
+        };
+        let target = other(side);
+        let Some(d) = self.dialog_mut(target) else {
+            return self.respond_in_dialog(tx, &req, StatusCode::CALL_DOES_NOT_EXIST);
+        };
+        let mut out = d.request(Method::Invite);
+        let cseq = d.local_cseq;
+        let peer = d.peer;
+        let contact = self.ep.local.contact(peer.transport);
+        out.headers.push("Contact", contact);
+        if !body.is_empty() {
+            out.set_body(Some("application/sdp"), body);
+        }
+        let (via, branch) = self.ep.local.via(peer.transport);
+        out.headers.push_front("Via", via);
+        self.reinvite = Some(Reinvite { from: side, tx, req, branch, cseq });
+        self.ep.send(Command::SendRequest { req: out, to: peer, owner: self.me.clone() });
+    }
+
+    fn on_reinvite_response(&mut self, resp: Response) {
+        let status = resp.status;
+        if status.is_provisional() {
+            return;
+        }
+        let Some(r) = self.reinvite.take() else { return };
+        let to_side = other(r.from);
+        if !status.is_success() {
+            return self.respond_in_dialog(r.tx, &r.req, status);
+        }
+        if let Some(d) = self.dialog_mut(to_side) {
+            d.refresh_target(&resp.headers);
+        }
+        self.send_ack(to_side, r.cseq);
+        let body = if resp.body.is_empty() {
+            Bytes::new()
+        } else {
+            let Some(relay) = self.relay.as_mut() else { return };
+            match SessionDescription::parse(&resp.body) {
+                Ok(mut sdp) => {
+                    if let Some(addr) = sdp_target(&sdp) {
+                        relay.set_remote(leg_of(to_side), addr);
+                    }
+                    sdp.rewrite_for_relay(self.ctx.media_ip, relay.local_port(leg_of(r.from)));
+                    Bytes::from(sdp.to_bytes())
+                }
+                Err(_) => return self.respond_in_dialog(r.tx, &r.req, StatusCode::NOT_ACCEPTABLE_HERE),
+            }
+        };
+        let Some(peer) = self.dialog_mut(r.from).map(|d| d.peer) else { return };
+        let mut ok = Response::from_request(&r.req, StatusCode::OK);
+        ok.headers.push("Contact", self.ep.local.contact(peer.transport));
+        if !body.is_empty() {
+            ok.set_body(Some("application/sdp"), body);
+        }
+        self.ep.respond(r.tx, ok.clone());
+        if !peer.transport.is_reliable() {
+            self.pending_acks.push(PendingAck {
+                side: r.from,
+                resp: ok,
+                peer,
+                interval: T1,
+                next: Instant::now() + T1,
+                give_up: Instant::now() + T1 * 64,
+            });
+        }
+    }
+
+    fn respond_in_dialog(&mut self, tx: TxId, req: &Request, status: StatusCode) {
+        self.ep.respond(tx, Response::from_request(req, status));
+    }
+
+    fn side_of(&self, req: &Request) -> Option<Side> {
+        let call_id = req.headers.call_id().ok()?;
+        if call_id == self.b_call_id {
+            Some(Side::Callee)
+        } else if Some(call_id) == self.invite.headers.call_id().ok() {
+            Some(Side::Caller)
+        } else {
+            None
+        }
+    }
+
+    fn dialog_mut(&mut self, side: Side) -> Option<&mut Dialog> {
+        match side {
+            Side::Caller => self.a_dialog.as_mut(),
+            Side::Callee => self.b_dialog.as_mut(),
+        }
+    }
+
+    fn send_ack(&mut self, side: Side, seq: u32) {
+        let Some(d) = self.dialog_mut(side) else { return };
+        let ack = d.ack(seq);
+        let peer = d.peer;
+        let ack = self.with_via(ack, peer.transport);
+        self.ep.send(Command::SendRaw { to: peer, msg: Message::Request(ack) });
+    }
+
+    /// Sends BYE on one leg (if it is confirmed) and forgets its dialog.
+    fn hangup_leg(&mut self, side: Side) {
+        let Some(d) = self.dialog_mut(side) else { return };
+        let bye = d.request(Method::Bye);
+        let peer = d.peer;
+        let bye = self.with_via(bye, peer.transport);
+        self.ep.send(Command::SendRequest { req: bye, to: peer, owner: self.me.clone() });
+        self.forget_leg(side);
+    }
+
+    fn forget_leg(&mut self, side: Side) {
+        match side {
+            Side::Caller => self.a_dialog = None,
+            Side::Callee => self.b_dialog = None,
+        }
+    }
+
+    fn hangup(&mut self, ending: Ending) {
+        self.hangup_leg(Side::Caller);
+        self.hangup_leg(Side::Callee);
+        self.pending_acks.clear();
+        if self.ending.is_none() {
+            self.ending = Some(ending);
+        }
+    }
+
+    fn cancel_forks(&mut self) {
+        for i in 0..self.forks.len() {
+            if self.forks[i].done {
+                continue;
+            }
+            if self.forks[i].proceeding {
+                self.send_cancel(i);
+            } else {
+                self.forks[i].cancel_wanted = true;
+            }
+        }
+        self.cancel_deadline = Some(Instant::now() + CANCEL_GRACE);
+    }
+
+    /// CANCEL for a fork (§9.1): same Request-URI, Call-ID, From, To, CSeq number and top Via.
+    fn send_cancel(&mut self, i: usize) {
+        let f = &mut self.forks[i];
+        f.cancel_wanted = false;
+        let inv = &f.invite;
+        let mut cancel = Request::new(Method::Cancel, inv.uri.clone());
+        for name in ["Via", "Route", "From", "To", "Call-ID"] {
+            for v in inv.headers.get_all(name) {
+                cancel.headers.push(name, v.to_owned());
+            }
+        }
+        cancel.headers.push("Max-Forwards", "70");
+        cancel.headers.push("CSeq", "1 CANCEL");
+        cancel.headers.push("Content-Length", "0");
+        self.ep.send(Command::SendRequest { req: cancel, to: f.peer, owner: self.me.clone() });
+    }
+
+    fn with_via(&self, mut req: Request, t: Transport) -> Request {
+        let (via, _) = self.ep.local.via(t);
+        req.headers.push_front("Via", via);
+        req
+    }
+
+    /// A response to the caller's INVITE with our tag and Contact.
+    fn a_response(&self, status: StatusCode) -> Response {
+        let mut resp = response_with_tag(&self.invite, status, &self.a_tag);
+        if status.0 > 100 && status.0 < 300 {
+            resp.headers.push("Contact", self.ep.local.contact(self.caller_peer.transport));
+            resp.headers.push("Allow", crate::sip::endpoint::ALLOW);
+        }
+        resp
+    }
+
+    fn respond_a(&self, status: StatusCode, body: Option<Bytes>) {
+        let mut resp = self.a_response(status);
+        if let Some(b) = body {
+            resp.set_body(Some("application/sdp"), b);
+        }
+        self.ep.respond(self.invite_tx, resp);
+    }
+
+    fn reply_a_final(&mut self, status: StatusCode) {
+        if self.finished_a {
+            return;
+        }
+        self.finished_a = true;
+        self.respond_a(status, None);
+    }
+
+    fn record_start(&self, caller_ext: Option<&str>, callee: &str) {
+        let from = self.invite.headers.from().ok();
+        let caller = caller_ext
+            .map(str::to_owned)
+            .or_else(|| from.as_ref().and_then(NameAddr::sip_user))
+            .unwrap_or_else(|| "anonymous".into());
+        let identity_kind = if caller_ext.is_some() { "sip" } else { "phone" };
+        self.ctx.writer.send(StoreCmd::CallStarted(crate::store::NewCall {
+            call_id: self.record_id.clone(),
+            session_id: uuid::Uuid::now_v7().to_string(),
+            sip_call_id: self.invite.headers.call_id().unwrap_or_default().to_owned(),
+            identity_kind: identity_kind.to_owned(),
+            identity_value: caller.clone(),
+            caller,
+            callee: callee.to_owned(),
+            direction: "internal".to_owned(),
+            started_ms: crate::clock::unix_ms(),
+        }));
+    }
+
+    /// Closes the record, frees the ports, unhooks the dialogs.
+    fn finish(&mut self) {
+        let ending = self.ending.take().unwrap_or(Ending { cause: "unknown", by: "system", code: 500 });
+        self.ctx.writer.send(StoreCmd::CallEnded {
+            call_id: self.record_id.clone(),
+            at_ms: crate::clock::unix_ms(),
+            hangup_cause: ending.cause.to_owned(),
+            hangup_by: ending.by.to_owned(),
+            final_code: ending.code,
+        });
+        self.relay = None;
+        self.ep.send(Command::RemoveDialog {
+            call_id: self.invite.headers.call_id().unwrap_or_default().to_owned(),
+            local_tag: self.a_tag.clone(),
+        });
+        self.ep.send(Command::RemoveDialog { call_id: self.b_call_id.clone(), local_tag: self.b_tag.clone() });
+    }
+}
+
+fn other(side: Side) -> Side {
+    match side {
+        Side::Caller => Side::Callee,
+        Side::Callee => Side::Caller,
+    }
+}
+
+fn leg_of(side: Side) -> Leg {
+    match side {
+        Side::Caller => Leg::A,
+        Side::Callee => Leg::B,
+    }
+}
+
+/// Where the SDP says RTP should go (None for hold with c=0.0.0.0 or port 0).
+fn sdp_target(sdp: &SessionDescription) -> Option<SocketAddr> {
+    let ip = sdp.connection_addr()?;
+    let port = sdp.media_port()?;
+    (!ip.is_unspecified() && port != 0).then(|| SocketAddr::new(ip, port))
+}
+
+/// §16.7 step 6, simplified: 6xx beats everything, then the lowest class, 4xx before 5xx.
+fn better_failure(current: Option<StatusCode>, candidate: StatusCode) -> bool {
+    let rank = |s: StatusCode| match s.0 {
+        600..=699 => 0,
+        400..=499 if s.0 != 408 && s.0 != 487 => 1,
+        300..=399 => 2,
+        500..=599 => 3,
+        487 => 4,
+        _ => 5,
+    };
+    match current {
+        None => true,
+        Some(c) => rank(candidate) < rank(c),
+    }
+}
