@@ -11,6 +11,8 @@
 //! domain = "switchboard"                   # digest realm and our SIP domain
 //! public_ip = "203.0.113.7"                # default: the first listen address
 //! trusted_cidrs = []                       # sources not challenged (SBCs, trunks, load generators)
+//! force_rport = true                       # answer UDP requests at their source port, as if
+//!                                          # they carried rport (RFC 3581); false: Via sent-by
 //! no_answer_timeout_secs = 30
 //! min_expires_secs = 60
 //! max_expires_secs = 3600
@@ -72,6 +74,7 @@ pub struct SipConfig {
     pub domain: String,
     pub public_ip: Option<IpAddr>,
     pub trusted_cidrs: Vec<String>,
+    pub force_rport: bool,
     pub no_answer_timeout_secs: u64,
     pub min_expires_secs: u32,
     pub max_expires_secs: u32,
@@ -116,6 +119,7 @@ pub struct Settings {
     pub domain: String,
     pub public_ip: IpAddr,
     pub trusted: Vec<IpNet>,
+    pub force_rport: bool,
     pub no_answer_timeout: std::time::Duration,
     pub min_expires: u32,
     pub max_expires: u32,
@@ -192,6 +196,7 @@ impl Default for SipConfig {
             domain: default_domain(),
             public_ip: None,
             trusted_cidrs: Vec::new(),
+            force_rport: true,
             no_answer_timeout_secs: default_no_answer_timeout_secs(),
             min_expires_secs: default_min_expires_secs(),
             max_expires_secs: default_max_expires_secs(),
@@ -322,6 +327,7 @@ impl Config {
             domain: self.sip.domain.clone(),
             public_ip,
             trusted,
+            force_rport: self.sip.force_rport,
             no_answer_timeout: std::time::Duration::from_secs(self.sip.no_answer_timeout_secs),
             min_expires: self.sip.min_expires_secs,
             max_expires: self.sip.max_expires_secs,

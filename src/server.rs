@@ -91,6 +91,7 @@ pub async fn start(settings: Settings) -> Result<Server, ServerError> {
         sent_by: bound.iter().map(|l| (l.transport, l.addr)).collect(),
         branch_prefix: format!("z9hG4bK{:08x}.", rand::random::<u32>()),
         server_header: format!("switchboard/{}", env!("CARGO_PKG_VERSION")),
+        force_rport: settings.force_rport,
     });
 
     let nonce_secret = std::env::var("SWITCHBOARD_NONCE_SECRET")

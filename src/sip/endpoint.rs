@@ -47,6 +47,9 @@ pub struct Local {
     /// `z9hG4bK` + a per-process random part: branches we create start with it (loop check).
     pub branch_prefix: String,
     pub server_header: String,
+    /// Answer UDP requests at their source address even without `rport` (Asterisk's
+    /// `force_rport`, the default): NATed phones work and nothing is sent to a Via host.
+    pub force_rport: bool,
 }
 
 /// Commands a call actor or the registrar sends to the endpoint.
@@ -280,7 +283,7 @@ impl Endpoint {
                     self.send_stateless(peer, resp);
                     return;
                 }
-                let target = stamp_via(&mut req, peer);
+                let target = stamp_via(&mut req, peer, self.handle.local.force_rport);
                 if let Some(input) = self.txl.handle_message(crate::clock::now(), Message::Request(req), target) {
                     self.handle_tx_input(input);
                 }
@@ -500,13 +503,13 @@ fn error_response(req: &Request, status: StatusCode) -> Response {
 }
 
 /// Stamps `received`/`rport` on the top Via (RFC 3581 §4) and returns where responses go.
-fn stamp_via(req: &mut Request, peer: Peer) -> Peer {
+fn stamp_via(req: &mut Request, peer: Peer, force_rport: bool) -> Peer {
     let Ok(mut via) = req.headers.top_via() else { return peer };
     super::transport::stamp_received(&mut via, peer.addr);
     if let Some(h) = req.headers.0.iter_mut().find(|h| h.name.as_str() == "Via") {
         h.value = via.to_string();
     }
-    if peer.transport.is_reliable() {
+    if peer.transport.is_reliable() || force_rport {
         return peer;
     }
     super::transport::response_target(&via, peer.transport).unwrap_or(peer)
