@@ -4,6 +4,9 @@
 //! Call-ID and From tag. These helpers read them leniently from the stored header values so that
 //! the transaction layer neither depends on the typed parsers nor panics on odd input: anything
 //! unreadable simply yields `None`.
+//!
+//! Branches compare exactly (case-sensitive), as §17.2.3 asks for equality; sent-by compares
+//! with case and whitespace ignored.
 
 use crate::sip::message::{Headers, Method, Request, Response};
 

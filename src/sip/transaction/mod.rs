@@ -131,7 +131,8 @@ pub enum TxInput {
     /// RFC 6026) so that the TU can ACK each. Provisionals are passed up as received (§17.1.1.2).
     Response { tx: TxId, resp: Response },
     /// An ACK for a 2xx: no transaction of its own (end to end), or matched to an INVITE server
-    /// transaction in the Accepted state (RFC 6026 §8.7).
+    /// transaction in the Accepted state (RFC 6026 §8.7). An ACK that matches nothing (say a
+    /// late ACK for a non-2xx after Timer H) comes here too: the TU drops what fits no dialog.
     Ack { req: Request, from: Peer },
     /// A response that matches no client transaction, e.g. a 2xx retransmission after the
     /// INVITE client transaction ended: the TU re-ACKs it or drops it.

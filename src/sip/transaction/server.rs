@@ -17,7 +17,7 @@ impl TransactionLayer {
             return None;
         };
         if let Some(&id) = self.server_index.get(&key) {
-            return self.server_match(now, id, req);
+            return self.server_match(now, id, req, from);
         }
         match req.method {
             Method::Ack => Some(TxInput::Ack { req, from }),
@@ -156,7 +156,13 @@ impl TransactionLayer {
 
     /// A request that matched server transaction `id`: a retransmission, or an ACK for an
     /// INVITE server transaction.
-    fn server_match(&mut self, now: Instant, id: TxId, req: Request) -> Option<TxInput> {
+    fn server_match(
+        &mut self,
+        now: Instant,
+        id: TxId,
+        req: Request,
+        from: Peer,
+    ) -> Option<TxInput> {
         let tx = self.txs.get(&id)?;
         let (kind, state, peer, reliable) = (tx.kind, tx.state, tx.peer, tx.reliable);
         let last = tx.msg.clone();
@@ -175,7 +181,7 @@ impl TransactionLayer {
             }
             // RFC 6026 §8.7: an ACK matching an Accepted transaction goes to the TU.
             (TxKind::InviteServer, TxState::Accepted, true) => {
-                return Some(TxInput::Ack { req, from: peer });
+                return Some(TxInput::Ack { req, from });
             }
             (_, _, true) => None,
             // Retransmitted INVITE: re-send the last provisional (if any) or the final.
