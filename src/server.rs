@@ -27,6 +27,8 @@ pub enum ServerError {
     Store(#[from] crate::store::StoreError),
     #[error("cannot bind {what} on {addr}: {source}")]
     Bind { what: &'static str, addr: String, source: std::io::Error },
+    #[error("RTP port range: {0}")]
+    Rtp(String),
     #[error("cannot create the data directory {0}: {1}")]
     DataDir(String, std::io::Error),
 }
@@ -123,7 +125,8 @@ pub async fn start(settings: Settings) -> Result<Server, ServerError> {
     let calls = CallRegistry::new(CallContext {
         registrar: registrar.clone(),
         writer: store.writer(),
-        ports: PortPool::new(settings.rtp_ports.0, settings.rtp_ports.1),
+        ports: PortPool::new(settings.rtp_ports.0, settings.rtp_ports.1)
+            .map_err(|e| ServerError::Rtp(e.to_string()))?,
         media_ip: settings.public_ip,
         rtp_bind_ip,
         no_answer_timeout: settings.no_answer_timeout,
@@ -131,7 +134,7 @@ pub async fn start(settings: Settings) -> Result<Server, ServerError> {
     tracing::info!(low = settings.rtp_ports.0, high = settings.rtp_ports.1, "RTP port range");
 
     let endpoint = Endpoint::new(
-        TransactionLayer::new(Timers::default()),
+        TransactionLayer::new(Timers::default()).with_auto_trying(true),
         transport,
         local,
         registrar.clone(),

@@ -1,6 +1,5 @@
 //! The call actor: one task owning one B2BUA call from INVITE to the call record.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -142,7 +141,6 @@ pub(super) async fn run(
 impl Call {
     /// Authenticates, routes and forks. False when the call was refused at once.
     async fn start(&mut self, inbox: &mut mpsc::UnboundedReceiver<CallInput>) -> bool {
-        self.respond_a(StatusCode::TRYING, None);
         let caller = match self.ctx.registrar.authenticate(&self.invite, self.caller_peer, true).await {
             AuthDecision::Reply(resp) => {
                 self.ep.respond(self.invite_tx, resp);
@@ -205,10 +203,11 @@ impl Call {
             tracing::warn!(error = %e, "no RTP ports for a new call");
             StatusCode::SERVICE_UNAVAILABLE
         })?;
-        if let Some(addr) = sdp_target(&sdp) {
-            relay.set_remote(Leg::A, addr);
-        }
-        relay.start();
+        point_relay(&relay, Leg::A, &sdp);
+        relay.start().map_err(|e| {
+            tracing::error!(error = %e, "cannot start the RTP relay");
+            StatusCode::SERVER_ERROR
+        })?;
         sdp.rewrite_for_relay(self.ctx.media_ip, relay.local_port(Leg::B));
         self.relay = Some(relay);
         Ok(Bytes::from(sdp.to_bytes()))
@@ -414,6 +413,15 @@ impl Call {
     }
 
     fn on_fork_answered(&mut self, i: usize, resp: Response) {
+        // RFC 6026: every 2xx is passed up; a retransmission of the winner's only needs its
+        // ACK again (§13.2.2.4).
+        let to_tag = resp.headers.to().ok().and_then(|t| t.tag().map(str::to_owned));
+        if let Some(d) = &self.b_dialog
+            && to_tag.as_deref() == Some(d.remote_tag.as_str())
+        {
+            self.send_ack(Side::Callee, 1);
+            return;
+        }
         let peer = self.forks[i].peer;
         let dialog = match Dialog::uac(&self.forks[i].invite, &resp, peer) {
             Ok(d) => d,
@@ -469,9 +477,7 @@ impl Call {
     fn answer_for_caller(&mut self, resp: &Response) -> Option<Bytes> {
         let mut sdp = SessionDescription::parse(&resp.body).ok()?;
         let relay = self.relay.as_mut()?;
-        if let Some(addr) = sdp_target(&sdp) {
-            relay.set_remote(Leg::B, addr);
-        }
+        point_relay(relay, Leg::B, &sdp);
         sdp.rewrite_for_relay(self.ctx.media_ip, relay.local_port(Leg::A));
         Some(Bytes::from(sdp.to_bytes()))
     }
@@ -555,9 +561,7 @@ impl Call {
             let Some(relay) = self.relay.as_mut() else {
                 return self.respond_in_dialog(tx, &req, StatusCode::SERVER_ERROR);
             };
-            if let Some(addr) = sdp_target(&sdp) {
-                relay.set_remote(leg_of(side), addr);
-            }
+            point_relay(relay, leg_of(side), &sdp);
             sdp.rewrite_for_relay(self.ctx.media_ip, relay.local_port(leg_of(other(side))));
             Bytes::from(sdp.to_bytes())
         };
@@ -599,9 +603,7 @@ impl Call {
             let Some(relay) = self.relay.as_mut() else { return };
             match SessionDescription::parse(&resp.body) {
                 Ok(mut sdp) => {
-                    if let Some(addr) = sdp_target(&sdp) {
-                        relay.set_remote(leg_of(to_side), addr);
-                    }
+                    point_relay(relay, leg_of(to_side), &sdp);
                     sdp.rewrite_for_relay(self.ctx.media_ip, relay.local_port(leg_of(r.from)));
                     Bytes::from(sdp.to_bytes())
                 }
@@ -799,11 +801,16 @@ fn leg_of(side: Side) -> Leg {
     }
 }
 
-/// Where the SDP says RTP should go (None for hold with c=0.0.0.0 or port 0).
-fn sdp_target(sdp: &SessionDescription) -> Option<SocketAddr> {
-    let ip = sdp.connection_addr()?;
-    let port = sdp.media_port()?;
-    (!ip.is_unspecified() && port != 0).then(|| SocketAddr::new(ip, port))
+/// Points the relay's `leg` at the RTP/RTCP addresses of that party's SDP. Hold with
+/// `c=0.0.0.0` or port 0 keeps the old address: the latch still follows the real source.
+fn point_relay(relay: &Relay, leg: Leg, sdp: &SessionDescription) {
+    let Some(rtp) = sdp.rtp_addr().filter(|a| !a.ip().is_unspecified() && a.port() != 0) else {
+        return;
+    };
+    match sdp.rtcp_addr().filter(|a| !a.ip().is_unspecified() && a.port() != 0) {
+        Some(rtcp) => relay.set_remote_with_rtcp(leg, rtp, rtcp),
+        None => relay.set_remote(leg, rtp),
+    }
 }
 
 /// §16.7 step 6, simplified: 6xx beats everything, then the lowest class, 4xx before 5xx.

@@ -187,11 +187,15 @@ impl Endpoint {
 
     async fn drain(&mut self) {
         while let Some(t) = self.txl.poll_transmit() {
-            self.transmit(t.to, t.msg).await;
+            if !self.transmit(t.to, &t.msg).await
+                && let Some(tx) = t.tx
+            {
+                self.txl.handle_transport_error(tx);
+            }
         }
         while let Some(ev) = self.txl.poll_event() {
             match ev {
-                TxEvent::Timeout { tx } => {
+                TxEvent::Timeout { tx } | TxEvent::TransportError { tx } => {
                     if let Some((owner, branch)) = self.client_owners.remove(&tx) {
                         let _ = owner.send(CallInput::Timeout { branch });
                     }
@@ -205,14 +209,17 @@ impl Endpoint {
         }
     }
 
-    async fn transmit(&self, to: Peer, msg: Message) {
-        count_message("out", &msg);
+    /// Sends one message; false when the transport refused it at once.
+    async fn transmit(&self, to: Peer, msg: &Message) -> bool {
+        count_message("out", msg);
         let bytes = Bytes::from(msg.to_bytes());
         match to.transport {
             Transport::Udp => {
                 if let Err(e) = self.transport.send(to, bytes).await {
                     tracing::debug!(peer = %to.addr, error = %e, "SIP send failed");
+                    return false;
                 }
+                true
             }
             Transport::Tcp => {
                 let transport = self.transport.clone();
@@ -221,6 +228,7 @@ impl Endpoint {
                         tracing::debug!(peer = %to.addr, error = %e, "SIP send failed");
                     }
                 });
+                true
             }
         }
     }
@@ -240,17 +248,17 @@ impl Endpoint {
                     .ok()
                     .and_then(|v| v.branch().map(str::to_owned))
                     .unwrap_or_default();
-                let tx = self.txl.send_request(now, req, to);
-                self.client_owners.insert(tx, (owner, branch));
+                match self.txl.send_request(now, req, to) {
+                    Ok(tx) => {
+                        self.client_owners.insert(tx, (owner, branch));
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "could not start a client transaction");
+                        let _ = owner.send(CallInput::Timeout { branch });
+                    }
+                }
             }
-            Command::SendRaw { to, msg } => {
-                let transport = self.transport.clone();
-                count_message("out", &msg);
-                let bytes = Bytes::from(msg.to_bytes());
-                tokio::spawn(async move {
-                    let _ = transport.send(to, bytes).await;
-                });
-            }
+            Command::SendRaw { to, msg } => self.txl.send_stateless(msg, to),
             Command::AddDialog { call_id, local_tag, owner } => {
                 self.dialogs.insert((call_id, local_tag), owner);
             }
@@ -301,8 +309,8 @@ impl Endpoint {
 
     /// Sends a response outside a transaction to the request's source (Via-routed in effect:
     /// the source is where `received`/`rport` would point).
-    fn send_stateless(&self, to: Peer, resp: Response) {
-        self.handle.send(Command::SendRaw { to, msg: Message::Response(resp) });
+    fn send_stateless(&mut self, to: Peer, resp: Response) {
+        self.txl.send_stateless(Message::Response(resp), to);
     }
 
     fn respond_now(&mut self, tx: TxId, resp: Response) {
