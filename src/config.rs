@@ -37,7 +37,6 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 
 use ipnet::IpNet;
 use serde::Deserialize;
@@ -104,11 +103,7 @@ pub struct ShutdownConfig {
 }
 
 /// A SIP listening socket, written `udp:IP:PORT` or `tcp:IP:PORT` (`udp:[::1]:5060`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct SipListen {
-    pub transport: Transport,
-    pub addr: SocketAddr,
-}
+pub use crate::sip::transport::Listen as SipListen;
 
 /// The validated configuration the server runs with.
 #[derive(Debug, Clone)]
@@ -266,7 +261,9 @@ impl Config {
         }
         let mut sip_listen = Vec::new();
         for (i, s) in self.sip.listen.iter().enumerate() {
-            let l = s.parse::<SipListen>().map_err(|m| invalid(&format!("sip.listen[{i}]"), m))?;
+            let l = s
+                .parse::<SipListen>()
+                .map_err(|m| invalid(&format!("sip.listen[{i}]"), m.to_string()))?;
             sip_listen.push(l);
         }
         let mut trusted = Vec::new();
@@ -342,31 +339,6 @@ impl Config {
             drain_timeout: std::time::Duration::from_secs(self.shutdown.drain_timeout_secs),
             retry_after_secs: self.shutdown.retry_after_secs,
         })
-    }
-}
-
-impl FromStr for SipListen {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let (proto, addr) = s
-            .split_once(':')
-            .ok_or_else(|| format!("{s:?} is not of the form udp:IP:PORT or tcp:IP:PORT"))?;
-        let transport = match proto.to_ascii_lowercase().as_str() {
-            "udp" => Transport::Udp,
-            "tcp" => Transport::Tcp,
-            other => return Err(format!("unsupported transport {other:?} (use udp or tcp)")),
-        };
-        let addr = addr
-            .parse::<SocketAddr>()
-            .map_err(|_| format!("{addr:?} is not IP:PORT (IPv6 as [::1]:5060)"))?;
-        Ok(SipListen { transport, addr })
-    }
-}
-
-impl std::fmt::Display for SipListen {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}:{}", self.transport.as_str().to_ascii_lowercase(), self.addr)
     }
 }
 

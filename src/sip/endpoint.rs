@@ -282,7 +282,7 @@ impl Endpoint {
                     self.send_stateless(peer, resp);
                 }
             }
-            InboundEvent::Message(Message::Request(mut req)) => {
+            InboundEvent::Message(Message::Request(req)) => {
                 count_request_in(&req);
                 if let Err(invalid) = message::check_request(&req) {
                     tracing::debug!(peer = %peer.addr, reason = %invalid.reason, "bad request");
@@ -291,7 +291,7 @@ impl Endpoint {
                     self.send_stateless(peer, resp);
                     return;
                 }
-                let target = stamp_via(&mut req, peer, self.handle.local.force_rport);
+                let target = response_peer(&req, peer, self.handle.local.force_rport);
                 if let Some(input) = self.txl.handle_message(crate::clock::now(), Message::Request(req), target) {
                     self.handle_tx_input(input);
                 }
@@ -510,17 +510,18 @@ fn error_response(req: &Request, status: StatusCode) -> Response {
     crate::sip::dialog::response_with_tag(req, status, &crate::sip::dialog::new_tag())
 }
 
-/// Stamps `received`/`rport` on the top Via (RFC 3581 §4) and returns where responses go.
-fn stamp_via(req: &mut Request, peer: Peer, force_rport: bool) -> Peer {
-    let Ok(mut via) = req.headers.top_via() else { return peer };
-    super::transport::stamp_received(&mut via, peer.addr);
-    if let Some(h) = req.headers.0.iter_mut().find(|h| h.name.as_str() == "Via") {
-        h.value = via.to_string();
-    }
+/// Where responses to `req` go: the source with `force_rport` or on a reliable transport,
+/// else per RFC 3261 §18.2.2 / RFC 3581 from the top Via (the transport already stamped
+/// `received`/`rport` on it).
+fn response_peer(req: &Request, peer: Peer, force_rport: bool) -> Peer {
     if peer.transport.is_reliable() || force_rport {
         return peer;
     }
-    super::transport::response_target(&via, peer.transport).unwrap_or(peer)
+    req.headers
+        .top_via()
+        .ok()
+        .and_then(|v| super::transport::via::response_peer(&v, peer))
+        .unwrap_or(peer)
 }
 
 fn accepts_sdp(req: &Request) -> bool {

@@ -166,11 +166,7 @@ impl Registrar {
             return AuthDecision::Reply(response_with_tag(req, StatusCode::FORBIDDEN, &new_tag()));
         }
         let header = if proxy { "Proxy-Authorization" } else { "Authorization" };
-        let creds = req
-            .headers
-            .get_all(header)
-            .filter_map(|v| self.auth.credentials(v))
-            .find(|c| c.realm == self.auth.realm());
+        let creds = self.auth.select(req.headers.get_all(header));
         let Some(creds) = creds else {
             return AuthDecision::Reply(self.challenge(req, proxy, false));
         };
@@ -178,12 +174,13 @@ impl Registrar {
         let known = user.is_some();
         let user = user.unwrap_or_else(|| self.decoy.clone());
         let now = crate::clock::unix_ms();
-        let outcome = self.auth.verify(&creds, req.method.as_str(), |alg| {
+        let uri = req.uri.to_string();
+        let outcome = self.auth.verify(&creds, req.method.as_str(), &uri, now, |alg| {
             Some(match alg {
                 crate::sip::auth::Algorithm::Md5 => user.ha1_md5.clone(),
                 crate::sip::auth::Algorithm::Sha256 => user.ha1_sha256.clone(),
             })
-        }, now);
+        });
         match outcome {
             AuthOutcome::Ok if known => {
                 self.clear_failures(ip);
