@@ -105,3 +105,77 @@ impl Ua {
         }
     }
 }
+
+/// Pulls `name="value"` or `name=value` out of a challenge header value.
+pub fn challenge_param(challenge: &str, name: &str) -> Option<String> {
+    let lower = challenge.to_ascii_lowercase();
+    let mut from = 0;
+    while let Some(pos) = lower[from..].find(&format!("{name}=")) {
+        let at = from + pos;
+        let before = lower[..at].chars().last();
+        if matches!(before, Some(' ' | ',' | '\t')) {
+            let rest = &challenge[at + name.len() + 1..];
+            return Some(if let Some(r) = rest.strip_prefix('"') {
+                r.split('"').next().unwrap_or("").to_owned()
+            } else {
+                rest.split([',', ' ']).next().unwrap_or("").to_owned()
+            });
+        }
+        from = at + 1;
+    }
+    None
+}
+
+/// An MD5 `Authorization` value answering `challenge` (qop=auth).
+pub fn digest_md5(challenge: &str, user: &str, password: &str, method: &str, uri: &str) -> String {
+    use switchboard::sip::auth::{Algorithm, ha1};
+    let realm = challenge_param(challenge, "realm").expect("realm");
+    let nonce = challenge_param(challenge, "nonce").expect("nonce");
+    let opaque = challenge_param(challenge, "opaque");
+    let h1 = ha1(Algorithm::Md5, user, &realm, password);
+    let h2 = Algorithm::Md5.hash_hex(format!("{method}:{uri}").as_bytes());
+    let cnonce = "0a4f113b";
+    let nc = "00000001";
+    let response =
+        Algorithm::Md5.hash_hex(format!("{h1}:{nonce}:{nc}:{cnonce}:auth:{h2}").as_bytes());
+    let mut v = format!(
+        "Digest username=\"{user}\", realm=\"{realm}\", nonce=\"{nonce}\", uri=\"{uri}\", response=\"{response}\", algorithm=MD5, qop=auth, nc={nc}, cnonce=\"{cnonce}\""
+    );
+    if let Some(o) = opaque {
+        v.push_str(&format!(", opaque=\"{o}\""));
+    }
+    v
+}
+
+/// The MD5 challenge among a response's challenge headers.
+pub fn md5_challenge(resp: &Response, header: &str) -> String {
+    resp.headers
+        .get_all(header)
+        .find(|c| c.to_ascii_uppercase().contains("MD5") || !c.to_ascii_uppercase().contains("SHA-256"))
+        .expect("an MD5 challenge")
+        .to_owned()
+}
+
+impl Ua {
+    /// REGISTER `ext` with this UA's address as contact, answering the challenge.
+    pub async fn register(&self, ext: &str, password: &str, expires: u32) -> Response {
+        let server = self.server;
+        let uri = format!("sip:{}", server);
+        let base = |cseq: u32, auth: Option<String>| {
+            let mut m = format!(
+                "REGISTER {uri} SIP/2.0\nVia: SIP/2.0/UDP {{addr}};branch=z9hG4bKreg{ext}{cseq};rport\nMax-Forwards: 70\nFrom: <sip:{ext}@switchboard>;tag=r{ext}\nTo: <sip:{ext}@switchboard>\nCall-ID: reg-{ext}-{{addr}}\nCSeq: {cseq} REGISTER\nContact: <sip:{ext}@{{addr}}>\nExpires: {expires}\n"
+            );
+            if let Some(a) = auth {
+                m.push_str(&format!("Authorization: {a}\n"));
+            }
+            m.push_str("Content-Length: 0\n\n");
+            m
+        };
+        self.send_text(&base(1, None)).await;
+        let challenge = self.recv_final_or_ringing().await;
+        assert_eq!(challenge.status.0, 401, "REGISTER is challenged");
+        let ch = md5_challenge(&challenge, "WWW-Authenticate");
+        self.send_text(&base(2, Some(digest_md5(&ch, ext, password, "REGISTER", &uri)))).await;
+        self.recv_final_or_ringing().await
+    }
+}

@@ -1,0 +1,272 @@
+//! End-to-end B2BUA behaviour over real UDP sockets against an in-process server: digest
+//! registration, an authenticated call with media relayed both ways, BYE, CANCEL, and the
+//! failure answers (404, 480, 486).
+
+mod common;
+
+use std::net::SocketAddr;
+
+use common::{GUARD, TestServer, Ua, digest_md5, md5_challenge};
+use switchboard::sip::message::{Message, Request, Response};
+use tokio::net::UdpSocket;
+
+fn sdp(port: u16) -> String {
+    format!(
+        "v=0\no=- 1 1 IN IP4 127.0.0.1\ns=-\nc=IN IP4 127.0.0.1\nt=0 0\nm=audio {port} RTP/AVP 0 8 101\na=rtpmap:0 PCMU/8000\na=rtpmap:8 PCMA/8000\na=rtpmap:101 telephone-event/8000\na=fmtp:101 0-15\na=sendrecv\n"
+    )
+}
+
+/// The RTP address an SDP body points at.
+fn sdp_target(body: &[u8]) -> SocketAddr {
+    let text = String::from_utf8_lossy(body);
+    let ip = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("c=IN IP4 "))
+        .expect("c= line")
+        .trim()
+        .to_owned();
+    let port = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("m=audio "))
+        .and_then(|r| r.split(' ').next())
+        .expect("m= line")
+        .to_owned();
+    format!("{ip}:{port}").parse().expect("rtp address")
+}
+
+fn invite_text(to_ext: &str, from_ext: &str, call_id: &str, cseq: u32, rtp: u16, auth: Option<&str>, server: SocketAddr) -> String {
+    let mut m = format!(
+        "INVITE sip:{to_ext}@{server} SIP/2.0\nVia: SIP/2.0/UDP {{addr}};branch=z9hG4bKinv{call_id}{cseq};rport\nMax-Forwards: 70\nFrom: \"Caller\" <sip:{from_ext}@switchboard>;tag=a{call_id}\nTo: <sip:{to_ext}@switchboard>\nCall-ID: {call_id}\nCSeq: {cseq} INVITE\nContact: <sip:{from_ext}@{{addr}}>\nContent-Type: application/sdp\n"
+    );
+    if let Some(a) = auth {
+        m.push_str(&format!("Proxy-Authorization: {a}\n"));
+    }
+    let body = sdp(rtp).replace('\n', "\r\n");
+    m.push_str(&format!("Content-Length: {}\n\n", body.len()));
+    m.replace('\n', "\r\n") + &body
+}
+
+/// Sends an authenticated INVITE (answering the 407) and returns the request text sent.
+async fn call(a: &Ua, to: &str, from: &str, pw: &str, call_id: &str, rtp: u16) {
+    let server = a.server;
+    a.send(invite_text(to, from, call_id, 1, rtp, None, server).replace("{addr}", &a.addr().to_string()).as_bytes()).await;
+    let challenge = a.recv_final_or_ringing().await;
+    assert_eq!(challenge.status.0, 407, "INVITE is challenged with 407");
+    a.send_text(&format!(
+        "ACK sip:{to}@{server} SIP/2.0\nVia: SIP/2.0/UDP {{addr}};branch=z9hG4bKinv{call_id}1;rport\nMax-Forwards: 70\nFrom: \"Caller\" <sip:{from}@switchboard>;tag=a{call_id}\nTo: {}\nCall-ID: {call_id}\nCSeq: 1 ACK\nContent-Length: 0\n\n",
+        challenge.headers.get("To").expect("To")
+    ))
+    .await;
+    let ch = md5_challenge(&challenge, "Proxy-Authenticate");
+    let auth = digest_md5(&ch, from, pw, "INVITE", &format!("sip:{to}@{server}"));
+    a.send(invite_text(to, from, call_id, 2, rtp, Some(&auth), server).replace("{addr}", &a.addr().to_string()).as_bytes()).await;
+}
+
+async fn recv_request(ua: &Ua) -> Request {
+    loop {
+        if let Message::Request(r) = ua.recv().await {
+            return r;
+        }
+    }
+}
+
+/// A response to `req` from the callee UA, with To tag and Contact.
+fn answer(req: &Request, code: u16, reason: &str, contact: SocketAddr, body: Option<String>) -> Vec<u8> {
+    let mut m = format!("SIP/2.0 {code} {reason}\r\n");
+    for v in req.headers.get_all("Via") {
+        m.push_str(&format!("Via: {v}\r\n"));
+    }
+    for name in ["From", "Call-ID", "CSeq"] {
+        m.push_str(&format!("{name}: {}\r\n", req.headers.get(name).expect("header")));
+    }
+    m.push_str(&format!("To: {};tag=callee\r\n", req.headers.get("To").expect("To")));
+    m.push_str(&format!("Contact: <sip:callee@{contact}>\r\n"));
+    match body {
+        Some(b) => {
+            let b = b.replace('\n', "\r\n");
+            m.push_str(&format!("Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{b}", b.len()));
+        }
+        None => m.push_str("Content-Length: 0\r\n\r\n"),
+    }
+    m.into_bytes()
+}
+
+async fn expect_status(ua: &Ua, code: u16) -> Response {
+    let r = ua.recv_final_or_ringing().await;
+    assert_eq!(r.status.0, code, "expected {code}, got {} {}", r.status.0, r.reason);
+    r
+}
+
+async fn rtp_roundtrip(from: &UdpSocket, to_server: SocketAddr, receiver: &UdpSocket, seq: u16) {
+    let mut pkt = vec![0x80u8, 0x00];
+    pkt.extend_from_slice(&seq.to_be_bytes());
+    pkt.extend_from_slice(&[0, 0, 0, 160, 0x12, 0x34, 0x56, 0x78]);
+    pkt.extend_from_slice(&[0xd5; 160]);
+    from.send_to(&pkt, to_server).await.expect("send rtp");
+    let mut buf = [0u8; 2048];
+    let (n, _) = tokio::time::timeout(GUARD, receiver.recv_from(&mut buf))
+        .await
+        .expect("RTP relayed through the server")
+        .expect("recv rtp");
+    assert_eq!(&buf[..n], &pkt[..], "payload relayed intact");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registered_extensions_call_each_other_with_media_through_the_server() {
+    let server = TestServer::start(|_| {}).await;
+    server.add_user("1001", "pw-a").await;
+    server.add_user("1002", "pw-b").await;
+    let a = Ua::new(server.sip_udp).await;
+    let b = Ua::new(server.sip_udp).await;
+    let reg = b.register("1002", "pw-b", 300).await;
+    assert_eq!(reg.status.0, 200, "registered");
+    assert!(reg.headers.get("Contact").is_some_and(|c| c.contains(&b.addr().to_string())));
+
+    let a_rtp = UdpSocket::bind("127.0.0.1:0").await.expect("rtp a");
+    let b_rtp = UdpSocket::bind("127.0.0.1:0").await.expect("rtp b");
+    call(&a, "1002", "1001", "pw-a", "call-1", a_rtp.local_addr().expect("addr").port()).await;
+
+    let inv = recv_request(&b).await;
+    assert_eq!(inv.method.as_str(), "INVITE");
+    let offer_target = sdp_target(&inv.body);
+    assert_eq!(offer_target.ip().to_string(), "127.0.0.1");
+    assert!((40000..=49999).contains(&offer_target.port()), "offer anchored on the server: {offer_target}");
+    b.send(&answer(&inv, 180, "Ringing", b.addr(), None)).await;
+    expect_status(&a, 180).await;
+    b.send(&answer(&inv, 200, "OK", b.addr(), Some(sdp(b_rtp.local_addr().expect("addr").port())))).await;
+    let ok = expect_status(&a, 200).await;
+    let answer_target = sdp_target(&ok.body);
+    assert!((40000..=49999).contains(&answer_target.port()), "answer anchored: {answer_target}");
+    assert_ne!(answer_target, offer_target, "each side has its own port");
+    let ack_from_server = recv_request(&b).await;
+    assert_eq!(ack_from_server.method.as_str(), "ACK", "the server ACKs the callee's 200");
+
+    let to_tag = ok.headers.get("To").expect("To").to_owned();
+    a.send_text(&format!(
+        "ACK sip:1002@{} SIP/2.0\nVia: SIP/2.0/UDP {{addr}};branch=z9hG4bKack1;rport\nMax-Forwards: 70\nFrom: \"Caller\" <sip:1001@switchboard>;tag=acall-1\nTo: {to_tag}\nCall-ID: call-1\nCSeq: 2 ACK\nContent-Length: 0\n\n",
+        server.sip_udp
+    ))
+    .await;
+
+    // Media both ways through the relay.
+    rtp_roundtrip(&a_rtp, answer_target, &b_rtp, 1).await;
+    rtp_roundtrip(&b_rtp, offer_target, &a_rtp, 1).await;
+
+    a.send_text(&format!(
+        "BYE sip:1002@{} SIP/2.0\nVia: SIP/2.0/UDP {{addr}};branch=z9hG4bKbye1;rport\nMax-Forwards: 70\nFrom: \"Caller\" <sip:1001@switchboard>;tag=acall-1\nTo: {to_tag}\nCall-ID: call-1\nCSeq: 3 BYE\nContent-Length: 0\n\n",
+        server.sip_udp
+    ))
+    .await;
+    expect_status(&a, 200).await;
+    let bye = recv_request(&b).await;
+    assert_eq!(bye.method.as_str(), "BYE", "the BYE is relayed to the callee");
+    b.send(&answer(&bye, 200, "OK", b.addr(), None)).await;
+
+    let db = server.dir.path().join("switchboard.db");
+    server.stop().await;
+    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", db.display())).await.expect("db");
+    let row: (Option<i64>, Option<i64>, Option<String>, Option<i64>, String) = sqlx::query_as(
+        "SELECT answered_ms, ended_ms, hangup_by, final_code, session_id FROM calls",
+    )
+    .fetch_one(&pool)
+    .await
+    .expect("one call record");
+    assert!(row.0.is_some(), "answer time recorded");
+    assert!(row.1.is_some(), "end time recorded");
+    assert_eq!(row.2.as_deref(), Some("caller"), "the caller hung up");
+    assert_eq!(row.3, Some(200));
+    assert!(!row.4.is_empty(), "the call belongs to a session");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_before_answer_gets_487_and_cancels_the_callee() {
+    let server = TestServer::start(|_| {}).await;
+    server.add_user("1001", "pw-a").await;
+    server.add_user("1002", "pw-b").await;
+    let a = Ua::new(server.sip_udp).await;
+    let b = Ua::new(server.sip_udp).await;
+    assert_eq!(b.register("1002", "pw-b", 300).await.status.0, 200);
+    call(&a, "1002", "1001", "pw-a", "call-2", 30000).await;
+    let inv = recv_request(&b).await;
+    b.send(&answer(&inv, 180, "Ringing", b.addr(), None)).await;
+    expect_status(&a, 180).await;
+    a.send_text(&format!(
+        "CANCEL sip:1002@{} SIP/2.0\nVia: SIP/2.0/UDP {{addr}};branch=z9hG4bKinvcall-22;rport\nMax-Forwards: 70\nFrom: \"Caller\" <sip:1001@switchboard>;tag=acall-2\nTo: <sip:1002@switchboard>\nCall-ID: call-2\nCSeq: 2 CANCEL\nContent-Length: 0\n\n",
+        server.sip_udp
+    ))
+    .await;
+    // The CANCEL's 200 and the INVITE's 487 may come in either order.
+    let mut got = Vec::new();
+    while got.len() < 2 {
+        let r = a.recv_final_or_ringing().await;
+        got.push((r.status.0, r.headers.get("CSeq").unwrap_or("").to_owned()));
+    }
+    assert!(got.contains(&(200, "2 CANCEL".into())), "{got:?}");
+    assert!(got.contains(&(487, "2 INVITE".into())), "{got:?}");
+    let cancel = recv_request(&b).await;
+    assert_eq!(cancel.method.as_str(), "CANCEL", "the callee's fork is cancelled");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_extension_is_404_and_unregistered_is_480_and_busy_is_relayed() {
+    let server = TestServer::start(|c| c.sip.trusted_cidrs = vec!["127.0.0.0/8".into()]).await;
+    server.add_user("1002", "pw-b").await;
+    server.add_user("1003", "pw-c").await;
+    let a = Ua::new(server.sip_udp).await;
+    a.send(invite_text("9999", "trunk", "c404", 1, 30000, None, server.sip_udp).replace("{addr}", &a.addr().to_string()).as_bytes()).await;
+    expect_status(&a, 404).await;
+    a.send(invite_text("1003", "trunk", "c480", 1, 30000, None, server.sip_udp).replace("{addr}", &a.addr().to_string()).as_bytes()).await;
+    expect_status(&a, 480).await;
+
+    let b = Ua::new(server.sip_udp).await;
+    // Trusted sources register without a challenge.
+    b.send_text(&format!(
+        "REGISTER sip:{} SIP/2.0\nVia: SIP/2.0/UDP {{addr}};branch=z9hG4bKr1;rport\nMax-Forwards: 70\nFrom: <sip:1002@switchboard>;tag=r1\nTo: <sip:1002@switchboard>\nCall-ID: r-1002\nCSeq: 1 REGISTER\nContact: <sip:1002@{{addr}}>\nExpires: 300\nContent-Length: 0\n\n",
+        server.sip_udp
+    ))
+    .await;
+    expect_status(&b, 200).await;
+    a.send(invite_text("1002", "trunk", "c486", 1, 30000, None, server.sip_udp).replace("{addr}", &a.addr().to_string()).as_bytes()).await;
+    let inv = recv_request(&b).await;
+    b.send(&answer(&inv, 486, "Busy Here", b.addr(), None)).await;
+    expect_status(&a, 486).await;
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_password_and_unknown_user_get_the_same_answer() {
+    let server = TestServer::start(|_| {}).await;
+    server.add_user("1001", "right").await;
+    let a = Ua::new(server.sip_udp).await;
+    let wrong = a.register("1001", "wrong", 300).await;
+    let b = Ua::new(server.sip_udp).await;
+    let unknown = b.register("7777", "whatever", 300).await;
+    assert_eq!(wrong.status, unknown.status, "no user enumeration");
+    assert_eq!(wrong.reason, unknown.reason);
+    assert_ne!(wrong.status.0, 200);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn too_brief_expires_gets_423_with_min_expires() {
+    let server = TestServer::start(|_| {}).await;
+    server.add_user("1001", "pw").await;
+    let a = Ua::new(server.sip_udp).await;
+    let r = a.register("1001", "pw", 5).await;
+    assert_eq!(r.status.0, 423);
+    assert_eq!(r.headers.get("Min-Expires"), Some("60"));
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn options_is_answered_with_allow_accept_and_supported() {
+    let server = TestServer::start(|_| {}).await;
+    let a = Ua::new(server.sip_udp).await;
+    a.send_text("OPTIONS sip:switchboard@127.0.0.1 SIP/2.0\nVia: SIP/2.0/UDP {addr};branch=z9hG4bKo1;rport\nMax-Forwards: 70\nFrom: <sip:probe@127.0.0.1>;tag=o1\nTo: <sip:switchboard@127.0.0.1>\nCall-ID: o1\nCSeq: 1 OPTIONS\nContent-Length: 0\n\n").await;
+    let r = expect_status(&a, 200).await;
+    assert!(r.headers.get("Allow").is_some_and(|v| v.contains("INVITE")));
+    assert_eq!(r.headers.get("Accept"), Some("application/sdp"));
+    assert!(r.headers.get("Supported").is_some());
+    server.stop().await;
+}
