@@ -16,7 +16,10 @@ use crate::sip::message::{Message, Method, NameAddr, Request, Response, StatusCo
 use crate::sip::registrar::{AuthDecision, Location};
 use crate::sip::transaction::TxId;
 use crate::sip::transport::{Peer, Transport};
-use crate::store::StoreCmd;
+use crate::store::{
+    CallId, Direction, HangupBy, Identity, IdentityKind, LegId, LegRole, NewCall, NewLeg,
+    SessionId, StoreCmd,
+};
 
 /// T1 for our own 2xx retransmissions (RFC 3261 §13.3.1.4).
 const T1: Duration = Duration::from_millis(500);
@@ -65,7 +68,7 @@ struct Reinvite {
 /// How the call ended, for the record.
 struct Ending {
     cause: &'static str,
-    by: &'static str,
+    by: HangupBy,
     code: u16,
 }
 
@@ -73,7 +76,9 @@ struct Call {
     ctx: Arc<CallContext>,
     ep: EndpointHandle,
     me: Owner,
-    record_id: String,
+    record_id: CallId,
+    session_id: SessionId,
+    legs: [LegId; 2],
     invite: Request,
     invite_tx: TxId,
     caller_peer: Peer,
@@ -107,7 +112,9 @@ pub(super) async fn run(
     let span = tracing::info_span!("call", sip_call_id = %call_id);
     let _enter = span.enter();
     let mut call = Call {
-        record_id: uuid::Uuid::now_v7().to_string(),
+        record_id: CallId::new(),
+        session_id: SessionId::new(),
+        legs: [LegId::new(), LegId::new()],
         a_tag: new_tag(),
         b_call_id: new_call_id(),
         b_tag: new_tag(),
@@ -286,7 +293,7 @@ impl Call {
         let now = Instant::now();
         if !self.answered && !self.finished_a && now >= no_answer {
             tracing::info!("no answer: giving up");
-            self.ending = Some(Ending { cause: "no_answer", by: "system", code: 480 });
+            self.ending = Some(Ending { cause: "no_answer", by: HangupBy::System, code: 480 });
             self.reply_a_final(StatusCode::TEMPORARILY_UNAVAILABLE);
             self.cancel_forks();
         }
@@ -309,7 +316,7 @@ impl Call {
         for i in expired.into_iter().rev() {
             let p = self.pending_acks.remove(i);
             tracing::info!(side = ?p.side, "no ACK for our 2xx: hanging up (RFC 3261 §13.3.1.4)");
-            self.hangup(Ending { cause: "ack_timeout", by: "system", code: 408 });
+            self.hangup(Ending { cause: "ack_timeout", by: HangupBy::System, code: 408 });
         }
     }
 
@@ -319,7 +326,7 @@ impl Call {
             CallInput::Timeout { branch } => self.on_timeout(&branch),
             CallInput::Cancelled => {
                 if !self.answered && !self.finished_a {
-                    self.ending = Some(Ending { cause: "caller_cancel", by: "caller", code: 487 });
+                    self.ending = Some(Ending { cause: "caller_cancel", by: HangupBy::Caller, code: 487 });
                     self.reply_a_final(StatusCode::REQUEST_TERMINATED);
                     self.cancel_forks();
                 }
@@ -340,9 +347,9 @@ impl Call {
             }
             CallInput::Shutdown => {
                 if self.answered {
-                    self.hangup(Ending { cause: "shutdown", by: "system", code: 200 });
+                    self.hangup(Ending { cause: "shutdown", by: HangupBy::System, code: 200 });
                 } else if !self.finished_a {
-                    self.ending = Some(Ending { cause: "shutdown", by: "system", code: 503 });
+                    self.ending = Some(Ending { cause: "shutdown", by: HangupBy::System, code: 503 });
                     self.reply_a_final(StatusCode::SERVICE_UNAVAILABLE);
                     self.cancel_forks();
                 }
@@ -406,7 +413,7 @@ impl Call {
                 408 | 480 => "no_answer",
                 _ => "failed",
             };
-            self.ending = Some(Ending { cause, by: "callee", code: status.0 });
+            self.ending = Some(Ending { cause, by: HangupBy::Callee, code: status.0 });
             self.finished_a = true;
             self.ep.respond(self.invite_tx, out);
         }
@@ -444,7 +451,7 @@ impl Call {
             self.b_dialog = Some(dialog);
             self.send_ack(Side::Callee, 1);
             self.hangup_leg(Side::Callee);
-            self.ending = Some(Ending { cause: "media_failed", by: "system", code: 488 });
+            self.ending = Some(Ending { cause: "media_failed", by: HangupBy::System, code: 488 });
             self.reply_a_final(StatusCode::NOT_ACCEPTABLE_HERE);
             self.cancel_forks();
             return;
@@ -467,7 +474,18 @@ impl Call {
                 give_up: Instant::now() + T1 * 64,
             });
         }
-        self.ctx.writer.send(StoreCmd::CallAnswered { call_id: self.record_id.clone(), at_ms: crate::clock::unix_ms() });
+        let now = crate::clock::unix_ms();
+        self.ctx.writer.send(StoreCmd::CallAnswered { call_id: self.record_id, at_ms: now });
+        self.ctx.writer.send(StoreCmd::LegStarted(NewLeg {
+            leg_id: self.legs[1],
+            call_id: self.record_id,
+            role: LegRole::Callee,
+            sip_call_id: self.b_call_id.clone(),
+            remote_uri: self.forks[i].invite.uri.to_string(),
+            started_ms: now,
+        }));
+        self.ctx.writer.send(StoreCmd::LegAnswered { leg_id: self.legs[1], at_ms: now });
+        self.ctx.writer.send(StoreCmd::LegAnswered { leg_id: self.legs[0], at_ms: now });
         tracing::info!("call answered");
         self.cancel_forks();
     }
@@ -520,10 +538,10 @@ impl Call {
             Method::Bye => {
                 self.ep.respond(tx, Response::from_request(&req, StatusCode::OK));
                 let by = match side {
-                    Side::Caller => "caller",
-                    Side::Callee => "callee",
+                    Side::Caller => HangupBy::Caller,
+                    Side::Callee => HangupBy::Callee,
                 };
-                tracing::info!(by, "call ended by BYE");
+                tracing::info!(by = %by, "call ended by BYE");
                 self.hangup_leg(other(side));
                 self.forget_leg(side);
                 self.ending = Some(Ending { cause: "normal_clearing", by, code: 200 });
@@ -754,29 +772,54 @@ impl Call {
             .map(str::to_owned)
             .or_else(|| from.as_ref().and_then(NameAddr::sip_user))
             .unwrap_or_else(|| "anonymous".into());
-        let identity_kind = if caller_ext.is_some() { "sip" } else { "phone" };
-        self.ctx.writer.send(StoreCmd::CallStarted(crate::store::NewCall {
-            call_id: self.record_id.clone(),
-            session_id: uuid::Uuid::now_v7().to_string(),
-            sip_call_id: self.invite.headers.call_id().unwrap_or_default().to_owned(),
-            identity_kind: identity_kind.to_owned(),
-            identity_value: caller.clone(),
+        // An authenticated extension is a SIP identity; a trusted trunk's caller is a number.
+        let (kind, direction) = if caller_ext.is_some() {
+            (IdentityKind::Sip, Direction::Internal)
+        } else {
+            (IdentityKind::Phone, Direction::Inbound)
+        };
+        let identity = (caller != "anonymous").then(|| Identity { kind, value: caller.clone() });
+        let now = crate::clock::unix_ms();
+        let sip_call_id = self.invite.headers.call_id().unwrap_or_default().to_owned();
+        self.ctx.writer.send(StoreCmd::CallStarted(NewCall {
+            call_id: self.record_id,
+            session_id: self.session_id,
+            sip_call_id: sip_call_id.clone(),
+            caller_identity: identity,
             caller,
             callee: callee.to_owned(),
-            direction: "internal".to_owned(),
-            started_ms: crate::clock::unix_ms(),
+            direction,
+            started_ms: now,
+        }));
+        self.ctx.writer.send(StoreCmd::LegStarted(NewLeg {
+            leg_id: self.legs[0],
+            call_id: self.record_id,
+            role: LegRole::Caller,
+            sip_call_id,
+            remote_uri: from.map(|f| f.uri.to_string()).unwrap_or_default(),
+            started_ms: now,
         }));
     }
 
     /// Closes the record, frees the ports, unhooks the dialogs.
     fn finish(&mut self) {
-        let ending = self.ending.take().unwrap_or(Ending { cause: "unknown", by: "system", code: 500 });
+        let ending = self.ending.take().unwrap_or(Ending { cause: "unknown", by: HangupBy::System, code: 500 });
+        let now = crate::clock::unix_ms();
+        for (i, leg) in self.legs.iter().enumerate() {
+            if i == 0 || self.answered {
+                self.ctx.writer.send(StoreCmd::LegEnded {
+                    leg_id: *leg,
+                    at_ms: now,
+                    final_code: Some(ending.code),
+                });
+            }
+        }
         self.ctx.writer.send(StoreCmd::CallEnded {
-            call_id: self.record_id.clone(),
-            at_ms: crate::clock::unix_ms(),
+            call_id: self.record_id,
+            at_ms: now,
             hangup_cause: ending.cause.to_owned(),
-            hangup_by: ending.by.to_owned(),
-            final_code: ending.code,
+            hangup_by: ending.by,
+            final_code: Some(ending.code),
         });
         self.relay = None;
         self.ep.send(Command::RemoveDialog {

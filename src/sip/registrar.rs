@@ -32,7 +32,8 @@ pub struct Location {
     pub expires_at_ms: i64,
     pub call_id: String,
     pub cseq: u32,
-    pub q: Option<String>,
+    /// Contact `q` in thousandths (RFC 3261 §20.10).
+    pub q: Option<u16>,
     pub user_agent: Option<String>,
 }
 
@@ -108,6 +109,7 @@ impl Registrar {
                 &new_tag(),
             ),
             realm: s.realm.clone(),
+            created_ms: 0,
         };
         Ok(Registrar {
             auth: Authenticator::new(&s.realm, &s.nonce_secret, s.nonce_ttl),
@@ -138,7 +140,7 @@ impl Registrar {
             .get(ext)
             .map(|v| v.iter().filter(|l| l.expires_at_ms > now).cloned().collect())
             .unwrap_or_default();
-        v.sort_by(|a, b| q_value(b).total_cmp(&q_value(a)));
+        v.sort_by_key(|l| std::cmp::Reverse(q_value(l)));
         v
     }
 
@@ -305,7 +307,7 @@ impl Registrar {
                     expires_at_ms: now + i64::from(expires) * 1000,
                     call_id: call_id.clone(),
                     cseq,
-                    q: na.param("q").flatten().map(str::to_owned),
+                    q: na.param("q").flatten().and_then(parse_q),
                     user_agent: user_agent.clone(),
                 };
                 self.writer.send(StoreCmd::UpsertBinding(binding_from_location(&loc, now)));
@@ -371,8 +373,14 @@ fn bad_request(req: &Request, reason: &str) -> Response {
     resp
 }
 
-fn q_value(l: &Location) -> f32 {
-    l.q.as_deref().and_then(|q| q.parse().ok()).unwrap_or(1.0)
+fn q_value(l: &Location) -> u16 {
+    l.q.unwrap_or(1000)
+}
+
+/// A qvalue ("0.5", "1", "0.125") in thousandths.
+fn parse_q(s: &str) -> Option<u16> {
+    let v: f64 = s.trim().parse().ok()?;
+    (0.0..=1.0).contains(&v).then(|| (v * 1000.0).round() as u16)
 }
 
 /// URI equality for bindings (§19.1.4, simplified: scheme, user, host, port, transport).
@@ -393,27 +401,26 @@ fn binding_from_location(l: &Location, now_ms: i64) -> Binding {
     Binding {
         ext: l.ext.clone(),
         contact_uri: l.contact.clone(),
-        source: format!("{}:{}", l.source.transport.as_str().to_ascii_lowercase(), l.source.addr),
+        source: l.source,
         call_id: l.call_id.clone(),
         cseq: l.cseq,
         expires_at_ms: l.expires_at_ms,
         user_agent: l.user_agent.clone(),
-        q: l.q.clone(),
+        q: l.q,
         updated_ms: now_ms,
     }
 }
 
 fn location_from_binding(b: &Binding) -> Option<Location> {
-    let listen: crate::config::SipListen = b.source.parse().ok()?;
     Some(Location {
         ext: b.ext.clone(),
         contact: b.contact_uri.clone(),
         uri: parse_uri(&b.contact_uri).ok()?,
-        source: Peer { transport: listen.transport, addr: listen.addr },
+        source: b.source,
         expires_at_ms: b.expires_at_ms,
         call_id: b.call_id.clone(),
         cseq: b.cseq,
-        q: b.q.clone(),
+        q: b.q,
         user_agent: b.user_agent.clone(),
     })
 }
