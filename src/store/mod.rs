@@ -279,7 +279,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn relative_sqlite_url_becomes_absolute_with_create_mode() {
+    fn sqlite_url_gets_its_directory_created_path_encoded_and_create_mode() {
         let dir = tempfile::tempdir().expect("tempdir");
         let url = format!("sqlite://{}/sub dir/x.db", dir.path().display());
         let (b, u) = normalize_url(&url).expect("ok");
