@@ -107,6 +107,25 @@ pub enum AuthFailure {
     WrongResponse,
 }
 
+/// How the digest `uri` parameter is checked against the Request-URI (RFC 3261 §22.4).
+///
+/// What clients send: baresip (libre) and Linphone put the Request-URI text in `uri`. SIPp's
+/// `[authentication]` does not: it sends `sip:<remote_ip>:<remote_port>` (or `sip:` + the
+/// `-auth_uri` option) whatever the Request-URI is, so SIPp scenarios pass [`UriCheck::Exact`]
+/// only with a Request-URI of exactly `sip:[remote_ip]:[remote_port]` or with `-auth_uri`, and
+/// pass [`UriCheck::SameHost`] whenever the Request-URI's host and port are the server's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum UriCheck {
+    /// The `uri` must be the Request-URI text (compared ignoring ASCII case). The default.
+    #[default]
+    Exact,
+    /// The `uri` must be the Request-URI text, or a SIP/SIPS URI naming the same host and port
+    /// (user part and parameters ignored; absent port = 5060, or 5061 for `sips`).
+    SameHost,
+    /// The `uri` is not compared (it is still part of the hash).
+    Off,
+}
+
 /// Issues challenges and verifies credentials for one realm.
 #[derive(Clone)]
 pub struct Authenticator {
@@ -115,6 +134,7 @@ pub struct Authenticator {
     nonce_ttl_ms: i64,
     opaque: String,
     algorithms: Vec<Algorithm>,
+    uri_check: UriCheck,
 }
 
 /// Nonces whose timestamp is this far in the future are still accepted (clock skew between
@@ -259,7 +279,12 @@ pub fn credentials(header_value: &str) -> Option<Credentials> {
 impl Authenticator {
     /// A new authenticator for `realm`. `secret` keys the nonce MAC (share it between nodes);
     /// nonces older than `nonce_ttl` give [`AuthOutcome::Stale`]. Challenges offer SHA-256 then
-    /// MD5.
+    /// MD5 (RFC 8760 §2.4).
+    ///
+    /// Interop: baresip 1.0 (libre 1.1) fails registration with ENOSYS when *any* challenge
+    /// offers SHA-256, and SIPp 3.6.1 aborts when the first one does. For those clients use
+    /// `.with_algorithms(&[Algorithm::Md5])`. Newer libre answers every challenge, sending one
+    /// `Authorization` per algorithm: pick one with [`Authenticator::select`].
     pub fn new(realm: impl Into<String>, secret: impl AsRef<[u8]>, nonce_ttl: Duration) -> Self {
         let realm = realm.into();
         let secret = secret.as_ref().to_vec();
@@ -275,6 +300,7 @@ impl Authenticator {
             nonce_ttl_ms: i64::try_from(nonce_ttl.as_millis()).unwrap_or(i64::MAX),
             opaque,
             algorithms: vec![Algorithm::Sha256, Algorithm::Md5],
+            uri_check: UriCheck::Exact,
         }
     }
 
@@ -284,6 +310,12 @@ impl Authenticator {
         if !algorithms.is_empty() {
             self.algorithms = algorithms.to_vec();
         }
+        self
+    }
+
+    /// Sets how the digest `uri` is compared with the Request-URI (default [`UriCheck::Exact`]).
+    pub fn with_uri_check(mut self, check: UriCheck) -> Self {
+        self.uri_check = check;
         self
     }
 
@@ -371,7 +403,7 @@ impl Authenticator {
         if issued_ms > now_ms.saturating_add(NONCE_FUTURE_SKEW_MS) {
             return Err(AuthFailure::BadNonce);
         }
-        if !uri_matches(&creds.uri, request_uri) {
+        if !uri_matches(self.uri_check, &creds.uri, request_uri) {
             return Err(AuthFailure::UriMismatch);
         }
         match creds.qop.as_deref() {
@@ -453,13 +485,51 @@ fn new_mac(secret: &[u8]) -> Hmac<Sha256> {
     <Hmac<Sha256> as Mac>::new_from_slice(secret).expect("HMAC takes keys of any length")
 }
 
-/// RFC 3261 §22.4: the digest `uri` must be the Request-URI. Clients hash the Request-URI text
-/// as they sent it (baresip, SIPp `[authentication]`, Linphone all do), so the texts are
-/// compared; scheme and host are case-insensitive (RFC 3261 §19.1.4), so a case-only difference
-/// is tolerated too.
-fn uri_matches(digest_uri: &str, request_uri: &str) -> bool {
+/// RFC 3261 §22.4: the digest `uri` must be the Request-URI; see [`UriCheck`] for what clients
+/// actually send. Scheme and host are case-insensitive (RFC 3261 §19.1.4), so a case-only
+/// difference is tolerated in every mode.
+fn uri_matches(check: UriCheck, digest_uri: &str, request_uri: &str) -> bool {
     let (a, b) = (digest_uri.trim(), request_uri.trim());
-    a == b || a.eq_ignore_ascii_case(b)
+    match check {
+        UriCheck::Off => true,
+        UriCheck::Exact => a.eq_ignore_ascii_case(b),
+        UriCheck::SameHost => {
+            a.eq_ignore_ascii_case(b)
+                || matches!((sip_host_port(a), sip_host_port(b)), (Some(x), Some(y)) if x == y)
+        }
+    }
+}
+
+/// (scheme, host, port) of a `sip:`/`sips:` URI, lower-cased, default port filled in. `None`
+/// for other schemes or unparsable text.
+fn sip_host_port(uri: &str) -> Option<(String, String, u16)> {
+    let (scheme, rest) = uri.split_once(':')?;
+    let scheme = scheme.to_ascii_lowercase();
+    let default_port = match scheme.as_str() {
+        "sip" => 5060,
+        "sips" => 5061,
+        _ => return None,
+    };
+    // userinfo may contain ';' and '?' (RFC 3261 §25.1 user-unreserved) but never '@'.
+    let hostport = rest.rsplit_once('@').map_or(rest, |(_, h)| h);
+    let hostport = hostport.split([';', '?']).next()?;
+    let (host, port) = if let Some(v6) = hostport.strip_prefix('[') {
+        let (host, after) = v6.split_once(']')?;
+        (host, after.strip_prefix(':'))
+    } else {
+        match hostport.split_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (hostport, None),
+        }
+    };
+    if host.is_empty() {
+        return None;
+    }
+    let port = match port {
+        Some(p) => p.parse().ok()?,
+        None => default_port,
+    };
+    Some((scheme, host.to_ascii_lowercase(), port))
 }
 
 fn ct_eq_ignore_case(a: &[u8], b: &[u8]) -> bool {
@@ -735,6 +805,11 @@ mod tests {
         assert_eq!(param(&ch[0], "qop"), "auth");
         assert_eq!(param(&ch[0], "nonce"), param(&ch[1], "nonce"));
         assert!(!ch[0].contains("stale"));
+        let md5_only = auth()
+            .with_algorithms(&[Algorithm::Md5])
+            .challenge(T0, false);
+        assert_eq!(md5_only.len(), 1);
+        assert_eq!(param(&md5_only[0], "algorithm"), "MD5");
         let stale = auth().challenge(T0, true);
         assert!(stale.iter().all(|c| c.ends_with(", stale=true")));
     }
@@ -917,6 +992,93 @@ mod tests {
             ),
             AuthOutcome::Failed(AuthFailure::UriMismatch)
         );
+    }
+
+    /// Captured from SIPp 3.6.1 (`[authentication username=1001 password=secret]`) answering
+    /// an MD5 challenge to `REGISTER sip:example.com` sent to 127.0.0.1:5090.
+    const SIPP_3_6_1_AUTHORIZATION: &str = r#"Digest username="1001",realm="example.com",cnonce="6b8b4567",nc=00000001,qop=auth,uri="sip:127.0.0.1:5090",nonce="0000018c0b5a0000aabbccddeeff00112233445566778899aabbccddeeff0011",response="62743d82a6b76dd2c378470a262a74d5",algorithm=MD5,opaque="1234abcd""#;
+    /// Captured from baresip 1.0.0 (libre 1.1.0), account `sip:1001@example.com;transport=udp`,
+    /// password `secret`, answering the same challenge.
+    const BARESIP_1_0_AUTHORIZATION: &str = r#"Digest username="1001", realm="example.com", nonce="0000018c0b5a0000aabbccddeeff00112233445566778899aabbccddeeff0011", uri="sip:example.com;transport=udp", response="d5b8bc072e8ce9542178e4ddb0274004", opaque="1234abcd", cnonce="8d144f4b1d34bb79", qop=auth, nc=00000001"#;
+
+    #[test]
+    fn captured_sipp_and_baresip_answers_hash_as_we_compute() {
+        let h = ha1(Algorithm::Md5, "1001", "example.com", "secret");
+        for v in [SIPP_3_6_1_AUTHORIZATION, BARESIP_1_0_AUTHORIZATION] {
+            let c = credentials(v).expect("parses");
+            assert_eq!(c.algorithm, Algorithm::Md5);
+            assert_eq!(c.qop.as_deref(), Some("auth"));
+            assert_eq!(expected_response(&c, "REGISTER", &h), c.response, "{v}");
+        }
+        // baresip hashes the Request-URI text; SIPp hashes sip:<remote_ip>:<remote_port>.
+        let baresip = credentials(BARESIP_1_0_AUTHORIZATION).expect("parses");
+        assert!(uri_matches(
+            UriCheck::Exact,
+            &baresip.uri,
+            "sip:example.com;transport=udp"
+        ));
+        let sipp = credentials(SIPP_3_6_1_AUTHORIZATION).expect("parses");
+        assert!(!uri_matches(
+            UriCheck::SameHost,
+            &sipp.uri,
+            "sip:example.com"
+        ));
+        assert!(uri_matches(
+            UriCheck::Exact,
+            &sipp.uri,
+            "sip:127.0.0.1:5090"
+        ));
+    }
+
+    #[test]
+    fn sipp_style_uri_passes_same_host_but_not_exact() {
+        // SIPp answers with uri="sip:<remote_ip>:<remote_port>" whatever the Request-URI is.
+        let exact = auth();
+        let lenient = auth().with_uri_check(UriCheck::SameHost);
+        let ch = &exact.challenge(T0, false)[1];
+        let v = answer(ch, "1001", "secret", "INVITE", "sip:127.0.0.1:5060", true);
+        let c = credentials(&v).expect("parses");
+        let ok = |a: &Authenticator, ruri: &str| {
+            a.verify(&c, "INVITE", ruri, T0, store_ha1("1001", "secret"))
+        };
+        assert_eq!(ok(&exact, "sip:127.0.0.1:5060"), AuthOutcome::Ok);
+        assert_eq!(
+            ok(&exact, "sip:2000@127.0.0.1:5060"),
+            AuthOutcome::Failed(AuthFailure::UriMismatch)
+        );
+        assert_eq!(
+            ok(&lenient, "sip:2000@127.0.0.1:5060;transport=udp"),
+            AuthOutcome::Ok
+        );
+        assert_eq!(
+            ok(&lenient, "sip:127.0.0.1"),
+            AuthOutcome::Ok,
+            "default port 5060"
+        );
+        assert_eq!(
+            ok(&lenient, "sip:2000@127.0.0.2:5060"),
+            AuthOutcome::Failed(AuthFailure::UriMismatch)
+        );
+        assert_eq!(
+            ok(&lenient, "sips:127.0.0.1:5060"),
+            AuthOutcome::Failed(AuthFailure::UriMismatch)
+        );
+        let off = auth().with_uri_check(UriCheck::Off);
+        assert_eq!(ok(&off, "sip:anything@example.org"), AuthOutcome::Ok);
+    }
+
+    #[test]
+    fn sip_host_port_handles_users_params_and_ipv6() {
+        assert_eq!(
+            sip_host_port("sip:a;b?c@Example.COM:5070;transport=tcp?x=y"),
+            Some(("sip".into(), "example.com".into(), 5070))
+        );
+        assert_eq!(
+            sip_host_port("SIPS:[2001:db8::1]"),
+            Some(("sips".into(), "2001:db8::1".into(), 5061))
+        );
+        assert_eq!(sip_host_port("tel:+4930123"), None);
+        assert_eq!(sip_host_port("sip:host:notaport"), None);
     }
 
     #[test]

@@ -1,0 +1,367 @@
+//! The single writer task (DESIGN §5: call actors never await the database). Commands are
+//! queued without blocking; the task drains whatever is queued (up to [`MAX_BATCH`]) and
+//! applies it in one transaction, so throughput grows with load. A failed batch is rolled back
+//! and replayed one command per transaction, so only the bad command is lost (and counted).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use sqlx::{AnyConnection, AnyPool};
+use tokio::sync::{broadcast, mpsc, oneshot};
+
+use super::bindings::{self, Binding};
+use super::calls::{self, HangupBy, NewCall, NewLeg, NewSession};
+use super::events::{self, EventRecord};
+use super::{CallId, LegId, SessionId, StoreError};
+
+/// A write for the writer task.
+#[derive(Debug)]
+pub enum StoreCmd {
+    /// Insert or refresh a binding (keyed by extension and Contact URI).
+    UpsertBinding(Binding),
+    /// Remove one binding.
+    RemoveBinding {
+        /// Extension.
+        ext: String,
+        /// Contact URI as registered.
+        contact_uri: String,
+    },
+    /// Remove all bindings of an extension (`Contact: *`, RFC 3261 §10.2.2).
+    RemoveAllBindings {
+        /// Extension.
+        ext: String,
+    },
+    /// Delete bindings with `expires_at_ms <= now_ms`.
+    PruneExpired {
+        /// Now, Unix ms.
+        now_ms: i64,
+    },
+    /// A session starts without a call (chat); the caller identity resolves to a customer.
+    SessionStarted(NewSession),
+    /// Replace a session's attributes (a JSON object).
+    SessionAttributes {
+        /// Session.
+        session_id: SessionId,
+        /// New attributes.
+        attributes: serde_json::Value,
+    },
+    /// A session ends.
+    SessionEnded {
+        /// Session.
+        session_id: SessionId,
+        /// End, Unix ms.
+        at_ms: i64,
+    },
+    /// A call starts: resolves the caller to a customer (created if new), creates the session
+    /// if new and the call row, in one transaction.
+    CallStarted(NewCall),
+    /// The call was answered (first answer wins).
+    CallAnswered {
+        /// Call.
+        call_id: CallId,
+        /// Answer, Unix ms.
+        at_ms: i64,
+    },
+    /// The call ended; durations are computed.
+    CallEnded {
+        /// Call.
+        call_id: CallId,
+        /// End, Unix ms.
+        at_ms: i64,
+        /// Cause text (`normal_clearing`, `no_answer`, `busy`, …).
+        hangup_cause: String,
+        /// Who hung up.
+        hangup_by: HangupBy,
+        /// Final SIP status code, if one was sent or received.
+        final_code: Option<u16>,
+    },
+    /// A leg starts.
+    LegStarted(NewLeg),
+    /// A leg was answered.
+    LegAnswered {
+        /// Leg.
+        leg_id: LegId,
+        /// Answer, Unix ms.
+        at_ms: i64,
+    },
+    /// A leg ended.
+    LegEnded {
+        /// Leg.
+        leg_id: LegId,
+        /// End, Unix ms.
+        at_ms: i64,
+        /// Final SIP status code.
+        final_code: Option<u16>,
+    },
+    /// Append to the event log (numbered by the writer).
+    Event {
+        /// When, Unix ms.
+        at_ms: i64,
+        /// Kind (`call.started`, …).
+        kind: String,
+        /// Session, if any.
+        session_id: Option<SessionId>,
+        /// Call, if any.
+        call_id: Option<CallId>,
+        /// Payload.
+        data: serde_json::Value,
+    },
+    /// Answered once everything queued before it is committed (or failed and logged).
+    Flush(oneshot::Sender<()>),
+}
+
+/// Sends commands to the writer task. Cheap to clone; never blocks.
+#[derive(Clone)]
+pub struct WriterHandle {
+    tx: mpsc::Sender<StoreCmd>,
+    stats: Arc<Stats>,
+}
+
+#[derive(Default)]
+struct Stats {
+    dropped: AtomicU64,
+    failed: AtomicU64,
+}
+
+/// Commands that may wait in the queue before new ones are dropped (and counted).
+pub const QUEUE_CAPACITY: usize = 1 << 17;
+/// Most commands applied in one transaction.
+pub const MAX_BATCH: usize = 1024;
+
+impl WriterHandle {
+    /// Queues a command without waiting. If the queue is full or the writer has stopped, the
+    /// command is dropped, counted in [`WriterHandle::dropped`] and logged.
+    pub fn send(&self, cmd: StoreCmd) {
+        if let Err(e) = self.tx.try_send(cmd) {
+            let n = self.stats.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+            let why = match e {
+                mpsc::error::TrySendError::Full(_) => "queue full",
+                mpsc::error::TrySendError::Closed(_) => "writer stopped",
+            };
+            if n.is_power_of_two() {
+                tracing::error!(dropped = n, why, "store command dropped");
+            }
+        }
+    }
+
+    /// Waits until everything queued before this call is written.
+    pub async fn flush(&self) -> Result<(), StoreError> {
+        let (tx, rx) = oneshot::channel();
+        self.tx
+            .send(StoreCmd::Flush(tx))
+            .await
+            .map_err(|_| StoreError::WriterGone)?;
+        rx.await.map_err(|_| StoreError::WriterGone)
+    }
+
+    /// Commands dropped because the queue was full or the writer had stopped.
+    pub fn dropped(&self) -> u64 {
+        self.stats.dropped.load(Ordering::Relaxed)
+    }
+
+    /// Commands that failed in the database (logged).
+    pub fn failed(&self) -> u64 {
+        self.stats.failed.load(Ordering::Relaxed)
+    }
+
+    /// Commands waiting in the queue.
+    pub fn queued(&self) -> usize {
+        self.tx.max_capacity() - self.tx.capacity()
+    }
+}
+
+impl std::fmt::Debug for WriterHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WriterHandle")
+            .field("queued", &self.queued())
+            .field("dropped", &self.dropped())
+            .field("failed", &self.failed())
+            .finish()
+    }
+}
+
+/// Starts the writer task; it ends when every [`WriterHandle`] is dropped.
+pub(super) fn spawn(
+    pool: AnyPool,
+    next_seq: i64,
+    events: broadcast::Sender<EventRecord>,
+) -> WriterHandle {
+    let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
+    let stats = Arc::new(Stats::default());
+    let writer = Writer {
+        pool,
+        next_seq,
+        events,
+        stats: stats.clone(),
+    };
+    tokio::spawn(writer.run(rx));
+    WriterHandle { tx, stats }
+}
+
+struct Writer {
+    pool: AnyPool,
+    next_seq: i64,
+    events: broadcast::Sender<EventRecord>,
+    stats: Arc<Stats>,
+}
+
+impl Writer {
+    async fn run(mut self, mut rx: mpsc::Receiver<StoreCmd>) {
+        let mut batch = Vec::with_capacity(MAX_BATCH);
+        while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
+            let mut flushes = Vec::new();
+            let mut cmds = Vec::with_capacity(batch.len());
+            for cmd in batch.drain(..) {
+                match cmd {
+                    StoreCmd::Flush(done) => flushes.push(done),
+                    cmd => cmds.push(cmd),
+                }
+            }
+            if !cmds.is_empty() {
+                self.write(&cmds).await;
+            }
+            for done in flushes {
+                let _ = done.send(()); // the waiter may have gone; nothing to do
+            }
+        }
+        tracing::debug!("store writer stopped");
+    }
+
+    /// Writes one batch in one transaction; on failure, one transaction per command.
+    async fn write(&mut self, cmds: &[StoreCmd]) {
+        let seq_before = self.next_seq;
+        let mut written = Vec::new();
+        match self.write_tx(cmds, &mut written).await {
+            Ok(()) => self.publish(written),
+            Err(e) => {
+                tracing::warn!(error = %e, n = cmds.len(), "store batch failed; retrying one by one");
+                self.next_seq = seq_before;
+                for cmd in cmds {
+                    let seq_before = self.next_seq;
+                    let mut written = Vec::new();
+                    match self.write_tx(std::slice::from_ref(cmd), &mut written).await {
+                        Ok(()) => self.publish(written),
+                        Err(e) => {
+                            self.next_seq = seq_before;
+                            self.stats.failed.fetch_add(1, Ordering::Relaxed);
+                            tracing::error!(error = %e, cmd = cmd_name(cmd), "store command failed");
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    async fn write_tx(
+        &mut self,
+        cmds: &[StoreCmd],
+        written: &mut Vec<EventRecord>,
+    ) -> Result<(), sqlx::Error> {
+        let mut tx = self.pool.begin().await?;
+        for cmd in cmds {
+            self.apply(&mut tx, cmd, written).await?;
+        }
+        tx.commit().await
+    }
+
+    async fn apply(
+        &mut self,
+        conn: &mut AnyConnection,
+        cmd: &StoreCmd,
+        written: &mut Vec<EventRecord>,
+    ) -> Result<(), sqlx::Error> {
+        match cmd {
+            StoreCmd::UpsertBinding(b) => bindings::upsert(conn, b).await,
+            StoreCmd::RemoveBinding { ext, contact_uri } => {
+                bindings::remove(conn, ext, contact_uri).await
+            }
+            StoreCmd::RemoveAllBindings { ext } => bindings::remove_all(conn, ext).await,
+            StoreCmd::PruneExpired { now_ms } => bindings::prune(conn, *now_ms).await,
+            StoreCmd::SessionStarted(s) => calls::session_started(conn, s).await,
+            StoreCmd::SessionAttributes {
+                session_id,
+                attributes,
+            } => calls::session_attributes(conn, *session_id, attributes).await,
+            StoreCmd::SessionEnded { session_id, at_ms } => {
+                calls::session_ended(conn, *session_id, *at_ms).await
+            }
+            StoreCmd::CallStarted(c) => calls::call_started(conn, c).await,
+            StoreCmd::CallAnswered { call_id, at_ms } => {
+                calls::call_answered(conn, *call_id, *at_ms).await
+            }
+            StoreCmd::CallEnded {
+                call_id,
+                at_ms,
+                hangup_cause,
+                hangup_by,
+                final_code,
+            } => {
+                calls::call_ended(
+                    conn,
+                    *call_id,
+                    *at_ms,
+                    hangup_cause,
+                    *hangup_by,
+                    *final_code,
+                )
+                .await
+            }
+            StoreCmd::LegStarted(l) => calls::leg_started(conn, l).await,
+            StoreCmd::LegAnswered { leg_id, at_ms } => {
+                calls::leg_answered(conn, *leg_id, *at_ms).await
+            }
+            StoreCmd::LegEnded {
+                leg_id,
+                at_ms,
+                final_code,
+            } => calls::leg_ended(conn, *leg_id, *at_ms, *final_code).await,
+            StoreCmd::Event {
+                at_ms,
+                kind,
+                session_id,
+                call_id,
+                data,
+            } => {
+                let record = EventRecord {
+                    seq: self.next_seq,
+                    at_ms: *at_ms,
+                    kind: kind.clone(),
+                    session_id: *session_id,
+                    call_id: *call_id,
+                    data: data.clone(),
+                };
+                events::append(conn, &record).await?;
+                self.next_seq += 1;
+                written.push(record);
+                Ok(())
+            }
+            StoreCmd::Flush(_) => Ok(()),
+        }
+    }
+
+    fn publish(&self, written: Vec<EventRecord>) {
+        for e in written {
+            let _ = self.events.send(e); // no subscribers is fine
+        }
+    }
+}
+
+fn cmd_name(cmd: &StoreCmd) -> &'static str {
+    match cmd {
+        StoreCmd::UpsertBinding(_) => "UpsertBinding",
+        StoreCmd::RemoveBinding { .. } => "RemoveBinding",
+        StoreCmd::RemoveAllBindings { .. } => "RemoveAllBindings",
+        StoreCmd::PruneExpired { .. } => "PruneExpired",
+        StoreCmd::SessionStarted(_) => "SessionStarted",
+        StoreCmd::SessionAttributes { .. } => "SessionAttributes",
+        StoreCmd::SessionEnded { .. } => "SessionEnded",
+        StoreCmd::CallStarted(_) => "CallStarted",
+        StoreCmd::CallAnswered { .. } => "CallAnswered",
+        StoreCmd::CallEnded { .. } => "CallEnded",
+        StoreCmd::LegStarted(_) => "LegStarted",
+        StoreCmd::LegAnswered { .. } => "LegAnswered",
+        StoreCmd::LegEnded { .. } => "LegEnded",
+        StoreCmd::Event { .. } => "Event",
+        StoreCmd::Flush(_) => "Flush",
+    }
+}
