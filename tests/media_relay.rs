@@ -12,9 +12,11 @@ use tokio::time::timeout;
 const LOCALHOST: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 const GUARD: Duration = Duration::from_secs(5);
 
-/// Each test gets its own slice of ports so parallel tests never share a pool range.
+/// Each test gets its own slice of ports so parallel tests never share a pool range. The
+/// slices sit below the kernel's ephemeral range (32768+), so the test parties' own sockets
+/// never take a pool port.
 fn pool(pairs: u16) -> PortPool {
-    static NEXT: AtomicU16 = AtomicU16::new(42000);
+    static NEXT: AtomicU16 = AtomicU16::new(24000);
     let low = NEXT.fetch_add(pairs * 2 + 16, Ordering::Relaxed);
     PortPool::new(low, low + pairs * 2 - 1).expect("valid test range")
 }
