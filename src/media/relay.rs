@@ -219,7 +219,7 @@ impl PortPool {
     /// Pairs `(p, p + 1)` with `p` even and `low <= p`, `p + 1 <= high`.
     pub fn new(low: u16, high: u16) -> Result<Self, RelayError> {
         let invalid = RelayError::InvalidRange { low, high };
-        let first = if low % 2 == 0 {
+        let first = if low.is_multiple_of(2) {
             low
         } else {
             low.checked_add(1).ok_or(invalid)?
@@ -534,7 +534,7 @@ impl Forwarder {
 
     fn forward(&mut self, i: usize, len: usize, src: SocketAddr, now: Instant) {
         let packet = &self.buf[..len];
-        let is_rtp = i % 2 == 0;
+        let is_rtp = i.is_multiple_of(2);
         let valid = if is_rtp {
             latch::check_rtp(packet)
         } else {
