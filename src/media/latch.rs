@@ -88,7 +88,13 @@ impl DropReason {
 impl Latch {
     /// A latch with no SDP address yet; `relatch_after` enables re-latching after silence.
     pub fn new(relatch_after: Option<Duration>) -> Self {
-        Self { sdp: None, latched: None, last_from_latched: None, relatch_after, rejected: 0 }
+        Self {
+            sdp: None,
+            latched: None,
+            last_from_latched: None,
+            relatch_after,
+            rejected: 0,
+        }
     }
 
     /// The party's address from its SDP (offer or answer, and every re-INVITE). A different
@@ -126,7 +132,9 @@ impl Latch {
 
     /// Where media for this party goes: the latched source, else a usable SDP address.
     pub fn destination(&self) -> Option<SocketAddr> {
-        self.latched.or(self.sdp.filter(|a| !a.ip().is_unspecified() && a.port() != 0))
+        self.latched.or(self
+            .sdp
+            .filter(|a| !a.ip().is_unspecified() && a.port() != 0))
     }
 
     /// The latched source, if any.
@@ -178,10 +186,23 @@ mod tests {
         let mut latch = Latch::new(None);
         latch.set_sdp_addr(Some(addr("192.0.2.1:4000")));
         assert_eq!(latch.destination(), Some(addr("192.0.2.1:4000")));
-        assert_eq!(latch.on_packet(t0, addr("198.51.100.9:61000")), Verdict::Latched);
-        assert_eq!(latch.destination(), Some(addr("198.51.100.9:61000")), "NAT source wins");
-        assert_eq!(latch.on_packet(t0, addr("198.51.100.9:61000")), Verdict::Accepted);
-        assert_eq!(latch.on_packet(t0, addr("192.0.2.1:4000")), Verdict::Rejected);
+        assert_eq!(
+            latch.on_packet(t0, addr("198.51.100.9:61000")),
+            Verdict::Latched
+        );
+        assert_eq!(
+            latch.destination(),
+            Some(addr("198.51.100.9:61000")),
+            "NAT source wins"
+        );
+        assert_eq!(
+            latch.on_packet(t0, addr("198.51.100.9:61000")),
+            Verdict::Accepted
+        );
+        assert_eq!(
+            latch.on_packet(t0, addr("192.0.2.1:4000")),
+            Verdict::Rejected
+        );
         assert_eq!(latch.rejected(), 1);
         assert_eq!(latch.destination(), Some(addr("198.51.100.9:61000")));
     }
@@ -192,7 +213,10 @@ mod tests {
         let mut latch = Latch::new(None);
         latch.on_packet(t0, addr("10.0.0.1:1000"));
         let later = t0 + Duration::from_secs(3600);
-        assert_eq!(latch.on_packet(later, addr("10.0.0.2:1000")), Verdict::Rejected);
+        assert_eq!(
+            latch.on_packet(later, addr("10.0.0.2:1000")),
+            Verdict::Rejected
+        );
     }
 
     #[test]
@@ -202,8 +226,14 @@ mod tests {
         latch.on_packet(t0, addr("10.0.0.1:1000"));
         latch.on_packet(t0 + Duration::from_secs(2), addr("10.0.0.1:1000"));
         let other = addr("10.0.0.2:2000");
-        assert_eq!(latch.on_packet(t0 + Duration::from_secs(6), other), Verdict::Rejected);
-        assert_eq!(latch.on_packet(t0 + Duration::from_secs(7), other), Verdict::Latched);
+        assert_eq!(
+            latch.on_packet(t0 + Duration::from_secs(6), other),
+            Verdict::Rejected
+        );
+        assert_eq!(
+            latch.on_packet(t0 + Duration::from_secs(7), other),
+            Verdict::Latched
+        );
         assert_eq!(latch.destination(), Some(other));
     }
 
@@ -213,9 +243,17 @@ mod tests {
         let mut latch = Latch::new(None);
         latch.on_packet(t0, addr("10.0.0.1:1000"));
         latch.set_sdp_addr(Some(addr("192.0.2.1:4000")));
-        assert_eq!(latch.latched(), Some(addr("10.0.0.1:1000")), "first SDP keeps early latch");
+        assert_eq!(
+            latch.latched(),
+            Some(addr("10.0.0.1:1000")),
+            "first SDP keeps early latch"
+        );
         latch.set_sdp_addr(Some(addr("192.0.2.1:4000")));
-        assert_eq!(latch.latched(), Some(addr("10.0.0.1:1000")), "unchanged re-INVITE keeps it");
+        assert_eq!(
+            latch.latched(),
+            Some(addr("10.0.0.1:1000")),
+            "unchanged re-INVITE keeps it"
+        );
         latch.set_sdp_addr(Some(addr("192.0.2.2:5000")));
         assert_eq!(latch.latched(), None);
         assert_eq!(latch.destination(), Some(addr("192.0.2.2:5000")));

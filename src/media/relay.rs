@@ -62,7 +62,12 @@ pub enum RelayError {
     #[error("RTP port pool exhausted")]
     Exhausted,
     #[error("cannot bind RTP port pair {rtp}/{rtcp} on {ip}: {source}")]
-    Bind { ip: IpAddr, rtp: u16, rtcp: u16, source: io::Error },
+    Bind {
+        ip: IpAddr,
+        rtp: u16,
+        rtcp: u16,
+        source: io::Error,
+    },
     #[error("relay already started")]
     AlreadyStarted,
     #[error("relay sockets are closed")]
@@ -214,7 +219,11 @@ impl PortPool {
     /// Pairs `(p, p + 1)` with `p` even and `low <= p`, `p + 1 <= high`.
     pub fn new(low: u16, high: u16) -> Result<Self, RelayError> {
         let invalid = RelayError::InvalidRange { low, high };
-        let first = if low % 2 == 0 { low } else { low.checked_add(1).ok_or(invalid)? };
+        let first = if low.is_multiple_of(2) {
+            low
+        } else {
+            low.checked_add(1).ok_or(invalid)?
+        };
         if first == 0 || first >= high {
             return Err(RelayError::InvalidRange { low, high });
         }
@@ -223,7 +232,13 @@ impl PortPool {
         let allocated = metrics::gauge!("switchboard_media_port_pairs_allocated");
         allocated.set(0.0);
         Ok(Self {
-            inner: Arc::new(PoolInner { low, high, pairs, free: Mutex::new(free), allocated }),
+            inner: Arc::new(PoolInner {
+                low,
+                high,
+                pairs,
+                free: Mutex::new(free),
+                allocated,
+            }),
         })
     }
 
@@ -232,10 +247,15 @@ impl PortPool {
         let rtp = {
             let mut free = self.inner.lock();
             let rtp = free.pop_front().ok_or(RelayError::Exhausted)?;
-            self.inner.allocated.set((self.inner.pairs - free.len()) as f64);
+            self.inner
+                .allocated
+                .set((self.inner.pairs - free.len()) as f64);
             rtp
         };
-        Ok(PortPair { pool: Arc::clone(&self.inner), rtp })
+        Ok(PortPair {
+            pool: Arc::clone(&self.inner),
+            rtp,
+        })
     }
 
     /// Pairs currently free.
@@ -270,13 +290,18 @@ impl Drop for PortPair {
     fn drop(&mut self) {
         let mut free = self.pool.lock();
         free.push_back(self.rtp);
-        self.pool.allocated.set((self.pool.pairs - free.len()) as f64);
+        self.pool
+            .allocated
+            .set((self.pool.pairs - free.len()) as f64);
     }
 }
 
 impl Default for RelayConfig {
     fn default() -> Self {
-        Self { relatch_after: None, socket_buffer: default_socket_buffer() }
+        Self {
+            relatch_after: None,
+            socket_buffer: default_socket_buffer(),
+        }
     }
 }
 
@@ -288,7 +313,11 @@ impl Relay {
 
     /// Allocates and binds two port pairs on `bind_ip`. A pair whose ports are taken by
     /// another process is skipped (up to [`MAX_BIND_ATTEMPTS`] times). Needs no runtime.
-    pub fn with_config(pool: &PortPool, bind_ip: IpAddr, config: RelayConfig) -> Result<Self, RelayError> {
+    pub fn with_config(
+        pool: &PortPool,
+        bind_ip: IpAddr,
+        config: RelayConfig,
+    ) -> Result<Self, RelayError> {
         let (pair_a, rtp_a, rtcp_a) = bind_pair(pool, bind_ip, config.socket_buffer)?;
         let (pair_b, rtp_b, rtcp_b) = bind_pair(pool, bind_ip, config.socket_buffer)?;
         let ports = [pair_a.rtp(), pair_b.rtp()];
@@ -298,7 +327,10 @@ impl Relay {
             remotes: watch::Sender::new([None; 4]),
             stats: Arc::new(SharedStats::default()),
             config,
-            state: State::Bound(Box::new(Bound { sockets: [rtp_a, rtcp_a, rtp_b, rtcp_b], pairs: [pair_a, pair_b] })),
+            state: State::Bound(Box::new(Bound {
+                sockets: [rtp_a, rtcp_a, rtp_b, rtcp_b],
+                pairs: [pair_a, pair_b],
+            })),
         })
     }
 
@@ -315,7 +347,10 @@ impl Relay {
     /// Sets `leg`'s party's RTP address from its SDP; RTCP goes to the next port (RFC 3550
     /// §11). Callable before or after [`Relay::start`], again on every re-INVITE.
     pub fn set_remote(&self, leg: Leg, rtp: SocketAddr) {
-        let rtcp = rtp.port().checked_add(1).map(|p| SocketAddr::new(rtp.ip(), p));
+        let rtcp = rtp
+            .port()
+            .checked_add(1)
+            .map(|p| SocketAddr::new(rtp.ip(), p));
         self.set_remotes(leg, Some(rtp), rtcp);
     }
 
@@ -375,7 +410,12 @@ impl Relay {
     /// Stops forwarding and waits until the sockets are closed and the ports are back in the
     /// pool. Returns the final counters.
     pub async fn stop(self) -> RelayStats {
-        let Relay { remotes, state, stats, .. } = self;
+        let Relay {
+            remotes,
+            state,
+            stats,
+            ..
+        } = self;
         drop(remotes);
         if let State::Running(task) = state {
             // A JoinError means the task panicked or was cancelled: either way it is gone.
@@ -494,8 +534,12 @@ impl Forwarder {
 
     fn forward(&mut self, i: usize, len: usize, src: SocketAddr, now: Instant) {
         let packet = &self.buf[..len];
-        let is_rtp = i % 2 == 0;
-        let valid = if is_rtp { latch::check_rtp(packet) } else { latch::check_rtcp(packet) };
+        let is_rtp = i.is_multiple_of(2);
+        let valid = if is_rtp {
+            latch::check_rtp(packet)
+        } else {
+            latch::check_rtcp(packet)
+        };
         if let Err(reason) = valid {
             return self.dropped(reason);
         }
@@ -547,11 +591,20 @@ fn bind_pair(
         match bound {
             Ok((rtp, rtcp)) => return Ok((pair, rtp, rtcp)),
             Err(source) => {
-                let retry = source.kind() == io::ErrorKind::AddrInUse && failed.len() + 1 < MAX_BIND_ATTEMPTS;
+                let retry = source.kind() == io::ErrorKind::AddrInUse
+                    && failed.len() + 1 < MAX_BIND_ATTEMPTS;
                 if !retry {
-                    return Err(RelayError::Bind { ip, rtp: pair.rtp(), rtcp: pair.rtcp(), source });
+                    return Err(RelayError::Bind {
+                        ip,
+                        rtp: pair.rtp(),
+                        rtcp: pair.rtcp(),
+                        source,
+                    });
                 }
-                tracing::debug!(port = pair.rtp(), "RTP port pair in use elsewhere; trying the next");
+                tracing::debug!(
+                    port = pair.rtp(),
+                    "RTP port pair in use elsewhere; trying the next"
+                );
                 failed.push(pair);
             }
         }
@@ -579,7 +632,11 @@ mod tests {
     #[test]
     fn pool_hands_out_even_odd_pairs_within_the_range() {
         let pool = PortPool::new(10001, 10008).unwrap();
-        assert_eq!(pool.capacity(), 3, "10002, 10004, 10006 (10008 has no odd partner)");
+        assert_eq!(
+            pool.capacity(),
+            3,
+            "10002, 10004, 10006 (10008 has no odd partner)"
+        );
         let pairs: Vec<_> = (0..3).map(|_| pool.allocate().unwrap()).collect();
         let ports: Vec<_> = pairs.iter().map(|p| (p.rtp(), p.rtcp())).collect();
         assert_eq!(ports, [(10002, 10003), (10004, 10005), (10006, 10007)]);
@@ -610,8 +667,20 @@ mod tests {
 
     #[test]
     fn invalid_ranges_are_refused() {
-        for (low, high) in [(0, 100), (5000, 5000), (5000, 5001 - 2), (u16::MAX, u16::MAX), (5001, 5002)] {
-            assert!(matches!(PortPool::new(low, high), Err(RelayError::InvalidRange { .. })), "{low}-{high}");
+        for (low, high) in [
+            (0, 100),
+            (5000, 5000),
+            (5000, 5001 - 2),
+            (u16::MAX, u16::MAX),
+            (5001, 5002),
+        ] {
+            assert!(
+                matches!(
+                    PortPool::new(low, high),
+                    Err(RelayError::InvalidRange { .. })
+                ),
+                "{low}-{high}"
+            );
         }
         assert!(PortPool::new(5000, 5001).is_ok());
     }

@@ -1,7 +1,7 @@
 //! Typed header values parsed on demand (RFC 3261 §20, §25.1).
 
-use super::HeaderName;
 use super::uri::{Host, Param, Uri};
+use super::HeaderName;
 
 /// A header that is absent or does not follow its grammar.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -66,11 +66,7 @@ impl NameAddr {
         super::parse::name_addr(value)
     }
     pub fn new(uri: Uri) -> NameAddr {
-        NameAddr {
-            display: None,
-            uri,
-            params: Vec::new(),
-        }
+        NameAddr { display: None, uri, params: Vec::new() }
     }
     pub fn param(&self, name: &str) -> Option<Option<&str>> {
         find_param(&self.params, name)
@@ -97,65 +93,22 @@ impl Contact {
 }
 
 fn find_param<'a>(params: &'a [Param], name: &str) -> Option<Option<&'a str>> {
-    params
-        .iter()
-        .find(|p| p.name.eq_ignore_ascii_case(name))
-        .map(|p| p.value.as_deref())
+    params.iter().find(|p| p.name.eq_ignore_ascii_case(name)).map(|p| p.value.as_deref())
 }
 
 /// Canonical spelling of a header name: compact forms expanded (§7.3.3), well-known names in
 /// their RFC spelling, anything else kept as given.
 pub(crate) fn canonical_name(name: &str) -> HeaderName {
     const KNOWN: &[&str] = &[
-        "Accept",
-        "Accept-Encoding",
-        "Accept-Language",
-        "Alert-Info",
-        "Allow",
-        "Allow-Events",
-        "Authentication-Info",
-        "Authorization",
-        "Call-ID",
-        "Call-Info",
-        "Contact",
-        "Content-Disposition",
-        "Content-Encoding",
-        "Content-Language",
-        "Content-Length",
-        "Content-Type",
-        "CSeq",
-        "Date",
-        "Error-Info",
-        "Event",
-        "Expires",
-        "From",
-        "In-Reply-To",
-        "Max-Forwards",
-        "Min-Expires",
-        "MIME-Version",
-        "Organization",
-        "Priority",
-        "Proxy-Authenticate",
-        "Proxy-Authorization",
-        "Proxy-Require",
-        "Record-Route",
-        "Refer-To",
-        "Referred-By",
-        "Reply-To",
-        "Require",
-        "Retry-After",
-        "Route",
-        "Server",
-        "Session-Expires",
-        "Subject",
-        "Supported",
-        "Timestamp",
-        "To",
-        "Unsupported",
-        "User-Agent",
-        "Via",
-        "Warning",
-        "WWW-Authenticate",
+        "Accept", "Accept-Encoding", "Accept-Language", "Alert-Info", "Allow", "Allow-Events",
+        "Authentication-Info", "Authorization", "Call-ID", "Call-Info", "Contact",
+        "Content-Disposition", "Content-Encoding", "Content-Language", "Content-Length",
+        "Content-Type", "CSeq", "Date", "Error-Info", "Event", "Expires", "From", "In-Reply-To",
+        "Max-Forwards", "Min-Expires", "MIME-Version", "Organization", "Priority",
+        "Proxy-Authenticate", "Proxy-Authorization", "Proxy-Require", "Record-Route",
+        "Refer-To", "Referred-By", "Reply-To", "Require", "Retry-After", "Route",
+        "Server", "Session-Expires", "Subject", "Supported", "Timestamp", "To", "Unsupported",
+        "User-Agent", "Via", "Warning", "WWW-Authenticate",
     ];
     let expanded = match name.len() {
         1 => match name.as_bytes()[0].to_ascii_lowercase() {

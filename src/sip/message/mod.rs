@@ -299,35 +299,20 @@ impl Headers {
     /// First value of the named header (name in any case or compact form).
     pub fn get(&self, name: &str) -> Option<&str> {
         let name = HeaderName::new(name);
-        self.0
-            .iter()
-            .find(|h| h.name == name)
-            .map(|h| h.value.as_str())
+        self.0.iter().find(|h| h.name == name).map(|h| h.value.as_str())
     }
     /// Every value of the named header, in order.
     pub fn get_all<'a>(&'a self, name: &str) -> impl Iterator<Item = &'a str> + 'a {
         let name = HeaderName::new(name);
-        self.0
-            .iter()
-            .filter(move |h| h.name == name)
-            .map(|h| h.value.as_str())
+        self.0.iter().filter(move |h| h.name == name).map(|h| h.value.as_str())
     }
     /// Appends a header value.
     pub fn push(&mut self, name: &str, value: impl Into<String>) {
-        self.0.push(Header {
-            name: HeaderName::new(name),
-            value: value.into(),
-        });
+        self.0.push(Header { name: HeaderName::new(name), value: value.into() });
     }
     /// Inserts a value before every other header (a new top Via).
     pub fn push_front(&mut self, name: &str, value: impl Into<String>) {
-        self.0.insert(
-            0,
-            Header {
-                name: HeaderName::new(name),
-                value: value.into(),
-            },
-        );
+        self.0.insert(0, Header { name: HeaderName::new(name), value: value.into() });
     }
     /// Removes every value of the named header.
     pub fn remove(&mut self, name: &str) {
@@ -347,10 +332,7 @@ impl Headers {
                     keep
                 });
             }
-            None => self.0.push(Header {
-                name,
-                value: value.into(),
-            }),
+            None => self.0.push(Header { name, value: value.into() }),
         }
     }
     pub fn iter(&self) -> impl Iterator<Item = &Header> {
@@ -380,11 +362,7 @@ impl Headers {
     /// Max-Forwards, if present (0..=255).
     pub fn max_forwards(&self) -> Result<Option<u8>, HeaderError> {
         self.get("Max-Forwards")
-            .map(|v| {
-                v.trim()
-                    .parse::<u8>()
-                    .map_err(|_| HeaderError::Invalid("Max-Forwards"))
-            })
+            .map(|v| v.trim().parse::<u8>().map_err(|_| HeaderError::Invalid("Max-Forwards")))
             .transpose()
     }
     /// Expires as delta-seconds, if present.
@@ -412,25 +390,15 @@ impl Headers {
     }
     /// The media type of Content-Type, lowercased, without parameters ("application/sdp").
     pub fn content_type(&self) -> Option<String> {
-        self.get("Content-Type").map(|v| {
-            v.split(';')
-                .next()
-                .unwrap_or("")
-                .trim()
-                .to_ascii_lowercase()
-        })
+        self.get("Content-Type")
+            .map(|v| v.split(';').next().unwrap_or("").trim().to_ascii_lowercase())
     }
 }
 
 impl Request {
     /// A request with no headers and an empty body.
     pub fn new(method: Method, uri: Uri) -> Request {
-        Request {
-            method,
-            uri,
-            headers: Headers::default(),
-            body: Bytes::new(),
-        }
+        Request { method, uri, headers: Headers::default(), body: Bytes::new() }
     }
     /// Prints the request to wire bytes (headers as stored; see [`Request::set_body`]).
     pub fn to_bytes(&self) -> Vec<u8> {
@@ -453,12 +421,7 @@ impl Response {
             }
         }
         headers.push("Content-Length", "0");
-        Response {
-            status,
-            reason: status.reason().to_owned(),
-            headers,
-            body: Bytes::new(),
-        }
+        Response { status, reason: status.reason().to_owned(), headers, body: Bytes::new() }
     }
     /// A stateless error response built from the salvage of a malformed request.
     pub fn from_salvage(s: &Salvage, status: StatusCode, reason: &str) -> Response {
@@ -466,23 +429,15 @@ impl Response {
         for v in &s.via {
             headers.push("Via", v.clone());
         }
-        for (name, value) in [
-            ("From", &s.from),
-            ("To", &s.to),
-            ("Call-ID", &s.call_id),
-            ("CSeq", &s.cseq),
-        ] {
+        for (name, value) in
+            [("From", &s.from), ("To", &s.to), ("Call-ID", &s.call_id), ("CSeq", &s.cseq)]
+        {
             if let Some(v) = value {
                 headers.push(name, v.clone());
             }
         }
         headers.push("Content-Length", "0");
-        Response {
-            status,
-            reason: reason.to_owned(),
-            headers,
-            body: Bytes::new(),
-        }
+        Response { status, reason: reason.to_owned(), headers, body: Bytes::new() }
     }
     pub fn to_bytes(&self) -> Vec<u8> {
         print::response(self)
