@@ -18,6 +18,8 @@
 //! max_expires_secs = 3600
 //! default_expires_secs = 3600
 //! nonce_ttl_secs = 300
+//! digest_algorithms = ["MD5"]              # add "SHA-256" (RFC 8760) only if every phone
+//!                                          # copes: baresip 1.0 and SIPp 3.6 fail when offered it
 //! auth_failures_before_throttle = 10       # per source IP within auth_throttle_window_secs
 //! auth_throttle_window_secs = 60
 //!
@@ -79,6 +81,7 @@ pub struct SipConfig {
     pub max_expires_secs: u32,
     pub default_expires_secs: u32,
     pub nonce_ttl_secs: u64,
+    pub digest_algorithms: Vec<String>,
     pub auth_failures_before_throttle: u32,
     pub auth_throttle_window_secs: u64,
 }
@@ -120,6 +123,7 @@ pub struct Settings {
     pub max_expires: u32,
     pub default_expires: u32,
     pub nonce_ttl: std::time::Duration,
+    pub digest_algorithms: Vec<crate::sip::auth::Algorithm>,
     pub auth_failures_before_throttle: u32,
     pub auth_throttle_window: std::time::Duration,
     pub http_listen: SocketAddr,
@@ -151,6 +155,9 @@ fn default_default_expires_secs() -> u32 {
 }
 fn default_nonce_ttl_secs() -> u64 {
     300
+}
+fn default_digest_algorithms() -> Vec<String> {
+    vec!["MD5".into()]
 }
 fn default_auth_failures_before_throttle() -> u32 {
     10
@@ -197,6 +204,7 @@ impl Default for SipConfig {
             max_expires_secs: default_max_expires_secs(),
             default_expires_secs: default_default_expires_secs(),
             nonce_ttl_secs: default_nonce_ttl_secs(),
+            digest_algorithms: default_digest_algorithms(),
             auth_failures_before_throttle: default_auth_failures_before_throttle(),
             auth_throttle_window_secs: default_auth_throttle_window_secs(),
         }
@@ -295,6 +303,21 @@ impl Config {
         if self.sip.nonce_ttl_secs == 0 {
             return Err(invalid("sip.nonce_ttl_secs", "must be at least 1".into()));
         }
+        let mut digest_algorithms = Vec::new();
+        for (i, a) in self.sip.digest_algorithms.iter().enumerate() {
+            match crate::sip::auth::Algorithm::parse(a) {
+                Some((alg, false)) => digest_algorithms.push(alg),
+                _ => {
+                    return Err(invalid(
+                        &format!("sip.digest_algorithms[{i}]"),
+                        format!("{a:?} is not MD5 or SHA-256"),
+                    ));
+                }
+            }
+        }
+        if digest_algorithms.is_empty() {
+            return Err(invalid("sip.digest_algorithms", "at least one algorithm is required".into()));
+        }
         let rtp_ports = parse_port_range(&self.rtp.ports).map_err(|m| invalid("rtp.ports", m))?;
         let public_ip = match self.sip.public_ip {
             Some(ip) if ip.is_unspecified() => {
@@ -330,6 +353,7 @@ impl Config {
             max_expires: self.sip.max_expires_secs,
             default_expires: self.sip.default_expires_secs,
             nonce_ttl: std::time::Duration::from_secs(self.sip.nonce_ttl_secs),
+            digest_algorithms,
             auth_failures_before_throttle: self.sip.auth_failures_before_throttle,
             auth_throttle_window: std::time::Duration::from_secs(
                 self.sip.auth_throttle_window_secs,

@@ -64,6 +64,7 @@ pub async fn start(settings: Settings) -> Result<Server, ServerError> {
             .map_err(|e| ServerError::DataDir(settings.data_dir.display().to_string(), e))?;
     }
     let store = Store::open(&settings.database_url).await?;
+    tracing::info!(backend = ?store.backend(), "store open");
     let closed = store.close_orphans(crate::clock::unix_ms()).await?;
     if closed > 0 {
         tracing::warn!(calls = closed, "closed call records left open by an earlier crash");
@@ -111,6 +112,7 @@ pub async fn start(settings: Settings) -> Result<Server, ServerError> {
                 default_expires: settings.default_expires,
                 failures_before_throttle: settings.auth_failures_before_throttle,
                 throttle_window: settings.auth_throttle_window,
+                algorithms: settings.digest_algorithms.clone(),
             },
             store.clone(),
         )

@@ -75,6 +75,8 @@ pub struct RegistrarSettings {
     pub default_expires: u32,
     pub failures_before_throttle: u32,
     pub throttle_window: Duration,
+    /// Digest algorithms offered, in order.
+    pub algorithms: Vec<crate::sip::auth::Algorithm>,
 }
 
 impl Registrar {
@@ -112,7 +114,11 @@ impl Registrar {
             created_ms: 0,
         };
         Ok(Registrar {
-            auth: Authenticator::new(&s.realm, &s.nonce_secret, s.nonce_ttl),
+            // The digest uri must name our host; SIPp hashes `sip:host:port` whatever the
+            // Request-URI's user part is, so the check ignores user and parameters.
+            auth: Authenticator::new(&s.realm, &s.nonce_secret, s.nonce_ttl)
+                .with_algorithms(&s.algorithms)
+                .with_uri_check(crate::sip::auth::UriCheck::SameHost),
             writer: store.writer(),
             store,
             trusted: s.trusted,

@@ -32,7 +32,7 @@ impl TestServer {
         config.data_dir = dir.path().to_path_buf();
         config.sip.listen = vec!["udp:127.0.0.1:0".into(), "tcp:127.0.0.1:0".into()];
         config.http.listen = "127.0.0.1:0".parse().expect("addr");
-        config.rtp.ports = "40000-49999".into();
+        config.rtp.ports = "30000-31999".into();
         edit(&mut config);
         let settings = config.validate().expect("valid test config");
         let server = switchboard::server::start(settings).await.expect("server starts");
