@@ -28,6 +28,9 @@ const SINGLE: [&str; 8] = [
 /// status 400, `is_request: true`, a reason naming the header ("missing Call-ID header",
 /// "multiple To headers") and a salvage (all Vias, the first From/To/Call-ID/CSeq) from
 /// which [`super::Response::from_salvage`] builds the answer.
+// The signature is the contract other modules code against; the error is the rare path and is
+// built once per rejected request, so its size does not matter.
+#[allow(clippy::result_large_err)]
 pub fn check_request(req: &Request) -> Result<(), Invalid> {
     let mut counts = [0usize; SINGLE.len()];
     let mut has_via = false;
