@@ -10,5 +10,8 @@ pub fn now() -> Instant {
 
 /// Wall-clock milliseconds since the Unix epoch, for records and bindings.
 pub fn unix_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
 }

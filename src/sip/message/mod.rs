@@ -9,8 +9,17 @@
 //!
 //! Header values are stored as text (canonical header names, compact forms expanded) and
 //! parsed into typed values ([`Via`], [`NameAddr`], [`CSeq`], [`Contact`]) on demand; the
-//! parser validates the headers that RFC 4475 says must make a message invalid.
+//! parser validates the headers that RFC 4475 says must make a message invalid, so on a parsed
+//! message the typed accessors ([`Headers::vias`], [`Headers::from`], [`Headers::to`],
+//! [`Headers::cseq`], [`Headers::max_forwards`], [`Headers::expires`], [`Headers::contacts`],
+//! Route/Record-Route through [`Headers::name_addrs`]) do not fail on syntax. [`check_request`]
+//! adds the stateless semantic checks (required and single-valued headers) a UAS makes.
+//!
+//! Character set: start lines and header names must be ASCII; header values and reason
+//! phrases are UTF-8, with invalid sequences replaced by U+FFFD (a replaced byte in a
+//! validated header fails its grammar, hence 400). Bodies are bytes, never decoded.
 
+mod check;
 mod header;
 mod parse;
 mod print;
@@ -18,14 +27,17 @@ mod uri;
 
 use bytes::Bytes;
 
+pub use check::check_request;
 pub use header::{CSeq, Contact, HeaderError, NameAddr, Via};
-pub use parse::{parse, parse_uri};
+pub use parse::{leading_crlf_len, parse, parse_uri};
 pub use uri::{Host, Param, SipUri, Uri};
 
 /// Largest message we accept on any transport (datagram or one framed stream message).
 pub const MAX_MESSAGE_SIZE: usize = 64 * 1024;
-/// Most header fields one message may carry.
+/// Most header fields one message may carry (after list values are split).
 pub const MAX_HEADERS: usize = 256;
+/// Longest physical line (start line or header line) we accept.
+pub const MAX_LINE_LEN: usize = 16 * 1024;
 
 /// How the bytes arrived: it decides what a missing or excessive Content-Length means (§18.3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -299,20 +311,35 @@ impl Headers {
     /// First value of the named header (name in any case or compact form).
     pub fn get(&self, name: &str) -> Option<&str> {
         let name = HeaderName::new(name);
-        self.0.iter().find(|h| h.name == name).map(|h| h.value.as_str())
+        self.0
+            .iter()
+            .find(|h| h.name == name)
+            .map(|h| h.value.as_str())
     }
     /// Every value of the named header, in order.
     pub fn get_all<'a>(&'a self, name: &str) -> impl Iterator<Item = &'a str> + 'a {
         let name = HeaderName::new(name);
-        self.0.iter().filter(move |h| h.name == name).map(|h| h.value.as_str())
+        self.0
+            .iter()
+            .filter(move |h| h.name == name)
+            .map(|h| h.value.as_str())
     }
     /// Appends a header value.
     pub fn push(&mut self, name: &str, value: impl Into<String>) {
-        self.0.push(Header { name: HeaderName::new(name), value: value.into() });
+        self.0.push(Header {
+            name: HeaderName::new(name),
+            value: value.into(),
+        });
     }
     /// Inserts a value before every other header (a new top Via).
     pub fn push_front(&mut self, name: &str, value: impl Into<String>) {
-        self.0.insert(0, Header { name: HeaderName::new(name), value: value.into() });
+        self.0.insert(
+            0,
+            Header {
+                name: HeaderName::new(name),
+                value: value.into(),
+            },
+        );
     }
     /// Removes every value of the named header.
     pub fn remove(&mut self, name: &str) {
@@ -332,7 +359,10 @@ impl Headers {
                     keep
                 });
             }
-            None => self.0.push(Header { name, value: value.into() }),
+            None => self.0.push(Header {
+                name,
+                value: value.into(),
+            }),
         }
     }
     pub fn iter(&self) -> impl Iterator<Item = &Header> {
@@ -362,18 +392,18 @@ impl Headers {
     /// Max-Forwards, if present (0..=255).
     pub fn max_forwards(&self) -> Result<Option<u8>, HeaderError> {
         self.get("Max-Forwards")
-            .map(|v| v.trim().parse::<u8>().map_err(|_| HeaderError::Invalid("Max-Forwards")))
-            .transpose()
-    }
-    /// Expires as delta-seconds, if present.
-    pub fn expires(&self) -> Result<Option<u32>, HeaderError> {
-        self.get("Expires")
             .map(|v| {
                 v.trim()
-                    .parse::<u64>()
-                    .map(|n| n.min(u32::MAX as u64) as u32)
-                    .map_err(|_| HeaderError::Invalid("Expires"))
+                    .parse::<u8>()
+                    .map_err(|_| HeaderError::Invalid("Max-Forwards"))
             })
+            .transpose()
+    }
+    /// Expires as delta-seconds, if present. Values above 2**32-1 (RFC 4475 §3.1.2.4) are
+    /// clamped to `u32::MAX`, never an error; non-digits are.
+    pub fn expires(&self) -> Result<Option<u32>, HeaderError> {
+        self.get("Expires")
+            .map(|v| parse::delta_seconds(v).ok_or(HeaderError::Invalid("Expires")))
             .transpose()
     }
     /// Contact values (one per entry; `*` is [`Contact::Star`]).
@@ -390,15 +420,25 @@ impl Headers {
     }
     /// The media type of Content-Type, lowercased, without parameters ("application/sdp").
     pub fn content_type(&self) -> Option<String> {
-        self.get("Content-Type")
-            .map(|v| v.split(';').next().unwrap_or("").trim().to_ascii_lowercase())
+        self.get("Content-Type").map(|v| {
+            v.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase()
+        })
     }
 }
 
 impl Request {
     /// A request with no headers and an empty body.
     pub fn new(method: Method, uri: Uri) -> Request {
-        Request { method, uri, headers: Headers::default(), body: Bytes::new() }
+        Request {
+            method,
+            uri,
+            headers: Headers::default(),
+            body: Bytes::new(),
+        }
     }
     /// Prints the request to wire bytes (headers as stored; see [`Request::set_body`]).
     pub fn to_bytes(&self) -> Vec<u8> {
@@ -421,7 +461,12 @@ impl Response {
             }
         }
         headers.push("Content-Length", "0");
-        Response { status, reason: status.reason().to_owned(), headers, body: Bytes::new() }
+        Response {
+            status,
+            reason: status.reason().to_owned(),
+            headers,
+            body: Bytes::new(),
+        }
     }
     /// A stateless error response built from the salvage of a malformed request.
     pub fn from_salvage(s: &Salvage, status: StatusCode, reason: &str) -> Response {
@@ -429,15 +474,23 @@ impl Response {
         for v in &s.via {
             headers.push("Via", v.clone());
         }
-        for (name, value) in
-            [("From", &s.from), ("To", &s.to), ("Call-ID", &s.call_id), ("CSeq", &s.cseq)]
-        {
+        for (name, value) in [
+            ("From", &s.from),
+            ("To", &s.to),
+            ("Call-ID", &s.call_id),
+            ("CSeq", &s.cseq),
+        ] {
             if let Some(v) = value {
                 headers.push(name, v.clone());
             }
         }
         headers.push("Content-Length", "0");
-        Response { status, reason: reason.to_owned(), headers, body: Bytes::new() }
+        Response {
+            status,
+            reason: reason.to_owned(),
+            headers,
+            body: Bytes::new(),
+        }
     }
     pub fn to_bytes(&self) -> Vec<u8> {
         print::response(self)

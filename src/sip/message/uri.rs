@@ -89,7 +89,10 @@ impl SipUri {
 
 impl Param {
     pub fn new(name: &str, value: Option<&str>) -> Param {
-        Param { name: name.to_owned(), value: value.map(str::to_owned) }
+        Param {
+            name: name.to_owned(),
+            value: value.map(str::to_owned),
+        }
     }
 }
 
