@@ -43,8 +43,6 @@ use std::path::{Path, PathBuf};
 use ipnet::IpNet;
 use serde::Deserialize;
 
-use crate::sip::transport::Transport;
-
 /// A configuration problem, naming the key it is about.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -387,6 +385,7 @@ fn parse_cidr(s: &str) -> Result<IpNet, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sip::transport::Transport;
 
     #[test]
     fn empty_file_gives_the_documented_defaults() {

@@ -197,10 +197,7 @@ async fn user_command(settings: &Settings, cmd: UserCommand) -> anyhow::Result<(
                     .context("cannot read the password")?,
             };
             anyhow::ensure!(!password.is_empty(), "the password must not be empty");
-            anyhow::ensure!(
-                store.set_password(&ext, &password, realm).await?,
-                "no extension {ext}"
-            );
+            store.set_password(&ext, &password, realm).await?;
             println!("password changed for {ext}");
         }
     }
