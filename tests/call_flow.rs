@@ -162,8 +162,8 @@ async fn registered_extensions_call_each_other_with_media_through_the_server() {
     assert_eq!(bye.method.as_str(), "BYE", "the BYE is relayed to the callee");
     b.send(&answer(&bye, 200, "OK", b.addr(), None)).await;
 
-    let db = server.dir.path().join("switchboard.db");
-    server.stop().await;
+    let dir = server.stop_keep_dir().await;
+    let db = dir.path().join("switchboard.db");
     let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", db.display())).await.expect("db");
     let row: (Option<i64>, Option<i64>, Option<String>, Option<i64>, String) = sqlx::query_as(
         "SELECT answered_ms, ended_ms, hangup_by, final_code, session_id FROM calls",

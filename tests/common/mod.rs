@@ -51,10 +51,16 @@ impl TestServer {
         server.store.add_user(ext, None, password, "switchboard").await.expect("add user");
     }
 
-    pub async fn stop(mut self) {
+    pub async fn stop(self) {
+        self.stop_keep_dir().await;
+    }
+
+    /// Stops the server and hands back its data directory for inspection.
+    pub async fn stop_keep_dir(mut self) -> tempfile::TempDir {
         if let Some(s) = self.server.take() {
             s.shutdown().await;
         }
+        self.dir
     }
 }
 
@@ -91,7 +97,10 @@ impl Ua {
             .await
             .expect("a message within the guard time")
             .expect("recv");
-        parse(&buf[..n], Framing::Datagram).expect("server sends valid SIP").0
+        match parse(&buf[..n], Framing::Datagram) {
+            Ok((m, _)) => m,
+            Err(_) => Message::Response(lenient_response(&buf[..n])),
+        }
     }
 
     /// The next response, skipping 100 Trying.
@@ -103,6 +112,28 @@ impl Ua {
                 return r;
             }
         }
+    }
+}
+
+/// A response whose headers echo a malformed request (a 400 copies the bad Via, §8.2.6.2):
+/// keep the status line and the header lines as text.
+fn lenient_response(bytes: &[u8]) -> Response {
+    let text = String::from_utf8_lossy(bytes);
+    let mut lines = text.split("\r\n");
+    let status_line = lines.next().unwrap_or_default();
+    assert!(status_line.starts_with("SIP/2.0 "), "a response: {status_line:?}");
+    let code: u16 = status_line[8..11].parse().expect("status code");
+    let mut headers = switchboard::sip::message::Headers::default();
+    for l in lines.take_while(|l| !l.is_empty()) {
+        if let Some((n, v)) = l.split_once(':') {
+            headers.push(n.trim(), v.trim());
+        }
+    }
+    Response {
+        status: switchboard::sip::message::StatusCode(code),
+        reason: status_line[11..].trim().to_owned(),
+        headers,
+        body: Default::default(),
     }
 }
 
