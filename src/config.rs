@@ -47,7 +47,10 @@ use serde::Deserialize;
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config file {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("config file {path}: {message}")]
     Syntax { path: PathBuf, message: String },
     #[error("invalid value for `{key}`: {message}")]
@@ -211,13 +214,17 @@ impl Default for SipConfig {
 
 impl Default for HttpConfig {
     fn default() -> Self {
-        HttpConfig { listen: default_http_listen() }
+        HttpConfig {
+            listen: default_http_listen(),
+        }
     }
 }
 
 impl Default for RtpConfig {
     fn default() -> Self {
-        RtpConfig { ports: default_rtp_ports() }
+        RtpConfig {
+            ports: default_rtp_ports(),
+        }
     }
 }
 
@@ -233,12 +240,15 @@ impl Default for ShutdownConfig {
 impl Config {
     /// Reads a TOML file; unknown keys are errors that name the key.
     pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
         Config::from_toml(&text).map_err(|e| match e {
-            ConfigError::Syntax { message, .. } => {
-                ConfigError::Syntax { path: path.to_owned(), message }
-            }
+            ConfigError::Syntax { message, .. } => ConfigError::Syntax {
+                path: path.to_owned(),
+                message,
+            },
             other => other,
         })
     }
@@ -255,15 +265,24 @@ impl Config {
     pub fn database_url(&self) -> String {
         match &self.database_url {
             Some(u) => u.clone(),
-            None => format!("sqlite://{}", self.data_dir.join("switchboard.db").display()),
+            None => format!(
+                "sqlite://{}",
+                self.data_dir.join("switchboard.db").display()
+            ),
         }
     }
 
     /// Checks every value and produces the settings the server runs with.
     pub fn validate(&self) -> Result<Settings, ConfigError> {
-        let invalid = |key: &str, message: String| ConfigError::Invalid { key: key.into(), message };
+        let invalid = |key: &str, message: String| ConfigError::Invalid {
+            key: key.into(),
+            message,
+        };
         if self.sip.listen.is_empty() {
-            return Err(invalid("sip.listen", "at least one listen address is required".into()));
+            return Err(invalid(
+                "sip.listen",
+                "at least one listen address is required".into(),
+            ));
         }
         let mut sip_listen = Vec::new();
         for (i, s) in self.sip.listen.iter().enumerate() {
@@ -278,13 +297,18 @@ impl Config {
             trusted.push(net);
         }
         if self.sip.domain.trim().is_empty() || self.sip.domain.contains(['"', '\\', ' ']) {
-            return Err(invalid("sip.domain", format!("{:?} is not a usable domain", self.sip.domain)));
+            return Err(invalid(
+                "sip.domain",
+                format!("{:?} is not a usable domain", self.sip.domain),
+            ));
         }
         if self.sip.no_answer_timeout_secs == 0 {
-            return Err(invalid("sip.no_answer_timeout_secs", "must be at least 1".into()));
+            return Err(invalid(
+                "sip.no_answer_timeout_secs",
+                "must be at least 1".into(),
+            ));
         }
-        if self.sip.min_expires_secs == 0 || self.sip.min_expires_secs > self.sip.max_expires_secs
-        {
+        if self.sip.min_expires_secs == 0 || self.sip.min_expires_secs > self.sip.max_expires_secs {
             return Err(invalid(
                 "sip.min_expires_secs",
                 "must be at least 1 and not above sip.max_expires_secs".into(),
@@ -314,12 +338,18 @@ impl Config {
             }
         }
         if digest_algorithms.is_empty() {
-            return Err(invalid("sip.digest_algorithms", "at least one algorithm is required".into()));
+            return Err(invalid(
+                "sip.digest_algorithms",
+                "at least one algorithm is required".into(),
+            ));
         }
         let rtp_ports = parse_port_range(&self.rtp.ports).map_err(|m| invalid("rtp.ports", m))?;
         let public_ip = match self.sip.public_ip {
             Some(ip) if ip.is_unspecified() => {
-                return Err(invalid("sip.public_ip", "must be a concrete address".into()));
+                return Err(invalid(
+                    "sip.public_ip",
+                    "must be a concrete address".into(),
+                ));
             }
             Some(ip) => ip,
             None => sip_listen
@@ -366,9 +396,17 @@ impl Config {
 
 /// Parses `LOW-HIGH`; the range must hold at least one even/odd pair.
 pub fn parse_port_range(s: &str) -> Result<(u16, u16), String> {
-    let (lo, hi) = s.split_once('-').ok_or_else(|| format!("{s:?} is not LOW-HIGH"))?;
-    let lo: u16 = lo.trim().parse().map_err(|_| format!("{lo:?} is not a port number"))?;
-    let hi: u16 = hi.trim().parse().map_err(|_| format!("{hi:?} is not a port number"))?;
+    let (lo, hi) = s
+        .split_once('-')
+        .ok_or_else(|| format!("{s:?} is not LOW-HIGH"))?;
+    let lo: u16 = lo
+        .trim()
+        .parse()
+        .map_err(|_| format!("{lo:?} is not a port number"))?;
+    let hi: u16 = hi
+        .trim()
+        .parse()
+        .map_err(|_| format!("{hi:?} is not a port number"))?;
     if lo < 1024 || hi < lo.saturating_add(1) {
         return Err(format!("{s:?}: need 1024 <= LOW < HIGH"));
     }
@@ -379,7 +417,9 @@ fn parse_cidr(s: &str) -> Result<IpNet, String> {
     if let Ok(net) = s.parse::<IpNet>() {
         return Ok(net.trunc());
     }
-    s.parse::<IpAddr>().map(IpNet::from).map_err(|_| format!("{s:?} is not a CIDR (10.0.0.0/8)"))
+    s.parse::<IpAddr>()
+        .map(IpNet::from)
+        .map_err(|_| format!("{s:?} is not a CIDR (10.0.0.0/8)"))
 }
 
 #[cfg(test)]
@@ -389,7 +429,9 @@ mod tests {
 
     #[test]
     fn empty_file_gives_the_documented_defaults() {
-        let s = Config::from_toml("").and_then(|c| c.validate()).expect("defaults are valid");
+        let s = Config::from_toml("")
+            .and_then(|c| c.validate())
+            .expect("defaults are valid");
         assert_eq!(s.database_url, "sqlite://./data/switchboard.db");
         assert_eq!(s.sip_listen.len(), 2);
         assert_eq!(s.sip_listen[0].to_string(), "udp:127.0.0.1:5060");
@@ -415,7 +457,12 @@ mod tests {
 
         let mut c = Config::default();
         c.rtp.ports = "30000-20000".into();
-        assert!(c.validate().expect_err("bad range").to_string().contains("rtp.ports"));
+        assert!(
+            c.validate()
+                .expect_err("bad range")
+                .to_string()
+                .contains("rtp.ports")
+        );
 
         let mut c = Config::default();
         c.sip.trusted_cidrs = vec!["10.0.0.0/33".into()];

@@ -11,7 +11,11 @@ use switchboard::config::{Config, Settings};
 use switchboard::store::Store;
 
 #[derive(Parser)]
-#[command(name = "switchboard", version, about = "Voice-first contact-centre server")]
+#[command(
+    name = "switchboard",
+    version,
+    about = "Voice-first contact-centre server"
+)]
 struct Cli {
     #[command(flatten)]
     common: CommonArgs,
@@ -107,7 +111,10 @@ fn main() -> ExitCode {
 fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("SWITCHBOARD_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
@@ -126,7 +133,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Command::Serve(_) => switchboard::server::run(settings).await,
             Command::Migrate => {
                 Store::open(&settings.database_url).await?;
-                println!("database {} is up to date", redact_url(&settings.database_url));
+                println!(
+                    "database {} is up to date",
+                    redact_url(&settings.database_url)
+                );
                 Ok(())
             }
             Command::User(cmd) => user_command(&settings, cmd).await,
@@ -175,10 +185,16 @@ async fn user_command(settings: &Settings, cmd: UserCommand) -> anyhow::Result<(
     let store = Store::open(&settings.database_url).await?;
     let realm = settings.domain.as_str();
     match cmd {
-        UserCommand::Add { ext, password, name } => {
+        UserCommand::Add {
+            ext,
+            password,
+            name,
+        } => {
             check_extension(&ext)?;
             anyhow::ensure!(!password.is_empty(), "the password must not be empty");
-            store.add_user(&ext, name.as_deref(), &password, realm).await?;
+            store
+                .add_user(&ext, name.as_deref(), &password, realm)
+                .await?;
             println!("added extension {ext}");
         }
         UserCommand::List => {
@@ -208,8 +224,13 @@ async fn user_command(settings: &Settings, cmd: UserCommand) -> anyhow::Result<(
 fn check_extension(ext: &str) -> anyhow::Result<()> {
     let ok = !ext.is_empty()
         && ext.len() <= 64
-        && ext.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.!~*'()+".contains(&b));
-    anyhow::ensure!(ok, "{ext:?} is not a valid extension (letters, digits, -_.!~*'()+)");
+        && ext
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.!~*'()+".contains(&b));
+    anyhow::ensure!(
+        ok,
+        "{ext:?} is not a valid extension (letters, digits, -_.!~*'()+)"
+    );
     Ok(())
 }
 

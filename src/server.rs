@@ -26,7 +26,11 @@ pub enum ServerError {
     #[error("store: {0}")]
     Store(#[from] crate::store::StoreError),
     #[error("cannot bind {what} on {addr}: {source}")]
-    Bind { what: &'static str, addr: String, source: std::io::Error },
+    Bind {
+        what: &'static str,
+        addr: String,
+        source: std::io::Error,
+    },
     #[error("RTP port range: {0}")]
     Rtp(String),
     #[error("cannot create the data directory {0}: {1}")]
@@ -67,7 +71,10 @@ pub async fn start(settings: Settings) -> Result<Server, ServerError> {
     tracing::info!(backend = ?store.backend(), "store open");
     let closed = store.close_orphans(crate::clock::unix_ms()).await?;
     if closed > 0 {
-        tracing::warn!(calls = closed, "closed call records left open by an earlier crash");
+        tracing::warn!(
+            calls = closed,
+            "closed call records left open by an earlier crash"
+        );
     }
 
     let (inbound_tx, inbound_rx) = mpsc::channel(65_536);
@@ -75,13 +82,20 @@ pub async fn start(settings: Settings) -> Result<Server, ServerError> {
     let listens: Vec<Listen> = settings
         .sip_listen
         .iter()
-        .map(|l| Listen { transport: l.transport, addr: l.addr })
+        .map(|l| Listen {
+            transport: l.transport,
+            addr: l.addr,
+        })
         .collect();
     let transport = TransportSet::bind(&listens, inbound_tx, stop_endpoint.clone())
         .await
         .map_err(|source| ServerError::Bind {
             what: "SIP",
-            addr: listens.iter().map(|l| l.to_string()).collect::<Vec<_>>().join(", "),
+            addr: listens
+                .iter()
+                .map(|l| l.to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
             source,
         })?;
     let bound = transport.local_addrs();
@@ -133,7 +147,11 @@ pub async fn start(settings: Settings) -> Result<Server, ServerError> {
         rtp_bind_ip,
         no_answer_timeout: settings.no_answer_timeout,
     });
-    tracing::info!(low = settings.rtp_ports.0, high = settings.rtp_ports.1, "RTP port range");
+    tracing::info!(
+        low = settings.rtp_ports.0,
+        high = settings.rtp_ports.1,
+        "RTP port range"
+    );
 
     let endpoint = Endpoint::new(
         TransactionLayer::new(Timers::default()).with_auto_trying(true),
@@ -158,9 +176,13 @@ pub async fn start(settings: Settings) -> Result<Server, ServerError> {
         }
     });
 
-    let listener = tokio::net::TcpListener::bind(settings.http_listen).await.map_err(|source| {
-        ServerError::Bind { what: "HTTP", addr: settings.http_listen.to_string(), source }
-    })?;
+    let listener = tokio::net::TcpListener::bind(settings.http_listen)
+        .await
+        .map_err(|source| ServerError::Bind {
+            what: "HTTP",
+            addr: settings.http_listen.to_string(),
+            source,
+        })?;
     let http = listener.local_addr().map_err(|source| ServerError::Bind {
         what: "HTTP",
         addr: settings.http_listen.to_string(),
@@ -199,7 +221,10 @@ pub async fn start(settings: Settings) -> Result<Server, ServerError> {
 impl Server {
     /// The bound address of the first listener of `transport`.
     pub fn sip_addr(&self, transport: Transport) -> Option<SocketAddr> {
-        self.sip.iter().find(|l| l.transport == transport).map(|l| l.addr)
+        self.sip
+            .iter()
+            .find(|l| l.transport == transport)
+            .map(|l| l.addr)
     }
 
     /// Graceful shutdown: refuse new calls, let calls finish for the drain timeout, BYE the
@@ -249,7 +274,10 @@ async fn wait_for_signal() {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
-        match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+        match (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) {
             (Ok(mut term), Ok(mut int)) => {
                 tokio::select! {
                     _ = term.recv() => {},

@@ -34,7 +34,15 @@ fn sdp_target(body: &[u8]) -> SocketAddr {
     format!("{ip}:{port}").parse().expect("rtp address")
 }
 
-fn invite_text(to_ext: &str, from_ext: &str, call_id: &str, cseq: u32, rtp: u16, auth: Option<&str>, server: SocketAddr) -> String {
+fn invite_text(
+    to_ext: &str,
+    from_ext: &str,
+    call_id: &str,
+    cseq: u32,
+    rtp: u16,
+    auth: Option<&str>,
+    server: SocketAddr,
+) -> String {
     let mut m = format!(
         "INVITE sip:{to_ext}@{server} SIP/2.0\nVia: SIP/2.0/UDP {{addr}};branch=z9hG4bKinv{call_id}{cseq};rport\nMax-Forwards: 70\nFrom: \"Caller\" <sip:{from_ext}@switchboard>;tag=a{call_id}\nTo: <sip:{to_ext}@switchboard>\nCall-ID: {call_id}\nCSeq: {cseq} INVITE\nContact: <sip:{from_ext}@{{addr}}>\nContent-Type: application/sdp\n"
     );
@@ -49,7 +57,12 @@ fn invite_text(to_ext: &str, from_ext: &str, call_id: &str, cseq: u32, rtp: u16,
 /// Sends an authenticated INVITE (answering the 407) and returns the request text sent.
 async fn call(a: &Ua, to: &str, from: &str, pw: &str, call_id: &str, rtp: u16) {
     let server = a.server;
-    a.send(invite_text(to, from, call_id, 1, rtp, None, server).replace("{addr}", &a.addr().to_string()).as_bytes()).await;
+    a.send(
+        invite_text(to, from, call_id, 1, rtp, None, server)
+            .replace("{addr}", &a.addr().to_string())
+            .as_bytes(),
+    )
+    .await;
     let challenge = a.recv_final_or_ringing().await;
     assert_eq!(challenge.status.0, 407, "INVITE is challenged with 407");
     a.send_text(&format!(
@@ -59,7 +72,12 @@ async fn call(a: &Ua, to: &str, from: &str, pw: &str, call_id: &str, rtp: u16) {
     .await;
     let ch = md5_challenge(&challenge, "Proxy-Authenticate");
     let auth = digest_md5(&ch, from, pw, "INVITE", &format!("sip:{to}@{server}"));
-    a.send(invite_text(to, from, call_id, 2, rtp, Some(&auth), server).replace("{addr}", &a.addr().to_string()).as_bytes()).await;
+    a.send(
+        invite_text(to, from, call_id, 2, rtp, Some(&auth), server)
+            .replace("{addr}", &a.addr().to_string())
+            .as_bytes(),
+    )
+    .await;
 }
 
 async fn recv_request(ua: &Ua) -> Request {
@@ -71,20 +89,35 @@ async fn recv_request(ua: &Ua) -> Request {
 }
 
 /// A response to `req` from the callee UA, with To tag and Contact.
-fn answer(req: &Request, code: u16, reason: &str, contact: SocketAddr, body: Option<String>) -> Vec<u8> {
+fn answer(
+    req: &Request,
+    code: u16,
+    reason: &str,
+    contact: SocketAddr,
+    body: Option<String>,
+) -> Vec<u8> {
     let mut m = format!("SIP/2.0 {code} {reason}\r\n");
     for v in req.headers.get_all("Via") {
         m.push_str(&format!("Via: {v}\r\n"));
     }
     for name in ["From", "Call-ID", "CSeq"] {
-        m.push_str(&format!("{name}: {}\r\n", req.headers.get(name).expect("header")));
+        m.push_str(&format!(
+            "{name}: {}\r\n",
+            req.headers.get(name).expect("header")
+        ));
     }
-    m.push_str(&format!("To: {};tag=callee\r\n", req.headers.get("To").expect("To")));
+    m.push_str(&format!(
+        "To: {};tag=callee\r\n",
+        req.headers.get("To").expect("To")
+    ));
     m.push_str(&format!("Contact: <sip:callee@{contact}>\r\n"));
     match body {
         Some(b) => {
             let b = b.replace('\n', "\r\n");
-            m.push_str(&format!("Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{b}", b.len()));
+            m.push_str(&format!(
+                "Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{b}",
+                b.len()
+            ));
         }
         None => m.push_str("Content-Length: 0\r\n\r\n"),
     }
@@ -93,7 +126,11 @@ fn answer(req: &Request, code: u16, reason: &str, contact: SocketAddr, body: Opt
 
 async fn expect_status(ua: &Ua, code: u16) -> Response {
     let r = ua.recv_final_or_ringing().await;
-    assert_eq!(r.status.0, code, "expected {code}, got {} {}", r.status.0, r.reason);
+    assert_eq!(
+        r.status.0, code,
+        "expected {code}, got {} {}",
+        r.status.0, r.reason
+    );
     r
 }
 
@@ -120,26 +157,55 @@ async fn registered_extensions_call_each_other_with_media_through_the_server() {
     let b = Ua::new(server.sip_udp).await;
     let reg = b.register("1002", "pw-b", 300).await;
     assert_eq!(reg.status.0, 200, "registered");
-    assert!(reg.headers.get("Contact").is_some_and(|c| c.contains(&b.addr().to_string())));
+    assert!(
+        reg.headers
+            .get("Contact")
+            .is_some_and(|c| c.contains(&b.addr().to_string()))
+    );
 
     let a_rtp = UdpSocket::bind("127.0.0.1:0").await.expect("rtp a");
     let b_rtp = UdpSocket::bind("127.0.0.1:0").await.expect("rtp b");
-    call(&a, "1002", "1001", "pw-a", "call-1", a_rtp.local_addr().expect("addr").port()).await;
+    call(
+        &a,
+        "1002",
+        "1001",
+        "pw-a",
+        "call-1",
+        a_rtp.local_addr().expect("addr").port(),
+    )
+    .await;
 
     let inv = recv_request(&b).await;
     assert_eq!(inv.method.as_str(), "INVITE");
     let offer_target = sdp_target(&inv.body);
     assert_eq!(offer_target.ip().to_string(), "127.0.0.1");
-    assert!((30000..=31999).contains(&offer_target.port()), "offer anchored on the server: {offer_target}");
+    assert!(
+        (30000..=31999).contains(&offer_target.port()),
+        "offer anchored on the server: {offer_target}"
+    );
     b.send(&answer(&inv, 180, "Ringing", b.addr(), None)).await;
     expect_status(&a, 180).await;
-    b.send(&answer(&inv, 200, "OK", b.addr(), Some(sdp(b_rtp.local_addr().expect("addr").port())))).await;
+    b.send(&answer(
+        &inv,
+        200,
+        "OK",
+        b.addr(),
+        Some(sdp(b_rtp.local_addr().expect("addr").port())),
+    ))
+    .await;
     let ok = expect_status(&a, 200).await;
     let answer_target = sdp_target(&ok.body);
-    assert!((30000..=31999).contains(&answer_target.port()), "answer anchored: {answer_target}");
+    assert!(
+        (30000..=31999).contains(&answer_target.port()),
+        "answer anchored: {answer_target}"
+    );
     assert_ne!(answer_target, offer_target, "each side has its own port");
     let ack_from_server = recv_request(&b).await;
-    assert_eq!(ack_from_server.method.as_str(), "ACK", "the server ACKs the callee's 200");
+    assert_eq!(
+        ack_from_server.method.as_str(),
+        "ACK",
+        "the server ACKs the callee's 200"
+    );
 
     let to_tag = ok.headers.get("To").expect("To").to_owned();
     a.send_text(&format!(
@@ -159,13 +225,25 @@ async fn registered_extensions_call_each_other_with_media_through_the_server() {
     .await;
     expect_status(&a, 200).await;
     let bye = recv_request(&b).await;
-    assert_eq!(bye.method.as_str(), "BYE", "the BYE is relayed to the callee");
+    assert_eq!(
+        bye.method.as_str(),
+        "BYE",
+        "the BYE is relayed to the callee"
+    );
     b.send(&answer(&bye, 200, "OK", b.addr(), None)).await;
 
     let dir = server.stop_keep_dir().await;
     let db = dir.path().join("switchboard.db");
-    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", db.display())).await.expect("db");
-    let row: (Option<i64>, Option<i64>, Option<String>, Option<i64>, String) = sqlx::query_as(
+    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", db.display()))
+        .await
+        .expect("db");
+    let row: (
+        Option<i64>,
+        Option<i64>,
+        Option<String>,
+        Option<i64>,
+        String,
+    ) = sqlx::query_as(
         "SELECT answered_ms, ended_ms, hangup_by, final_code, session_id FROM calls",
     )
     .fetch_one(&pool)
@@ -204,7 +282,11 @@ async fn cancel_before_answer_gets_487_and_cancels_the_callee() {
     assert!(got.contains(&(200, "2 CANCEL".into())), "{got:?}");
     assert!(got.contains(&(487, "2 INVITE".into())), "{got:?}");
     let cancel = recv_request(&b).await;
-    assert_eq!(cancel.method.as_str(), "CANCEL", "the callee's fork is cancelled");
+    assert_eq!(
+        cancel.method.as_str(),
+        "CANCEL",
+        "the callee's fork is cancelled"
+    );
     server.stop().await;
 }
 
@@ -214,9 +296,19 @@ async fn unknown_extension_is_404_and_unregistered_is_480_and_busy_is_relayed() 
     server.add_user("1002", "pw-b").await;
     server.add_user("1003", "pw-c").await;
     let a = Ua::new(server.sip_udp).await;
-    a.send(invite_text("9999", "trunk", "c404", 1, 30000, None, server.sip_udp).replace("{addr}", &a.addr().to_string()).as_bytes()).await;
+    a.send(
+        invite_text("9999", "trunk", "c404", 1, 30000, None, server.sip_udp)
+            .replace("{addr}", &a.addr().to_string())
+            .as_bytes(),
+    )
+    .await;
     expect_status(&a, 404).await;
-    a.send(invite_text("1003", "trunk", "c480", 1, 30000, None, server.sip_udp).replace("{addr}", &a.addr().to_string()).as_bytes()).await;
+    a.send(
+        invite_text("1003", "trunk", "c480", 1, 30000, None, server.sip_udp)
+            .replace("{addr}", &a.addr().to_string())
+            .as_bytes(),
+    )
+    .await;
     expect_status(&a, 480).await;
 
     let b = Ua::new(server.sip_udp).await;
@@ -227,9 +319,15 @@ async fn unknown_extension_is_404_and_unregistered_is_480_and_busy_is_relayed() 
     ))
     .await;
     expect_status(&b, 200).await;
-    a.send(invite_text("1002", "trunk", "c486", 1, 30000, None, server.sip_udp).replace("{addr}", &a.addr().to_string()).as_bytes()).await;
+    a.send(
+        invite_text("1002", "trunk", "c486", 1, 30000, None, server.sip_udp)
+            .replace("{addr}", &a.addr().to_string())
+            .as_bytes(),
+    )
+    .await;
     let inv = recv_request(&b).await;
-    b.send(&answer(&inv, 486, "Busy Here", b.addr(), None)).await;
+    b.send(&answer(&inv, 486, "Busy Here", b.addr(), None))
+        .await;
     expect_status(&a, 486).await;
     server.stop().await;
 }

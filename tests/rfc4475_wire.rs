@@ -126,7 +126,11 @@ async fn every_torture_message_gets_its_rfc4475_outcome() {
     .skip(1)
     .filter_map(|l| l.split('\t').next().map(str::to_owned))
     .collect();
-    assert_eq!(listed.len(), CASES.len(), "one expectation per CASES.tsv row");
+    assert_eq!(
+        listed.len(),
+        CASES.len(),
+        "one expectation per CASES.tsv row"
+    );
     let mut failures = Vec::new();
     for (n, (name, expect)) in CASES.iter().enumerate() {
         assert!(listed.iter().any(|l| l == name), "{name} is in CASES.tsv");
@@ -146,7 +150,10 @@ async fn every_torture_message_gets_its_rfc4475_outcome() {
                 if let Some(r) = &first
                     && matches!(expect, Expect::Code(420))
                 {
-                    assert!(r.headers.get("Unsupported").is_some(), "{name}: 420 lists Unsupported");
+                    assert!(
+                        r.headers.get("Unsupported").is_some(),
+                        "{name}: 420 lists Unsupported"
+                    );
                 }
                 first.map(|r| vec![r.status.0]).unwrap_or_default()
             }
@@ -164,7 +171,11 @@ async fn every_torture_message_gets_its_rfc4475_outcome() {
         }
         server.stop().await;
     }
-    assert!(failures.is_empty(), "RFC 4475 outcomes:\n{}", failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "RFC 4475 outcomes:\n{}",
+        failures.join("\n")
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

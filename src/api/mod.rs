@@ -29,7 +29,11 @@ pub fn router(state: ApiState) -> Router {
 
 async fn healthz(State(s): State<ApiState>) -> Response {
     if (s.draining)() {
-        return problem(StatusCode::SERVICE_UNAVAILABLE, "Draining", "the server is shutting down");
+        return problem(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Draining",
+            "the server is shutting down",
+        );
     }
     let body = serde_json::json!({ "status": "ok", "active_calls": s.calls.active() });
     (StatusCode::OK, axum::Json(body)).into_response()
@@ -56,5 +60,10 @@ pub fn problem(status: StatusCode, title: &str, detail: &str) -> Response {
         "status": status.as_u16(),
         "detail": detail,
     });
-    (status, [(header::CONTENT_TYPE, "application/problem+json")], body.to_string()).into_response()
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/problem+json")],
+        body.to_string(),
+    )
+        .into_response()
 }

@@ -148,7 +148,12 @@ pub(super) async fn run(
 impl Call {
     /// Authenticates, routes and forks. False when the call was refused at once.
     async fn start(&mut self, inbox: &mut mpsc::UnboundedReceiver<CallInput>) -> bool {
-        let caller = match self.ctx.registrar.authenticate(&self.invite, self.caller_peer, true).await {
+        let caller = match self
+            .ctx
+            .registrar
+            .authenticate(&self.invite, self.caller_peer, true)
+            .await
+        {
             AuthDecision::Reply(resp) => {
                 self.ep.respond(self.invite_tx, resp);
                 return false;
@@ -205,7 +210,8 @@ impl Call {
             tracing::info!(error = %e, "INVITE without a usable SDP offer");
             StatusCode::NOT_ACCEPTABLE_HERE
         })?;
-        sdp.intersect_supported().map_err(|_| StatusCode::NOT_ACCEPTABLE_HERE)?;
+        sdp.intersect_supported()
+            .map_err(|_| StatusCode::NOT_ACCEPTABLE_HERE)?;
         let mut relay = Relay::new(&self.ctx.ports, self.ctx.rtp_bind_ip).map_err(|e| {
             tracing::warn!(error = %e, "no RTP ports for a new call");
             StatusCode::SERVICE_UNAVAILABLE
@@ -222,9 +228,17 @@ impl Call {
 
     fn fork(&mut self, loc: &Location, target: &str, offer: Bytes) {
         let a = &self.invite.headers;
-        let mf = a.max_forwards().ok().flatten().unwrap_or(70).saturating_sub(1);
+        let mf = a
+            .max_forwards()
+            .ok()
+            .flatten()
+            .unwrap_or(70)
+            .saturating_sub(1);
         let from = a.from().ok();
-        let caller_user = from.as_ref().and_then(|f| f.sip_user()).unwrap_or_else(|| "anonymous".into());
+        let caller_user = from
+            .as_ref()
+            .and_then(|f| f.sip_user())
+            .unwrap_or_else(|| "anonymous".into());
         let display = from.as_ref().and_then(|f| f.display.clone());
         let domain = &self.ep.local.domain;
         let (via, branch) = self.ep.local.via(loc.source.transport);
@@ -233,7 +247,13 @@ impl Call {
         h.push("Via", via);
         h.push("Max-Forwards", mf.to_string());
         let from_value = match display {
-            Some(d) => format!("\"{}\" <sip:{}@{}>;tag={}", d.replace(['"', '\\'], ""), caller_user, domain, self.b_tag),
+            Some(d) => format!(
+                "\"{}\" <sip:{}@{}>;tag={}",
+                d.replace(['"', '\\'], ""),
+                caller_user,
+                domain,
+                self.b_tag
+            ),
             None => format!("<sip:{}@{}>;tag={}", caller_user, domain, self.b_tag),
         };
         h.push("From", from_value);
@@ -252,10 +272,18 @@ impl Call {
             cancel_wanted: false,
             done: false,
         });
-        self.ep.send(Command::SendRequest { req, to: loc.source, owner: self.me.clone() });
+        self.ep.send(Command::SendRequest {
+            req,
+            to: loc.source,
+            owner: self.me.clone(),
+        });
     }
 
-    async fn event_loop(&mut self, inbox: &mut mpsc::UnboundedReceiver<CallInput>, no_answer: Instant) {
+    async fn event_loop(
+        &mut self,
+        inbox: &mut mpsc::UnboundedReceiver<CallInput>,
+        no_answer: Instant,
+    ) {
         loop {
             if self.is_over() {
                 return;
@@ -279,7 +307,11 @@ impl Call {
     }
 
     fn next_deadline(&self, no_answer: Instant) -> Instant {
-        let mut d = if self.answered || self.finished_a { Instant::now() + Duration::from_secs(3600) } else { no_answer };
+        let mut d = if self.answered || self.finished_a {
+            Instant::now() + Duration::from_secs(3600)
+        } else {
+            no_answer
+        };
         if let Some(c) = self.cancel_deadline {
             d = d.min(c);
         }
@@ -293,7 +325,11 @@ impl Call {
         let now = Instant::now();
         if !self.answered && !self.finished_a && now >= no_answer {
             tracing::info!("no answer: giving up");
-            self.ending = Some(Ending { cause: "no_answer", by: HangupBy::System, code: 480 });
+            self.ending = Some(Ending {
+                cause: "no_answer",
+                by: HangupBy::System,
+                code: 480,
+            });
             self.reply_a_final(StatusCode::TEMPORARILY_UNAVAILABLE);
             self.cancel_forks();
         }
@@ -308,7 +344,10 @@ impl Call {
             if now >= p.give_up {
                 expired.push(i);
             } else if now >= p.next {
-                self.ep.send(Command::SendRaw { to: p.peer, msg: Message::Response(p.resp.clone()) });
+                self.ep.send(Command::SendRaw {
+                    to: p.peer,
+                    msg: Message::Response(p.resp.clone()),
+                });
                 p.interval = (p.interval * 2).min(T2);
                 p.next = now + p.interval;
             }
@@ -316,7 +355,11 @@ impl Call {
         for i in expired.into_iter().rev() {
             let p = self.pending_acks.remove(i);
             tracing::info!(side = ?p.side, "no ACK for our 2xx: hanging up (RFC 3261 §13.3.1.4)");
-            self.hangup(Ending { cause: "ack_timeout", by: HangupBy::System, code: 408 });
+            self.hangup(Ending {
+                cause: "ack_timeout",
+                by: HangupBy::System,
+                code: 408,
+            });
         }
     }
 
@@ -326,7 +369,11 @@ impl Call {
             CallInput::Timeout { branch } => self.on_timeout(&branch),
             CallInput::Cancelled => {
                 if !self.answered && !self.finished_a {
-                    self.ending = Some(Ending { cause: "caller_cancel", by: HangupBy::Caller, code: 487 });
+                    self.ending = Some(Ending {
+                        cause: "caller_cancel",
+                        by: HangupBy::Caller,
+                        code: 487,
+                    });
                     self.reply_a_final(StatusCode::REQUEST_TERMINATED);
                     self.cancel_forks();
                 }
@@ -339,7 +386,13 @@ impl Call {
             CallInput::StrayResponse { resp, from: _ } => {
                 // Our ACK was lost: re-send it (§13.2.2.4).
                 if let Some(d) = &self.b_dialog
-                    && resp.headers.to().ok().and_then(|t| t.tag().map(str::to_owned)).as_deref() == Some(d.remote_tag.as_str())
+                    && resp
+                        .headers
+                        .to()
+                        .ok()
+                        .and_then(|t| t.tag().map(str::to_owned))
+                        .as_deref()
+                        == Some(d.remote_tag.as_str())
                 {
                     let seq = resp.headers.cseq().map(|c| c.seq).unwrap_or(1);
                     self.send_ack(Side::Callee, seq);
@@ -347,9 +400,17 @@ impl Call {
             }
             CallInput::Shutdown => {
                 if self.answered {
-                    self.hangup(Ending { cause: "shutdown", by: HangupBy::System, code: 200 });
+                    self.hangup(Ending {
+                        cause: "shutdown",
+                        by: HangupBy::System,
+                        code: 200,
+                    });
                 } else if !self.finished_a {
-                    self.ending = Some(Ending { cause: "shutdown", by: HangupBy::System, code: 503 });
+                    self.ending = Some(Ending {
+                        cause: "shutdown",
+                        by: HangupBy::System,
+                        code: 503,
+                    });
                     self.reply_a_final(StatusCode::SERVICE_UNAVAILABLE);
                     self.cancel_forks();
                 }
@@ -401,7 +462,10 @@ impl Call {
         }
         if !self.answered && !self.finished_a && self.forks.iter().all(|f| f.done) {
             let best = self.best_failure.take();
-            let status = best.as_ref().map(|r| r.status).unwrap_or(StatusCode::TEMPORARILY_UNAVAILABLE);
+            let status = best
+                .as_ref()
+                .map(|r| r.status)
+                .unwrap_or(StatusCode::TEMPORARILY_UNAVAILABLE);
             let mut out = self.a_response(status);
             if let Some(b) = &best {
                 out.reason.clone_from(&b.reason);
@@ -413,7 +477,11 @@ impl Call {
                 408 | 480 => "no_answer",
                 _ => "failed",
             };
-            self.ending = Some(Ending { cause, by: HangupBy::Callee, code: status.0 });
+            self.ending = Some(Ending {
+                cause,
+                by: HangupBy::Callee,
+                code: status.0,
+            });
             self.finished_a = true;
             self.ep.respond(self.invite_tx, out);
         }
@@ -422,7 +490,11 @@ impl Call {
     fn on_fork_answered(&mut self, i: usize, resp: Response) {
         // RFC 6026: every 2xx is passed up; a retransmission of the winner's only needs its
         // ACK again (§13.2.2.4).
-        let to_tag = resp.headers.to().ok().and_then(|t| t.tag().map(str::to_owned));
+        let to_tag = resp
+            .headers
+            .to()
+            .ok()
+            .and_then(|t| t.tag().map(str::to_owned));
         if let Some(d) = &self.b_dialog
             && to_tag.as_deref() == Some(d.remote_tag.as_str())
         {
@@ -440,10 +512,17 @@ impl Call {
         if self.answered || self.finished_a {
             // A second fork answered, or the caller already left: ACK and BYE it (§13.2.2.4).
             let mut d = dialog;
-            self.ep.send(Command::SendRaw { to: d.peer, msg: Message::Request(self.with_via(d.ack(1), d.peer.transport)) });
+            self.ep.send(Command::SendRaw {
+                to: d.peer,
+                msg: Message::Request(self.with_via(d.ack(1), d.peer.transport)),
+            });
             let bye = d.request(Method::Bye);
             let bye = self.with_via(bye, d.peer.transport);
-            self.ep.send(Command::SendRequest { req: bye, to: d.peer, owner: self.me.clone() });
+            self.ep.send(Command::SendRequest {
+                req: bye,
+                to: d.peer,
+                owner: self.me.clone(),
+            });
             return;
         }
         let Some(body) = self.answer_for_caller(&resp) else {
@@ -451,7 +530,11 @@ impl Call {
             self.b_dialog = Some(dialog);
             self.send_ack(Side::Callee, 1);
             self.hangup_leg(Side::Callee);
-            self.ending = Some(Ending { cause: "media_failed", by: HangupBy::System, code: 488 });
+            self.ending = Some(Ending {
+                cause: "media_failed",
+                by: HangupBy::System,
+                code: 488,
+            });
             self.reply_a_final(StatusCode::NOT_ACCEPTABLE_HERE);
             self.cancel_forks();
             return;
@@ -475,7 +558,10 @@ impl Call {
             });
         }
         let now = crate::clock::unix_ms();
-        self.ctx.writer.send(StoreCmd::CallAnswered { call_id: self.record_id, at_ms: now });
+        self.ctx.writer.send(StoreCmd::CallAnswered {
+            call_id: self.record_id,
+            at_ms: now,
+        });
         self.ctx.writer.send(StoreCmd::LegStarted(NewLeg {
             leg_id: self.legs[1],
             call_id: self.record_id,
@@ -484,8 +570,14 @@ impl Call {
             remote_uri: self.forks[i].invite.uri.to_string(),
             started_ms: now,
         }));
-        self.ctx.writer.send(StoreCmd::LegAnswered { leg_id: self.legs[1], at_ms: now });
-        self.ctx.writer.send(StoreCmd::LegAnswered { leg_id: self.legs[0], at_ms: now });
+        self.ctx.writer.send(StoreCmd::LegAnswered {
+            leg_id: self.legs[1],
+            at_ms: now,
+        });
+        self.ctx.writer.send(StoreCmd::LegAnswered {
+            leg_id: self.legs[0],
+            at_ms: now,
+        });
         tracing::info!("call answered");
         self.cancel_forks();
     }
@@ -510,7 +602,8 @@ impl Call {
             return;
         }
         if let Some(i) = self.forks.iter().position(|f| f.branch == branch) {
-            let mut synthetic = Response::from_request(&self.forks[i].invite, StatusCode::REQUEST_TIMEOUT);
+            let mut synthetic =
+                Response::from_request(&self.forks[i].invite, StatusCode::REQUEST_TIMEOUT);
             synthetic.reason = "Request Timeout".into();
             self.on_response(branch, synthetic);
         }
@@ -518,25 +611,33 @@ impl Call {
 
     fn on_request(&mut self, tx: TxId, req: Request, from: Peer) {
         let Some(side) = self.side_of(&req) else {
-            self.ep.respond(tx, Response::from_request(&req, StatusCode::CALL_DOES_NOT_EXIST));
+            self.ep.respond(
+                tx,
+                Response::from_request(&req, StatusCode::CALL_DOES_NOT_EXIST),
+            );
             return;
         };
         let in_order = match (self.dialog_mut(side), req.headers.cseq()) {
             (Some(d), Ok(cseq)) => d.accept_remote_cseq(&cseq),
             (None, _) => {
                 // A request on a dialog that is not confirmed yet (e.g. BYE before our 200).
-                self.ep.respond(tx, Response::from_request(&req, StatusCode::CALL_DOES_NOT_EXIST));
+                self.ep.respond(
+                    tx,
+                    Response::from_request(&req, StatusCode::CALL_DOES_NOT_EXIST),
+                );
                 return;
             }
             (_, Err(_)) => false,
         };
         if !in_order {
-            self.ep.respond(tx, Response::from_request(&req, StatusCode::SERVER_ERROR));
+            self.ep
+                .respond(tx, Response::from_request(&req, StatusCode::SERVER_ERROR));
             return;
         }
         match req.method {
             Method::Bye => {
-                self.ep.respond(tx, Response::from_request(&req, StatusCode::OK));
+                self.ep
+                    .respond(tx, Response::from_request(&req, StatusCode::OK));
                 let by = match side {
                     Side::Caller => HangupBy::Caller,
                     Side::Callee => HangupBy::Callee,
@@ -544,12 +645,17 @@ impl Call {
                 tracing::info!(by = %by, "call ended by BYE");
                 self.hangup_leg(other(side));
                 self.forget_leg(side);
-                self.ending = Some(Ending { cause: "normal_clearing", by, code: 200 });
+                self.ending = Some(Ending {
+                    cause: "normal_clearing",
+                    by,
+                    code: 200,
+                });
                 self.pending_acks.clear();
             }
             Method::Invite => self.on_reinvite(tx, req, from, side),
             Method::Info | Method::Update if req.body.is_empty() || req.method == Method::Info => {
-                self.ep.respond(tx, Response::from_request(&req, StatusCode::OK));
+                self.ep
+                    .respond(tx, Response::from_request(&req, StatusCode::OK));
             }
             _ => {
                 let mut resp = Response::from_request(&req, StatusCode::NOT_IMPLEMENTED);
@@ -597,8 +703,18 @@ impl Call {
         }
         let (via, branch) = self.ep.local.via(peer.transport);
         out.headers.push_front("Via", via);
-        self.reinvite = Some(Reinvite { from: side, tx, req, branch, cseq });
-        self.ep.send(Command::SendRequest { req: out, to: peer, owner: self.me.clone() });
+        self.reinvite = Some(Reinvite {
+            from: side,
+            tx,
+            req,
+            branch,
+            cseq,
+        });
+        self.ep.send(Command::SendRequest {
+            req: out,
+            to: peer,
+            owner: self.me.clone(),
+        });
     }
 
     fn on_reinvite_response(&mut self, resp: Response) {
@@ -606,7 +722,9 @@ impl Call {
         if status.is_provisional() {
             return;
         }
-        let Some(r) = self.reinvite.take() else { return };
+        let Some(r) = self.reinvite.take() else {
+            return;
+        };
         let to_side = other(r.from);
         if !status.is_success() {
             return self.respond_in_dialog(r.tx, &r.req, status);
@@ -618,19 +736,26 @@ impl Call {
         let body = if resp.body.is_empty() {
             Bytes::new()
         } else {
-            let Some(relay) = self.relay.as_mut() else { return };
+            let Some(relay) = self.relay.as_mut() else {
+                return;
+            };
             match SessionDescription::parse(&resp.body) {
                 Ok(mut sdp) => {
                     point_relay(relay, leg_of(to_side), &sdp);
                     sdp.rewrite_for_relay(self.ctx.media_ip, relay.local_port(leg_of(r.from)));
                     Bytes::from(sdp.to_bytes())
                 }
-                Err(_) => return self.respond_in_dialog(r.tx, &r.req, StatusCode::NOT_ACCEPTABLE_HERE),
+                Err(_) => {
+                    return self.respond_in_dialog(r.tx, &r.req, StatusCode::NOT_ACCEPTABLE_HERE);
+                }
             }
         };
-        let Some(peer) = self.dialog_mut(r.from).map(|d| d.peer) else { return };
+        let Some(peer) = self.dialog_mut(r.from).map(|d| d.peer) else {
+            return;
+        };
         let mut ok = Response::from_request(&r.req, StatusCode::OK);
-        ok.headers.push("Contact", self.ep.local.contact(peer.transport));
+        ok.headers
+            .push("Contact", self.ep.local.contact(peer.transport));
         if !body.is_empty() {
             ok.set_body(Some("application/sdp"), body);
         }
@@ -670,20 +795,31 @@ impl Call {
     }
 
     fn send_ack(&mut self, side: Side, seq: u32) {
-        let Some(d) = self.dialog_mut(side) else { return };
+        let Some(d) = self.dialog_mut(side) else {
+            return;
+        };
         let ack = d.ack(seq);
         let peer = d.peer;
         let ack = self.with_via(ack, peer.transport);
-        self.ep.send(Command::SendRaw { to: peer, msg: Message::Request(ack) });
+        self.ep.send(Command::SendRaw {
+            to: peer,
+            msg: Message::Request(ack),
+        });
     }
 
     /// Sends BYE on one leg (if it is confirmed) and forgets its dialog.
     fn hangup_leg(&mut self, side: Side) {
-        let Some(d) = self.dialog_mut(side) else { return };
+        let Some(d) = self.dialog_mut(side) else {
+            return;
+        };
         let bye = d.request(Method::Bye);
         let peer = d.peer;
         let bye = self.with_via(bye, peer.transport);
-        self.ep.send(Command::SendRequest { req: bye, to: peer, owner: self.me.clone() });
+        self.ep.send(Command::SendRequest {
+            req: bye,
+            to: peer,
+            owner: self.me.clone(),
+        });
         self.forget_leg(side);
     }
 
@@ -731,7 +867,11 @@ impl Call {
         cancel.headers.push("Max-Forwards", "70");
         cancel.headers.push("CSeq", "1 CANCEL");
         cancel.headers.push("Content-Length", "0");
-        self.ep.send(Command::SendRequest { req: cancel, to: f.peer, owner: self.me.clone() });
+        self.ep.send(Command::SendRequest {
+            req: cancel,
+            to: f.peer,
+            owner: self.me.clone(),
+        });
     }
 
     fn with_via(&self, mut req: Request, t: Transport) -> Request {
@@ -744,7 +884,8 @@ impl Call {
     fn a_response(&self, status: StatusCode) -> Response {
         let mut resp = response_with_tag(&self.invite, status, &self.a_tag);
         if status.0 > 100 && status.0 < 300 {
-            resp.headers.push("Contact", self.ep.local.contact(self.caller_peer.transport));
+            resp.headers
+                .push("Contact", self.ep.local.contact(self.caller_peer.transport));
             resp.headers.push("Allow", crate::sip::endpoint::ALLOW);
         }
         resp
@@ -778,7 +919,10 @@ impl Call {
         } else {
             (IdentityKind::Phone, Direction::Inbound)
         };
-        let identity = (caller != "anonymous").then(|| Identity { kind, value: caller.clone() });
+        let identity = (caller != "anonymous").then(|| Identity {
+            kind,
+            value: caller.clone(),
+        });
         let now = crate::clock::unix_ms();
         let sip_call_id = self.invite.headers.call_id().unwrap_or_default().to_owned();
         self.ctx.writer.send(StoreCmd::CallStarted(NewCall {
@@ -803,7 +947,11 @@ impl Call {
 
     /// Closes the record, frees the ports, unhooks the dialogs.
     fn finish(&mut self) {
-        let ending = self.ending.take().unwrap_or(Ending { cause: "unknown", by: HangupBy::System, code: 500 });
+        let ending = self.ending.take().unwrap_or(Ending {
+            cause: "unknown",
+            by: HangupBy::System,
+            code: 500,
+        });
         let now = crate::clock::unix_ms();
         for (i, leg) in self.legs.iter().enumerate() {
             if i == 0 || self.answered {
@@ -826,7 +974,10 @@ impl Call {
             call_id: self.invite.headers.call_id().unwrap_or_default().to_owned(),
             local_tag: self.a_tag.clone(),
         });
-        self.ep.send(Command::RemoveDialog { call_id: self.b_call_id.clone(), local_tag: self.b_tag.clone() });
+        self.ep.send(Command::RemoveDialog {
+            call_id: self.b_call_id.clone(),
+            local_tag: self.b_tag.clone(),
+        });
     }
 }
 
@@ -847,10 +998,16 @@ fn leg_of(side: Side) -> Leg {
 /// Points the relay's `leg` at the RTP/RTCP addresses of that party's SDP. Hold with
 /// `c=0.0.0.0` or port 0 keeps the old address: the latch still follows the real source.
 fn point_relay(relay: &Relay, leg: Leg, sdp: &SessionDescription) {
-    let Some(rtp) = sdp.rtp_addr().filter(|a| !a.ip().is_unspecified() && a.port() != 0) else {
+    let Some(rtp) = sdp
+        .rtp_addr()
+        .filter(|a| !a.ip().is_unspecified() && a.port() != 0)
+    else {
         return;
     };
-    match sdp.rtcp_addr().filter(|a| !a.ip().is_unspecified() && a.port() != 0) {
+    match sdp
+        .rtcp_addr()
+        .filter(|a| !a.ip().is_unspecified() && a.port() != 0)
+    {
         Some(rtcp) => relay.set_remote_with_rtcp(leg, rtp, rtcp),
         None => relay.set_remote(leg, rtp),
     }

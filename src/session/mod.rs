@@ -80,7 +80,10 @@ impl CallRegistry {
     pub fn spawn(&self, ep: EndpointHandle, tx: TxId, invite: Request, from: Peer) -> Owner {
         let (owner, inbox) = mpsc::unbounded_channel();
         let id = self.next.fetch_add(1, Ordering::Relaxed);
-        self.live.lock().unwrap_or_else(|e| e.into_inner()).insert(id, owner.clone());
+        self.live
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id, owner.clone());
         metrics::gauge!("switchboard_active_calls").increment(1.0);
         let ctx = self.ctx.clone();
         let live = self.live.clone();

@@ -68,8 +68,11 @@ impl Dialog {
         let remote_tag = to.tag().ok_or(DialogError::NoRemoteTag)?.to_owned();
         let from = h.from()?;
         let remote_target = first_contact(&resp.headers).unwrap_or_else(|| to.uri.clone());
-        let mut route_set: Vec<String> =
-            resp.headers.get_all("Record-Route").map(str::to_owned).collect();
+        let mut route_set: Vec<String> = resp
+            .headers
+            .get_all("Record-Route")
+            .map(str::to_owned)
+            .collect();
         route_set.reverse();
         Ok(Dialog {
             call_id: h.call_id()?.to_owned(),
@@ -163,7 +166,9 @@ pub fn response_with_tag(req: &Request, status: StatusCode, tag: &str) -> Respon
 }
 
 fn first_contact(h: &Headers) -> Option<Uri> {
-    h.get("Contact").and_then(|c| NameAddr::parse(c).ok()).map(|na| na.uri)
+    h.get("Contact")
+        .and_then(|c| NameAddr::parse(c).ok())
+        .map(|na| na.uri)
 }
 
 fn without_tag(mut na: NameAddr) -> NameAddr {

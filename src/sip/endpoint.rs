@@ -56,14 +56,31 @@ pub struct Local {
 #[derive(Debug)]
 pub enum Command {
     /// Send a response on a server transaction.
-    Respond { tx: TxId, resp: Response },
+    Respond {
+        tx: TxId,
+        resp: Response,
+    },
     /// Start a client transaction; its responses and timeout go to `owner`, keyed by branch.
-    SendRequest { req: Request, to: Peer, owner: Owner },
+    SendRequest {
+        req: Request,
+        to: Peer,
+        owner: Owner,
+    },
     /// Send bytes outside any transaction (ACK for 2xx, 2xx retransmissions).
-    SendRaw { to: Peer, msg: Message },
+    SendRaw {
+        to: Peer,
+        msg: Message,
+    },
     /// Route requests of a dialog (Call-ID, our tag) to `owner`.
-    AddDialog { call_id: String, local_tag: String, owner: Owner },
-    RemoveDialog { call_id: String, local_tag: String },
+    AddDialog {
+        call_id: String,
+        local_tag: String,
+        owner: Owner,
+    },
+    RemoveDialog {
+        call_id: String,
+        local_tag: String,
+    },
 }
 
 /// A cheap, cloneable way to talk to the endpoint task.
@@ -93,7 +110,15 @@ impl Local {
     pub fn via(&self, t: Transport) -> (String, String) {
         let branch = format!("{}{:016x}", self.branch_prefix, rand::rng().random::<u64>());
         let addr = self.sent_by(t);
-        (format!("SIP/2.0/{} {};branch={};rport", t.as_str(), fmt_addr(addr), branch), branch)
+        (
+            format!(
+                "SIP/2.0/{} {};branch={};rport",
+                t.as_str(),
+                fmt_addr(addr),
+                branch
+            ),
+            branch,
+        )
     }
     /// Our Contact URI for dialogs on `t`.
     pub fn contact(&self, t: Transport) -> String {
@@ -150,8 +175,11 @@ impl Endpoint {
         retry_after_secs: u32,
     ) -> Endpoint {
         let (tx, commands) = mpsc::unbounded_channel();
-        let handle =
-            EndpointHandle { tx, local, draining: Arc::new(AtomicBool::new(false)) };
+        let handle = EndpointHandle {
+            tx,
+            local,
+            draining: Arc::new(AtomicBool::new(false)),
+        };
         Endpoint {
             txl,
             transport,
@@ -259,7 +287,11 @@ impl Endpoint {
                 }
             }
             Command::SendRaw { to, msg } => self.txl.send_stateless(msg, to),
-            Command::AddDialog { call_id, local_tag, owner } => {
+            Command::AddDialog {
+                call_id,
+                local_tag,
+                owner,
+            } => {
                 self.dialogs.insert((call_id, local_tag), owner);
             }
             Command::RemoveDialog { call_id, local_tag } => {
@@ -292,14 +324,18 @@ impl Endpoint {
                     return;
                 }
                 let target = response_peer(&req, peer, self.handle.local.force_rport);
-                if let Some(input) = self.txl.handle_message(crate::clock::now(), Message::Request(req), target) {
+                if let Some(input) =
+                    self.txl
+                        .handle_message(crate::clock::now(), Message::Request(req), target)
+                {
                     self.handle_tx_input(input);
                 }
             }
             InboundEvent::Message(Message::Response(resp)) => {
                 count_message("in", &Message::Response(resp.clone()));
                 if let Some(input) =
-                    self.txl.handle_message(crate::clock::now(), Message::Response(resp), peer)
+                    self.txl
+                        .handle_message(crate::clock::now(), Message::Response(resp), peer)
                 {
                     self.handle_tx_input(input);
                 }
@@ -324,7 +360,10 @@ impl Endpoint {
             TxInput::Request { tx, req, from } => self.handle_request(tx, req, from),
             TxInput::Response { tx, resp } => {
                 if let Some((owner, branch)) = self.client_owners.get(&tx) {
-                    let _ = owner.send(CallInput::Response { branch: branch.clone(), resp });
+                    let _ = owner.send(CallInput::Response {
+                        branch: branch.clone(),
+                        resp,
+                    });
                 }
             }
             TxInput::Ack { req, from } => {
@@ -334,13 +373,17 @@ impl Endpoint {
             }
             TxInput::StrayResponse { resp, from } => {
                 // A 2xx retransmission for a leg we originated: the call re-sends its ACK.
-                let is_invite = resp.headers.cseq().is_ok_and(|c| c.method == Method::Invite);
+                let is_invite = resp
+                    .headers
+                    .cseq()
+                    .is_ok_and(|c| c.method == Method::Invite);
                 if resp.status.is_success() && is_invite {
-                    let key = resp
-                        .headers
-                        .call_id()
-                        .ok()
-                        .zip(resp.headers.from().ok().and_then(|f| f.tag().map(str::to_owned)));
+                    let key = resp.headers.call_id().ok().zip(
+                        resp.headers
+                            .from()
+                            .ok()
+                            .and_then(|f| f.tag().map(str::to_owned)),
+                    );
                     if let Some((cid, tag)) = key
                         && let Some(owner) = self.dialogs.get(&(cid.to_owned(), tag))
                     {
@@ -348,7 +391,12 @@ impl Endpoint {
                     }
                 }
             }
-            TxInput::Cancel { tx, req, from: _, invite_tx } => {
+            TxInput::Cancel {
+                tx,
+                req,
+                from: _,
+                invite_tx,
+            } => {
                 let owner = invite_tx.and_then(|t| self.server_owners.get(&t).cloned());
                 match owner {
                     Some(owner) => {
@@ -431,7 +479,8 @@ impl Endpoint {
     fn new_invite(&mut self, tx: TxId, req: Request, from: Peer) {
         if self.handle.draining() {
             let mut resp = error_response(&req, StatusCode::SERVICE_UNAVAILABLE);
-            resp.headers.push("Retry-After", self.retry_after_secs.to_string());
+            resp.headers
+                .push("Retry-After", self.retry_after_secs.to_string());
             return self.respond_now(tx, resp);
         }
         if let Some(resp) = self.require_check(&req) {
@@ -460,7 +509,10 @@ impl Endpoint {
         {
             tracing::debug!(accept, "INVITE does not accept SDP");
             let mut resp = error_response(&req, StatusCode::NOT_ACCEPTABLE);
-            resp.headers.push("Warning", "399 switchboard \"only application/sdp is offered\"");
+            resp.headers.push(
+                "Warning",
+                "399 switchboard \"only application/sdp is offered\"",
+            );
             return self.respond_now(tx, resp);
         }
         let owner = self.calls.spawn(self.handle.clone(), tx, req, from);
@@ -469,8 +521,11 @@ impl Endpoint {
 
     /// 420 for Require option tags we do not support (§8.2.2.3).
     fn require_check(&self, req: &Request) -> Option<Response> {
-        let unsupported: Vec<&str> =
-            req.headers.option_tags("Require").filter(|t| !SUPPORTED.contains(t)).collect();
+        let unsupported: Vec<&str> = req
+            .headers
+            .option_tags("Require")
+            .filter(|t| !SUPPORTED.contains(t))
+            .collect();
         if unsupported.is_empty() {
             return None;
         }
@@ -482,7 +537,9 @@ impl Endpoint {
     /// A request that already carries a Via we created (§16.3 step 4, simplified for a B2BUA).
     fn is_loop(&self, req: &Request) -> bool {
         let prefix = &self.handle.local.branch_prefix;
-        req.headers.get_all("Via").any(|v| v.contains(prefix.as_str()))
+        req.headers
+            .get_all("Via")
+            .any(|v| v.contains(prefix.as_str()))
     }
 
     /// A final error response; it carries a To tag (§8.2.6.2) except for 481, which has no
@@ -499,7 +556,8 @@ impl Endpoint {
         resp.headers.push("Allow", ALLOW);
         resp.headers.push("Accept", ACCEPT);
         resp.headers.push("Supported", SUPPORTED.join(", "));
-        resp.headers.push("Server", self.handle.local.server_header.clone());
+        resp.headers
+            .push("Server", self.handle.local.server_header.clone());
     }
 }
 
@@ -526,7 +584,12 @@ fn response_peer(req: &Request, peer: Peer, force_rport: bool) -> Peer {
 
 fn accepts_sdp(req: &Request) -> bool {
     req.headers.get_all("Accept").any(|a| {
-        let t = a.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+        let t = a
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase();
         t == "application/sdp" || t == "application/*" || t == "*/*" || t.is_empty()
     })
 }
@@ -541,7 +604,11 @@ fn count_message(direction: &'static str, msg: &Message) {
             metrics::counter!("switchboard_sip_messages_total", "direction" => direction, "method" => r.method.as_str().to_owned(), "status" => "").increment(1);
         }
         Message::Response(r) => {
-            let method = r.headers.cseq().map(|c| c.method.as_str().to_owned()).unwrap_or_default();
+            let method = r
+                .headers
+                .cseq()
+                .map(|c| c.method.as_str().to_owned())
+                .unwrap_or_default();
             metrics::counter!("switchboard_sip_messages_total", "direction" => direction, "method" => method, "status" => r.status.0.to_string()).increment(1);
         }
     }

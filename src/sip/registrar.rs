@@ -144,7 +144,12 @@ impl Registrar {
         let map = self.locations.read().unwrap_or_else(|e| e.into_inner());
         let mut v: Vec<Location> = map
             .get(ext)
-            .map(|v| v.iter().filter(|l| l.expires_at_ms > now).cloned().collect())
+            .map(|v| {
+                v.iter()
+                    .filter(|l| l.expires_at_ms > now)
+                    .cloned()
+                    .collect()
+            })
             .unwrap_or_default();
         v.sort_by_key(|l| std::cmp::Reverse(q_value(l)));
         v
@@ -173,7 +178,11 @@ impl Registrar {
                 "request refused: too many failed authentications");
             return AuthDecision::Reply(response_with_tag(req, StatusCode::FORBIDDEN, &new_tag()));
         }
-        let header = if proxy { "Proxy-Authorization" } else { "Authorization" };
+        let header = if proxy {
+            "Proxy-Authorization"
+        } else {
+            "Authorization"
+        };
         let creds = self.auth.select(req.headers.get_all(header));
         let Some(creds) = creds else {
             return AuthDecision::Reply(self.challenge(req, proxy, false));
@@ -183,12 +192,14 @@ impl Registrar {
         let user = user.unwrap_or_else(|| self.decoy.clone());
         let now = crate::clock::unix_ms();
         let uri = req.uri.to_string();
-        let outcome = self.auth.verify(&creds, req.method.as_str(), &uri, now, |alg| {
-            Some(match alg {
-                crate::sip::auth::Algorithm::Md5 => user.ha1_md5.clone(),
-                crate::sip::auth::Algorithm::Sha256 => user.ha1_sha256.clone(),
-            })
-        });
+        let outcome = self
+            .auth
+            .verify(&creds, req.method.as_str(), &uri, now, |alg| {
+                Some(match alg {
+                    crate::sip::auth::Algorithm::Md5 => user.ha1_md5.clone(),
+                    crate::sip::auth::Algorithm::Sha256 => user.ha1_sha256.clone(),
+                })
+            });
         match outcome {
             AuthOutcome::Ok if known => {
                 self.clear_failures(ip);
@@ -234,7 +245,8 @@ impl Registrar {
                 let now = crate::clock::unix_ms();
                 for l in &current {
                     let secs = ((l.expires_at_ms - now).max(0) + 999) / 1000;
-                    resp.headers.push("Contact", format!("<{}>;expires={secs}", l.contact));
+                    resp.headers
+                        .push("Contact", format!("<{}>;expires={secs}", l.contact));
                 }
                 resp
             }
@@ -257,8 +269,14 @@ impl Registrar {
     }
 
     fn apply(&self, req: &Request, ext: &str, peer: Peer) -> Result<Vec<Location>, Box<Response>> {
-        let contacts = req.headers.contacts().map_err(|_| Box::new(bad_request(req, "bad Contact")))?;
-        let expires_hdr = req.headers.expires().map_err(|_| Box::new(bad_request(req, "bad Expires")))?;
+        let contacts = req
+            .headers
+            .contacts()
+            .map_err(|_| Box::new(bad_request(req, "bad Contact")))?;
+        let expires_hdr = req
+            .headers
+            .expires()
+            .map_err(|_| Box::new(bad_request(req, "bad Expires")))?;
         let call_id = req.headers.call_id().unwrap_or_default().to_owned();
         let cseq = req.headers.cseq().map(|c| c.seq).unwrap_or(0);
         let user_agent = req.headers.get("User-Agent").map(str::to_owned);
@@ -266,24 +284,35 @@ impl Registrar {
         let mut map = self.locations.write().unwrap_or_else(|e| e.into_inner());
         if contacts.iter().any(|c| matches!(c, Contact::Star)) {
             if contacts.len() != 1 || expires_hdr != Some(0) {
-                return Err(Box::new(bad_request(req, "Contact: * needs Expires: 0 and no other Contact")));
+                return Err(Box::new(bad_request(
+                    req,
+                    "Contact: * needs Expires: 0 and no other Contact",
+                )));
             }
             map.remove(ext);
-            self.writer.send(StoreCmd::RemoveAllBindings { ext: ext.to_owned() });
+            self.writer.send(StoreCmd::RemoveAllBindings {
+                ext: ext.to_owned(),
+            });
         } else {
             // Check all before changing anything (§10.3 step 7 is atomic).
             let mut updates = Vec::new();
             for c in &contacts {
                 let Contact::Addr(na) = c else { continue };
                 let expires = match na.param("expires") {
-                    Some(Some(v)) => v.trim().parse::<u64>().map(|n| n.min(u32::MAX as u64) as u32).ok(),
+                    Some(Some(v)) => v
+                        .trim()
+                        .parse::<u64>()
+                        .map(|n| n.min(u32::MAX as u64) as u32)
+                        .ok(),
                     _ => None,
                 }
                 .or(expires_hdr)
                 .unwrap_or(self.default_expires);
                 if expires != 0 && expires < self.min_expires {
-                    let mut resp = response_with_tag(req, StatusCode::INTERVAL_TOO_BRIEF, &new_tag());
-                    resp.headers.push("Min-Expires", self.min_expires.to_string());
+                    let mut resp =
+                        response_with_tag(req, StatusCode::INTERVAL_TOO_BRIEF, &new_tag());
+                    resp.headers
+                        .push("Min-Expires", self.min_expires.to_string());
                     return Err(Box::new(resp));
                 }
                 updates.push((na.clone(), expires.min(self.max_expires)));
@@ -301,7 +330,10 @@ impl Registrar {
                 if expires == 0 {
                     if let Some(i) = existing {
                         let old = entry.remove(i);
-                        self.writer.send(StoreCmd::RemoveBinding { ext: ext.to_owned(), contact_uri: old.contact });
+                        self.writer.send(StoreCmd::RemoveBinding {
+                            ext: ext.to_owned(),
+                            contact_uri: old.contact,
+                        });
                     }
                     continue;
                 }
@@ -316,7 +348,8 @@ impl Registrar {
                     q: na.param("q").flatten().and_then(parse_q),
                     user_agent: user_agent.clone(),
                 };
-                self.writer.send(StoreCmd::UpsertBinding(binding_from_location(&loc, now)));
+                self.writer
+                    .send(StoreCmd::UpsertBinding(binding_from_location(&loc, now)));
                 match existing {
                     Some(i) => entry[i] = loc,
                     None => entry.push(loc),
@@ -386,7 +419,9 @@ fn q_value(l: &Location) -> u16 {
 /// A qvalue ("0.5", "1", "0.125") in thousandths.
 fn parse_q(s: &str) -> Option<u16> {
     let v: f64 = s.trim().parse().ok()?;
-    (0.0..=1.0).contains(&v).then(|| (v * 1000.0).round() as u16)
+    (0.0..=1.0)
+        .contains(&v)
+        .then(|| (v * 1000.0).round() as u16)
 }
 
 /// URI equality for bindings (§19.1.4, simplified: scheme, user, host, port, transport).

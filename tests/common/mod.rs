@@ -28,14 +28,15 @@ impl TestServer {
     /// Starts a server on 127.0.0.1 ephemeral ports with a fresh SQLite database.
     pub async fn start(edit: impl FnOnce(&mut Config)) -> TestServer {
         let dir = tempfile::tempdir().expect("temp dir");
-        let mut config = Config::default();
-        config.data_dir = dir.path().to_path_buf();
+        let mut config = Config { data_dir: dir.path().to_path_buf(), ..Config::default() };
         config.sip.listen = vec!["udp:127.0.0.1:0".into(), "tcp:127.0.0.1:0".into()];
         config.http.listen = "127.0.0.1:0".parse().expect("addr");
         config.rtp.ports = "30000-31999".into();
         edit(&mut config);
         let settings = config.validate().expect("valid test config");
-        let server = switchboard::server::start(settings).await.expect("server starts");
+        let server = switchboard::server::start(settings)
+            .await
+            .expect("server starts");
         TestServer {
             sip_udp: server.sip_addr(Transport::Udp).expect("udp listener"),
             sip_tcp: server.sip_addr(Transport::Tcp).expect("tcp listener"),
@@ -48,7 +49,11 @@ impl TestServer {
     /// Adds an extension.
     pub async fn add_user(&self, ext: &str, password: &str) {
         let server = self.server.as_ref().expect("running");
-        server.store.add_user(ext, None, password, "switchboard").await.expect("add user");
+        server
+            .store
+            .add_user(ext, None, password, "switchboard")
+            .await
+            .expect("add user");
     }
 
     pub async fn stop(self) {
@@ -86,7 +91,9 @@ impl Ua {
 
     /// Sends text with `\n` line ends turned into CRLF and `{addr}` replaced by our address.
     pub async fn send_text(&self, text: &str) {
-        let text = text.replace("{addr}", &self.addr().to_string()).replace('\n', "\r\n");
+        let text = text
+            .replace("{addr}", &self.addr().to_string())
+            .replace('\n', "\r\n");
         self.send(text.as_bytes()).await;
     }
 
@@ -121,7 +128,10 @@ fn lenient_response(bytes: &[u8]) -> Response {
     let text = String::from_utf8_lossy(bytes);
     let mut lines = text.split("\r\n");
     let status_line = lines.next().unwrap_or_default();
-    assert!(status_line.starts_with("SIP/2.0 "), "a response: {status_line:?}");
+    assert!(
+        status_line.starts_with("SIP/2.0 "),
+        "a response: {status_line:?}"
+    );
     let code: u16 = status_line[8..11].parse().expect("status code");
     let mut headers = switchboard::sip::message::Headers::default();
     for l in lines.take_while(|l| !l.is_empty()) {
@@ -182,7 +192,9 @@ pub fn digest_md5(challenge: &str, user: &str, password: &str, method: &str, uri
 pub fn md5_challenge(resp: &Response, header: &str) -> String {
     resp.headers
         .get_all(header)
-        .find(|c| c.to_ascii_uppercase().contains("MD5") || !c.to_ascii_uppercase().contains("SHA-256"))
+        .find(|c| {
+            c.to_ascii_uppercase().contains("MD5") || !c.to_ascii_uppercase().contains("SHA-256")
+        })
         .expect("an MD5 challenge")
         .to_owned()
 }
@@ -206,7 +218,11 @@ impl Ua {
         let challenge = self.recv_final_or_ringing().await;
         assert_eq!(challenge.status.0, 401, "REGISTER is challenged");
         let ch = md5_challenge(&challenge, "WWW-Authenticate");
-        self.send_text(&base(2, Some(digest_md5(&ch, ext, password, "REGISTER", &uri)))).await;
+        self.send_text(&base(
+            2,
+            Some(digest_md5(&ch, ext, password, "REGISTER", &uri)),
+        ))
+        .await;
         self.recv_final_or_ringing().await
     }
 }
