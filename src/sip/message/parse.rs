@@ -17,7 +17,7 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 
 use bytes::Bytes;
 
-use super::header::{CSeq, Contact, HeaderError, NameAddr, Via, known_name};
+use super::header::{CSeq, HeaderError, NameAddr, Via, known_name};
 use super::uri::{Host, Param, SipUri, Uri};
 use super::{
     Framing, Header, HeaderName, Headers, Invalid, MAX_HEADERS, MAX_LINE_LEN, MAX_MESSAGE_SIZE,
@@ -59,7 +59,7 @@ pub fn parse(buf: &[u8], framing: Framing) -> Result<(Message, usize), ParseErro
             Framing::Stream => {
                 // Reject a stream that can never become a message as soon as its first line
                 // is complete, rather than buffering up to MAX_MESSAGE_SIZE of garbage.
-                if let Some(nl) = rest.iter().position(|&b| b == b'\n') {
+                if let Some(nl) = memchr::memchr(b'\n', rest) {
                     let line = strip_cr(&rest[..nl]);
                     if let Err(f) = start_line(line) {
                         return Err(fail_at(rest, is_request, f));
@@ -72,8 +72,14 @@ pub fn parse(buf: &[u8], framing: Framing) -> Result<(Message, usize), ParseErro
         },
     };
     let head = &rest[..head_len];
+    // One UTF-8 pass over the whole header section (borrowed when valid, U+FFFD otherwise);
+    // every later slice is cut at an ASCII delimiter, hence on a char boundary.
+    let head_text = match std::str::from_utf8(head) {
+        Ok(t) => std::borrow::Cow::Borrowed(t),
+        Err(_) => String::from_utf8_lossy(head),
+    };
     let (start, headers, content_length) =
-        parse_head(head, framing).map_err(|f| fail_at(head, is_request, f))?;
+        parse_head(&head_text, framing).map_err(|f| fail_at(head, is_request, f))?;
 
     let avail = rest.len() - body_start;
     let body_len = match (content_length, framing) {
@@ -139,6 +145,12 @@ pub fn leading_crlf_len(buf: &[u8]) -> usize {
 /// Parses a URI (Request-URI or addr-spec): `sip:`/`sips:` into [`SipUri`], any other
 /// absolute URI into [`Uri::Other`]. No surrounding whitespace or `<>` is accepted.
 pub fn parse_uri(s: &str) -> Result<Uri, HeaderError> {
+    uri_impl(s, true)
+}
+
+/// `keep: false` validates only: the result is hollow (empty strings, no parameters), so a
+/// grammar check allocates nothing. `keep: true` builds the full value.
+fn uri_impl(s: &str, keep: bool) -> Result<Uri, HeaderError> {
     const E: HeaderError = HeaderError::Invalid("URI");
     let b = s.as_bytes();
     let colon = b.iter().position(|&c| c == b':').ok_or(E)?;
@@ -148,15 +160,15 @@ pub fn parse_uri(s: &str) -> Result<Uri, HeaderError> {
     }
     let rest = &s[colon + 1..];
     if scheme.eq_ignore_ascii_case(b"sip") {
-        sip_uri(rest, false).map(Uri::Sip).ok_or(E)
+        sip_uri(rest, false, keep).map(Uri::Sip).ok_or(E)
     } else if scheme.eq_ignore_ascii_case(b"sips") {
-        sip_uri(rest, true).map(Uri::Sip).ok_or(E)
+        sip_uri(rest, true, keep).map(Uri::Sip).ok_or(E)
     } else if rest.is_empty() || !all(rest.as_bytes(), &URIC) {
         Err(E)
     } else {
         Ok(Uri::Other {
-            scheme: s[..colon].to_owned(),
-            rest: rest.to_owned(),
+            scheme: own(&s[..colon], keep),
+            rest: own(rest, keep),
         })
     }
 }
@@ -164,6 +176,10 @@ pub fn parse_uri(s: &str) -> Result<Uri, HeaderError> {
 /// Via (§20.42): `sent-protocol LWS sent-by *( SEMI via-params )`, LWS allowed around `/`,
 /// `:`, `;` and `=`.
 pub(super) fn via(value: &str) -> Result<Via, HeaderError> {
+    via_impl(value, true)
+}
+
+fn via_impl(value: &str, keep: bool) -> Result<Via, HeaderError> {
     const E: HeaderError = HeaderError::Invalid("Via");
     let mut c = Cursor::new(value);
     c.sws();
@@ -183,7 +199,7 @@ pub(super) fn via(value: &str) -> Result<Via, HeaderError> {
     if transport.is_empty() || c.sws() == 0 {
         return Err(E);
     }
-    let (host, used) = parse_host(c.rest()).ok_or(E)?;
+    let (host, used) = parse_host(c.rest(), keep).ok_or(E)?;
     c.pos += used;
     let save = c.pos;
     c.sws();
@@ -194,17 +210,28 @@ pub(super) fn via(value: &str) -> Result<Via, HeaderError> {
         c.pos = save;
         None
     };
-    let params = c.header_params().ok_or(E)?;
+    let mut rport_ok = true;
+    let params = c
+        .header_params(keep, |name, value| {
+            if name.eq_ignore_ascii_case("rport") && value.is_some_and(|v| parse_port(v).is_none())
+            {
+                rport_ok = false;
+            }
+        })
+        .ok_or(E)?;
     c.sws();
-    if !c.at_end() {
+    if !c.at_end() || !rport_ok {
         return Err(E);
     }
-    let rport = params.iter().find(|p| p.name.eq_ignore_ascii_case("rport"));
-    if rport
-        .and_then(|p| p.value.as_deref())
-        .is_some_and(|v| parse_port(v).is_none())
-    {
-        return Err(E);
+    if !keep {
+        let (protocol, transport) = (String::new(), String::new());
+        return Ok(Via {
+            protocol,
+            transport,
+            host,
+            port,
+            params,
+        });
     }
     let protocol = if name == "SIP" && version == "2.0" {
         "SIP/2.0".to_owned()
@@ -227,14 +254,22 @@ pub(super) fn via(value: &str) -> Result<Via, HeaderError> {
 /// `<>` no whitespace is allowed (§3.1.2.14). An unquoted display name is a sequence of tokens
 /// (§3.1.2.15); a quoted one must be terminated (§3.1.2.6).
 pub(super) fn name_addr(value: &str) -> Result<NameAddr, HeaderError> {
+    name_addr_impl(value, true)
+}
+
+fn name_addr_impl(value: &str, keep: bool) -> Result<NameAddr, HeaderError> {
     const E: HeaderError = HeaderError::Invalid("name-addr");
     let s = trim_ws(value);
     let b = s.as_bytes();
     let (display, uri, after) = if b.first() == Some(&b'"') {
         let end = quoted_end(b, 0).ok_or(E)?;
-        let display = unescape_quoted(&s[1..end - 1]);
+        let display = if keep {
+            unescape_quoted(&s[1..end - 1])
+        } else {
+            String::new()
+        };
         let rest = trim_start_ws(&s[end..]);
-        let (uri, after) = angle_uri(rest).ok_or(E)?;
+        let (uri, after) = angle_uri(rest, keep).ok_or(E)?;
         (Some(display), uri, after)
     } else if let Some(lt) = b.iter().position(|&c| c == b'<') {
         let display = trim_end_ws(&s[..lt]);
@@ -244,12 +279,12 @@ pub(super) fn name_addr(value: &str) -> Result<NameAddr, HeaderError> {
         {
             return Err(E);
         }
-        let (uri, after) = angle_uri(&s[lt..]).ok_or(E)?;
+        let (uri, after) = angle_uri(&s[lt..], keep).ok_or(E)?;
         (
             if display.is_empty() {
                 None
             } else {
-                Some(display.to_owned())
+                Some(own(display, keep))
             },
             uri,
             after,
@@ -263,10 +298,10 @@ pub(super) fn name_addr(value: &str) -> Result<NameAddr, HeaderError> {
         if spec.bytes().any(|c| matches!(c, b',' | b'?')) {
             return Err(E);
         }
-        (None, parse_uri(spec)?, &s[end..])
+        (None, uri_impl(spec, keep)?, &s[end..])
     };
     let mut c = Cursor::new(after);
-    let params = c.header_params().ok_or(E)?;
+    let params = c.header_params(keep, |_, _| {}).ok_or(E)?;
     c.sws();
     if !c.at_end() {
         return Err(E);
@@ -365,7 +400,7 @@ fn looks_like_request(buf: &[u8]) -> bool {
 fn scan_head(buf: &[u8]) -> Head {
     let mut line_start = 0;
     loop {
-        let Some(off) = buf[line_start..].iter().position(|&b| b == b'\n') else {
+        let Some(off) = memchr::memchr(b'\n', &buf[line_start..]) else {
             return if buf.len() - line_start > MAX_LINE_LEN {
                 Head::LineTooLong
             } else {
@@ -402,58 +437,56 @@ fn scan_head(buf: &[u8]) -> Head {
 
 /// Physical lines of a header section, CR LF or LF terminated, terminators removed.
 struct Lines<'a> {
-    buf: &'a [u8],
+    buf: &'a str,
     pos: usize,
 }
 
 impl<'a> Lines<'a> {
-    fn new(buf: &'a [u8]) -> Lines<'a> {
+    fn new(buf: &'a str) -> Lines<'a> {
         Lines { buf, pos: 0 }
     }
-    fn next_line(&mut self) -> Option<&'a [u8]> {
+    fn next_line(&mut self) -> Option<&'a str> {
         let rest = self.buf.get(self.pos..).filter(|r| !r.is_empty())?;
-        let (line, adv) = match rest.iter().position(|&b| b == b'\n') {
+        let (line, adv) = match memchr::memchr(b'\n', rest.as_bytes()) {
             Some(i) => (&rest[..i], i + 1),
             None => (rest, rest.len()),
         };
         self.pos += adv;
-        Some(strip_cr(line))
+        Some(line.strip_suffix('\r').unwrap_or(line))
     }
     /// The next line starts with SP or HT: it continues the current header (§7.3.1).
     fn continues(&self) -> bool {
-        matches!(self.buf.get(self.pos), Some(b' ' | b'\t'))
+        matches!(self.buf.as_bytes().get(self.pos), Some(b' ' | b'\t'))
     }
     /// The current header's value with its continuation lines joined by one SP, trimmed.
-    fn field_value(&mut self, first: &'a [u8]) -> String {
+    fn field_value(&mut self, first: &'a str) -> String {
+        let first = trim_ws(first);
         if !self.continues() {
-            return String::from_utf8_lossy(trim_bytes(first)).into_owned();
+            return first.to_owned();
         }
-        let mut v = Vec::with_capacity(first.len() + 64);
-        v.extend_from_slice(trim_bytes(first));
+        let mut v = String::with_capacity(first.len() + 64);
+        v.push_str(first);
         while self.continues() {
             let Some(line) = self.next_line() else { break };
-            let piece = trim_bytes(line);
+            let piece = trim_ws(line);
             if piece.is_empty() {
                 continue;
             }
             if !v.is_empty() {
-                v.push(b' ');
+                v.push(' ');
             }
-            v.extend_from_slice(piece);
+            v.push_str(piece);
         }
-        match String::from_utf8(v) {
-            Ok(s) => s,
-            Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
-        }
+        v
     }
 }
 
 type Parsed = (Start, Vec<Header>, Option<usize>);
 
-fn parse_head(head: &[u8], framing: Framing) -> Result<Parsed, Fail> {
+fn parse_head(head: &str, framing: Framing) -> Result<Parsed, Fail> {
     let mut lines = Lines::new(head);
     let first = lines.next_line().unwrap_or_default();
-    let start = start_line(first)?;
+    let start = start_line(first.as_bytes())?;
     let method = match &start {
         Start::Request(m, _) => Some(m),
         Start::Response(..) => None,
@@ -462,20 +495,19 @@ fn parse_head(head: &[u8], framing: Framing) -> Result<Parsed, Fail> {
     let mut content_length: Option<usize> = None;
     let mut cl_conflict = false;
     while let Some(line) = lines.next_line() {
-        let Some(&lead) = line.first() else { break };
+        let Some(&lead) = line.as_bytes().first() else {
+            break;
+        };
         if lead == b' ' || lead == b'\t' {
             return Err(Fail::new(400, "folded line without a header field"));
         }
         let colon = line
-            .iter()
-            .position(|&b| b == b':')
+            .find(':')
             .ok_or_else(|| Fail::new(400, "header line without a colon"))?;
-        let name_bytes = trim_end_bytes(&line[..colon]);
-        if name_bytes.is_empty() || !all(name_bytes, &TOKEN) {
+        let name_str = trim_end_ws(&line[..colon]);
+        if name_str.is_empty() || !all(name_str.as_bytes(), &TOKEN) {
             return Err(Fail::new(400, "invalid header field name"));
         }
-        let name_str = std::str::from_utf8(name_bytes)
-            .map_err(|_| Fail::new(400, "invalid header field name"))?;
         let value = lines.field_value(&line[colon + 1..]);
         let name = match known_name(name_str) {
             Some(k) => HeaderName(std::borrow::Cow::Borrowed(k)),
@@ -644,7 +676,7 @@ fn split_list(value: &str) -> impl Iterator<Item = &str> {
 fn validate(name: &str, value: &str, method: Option<&Method>) -> Result<(), Fail> {
     let bad = |what: &str| Err(bad_header(what));
     match name {
-        "From" | "To" if name_addr(value).is_err() => return bad(name),
+        "From" | "To" if name_addr_impl(value, false).is_err() => return bad(name),
         "CSeq" => {
             let c = cseq(value).map_err(|_| bad_header("CSeq"))?;
             if let Some(m) = method
@@ -680,9 +712,9 @@ fn bad_header(name: &str) -> Fail {
 
 fn validate_element(name: &str, elem: &str) -> Result<(), Fail> {
     let ok = match name {
-        "Via" => via(elem).is_ok(),
-        "Contact" => Contact::parse(elem).is_ok(),
-        "Route" | "Record-Route" => name_addr(elem).is_ok(),
+        "Via" => via_impl(elem, false).is_ok(),
+        "Contact" => trim_ws(elem) == "*" || name_addr_impl(elem, false).is_ok(),
+        "Route" | "Record-Route" => name_addr_impl(elem, false).is_ok(),
         _ => true,
     };
     if ok { Ok(()) } else { Err(bad_header(name)) }
@@ -751,25 +783,25 @@ fn valid_date(s: &str) -> bool {
 /// every Via line as received (unfolded), the first From, To, Call-ID and CSeq.
 fn salvage(head: &[u8]) -> Salvage {
     let mut s = Salvage::default();
-    let mut lines = Lines::new(head);
+    let head = String::from_utf8_lossy(head);
+    let mut lines = Lines::new(&head);
     let _start_line = lines.next_line();
     let mut n = 0;
     while let Some(line) = lines.next_line() {
         n += 1;
-        let Some(&lead) = line.first() else { break };
+        let Some(&lead) = line.as_bytes().first() else {
+            break;
+        };
         if n > MAX_HEADERS * 2 {
             break;
         }
         if lead == b' ' || lead == b'\t' {
             continue;
         }
-        let Some(colon) = line.iter().position(|&b| b == b':') else {
+        let Some(colon) = line.find(':') else {
             continue;
         };
-        let Ok(name) = std::str::from_utf8(trim_end_bytes(&line[..colon])) else {
-            continue;
-        };
-        let Some(name) = known_name(name) else {
+        let Some(name) = known_name(trim_end_ws(&line[..colon])) else {
             continue;
         };
         if !matches!(name, "Via" | "From" | "To" | "Call-ID" | "CSeq") {
@@ -796,7 +828,7 @@ fn salvage(head: &[u8]) -> Salvage {
 // ---------------------------------------------------------------------------------------------
 // URI pieces.
 
-fn sip_uri(s: &str, secure: bool) -> Option<SipUri> {
+fn sip_uri(s: &str, secure: bool, keep: bool) -> Option<SipUri> {
     let b = s.as_bytes();
     // '@' appears in no part of a SIP URI but the userinfo separator (§25.1), while the user
     // part may hold ';' '?' ',' (RFC 4475 §3.1.1.2, §3.1.1.9): split there first.
@@ -813,13 +845,13 @@ fn sip_uri(s: &str, secure: bool) -> Option<SipUri> {
             if p.is_some_and(|p| !all(p.as_bytes(), &PASSWORD)) {
                 return None;
             }
-            (Some(u.to_owned()), p.map(str::to_owned), at + 1)
+            (Some(own(u, keep)), p.map(|p| own(p, keep)), at + 1)
         }
         None => (None, None, 0),
     };
     let hp = &s[hp_start..];
     let hb = hp.as_bytes();
-    let (host, mut i) = parse_host(hp)?;
+    let (host, mut i) = parse_host(hp, keep)?;
     let mut port = None;
     if hb.get(i) == Some(&b':') {
         let digits = hb[i + 1..]
@@ -847,10 +879,12 @@ fn sip_uri(s: &str, secure: bool) -> Option<SipUri> {
         if value.is_some_and(|v| v.is_empty() || !all(v.as_bytes(), &PARAM)) {
             return None;
         }
-        params.push(Param {
-            name: name.to_owned(),
-            value: value.map(str::to_owned),
-        });
+        if keep {
+            params.push(Param {
+                name: name.to_owned(),
+                value: value.map(str::to_owned),
+            });
+        }
         i = end;
     }
     let mut headers = Vec::new();
@@ -860,7 +894,9 @@ fn sip_uri(s: &str, secure: bool) -> Option<SipUri> {
             if n.is_empty() || !all(n.as_bytes(), &HNV) || !all(v.as_bytes(), &HNV) {
                 return None;
             }
-            headers.push((n.to_owned(), v.to_owned()));
+            if keep {
+                headers.push((n.to_owned(), v.to_owned()));
+            }
         }
         i = hb.len();
     }
@@ -877,7 +913,7 @@ fn sip_uri(s: &str, secure: bool) -> Option<SipUri> {
 
 /// A host at the front of `s`: `[IPv6]`, IPv4 or a hostname (lowercased). Returns the bytes
 /// used.
-fn parse_host(s: &str) -> Option<(Host, usize)> {
+fn parse_host(s: &str, keep: bool) -> Option<(Host, usize)> {
     let b = s.as_bytes();
     if b.first() == Some(&b'[') {
         let close = b.iter().position(|&c| c == b']')?;
@@ -891,7 +927,8 @@ fn parse_host(s: &str) -> Option<(Host, usize)> {
     }
     let host = match h.parse::<Ipv4Addr>() {
         Ok(a) => Host::V4(a),
-        Err(_) => Host::Domain(h.to_ascii_lowercase()),
+        Err(_) if keep => Host::Domain(h.to_ascii_lowercase()),
+        Err(_) => Host::Domain(String::new()),
     };
     Some((host, end))
 }
@@ -904,13 +941,13 @@ fn parse_port(s: &str) -> Option<u16> {
 }
 
 /// `<addr-spec>` at the front of `s` (no whitespace inside); returns the URI and what follows.
-fn angle_uri(s: &str) -> Option<(Uri, &str)> {
+fn angle_uri(s: &str, keep: bool) -> Option<(Uri, &str)> {
     let inner_and_rest = s.strip_prefix('<')?;
     let (inner, after) = inner_and_rest.split_once('>')?;
     if inner.bytes().any(is_ws) {
         return None;
     }
-    Some((parse_uri(inner).ok()?, after))
+    Some((uri_impl(inner, keep).ok()?, after))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -961,8 +998,13 @@ impl<'a> Cursor<'a> {
         &rest[..n]
     }
     /// `*( SEMI generic-param )` with `gen-value = token / host / quoted-string`; a quoted
-    /// value keeps its quotes.
-    fn header_params(&mut self) -> Option<Vec<Param>> {
+    /// value keeps its quotes. `seen` is called for each parameter; they are collected only
+    /// when `keep`.
+    fn header_params(
+        &mut self,
+        keep: bool,
+        mut seen: impl FnMut(&'a str, Option<&'a str>),
+    ) -> Option<Vec<Param>> {
         let mut out = Vec::new();
         loop {
             let save = self.pos;
@@ -991,15 +1033,18 @@ impl<'a> Cursor<'a> {
                 if v.is_empty() {
                     return None;
                 }
-                Some(v.to_owned())
+                Some(v)
             } else {
                 self.pos = save;
                 None
             };
-            out.push(Param {
-                name: name.to_owned(),
-                value,
-            });
+            seen(name, value);
+            if keep {
+                out.push(Param {
+                    name: name.to_owned(),
+                    value: value.map(str::to_owned),
+                });
+            }
         }
     }
 }
@@ -1036,6 +1081,11 @@ fn unescape_quoted(s: &str) -> String {
     out
 }
 
+/// An owned copy when building, an empty (non-allocating) string when only validating.
+fn own(s: &str, keep: bool) -> String {
+    if keep { s.to_owned() } else { String::new() }
+}
+
 fn is_ws(c: u8) -> bool {
     c == b' ' || c == b'\t'
 }
@@ -1050,16 +1100,6 @@ fn trim_start_ws(s: &str) -> &str {
 
 fn trim_end_ws(s: &str) -> &str {
     s.trim_end_matches([' ', '\t'])
-}
-
-fn trim_bytes(b: &[u8]) -> &[u8] {
-    let start = b.iter().position(|&c| !is_ws(c)).unwrap_or(b.len());
-    trim_end_bytes(&b[start..])
-}
-
-fn trim_end_bytes(b: &[u8]) -> &[u8] {
-    let end = b.iter().rposition(|&c| !is_ws(c)).map_or(0, |e| e + 1);
-    &b[..end]
 }
 
 fn strip_cr(line: &[u8]) -> &[u8] {

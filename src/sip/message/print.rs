@@ -48,7 +48,7 @@ fn finish(mut s: String, headers: &Headers, body: &[u8]) -> Vec<u8> {
 
 /// Appends `v`, with CR and LF turned into SP.
 fn push_clean(s: &mut String, v: &str) {
-    if v.bytes().any(|b| b == b'\r' || b == b'\n') {
+    if has_cr_or_lf(v.as_bytes()) {
         s.extend(
             v.chars()
                 .map(|c| if c == '\r' || c == '\n' { ' ' } else { c }),
@@ -56,6 +56,21 @@ fn push_clean(s: &mut String, v: &str) {
     } else {
         s.push_str(v);
     }
+}
+
+/// Eight bytes at a time (SWAR): header values are short, so memchr's setup would dominate
+/// and a byte loop is several instructions per byte.
+fn has_cr_or_lf(b: &[u8]) -> bool {
+    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
+    const HIGH: u64 = u64::from_ne_bytes([0x80; 8]);
+    const CR: u64 = u64::from_ne_bytes([b'\r'; 8]);
+    const LF: u64 = u64::from_ne_bytes([b'\n'; 8]);
+    let has_zero = |x: u64| x.wrapping_sub(ONES) & !x & HIGH != 0;
+    let (chunks, tail) = b.as_chunks::<8>();
+    chunks.iter().any(|c| {
+        let x = u64::from_ne_bytes(*c);
+        has_zero(x ^ CR) | has_zero(x ^ LF)
+    }) || tail.iter().any(|&c| c == b'\r' || c == b'\n')
 }
 
 impl fmt::Display for Uri {
@@ -180,6 +195,22 @@ Content-Type: text/plain\r\nContent-Length: 2\r\n\r\nhi"
             body: bytes::Bytes::new(),
         };
         assert_eq!(r.to_bytes(), b"SIP/2.0 100 \r\n\r\n");
+    }
+
+    #[test]
+    fn cr_lf_detection_finds_them_anywhere() {
+        assert!(!has_cr_or_lf(
+            b"SIP/2.0/UDP host;branch=z9hG4bK1 plus some more text"
+        ));
+        for i in 0..40 {
+            let mut v = vec![b'a'; 40];
+            v[i] = b'\r';
+            assert!(has_cr_or_lf(&v), "CR at {i}");
+            v[i] = b'\n';
+            assert!(has_cr_or_lf(&v), "LF at {i}");
+            v[i] = 0x8d;
+            assert!(!has_cr_or_lf(&v), "0x8d at {i}");
+        }
     }
 
     #[test]
