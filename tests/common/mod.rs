@@ -28,7 +28,10 @@ impl TestServer {
     /// Starts a server on 127.0.0.1 ephemeral ports with a fresh SQLite database.
     pub async fn start(edit: impl FnOnce(&mut Config)) -> TestServer {
         let dir = tempfile::tempdir().expect("temp dir");
-        let mut config = Config { data_dir: dir.path().to_path_buf(), ..Config::default() };
+        let mut config = Config {
+            data_dir: dir.path().to_path_buf(),
+            ..Config::default()
+        };
         config.sip.listen = vec!["udp:127.0.0.1:0".into(), "tcp:127.0.0.1:0".into()];
         config.http.listen = "127.0.0.1:0".parse().expect("addr");
         config.rtp.ports = "30000-31999".into();
