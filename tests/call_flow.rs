@@ -256,6 +256,136 @@ async fn registered_extensions_call_each_other_with_media_through_the_server() {
     assert!(!row.4.is_empty(), "the call belongs to a session");
 }
 
+/// An answered call between `a` (1001) and `b` (1002); returns the caller's To value (with tag).
+async fn establish(server: &TestServer, a: &Ua, b: &Ua, call_id: &str) -> String {
+    assert_eq!(b.register("1002", "pw-b", 300).await.status.0, 200);
+    call(a, "1002", "1001", "pw-a", call_id, 30500).await;
+    let inv = recv_request(b).await;
+    b.send(&answer(&inv, 200, "OK", b.addr(), Some(sdp(30502)))).await;
+    let ok = expect_status(a, 200).await;
+    assert_eq!(recv_request(b).await.method.as_str(), "ACK");
+    let to = ok.headers.get("To").expect("To").to_owned();
+    a.send_text(&format!(
+        "ACK sip:1002@{} SIP/2.0\nVia: SIP/2.0/UDP {{addr}};branch=z9hG4bKack{call_id};rport\nMax-Forwards: 70\nFrom: \"Caller\" <sip:1001@switchboard>;tag=a{call_id}\nTo: {to}\nCall-ID: {call_id}\nCSeq: 2 ACK\nContent-Length: 0\n\n",
+        server.sip_udp
+    ))
+    .await;
+    to
+}
+
+async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect http");
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
+        .await
+        .expect("write");
+    let mut out = String::new();
+    tokio::time::timeout(GUARD, s.read_to_string(&mut out)).await.expect("http answer").expect("read");
+    let code = out.get(9..12).and_then(|c| c.parse().ok()).unwrap_or(0);
+    (code, out)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_refuses_new_calls_with_503_and_hangs_up_live_calls() {
+    let mut server = TestServer::start(|c| c.shutdown.drain_timeout_secs = 1).await;
+    server.add_user("1001", "pw-a").await;
+    server.add_user("1002", "pw-b").await;
+    let a = Ua::new(server.sip_udp).await;
+    let b = Ua::new(server.sip_udp).await;
+    establish(&server, &a, &b, "call-sd").await;
+    let running = server.server.take().expect("running");
+    let dir = std::mem::replace(&mut server.dir, tempfile::tempdir().expect("dir"));
+    let stopping = tokio::spawn(running.shutdown());
+    // While draining, a new INVITE is refused with 503 and Retry-After.
+    let c = Ua::new(server.sip_udp).await;
+    let mut refused = None;
+    for n in 0..50 {
+        c.send(invite_text("1002", "1001", &format!("late{n}"), 1, 30600, None, server.sip_udp).replace("{addr}", &c.addr().to_string()).as_bytes()).await;
+        let r = c.recv_final_or_ringing().await;
+        if r.status.0 == 503 {
+            refused = Some(r);
+            break;
+        }
+    }
+    let refused = refused.expect("503 while draining");
+    assert!(refused.headers.get("Retry-After").is_some(), "503 carries Retry-After");
+    // After the drain timeout both legs get a BYE.
+    assert_eq!(recv_request(&a).await.method.as_str(), "BYE", "caller gets BYE");
+    assert_eq!(recv_request(&b).await.method.as_str(), "BYE", "callee gets BYE");
+    tokio::time::timeout(GUARD, stopping).await.expect("shutdown finishes").expect("join");
+    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", dir.path().join("switchboard.db").display())).await.expect("db");
+    let (by, cause): (Option<String>, Option<String>) =
+        sqlx::query_as("SELECT hangup_by, hangup_cause FROM calls WHERE answered_ms IS NOT NULL")
+            .fetch_one(&pool)
+            .await
+            .expect("the call record is closed");
+    assert_eq!(by.as_deref(), Some("system"));
+    assert_eq!(cause.as_deref(), Some("shutdown"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_report_calls_registrations_sip_messages_and_rtp() {
+    let server = TestServer::start(|_| {}).await;
+    server.add_user("1001", "pw-a").await;
+    server.add_user("1002", "pw-b").await;
+    let a = Ua::new(server.sip_udp).await;
+    let b = Ua::new(server.sip_udp).await;
+    establish(&server, &a, &b, "call-m").await;
+    let (code, health) = http_get(server.http, "/healthz").await;
+    assert_eq!(code, 200, "{health}");
+    let (code, body) = http_get(server.http, "/metrics").await;
+    assert_eq!(code, 200);
+    for name in [
+        "switchboard_active_calls",
+        "switchboard_registrations",
+        "switchboard_sip_messages_total",
+        "switchboard_rtp_packets_relayed_total",
+    ] {
+        assert!(body.contains(name), "{name} in /metrics:\n{body}");
+    }
+    assert!(body.contains("method=\"INVITE\""), "SIP messages by method");
+    assert!(body.contains("status=\"200\""), "SIP messages by status");
+    let (code, problem) = http_get(server.http, "/nope").await;
+    assert_eq!(code, 404);
+    assert!(problem.contains("application/problem+json"), "{problem}");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unanswered_call_times_out_with_480_and_the_callee_is_cancelled() {
+    let server = TestServer::start(|c| c.sip.no_answer_timeout_secs = 1).await;
+    server.add_user("1001", "pw-a").await;
+    server.add_user("1002", "pw-b").await;
+    let a = Ua::new(server.sip_udp).await;
+    let b = Ua::new(server.sip_udp).await;
+    assert_eq!(b.register("1002", "pw-b", 300).await.status.0, 200);
+    call(&a, "1002", "1001", "pw-a", "call-na", 30700).await;
+    let inv = recv_request(&b).await;
+    b.send(&answer(&inv, 180, "Ringing", b.addr(), None)).await;
+    expect_status(&a, 180).await;
+    expect_status(&a, 480).await;
+    assert_eq!(recv_request(&b).await.method.as_str(), "CANCEL");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_forwards_zero_gets_483_and_unsupported_require_gets_420() {
+    let server = TestServer::start(|c| c.sip.trusted_cidrs = vec!["127.0.0.0/8".into()]).await;
+    let a = Ua::new(server.sip_udp).await;
+    let inv = invite_text("1002", "trunk", "mf0", 1, 30800, None, server.sip_udp)
+        .replace("{addr}", &a.addr().to_string())
+        .replace("Max-Forwards: 70", "Max-Forwards: 0");
+    a.send(inv.as_bytes()).await;
+    expect_status(&a, 483).await;
+    let inv = invite_text("1002", "trunk", "req1", 1, 30800, None, server.sip_udp)
+        .replace("{addr}", &a.addr().to_string())
+        .replace("Max-Forwards: 70", "Max-Forwards: 70\r\nRequire: 100rel, foo");
+    a.send(inv.as_bytes()).await;
+    let r = expect_status(&a, 420).await;
+    assert!(r.headers.get_all("Unsupported").any(|v| v.contains("foo")), "420 lists foo");
+    server.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cancel_before_answer_gets_487_and_cancels_the_callee() {
     let server = TestServer::start(|_| {}).await;
