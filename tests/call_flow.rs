@@ -261,7 +261,8 @@ async fn establish(server: &TestServer, a: &Ua, b: &Ua, call_id: &str) -> String
     assert_eq!(b.register("1002", "pw-b", 300).await.status.0, 200);
     call(a, "1002", "1001", "pw-a", call_id, 30500).await;
     let inv = recv_request(b).await;
-    b.send(&answer(&inv, 200, "OK", b.addr(), Some(sdp(30502)))).await;
+    b.send(&answer(&inv, 200, "OK", b.addr(), Some(sdp(30502))))
+        .await;
     let ok = expect_status(a, 200).await;
     assert_eq!(recv_request(b).await.method.as_str(), "ACK");
     let to = ok.headers.get("To").expect("To").to_owned();
@@ -275,12 +276,17 @@ async fn establish(server: &TestServer, a: &Ua, b: &Ua, call_id: &str) -> String
 
 async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect http");
+    let mut s = tokio::net::TcpStream::connect(addr)
+        .await
+        .expect("connect http");
     s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
         .await
         .expect("write");
     let mut out = String::new();
-    tokio::time::timeout(GUARD, s.read_to_string(&mut out)).await.expect("http answer").expect("read");
+    tokio::time::timeout(GUARD, s.read_to_string(&mut out))
+        .await
+        .expect("http answer")
+        .expect("read");
     let code = out.get(9..12).and_then(|c| c.parse().ok()).unwrap_or(0);
     (code, out)
 }
@@ -300,7 +306,20 @@ async fn shutdown_refuses_new_calls_with_503_and_hangs_up_live_calls() {
     let c = Ua::new(server.sip_udp).await;
     let mut refused = None;
     for n in 0..50 {
-        c.send(invite_text("1002", "1001", &format!("late{n}"), 1, 30600, None, server.sip_udp).replace("{addr}", &c.addr().to_string()).as_bytes()).await;
+        c.send(
+            invite_text(
+                "1002",
+                "1001",
+                &format!("late{n}"),
+                1,
+                30600,
+                None,
+                server.sip_udp,
+            )
+            .replace("{addr}", &c.addr().to_string())
+            .as_bytes(),
+        )
+        .await;
         let r = c.recv_final_or_ringing().await;
         if r.status.0 == 503 {
             refused = Some(r);
@@ -308,12 +327,31 @@ async fn shutdown_refuses_new_calls_with_503_and_hangs_up_live_calls() {
         }
     }
     let refused = refused.expect("503 while draining");
-    assert!(refused.headers.get("Retry-After").is_some(), "503 carries Retry-After");
+    assert!(
+        refused.headers.get("Retry-After").is_some(),
+        "503 carries Retry-After"
+    );
     // After the drain timeout both legs get a BYE.
-    assert_eq!(recv_request(&a).await.method.as_str(), "BYE", "caller gets BYE");
-    assert_eq!(recv_request(&b).await.method.as_str(), "BYE", "callee gets BYE");
-    tokio::time::timeout(GUARD, stopping).await.expect("shutdown finishes").expect("join");
-    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", dir.path().join("switchboard.db").display())).await.expect("db");
+    assert_eq!(
+        recv_request(&a).await.method.as_str(),
+        "BYE",
+        "caller gets BYE"
+    );
+    assert_eq!(
+        recv_request(&b).await.method.as_str(),
+        "BYE",
+        "callee gets BYE"
+    );
+    tokio::time::timeout(GUARD, stopping)
+        .await
+        .expect("shutdown finishes")
+        .expect("join");
+    let pool = sqlx::SqlitePool::connect(&format!(
+        "sqlite://{}",
+        dir.path().join("switchboard.db").display()
+    ))
+    .await
+    .expect("db");
     let (by, cause): (Option<String>, Option<String>) =
         sqlx::query_as("SELECT hangup_by, hangup_cause FROM calls WHERE answered_ms IS NOT NULL")
             .fetch_one(&pool)
@@ -379,10 +417,16 @@ async fn max_forwards_zero_gets_483_and_unsupported_require_gets_420() {
     expect_status(&a, 483).await;
     let inv = invite_text("1002", "trunk", "req1", 1, 30800, None, server.sip_udp)
         .replace("{addr}", &a.addr().to_string())
-        .replace("Max-Forwards: 70", "Max-Forwards: 70\r\nRequire: 100rel, foo");
+        .replace(
+            "Max-Forwards: 70",
+            "Max-Forwards: 70\r\nRequire: 100rel, foo",
+        );
     a.send(inv.as_bytes()).await;
     let r = expect_status(&a, 420).await;
-    assert!(r.headers.get_all("Unsupported").any(|v| v.contains("foo")), "420 lists foo");
+    assert!(
+        r.headers.get_all("Unsupported").any(|v| v.contains("foo")),
+        "420 lists foo"
+    );
     server.stop().await;
 }
 
