@@ -431,6 +431,118 @@ async fn max_forwards_zero_gets_483_and_unsupported_require_gets_420() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn all_contacts_ring_in_parallel_and_the_first_answer_wins() {
+    let server = TestServer::start(|_| {}).await;
+    server.add_user("1001", "pw-a").await;
+    server.add_user("1002", "pw-b").await;
+    let a = Ua::new(server.sip_udp).await;
+    let desk = Ua::new(server.sip_udp).await;
+    let mobile = Ua::new(server.sip_udp).await;
+    assert_eq!(desk.register("1002", "pw-b", 300).await.status.0, 200);
+    let both = mobile.register("1002", "pw-b", 300).await;
+    assert_eq!(
+        both.headers.get_all("Contact").count(),
+        2,
+        "two contacts bound"
+    );
+    call(&a, "1002", "1001", "pw-a", "call-fork", 30900).await;
+    let inv_desk = recv_request(&desk).await;
+    let inv_mobile = recv_request(&mobile).await;
+    assert_eq!(inv_desk.method.as_str(), "INVITE");
+    assert_eq!(inv_mobile.method.as_str(), "INVITE");
+    mobile
+        .send(&answer(&inv_mobile, 180, "Ringing", mobile.addr(), None))
+        .await;
+    desk.send(&answer(&inv_desk, 180, "Ringing", desk.addr(), None))
+        .await;
+    mobile
+        .send(&answer(
+            &inv_mobile,
+            200,
+            "OK",
+            mobile.addr(),
+            Some(sdp(30902)),
+        ))
+        .await;
+    loop {
+        let r = a.recv_final_or_ringing().await;
+        if r.status.0 == 200 {
+            break;
+        }
+        assert_eq!(r.status.0, 180);
+    }
+    assert_eq!(
+        recv_request(&mobile).await.method.as_str(),
+        "ACK",
+        "the winner is ACKed"
+    );
+    assert_eq!(
+        recv_request(&desk).await.method.as_str(),
+        "CANCEL",
+        "the other fork is cancelled"
+    );
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bindings_survive_a_restart() {
+    let trusted =
+        |c: &mut switchboard::config::Config| c.sip.trusted_cidrs = vec!["127.0.0.0/8".into()];
+    let server = TestServer::start(|_| {}).await;
+    server.add_user("1002", "pw-b").await;
+    let b = Ua::new(server.sip_udp).await;
+    assert_eq!(b.register("1002", "pw-b", 300).await.status.0, 200);
+    let dir = server.stop_keep_dir().await;
+    let server = TestServer::start_in(dir, trusted).await;
+    let b = Ua {
+        sock: b.sock,
+        server: server.sip_udp,
+    };
+    let a = Ua::new(server.sip_udp).await;
+    a.send(
+        invite_text(
+            "1002",
+            "trunk",
+            "after-restart",
+            1,
+            31000,
+            None,
+            server.sip_udp,
+        )
+        .replace("{addr}", &a.addr().to_string())
+        .as_bytes(),
+    )
+    .await;
+    let inv = recv_request(&b).await;
+    assert_eq!(
+        inv.method.as_str(),
+        "INVITE",
+        "the binding from before the restart is used"
+    );
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn repeated_auth_failures_from_one_source_are_throttled() {
+    let server = TestServer::start(|c| c.sip.auth_failures_before_throttle = 1).await;
+    server.add_user("1001", "right").await;
+    let a = Ua::new(server.sip_udp).await;
+    assert_ne!(a.register("1001", "wrong", 300).await.status.0, 200);
+    // Even the right password is refused while the source is throttled.
+    a.send_text(&format!(
+        "REGISTER sip:{} SIP/2.0\nVia: SIP/2.0/UDP {{addr}};branch=z9hG4bKthr;rport\nMax-Forwards: 70\nFrom: <sip:1001@switchboard>;tag=t\nTo: <sip:1001@switchboard>\nCall-ID: thr\nCSeq: 1 REGISTER\nContact: <sip:1001@{{addr}}>\nContent-Length: 0\n\n",
+        server.sip_udp
+    ))
+    .await;
+    assert_eq!(
+        a.recv_final_or_ringing().await.status.0,
+        403,
+        "throttled source is refused"
+    );
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cancel_before_answer_gets_487_and_cancels_the_callee() {
     let server = TestServer::start(|_| {}).await;
     server.add_user("1001", "pw-a").await;

@@ -27,7 +27,11 @@ pub struct TestServer {
 impl TestServer {
     /// Starts a server on 127.0.0.1 ephemeral ports with a fresh SQLite database.
     pub async fn start(edit: impl FnOnce(&mut Config)) -> TestServer {
-        let dir = tempfile::tempdir().expect("temp dir");
+        TestServer::start_in(tempfile::tempdir().expect("temp dir"), edit).await
+    }
+
+    /// Starts a server on an existing data directory (a restart).
+    pub async fn start_in(dir: tempfile::TempDir, edit: impl FnOnce(&mut Config)) -> TestServer {
         let mut config = Config {
             data_dir: dir.path().to_path_buf(),
             ..Config::default()
