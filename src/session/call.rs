@@ -235,10 +235,18 @@ impl Call {
             .unwrap_or(70)
             .saturating_sub(1);
         let from = a.from().ok();
+        // URIs carry the user part in its escaped wire form (RFC 3261 §19.1.2).
         let caller_user = from
             .as_ref()
-            .and_then(|f| f.sip_user())
+            .and_then(|f| f.uri.as_sip())
+            .and_then(|u| u.user.clone())
             .unwrap_or_else(|| "anonymous".into());
+        let target = self
+            .invite
+            .uri
+            .as_sip()
+            .and_then(|u| u.user.clone())
+            .unwrap_or_else(|| target.to_owned());
         let display = from.as_ref().and_then(|f| f.display.clone());
         let domain = &self.ep.local.domain;
         let (via, branch) = self.ep.local.via(loc.source.transport);
@@ -300,10 +308,7 @@ impl Call {
     }
 
     fn is_over(&self) -> bool {
-        self.ending.is_some()
-            && self.finished_a
-            && self.forks.iter().all(|f| f.done)
-            && (self.pending_acks.is_empty() || self.answered)
+        self.ending.is_some() && self.finished_a && self.forks.iter().all(|f| f.done)
     }
 
     fn next_deadline(&self, no_answer: Instant) -> Instant {
