@@ -20,6 +20,11 @@ use super::message::{Contact, NameAddr, Request, Response, StatusCode, Uri, pars
 use super::transport::Peer;
 use crate::store::{Binding, Store, StoreCmd, User, WriterHandle};
 
+/// How long a user read from the store is trusted.
+pub const USER_CACHE_TTL: Duration = Duration::from_secs(5);
+/// Most cached user lookups (unknown names included).
+const USER_CACHE_MAX: usize = 100_000;
+
 /// One registered contact of an extension.
 #[derive(Debug, Clone)]
 pub struct Location {
@@ -57,6 +62,9 @@ pub struct Registrar {
     default_expires: u32,
     locations: RwLock<HashMap<String, Vec<Location>>>,
     failures: Mutex<HashMap<IpAddr, (u32, Instant)>>,
+    /// Users read from the store, kept for [`USER_CACHE_TTL`] (absent ones too), so a call does
+    /// not wait on the database. `user add/remove/passwd` from the CLI shows within that time.
+    users: Mutex<HashMap<String, (Instant, Option<User>)>>,
     failures_before_throttle: u32,
     throttle_window: Duration,
     /// HA1 values used for unknown extensions so their check costs the same.
@@ -127,6 +135,7 @@ impl Registrar {
             default_expires: s.default_expires,
             locations: RwLock::new(locations),
             failures: Mutex::new(HashMap::new()),
+            users: Mutex::new(HashMap::new()),
             failures_before_throttle: s.failures_before_throttle,
             throttle_window: s.throttle_window,
             decoy,
@@ -155,15 +164,32 @@ impl Registrar {
         v
     }
 
-    /// The extension record, if it exists.
+    /// The extension record, if it exists (cached for [`USER_CACHE_TTL`]).
     pub async fn user(&self, ext: &str) -> Option<User> {
-        match self.store.get_user(ext).await {
+        {
+            let cache = self.users.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some((at, user)) = cache.get(ext)
+                && at.elapsed() < USER_CACHE_TTL
+            {
+                return user.clone();
+            }
+        }
+        let user = match self.store.get_user(ext).await {
             Ok(u) => u,
             Err(e) => {
                 tracing::error!(error = %e, "user lookup failed");
-                None
+                return None;
+            }
+        };
+        let mut cache = self.users.lock().unwrap_or_else(|e| e.into_inner());
+        if cache.len() >= USER_CACHE_MAX {
+            cache.retain(|_, (at, _)| at.elapsed() < USER_CACHE_TTL);
+            if cache.len() >= USER_CACHE_MAX {
+                cache.clear(); // a flood of unknown names: forget them all
             }
         }
+        cache.insert(ext.to_owned(), (Instant::now(), user.clone()));
+        user
     }
 
     /// Digest authentication of a request from `peer`. `proxy` selects 407/Proxy-Authorization
