@@ -138,7 +138,12 @@ struct Server {
     ports: Ports,
     dir: tempfile::TempDir,
     children: Vec<(&'static str, Child)>,
+    /// One SIPp test at a time: each runs a server and two SIPp processes, and on 2 cores
+    /// parallel runs starve each other's timers. Dropped last, after the processes are killed.
+    _serial: std::sync::MutexGuard<'static, ()>,
 }
+
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 impl Server {
     fn log_path(&self, name: &str) -> PathBuf {
@@ -150,12 +155,14 @@ impl Server {
     }
 
     fn start(ports: Ports, target: Target) -> Server {
+        let serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
         let dir = tempfile::tempdir().expect("temporary directory");
         let mut server = Server {
             target,
             ports,
             dir,
             children: Vec::new(),
+            _serial: serial,
         };
         match target {
             Target::Switchboard => server.start_switchboard(),

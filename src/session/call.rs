@@ -424,6 +424,15 @@ impl Call {
     }
 
     fn on_response(&mut self, branch: &str, resp: Response) {
+        // A CANCEL shares its INVITE's branch (RFC 3261 §9.1): only INVITE responses belong
+        // to forks and re-INVITEs; BYE and CANCEL answers need nothing from us.
+        if !resp
+            .headers
+            .cseq()
+            .is_ok_and(|c| c.method == Method::Invite)
+        {
+            return;
+        }
         if let Some(r) = &self.reinvite
             && r.branch == branch
         {
