@@ -15,6 +15,16 @@ use tokio::net::UdpSocket;
 /// Upper bound for any single wait in a test: a failure guard, never a synchronisation.
 pub const GUARD: Duration = Duration::from_secs(10);
 
+/// A block of 40 RTP ports of its own for each test server (30000-31999, below the kernel's
+/// ephemeral range): parallel tests would otherwise all start at the same pair and collide.
+fn next_rtp_block() -> String {
+    use std::sync::atomic::{AtomicU16, Ordering};
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    let block = NEXT.fetch_add(1, Ordering::Relaxed) % 50;
+    let low = 30_000 + block * 40;
+    format!("{low}-{}", low + 39)
+}
+
 /// A server running inside the test process.
 pub struct TestServer {
     pub server: Option<Server>,
@@ -38,7 +48,7 @@ impl TestServer {
         };
         config.sip.listen = vec!["udp:127.0.0.1:0".into(), "tcp:127.0.0.1:0".into()];
         config.http.listen = "127.0.0.1:0".parse().expect("addr");
-        config.rtp.ports = "30000-31999".into();
+        config.rtp.ports = next_rtp_block();
         edit(&mut config);
         let settings = config.validate().expect("valid test config");
         let server = switchboard::server::start(settings)
