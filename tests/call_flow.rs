@@ -654,3 +654,32 @@ async fn options_is_answered_with_allow_accept_and_supported() {
     assert!(r.headers.get("Supported").is_some());
     server.stop().await;
 }
+
+/// The caller's CANCEL for the INVITE `call()` sent (CSeq 2, branch `z9hG4bKinv{call_id}2`).
+async fn send_cancel(server: &TestServer, a: &Ua, call_id: &str) {
+    a.send_text(&format!(
+        "CANCEL sip:1002@{} SIP/2.0\nVia: SIP/2.0/UDP {{addr}};branch=z9hG4bKinv{call_id}2;rport\nMax-Forwards: 70\nFrom: \"Caller\" <sip:1001@switchboard>;tag=a{call_id}\nTo: <sip:1002@switchboard>\nCall-ID: {call_id}\nCSeq: 2 CANCEL\nContent-Length: 0\n\n",
+        server.sip_udp
+    ))
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_reaches_a_callee_that_only_sent_100_trying() {
+    let server = TestServer::start(|_| {}).await;
+    server.add_user("1001", "pw-a").await;
+    server.add_user("1002", "pw-b").await;
+    let a = Ua::new(server.sip_udp).await;
+    let b = Ua::new(server.sip_udp).await;
+    assert_eq!(b.register("1002", "pw-b", 300).await.status.0, 200);
+    call(&a, "1002", "1001", "pw-a", "call-t100", 30100).await;
+    let inv = recv_request(&b).await;
+    assert_eq!(inv.method.as_str(), "INVITE");
+    // A trunk answers 100 and takes its time before 18x (RFC 3261 §9.1: any provisional).
+    b.send(&answer(&inv, 100, "Trying", b.addr(), None)).await;
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    send_cancel(&server, &a, "call-t100").await;
+    let cancel = recv_request(&b).await;
+    assert_eq!(cancel.method.as_str(), "CANCEL", "the callee is cancelled");
+    server.stop().await;
+}

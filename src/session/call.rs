@@ -443,12 +443,14 @@ impl Call {
         };
         let status = resp.status;
         if status.is_provisional() {
-            if status == StatusCode::TRYING {
-                return;
-            }
+            // Any provisional, 100 included, lets a CANCEL go out (§9.1): a trunk may send
+            // 100 and nothing else for a long while.
             self.forks[i].proceeding = true;
             if self.forks[i].cancel_wanted {
                 self.send_cancel(i);
+                return;
+            }
+            if status == StatusCode::TRYING {
                 return;
             }
             if self.answered || self.finished_a {
