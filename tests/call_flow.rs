@@ -683,3 +683,46 @@ async fn cancel_reaches_a_callee_that_only_sent_100_trying() {
     assert_eq!(cancel.method.as_str(), "CANCEL", "the callee is cancelled");
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answer_to_a_record_routed_invite_copies_record_route() {
+    let server = TestServer::start(|c| c.sip.trusted_cidrs = vec!["127.0.0.0/8".into()]).await;
+    server.add_user("1002", "pw-b").await;
+    let a = Ua::new(server.sip_udp).await;
+    let b = Ua::new(server.sip_udp).await;
+    register_trusted(&server, &b, "1002").await;
+    // An INVITE that came through a record-routing proxy (Kamailio in front).
+    let inv = invite_text("1002", "trunk", "call-rr", 1, 30200, None, server.sip_udp)
+        .replace("{addr}", &a.addr().to_string())
+        .replace(
+            "Max-Forwards: 70\r\n",
+            "Max-Forwards: 69\r\nRecord-Route: <sip:p2.example;lr>\r\nRecord-Route: <sip:p1.example;lr>\r\n",
+        );
+    a.send(inv.as_bytes()).await;
+    let binv = recv_request(&b).await;
+    b.send(&answer(&binv, 180, "Ringing", b.addr(), None)).await;
+    let ringing = expect_status(&a, 180).await;
+    b.send(&answer(&binv, 200, "OK", b.addr(), Some(sdp(30202))))
+        .await;
+    let ok = expect_status(&a, 200).await;
+    for r in [&ringing, &ok] {
+        let rr: Vec<&str> = r.headers.get_all("Record-Route").collect();
+        assert_eq!(
+            rr,
+            ["<sip:p2.example;lr>", "<sip:p1.example;lr>"],
+            "{} copies Record-Route in order (RFC 3261 §12.1.1)",
+            r.status.0
+        );
+    }
+    server.stop().await;
+}
+
+/// REGISTER from a trusted source (no challenge).
+async fn register_trusted(server: &TestServer, ua: &Ua, ext: &str) {
+    ua.send_text(&format!(
+        "REGISTER sip:{} SIP/2.0\nVia: SIP/2.0/UDP {{addr}};branch=z9hG4bKrt{ext};rport\nMax-Forwards: 70\nFrom: <sip:{ext}@switchboard>;tag=rt{ext}\nTo: <sip:{ext}@switchboard>\nCall-ID: rt-{ext}-{{addr}}\nCSeq: 1 REGISTER\nContact: <sip:{ext}@{{addr}}>\nExpires: 300\nContent-Length: 0\n\n",
+        server.sip_udp
+    ))
+    .await;
+    expect_status(ua, 200).await;
+}

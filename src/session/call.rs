@@ -900,6 +900,11 @@ impl Call {
     fn a_response(&self, status: StatusCode) -> Response {
         let mut resp = response_with_tag(&self.invite, status, &self.a_tag);
         if status.0 > 100 && status.0 < 300 {
+            // Responses that form the dialog echo Record-Route in order (§12.1.1), or a
+            // caller behind a record-routing proxy would bypass it for ACK and BYE.
+            for rr in self.invite.headers.get_all("Record-Route") {
+                resp.headers.push("Record-Route", rr.to_owned());
+            }
             resp.headers
                 .push("Contact", self.ep.local.contact(self.caller_peer.transport));
             resp.headers.push("Allow", crate::sip::endpoint::ALLOW);
