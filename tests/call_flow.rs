@@ -726,3 +726,57 @@ async fn register_trusted(server: &TestServer, ua: &Ua, ext: &str) {
     .await;
     expect_status(ua, 200).await;
 }
+
+/// A re-INVITE from the caller inside the call set up by `establish`, with SDP.
+fn caller_reinvite(server: &TestServer, call_id: &str, to: &str, cseq: u32, rtp: u16) -> String {
+    let body = sdp(rtp).replace('\n', "\r\n");
+    format!(
+        "INVITE sip:1002@{} SIP/2.0\nVia: SIP/2.0/UDP {{addr}};branch=z9hG4bKre{call_id}{cseq};rport\nMax-Forwards: 70\nFrom: \"Caller\" <sip:1001@switchboard>;tag=a{call_id}\nTo: {to}\nCall-ID: {call_id}\nCSeq: {cseq} INVITE\nContact: <sip:1001@{{addr}}>\nContent-Type: application/sdp\nContent-Length: {}\n\n",
+        server.sip_udp,
+        body.len()
+    )
+    .replace('\n', "\r\n")
+        + &body
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pending_reinvite_gets_a_final_answer_when_the_other_side_hangs_up() {
+    let server = TestServer::start(|_| {}).await;
+    server.add_user("1001", "pw-a").await;
+    server.add_user("1002", "pw-b").await;
+    let a = Ua::new(server.sip_udp).await;
+    let b = Ua::new(server.sip_udp).await;
+    let to = establish(&server, &a, &b, "call-rb").await;
+    a.send(
+        caller_reinvite(&server, "call-rb", &to, 3, 30500)
+            .replace("{addr}", &a.addr().to_string())
+            .as_bytes(),
+    )
+    .await;
+    let reinv = recv_request(&b).await;
+    assert_eq!(reinv.method.as_str(), "INVITE", "the re-INVITE is relayed");
+    // The callee hangs up instead of answering it.
+    let bye = format!(
+        "BYE sip:switchboard@{} SIP/2.0\r\nVia: SIP/2.0/UDP {};branch=z9hG4bKbyeb;rport\r\nMax-Forwards: 70\r\nFrom: {};tag=callee\r\nTo: {}\r\nCall-ID: {}\r\nCSeq: 7 BYE\r\nContent-Length: 0\r\n\r\n",
+        server.sip_udp,
+        b.addr(),
+        reinv.headers.get("To").expect("To"),
+        reinv.headers.get("From").expect("From"),
+        reinv.headers.get("Call-ID").expect("Call-ID"),
+    );
+    b.send(bye.as_bytes()).await;
+    let mut got_bye = false;
+    let mut final_to_reinvite = None;
+    while !(got_bye && final_to_reinvite.is_some()) {
+        match a.recv().await {
+            Message::Request(r) if r.method.as_str() == "BYE" => got_bye = true,
+            Message::Response(r) if r.status.0 >= 200 => {
+                assert_eq!(r.headers.get("CSeq"), Some("3 INVITE"));
+                final_to_reinvite = Some(r.status.0);
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(final_to_reinvite, Some(487));
+    server.stop().await;
+}

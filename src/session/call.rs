@@ -973,6 +973,11 @@ impl Call {
             by: HangupBy::System,
             code: 500,
         });
+        // A re-INVITE still being relayed gets its final answer (§15.1.2), or its server
+        // transaction would wait for one forever.
+        if let Some(r) = self.reinvite.take() {
+            self.respond_in_dialog(r.tx, &r.req, StatusCode::REQUEST_TERMINATED);
+        }
         let now = crate::clock::unix_ms();
         for (i, leg) in self.legs.iter().enumerate() {
             if i == 0 || self.answered {
