@@ -780,3 +780,52 @@ async fn pending_reinvite_gets_a_final_answer_when_the_other_side_hangs_up() {
     assert_eq!(final_to_reinvite, Some(487));
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bye_from_a_losing_fork_does_not_end_the_answered_call() {
+    let server = TestServer::start(|c| c.shutdown.drain_timeout_secs = 1).await;
+    server.add_user("1001", "pw-a").await;
+    server.add_user("1002", "pw-b").await;
+    let a = Ua::new(server.sip_udp).await;
+    let desk = Ua::new(server.sip_udp).await;
+    let mobile = Ua::new(server.sip_udp).await;
+    assert_eq!(desk.register("1002", "pw-b", 300).await.status.0, 200);
+    assert_eq!(mobile.register("1002", "pw-b", 300).await.status.0, 200);
+    call(&a, "1002", "1001", "pw-a", "call-lose", 30300).await;
+    let inv_desk = recv_request(&desk).await;
+    let inv_mobile = recv_request(&mobile).await;
+    mobile
+        .send(&answer(
+            &inv_mobile,
+            200,
+            "OK",
+            mobile.addr(),
+            Some(sdp(30302)),
+        ))
+        .await;
+    expect_status(&a, 200).await;
+    // The desk phone answered too, a moment later, and its user hung up at once: its BYE
+    // crosses ours. It names the B leg's Call-ID and our tag, but its own tag.
+    let desk_ok = String::from_utf8(answer(&inv_desk, 200, "OK", desk.addr(), Some(sdp(30304))))
+        .expect("utf8")
+        .replace("tag=callee", "tag=desk");
+    desk.send(desk_ok.as_bytes()).await;
+    let bye = format!(
+        "BYE sip:switchboard@{} SIP/2.0\r\nVia: SIP/2.0/UDP {};branch=z9hG4bKbyedesk;rport\r\nMax-Forwards: 70\r\nFrom: {};tag=desk\r\nTo: {}\r\nCall-ID: {}\r\nCSeq: 9 BYE\r\nContent-Length: 0\r\n\r\n",
+        server.sip_udp,
+        desk.addr(),
+        inv_desk.headers.get("To").expect("To"),
+        inv_desk.headers.get("From").expect("From"),
+        inv_desk.headers.get("Call-ID").expect("Call-ID"),
+    );
+    desk.send(bye.as_bytes()).await;
+    // The caller keeps its call: no BYE reaches it.
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_millis(1500);
+    let mut buf = vec![0u8; 65_536];
+    while let Ok(r) = tokio::time::timeout_at(deadline, a.sock.recv_from(&mut buf)).await {
+        let (n, _) = r.expect("recv");
+        let text = String::from_utf8_lossy(&buf[..n]);
+        assert!(!text.starts_with("BYE "), "the caller was hung up:\n{text}");
+    }
+    server.stop().await;
+}

@@ -633,7 +633,21 @@ impl Call {
             );
             return;
         };
+        let from_tag = req
+            .headers
+            .from()
+            .ok()
+            .map(|f| f.tag().unwrap_or_default().to_owned());
         let in_order = match (self.dialog_mut(side), req.headers.cseq()) {
+            // Same Call-ID and our tag, but another remote tag: not this dialog (§12.2.2), e.g.
+            // a losing fork that answered too and hangs up.
+            (Some(d), _) if from_tag.as_deref() != Some(d.remote_tag.as_str()) => {
+                self.ep.respond(
+                    tx,
+                    Response::from_request(&req, StatusCode::CALL_DOES_NOT_EXIST),
+                );
+                return;
+            }
             (Some(d), Ok(cseq)) => d.accept_remote_cseq(&cseq),
             (None, _) => {
                 // A request on a dialog that is not confirmed yet (e.g. BYE before our 200).
