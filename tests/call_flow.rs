@@ -829,3 +829,38 @@ async fn bye_from_a_losing_fork_does_not_end_the_answered_call() {
     }
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn decline_6xx_from_one_fork_cancels_the_others_and_reaches_the_caller() {
+    let server = TestServer::start(|c| c.shutdown.drain_timeout_secs = 1).await;
+    server.add_user("1001", "pw-a").await;
+    server.add_user("1002", "pw-b").await;
+    let a = Ua::new(server.sip_udp).await;
+    let desk = Ua::new(server.sip_udp).await;
+    let mobile = Ua::new(server.sip_udp).await;
+    assert_eq!(desk.register("1002", "pw-b", 300).await.status.0, 200);
+    assert_eq!(mobile.register("1002", "pw-b", 300).await.status.0, 200);
+    call(&a, "1002", "1001", "pw-a", "call-603", 30400).await;
+    let inv_desk = recv_request(&desk).await;
+    let inv_mobile = recv_request(&mobile).await;
+    mobile
+        .send(&answer(&inv_mobile, 180, "Ringing", mobile.addr(), None))
+        .await;
+    desk.send(&answer(&inv_desk, 603, "Decline", desk.addr(), None))
+        .await;
+    // §16.7 step 5: a 6xx ends the search; the other branches are cancelled.
+    loop {
+        match mobile.recv().await {
+            Message::Request(r) if r.method.as_str() == "CANCEL" => break,
+            _ => {}
+        }
+    }
+    loop {
+        let r = a.recv_final_or_ringing().await;
+        if r.status.0 != 180 {
+            assert_eq!(r.status.0, 603);
+            break;
+        }
+    }
+    server.stop().await;
+}

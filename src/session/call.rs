@@ -476,7 +476,15 @@ impl Call {
         if better_failure(self.best_failure.as_ref().map(|r| r.status), status) {
             self.best_failure = Some(resp);
         }
-        if !self.answered && !self.finished_a && self.forks.iter().all(|f| f.done) {
+        // A 6xx ends the search (§16.7 step 5): cancel the other forks and answer now.
+        let global_failure = status.0 >= 600;
+        if global_failure && !self.answered && !self.finished_a {
+            self.cancel_forks();
+        }
+        if !self.answered
+            && !self.finished_a
+            && (global_failure || self.forks.iter().all(|f| f.done))
+        {
             let best = self.best_failure.take();
             let status = best
                 .as_ref()
