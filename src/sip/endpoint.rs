@@ -430,7 +430,23 @@ impl Endpoint {
                     if req.method == Method::Invite {
                         self.server_owners.insert(tx, owner.clone());
                     }
-                    let _ = owner.send(CallInput::Request { tx, req, from });
+                    // The call may have ended before its RemoveDialog got here: answer 481
+                    // rather than leave the server transaction waiting forever.
+                    if let Err(mpsc::error::SendError(CallInput::Request { req, .. })) =
+                        owner.send(CallInput::Request { tx, req, from })
+                    {
+                        self.server_owners.remove(&tx);
+                        if let (Ok(call_id), Some(tag)) = (
+                            req.headers.call_id(),
+                            req.headers
+                                .to()
+                                .ok()
+                                .and_then(|t| t.tag().map(str::to_owned)),
+                        ) {
+                            self.dialogs.remove(&(call_id.to_owned(), tag));
+                        }
+                        self.reject(tx, &req, StatusCode::CALL_DOES_NOT_EXIST);
+                    }
                 }
                 None if req.method == Method::Ack => {}
                 None => self.reject(tx, &req, StatusCode::CALL_DOES_NOT_EXIST),
