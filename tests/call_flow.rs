@@ -864,3 +864,59 @@ async fn decline_6xx_from_one_fork_cancels_the_others_and_reaches_the_caller() {
     }
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_authenticated_caller_is_presented_as_its_own_extension() {
+    let server = TestServer::start(|_| {}).await;
+    server.add_user("1001", "pw-a").await;
+    server.add_user("1002", "pw-b").await;
+    let a = Ua::new(server.sip_udp).await;
+    let b = Ua::new(server.sip_udp).await;
+    assert_eq!(b.register("1002", "pw-b", 300).await.status.0, 200);
+    let addr = a.addr().to_string();
+    // The From claims to be the CEO's number; the credentials are 1001's.
+    let spoof = |cseq: u32, auth: Option<&str>| {
+        invite_text("1002", "1001", "spoof", cseq, 31100, auth, server.sip_udp)
+            .replace("sip:1001@switchboard", "sip:+15550100@switchboard")
+            .replace("{addr}", &addr)
+    };
+    a.send(spoof(1, None).as_bytes()).await;
+    let challenge = expect_status(&a, 407).await;
+    let ch = md5_challenge(&challenge, "Proxy-Authenticate");
+    let auth = digest_md5(
+        &ch,
+        "1001",
+        "pw-a",
+        "INVITE",
+        &format!("sip:1002@{}", server.sip_udp),
+    );
+    a.send(spoof(2, Some(&auth)).as_bytes()).await;
+    let inv = recv_request(&b).await;
+    let from = inv.headers.get("From").expect("From");
+    assert!(
+        from.contains("sip:1001@"),
+        "presented as the authenticated extension: {from}"
+    );
+    assert!(
+        !from.contains("+15550100"),
+        "the claimed identity is not passed on: {from}"
+    );
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_extension_binds_at_most_ten_contacts() {
+    let server = TestServer::start(|_| {}).await;
+    server.add_user("1002", "pw-b").await;
+    let mut phones = Vec::new();
+    for _ in 0..10 {
+        let p = Ua::new(server.sip_udp).await;
+        assert_eq!(p.register("1002", "pw-b", 300).await.status.0, 200);
+        phones.push(p);
+    }
+    let eleventh = Ua::new(server.sip_udp).await;
+    let r = eleventh.register("1002", "pw-b", 300).await;
+    assert_eq!(r.status.0, 403, "{} {}", r.status.0, r.reason);
+    drop(phones);
+    server.stop().await;
+}

@@ -199,7 +199,7 @@ impl Call {
             owner: self.me.clone(),
         });
         for loc in contacts {
-            self.fork(&loc, &target, offer.clone());
+            self.fork(&loc, &target, caller.as_deref(), offer.clone());
         }
         true
     }
@@ -226,7 +226,10 @@ impl Call {
         Ok(Bytes::from(sdp.to_bytes()))
     }
 
-    fn fork(&mut self, loc: &Location, target: &str, offer: Bytes) {
+    /// Sends one forked INVITE. An authenticated caller is presented as its own extension, not
+    /// as whatever its From claims (no caller-ID spoofing by registered users); a trusted trunk's
+    /// From user is passed through.
+    fn fork(&mut self, loc: &Location, target: &str, caller_ext: Option<&str>, offer: Bytes) {
         let a = &self.invite.headers;
         let mf = a
             .max_forwards()
@@ -236,11 +239,14 @@ impl Call {
             .saturating_sub(1);
         let from = a.from().ok();
         // URIs carry the user part in its escaped wire form (RFC 3261 §19.1.2).
-        let caller_user = from
-            .as_ref()
-            .and_then(|f| f.uri.as_sip())
-            .and_then(|u| u.user.clone())
-            .unwrap_or_else(|| "anonymous".into());
+        let caller_user = match caller_ext {
+            Some(ext) => ext.to_owned(),
+            None => from
+                .as_ref()
+                .and_then(|f| f.uri.as_sip())
+                .and_then(|u| u.user.clone())
+                .unwrap_or_else(|| "anonymous".into()),
+        };
         let target = self
             .invite
             .uri
@@ -339,8 +345,21 @@ impl Call {
             self.cancel_forks();
         }
         if self.cancel_deadline.is_some_and(|d| now >= d) {
+            let mut abandoned = Vec::new();
             for f in &mut self.forks {
+                if !f.done {
+                    abandoned.push(f.branch.clone());
+                }
                 f.done = true;
+            }
+            if !abandoned.is_empty() {
+                tracing::info!(
+                    forks = abandoned.len(),
+                    "callee never answered CANCEL: giving up"
+                );
+                self.ep.send(Command::Abandon {
+                    branches: abandoned,
+                });
             }
             self.cancel_deadline = None;
         }

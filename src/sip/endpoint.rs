@@ -77,6 +77,11 @@ pub enum Command {
         local_tag: String,
         owner: Owner,
     },
+    /// Give up on client transactions that will never see a final response (a callee that
+    /// vanished after a provisional, RFC 3261 §9.1): they would otherwise live forever.
+    Abandon {
+        branches: Vec<String>,
+    },
     RemoveDialog {
         call_id: String,
         local_tag: String,
@@ -293,6 +298,19 @@ impl Endpoint {
                 owner,
             } => {
                 self.dialogs.insert((call_id, local_tag), owner);
+            }
+            Command::Abandon { branches } => {
+                // Rare (only when a fork never answered its CANCEL): a scan is fine.
+                let txs: Vec<TxId> = self
+                    .client_owners
+                    .iter()
+                    .filter(|(_, (_, b))| branches.contains(b))
+                    .map(|(tx, _)| *tx)
+                    .collect();
+                for tx in txs {
+                    self.client_owners.remove(&tx);
+                    self.txl.terminate(tx);
+                }
             }
             Command::RemoveDialog { call_id, local_tag } => {
                 self.dialogs.remove(&(call_id, local_tag));

@@ -22,6 +22,8 @@ use crate::store::{Binding, Store, StoreCmd, User, WriterHandle};
 
 /// How long a user read from the store is trusted.
 pub const USER_CACHE_TTL: Duration = Duration::from_secs(5);
+/// Most contacts one extension may bind: each one is a fork of every call to it.
+pub const MAX_CONTACTS: usize = 10;
 /// Most cached user lookups (unknown names included).
 const USER_CACHE_MAX: usize = 100_000;
 
@@ -344,6 +346,17 @@ impl Registrar {
                 updates.push((na.clone(), expires.min(self.max_expires)));
             }
             let entry = map.entry(ext.to_owned()).or_default();
+            let new_contacts = updates
+                .iter()
+                .filter(|(na, exp)| {
+                    *exp != 0 && !entry.iter().any(|l| same_contact(&l.uri, &na.uri))
+                })
+                .count();
+            if entry.len() + new_contacts > MAX_CONTACTS {
+                let mut resp = response_with_tag(req, StatusCode::FORBIDDEN, &new_tag());
+                resp.reason = format!("Too Many Contacts (at most {MAX_CONTACTS})");
+                return Err(Box::new(resp));
+            }
             for (na, expires) in updates {
                 let contact = na.uri.to_string();
                 let existing = entry.iter().position(|l| same_contact(&l.uri, &na.uri));
