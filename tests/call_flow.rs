@@ -430,9 +430,13 @@ async fn max_forwards_zero_gets_483_and_unsupported_require_gets_420() {
     server.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn all_contacts_ring_in_parallel_and_the_first_answer_wins() {
-    let server = TestServer::start(|_| {}).await;
+/// Caller `a` (1001) and two registered phones of 1002, "desk" and "mobile", with an
+/// authenticated call from `a` ringing both; returns the UAs and each fork's INVITE.
+async fn ring_two_phones(
+    server: &TestServer,
+    call_id: &str,
+    rtp: u16,
+) -> (Ua, Ua, Ua, Request, Request) {
     server.add_user("1001", "pw-a").await;
     server.add_user("1002", "pw-b").await;
     let a = Ua::new(server.sip_udp).await;
@@ -445,11 +449,19 @@ async fn all_contacts_ring_in_parallel_and_the_first_answer_wins() {
         2,
         "two contacts bound"
     );
-    call(&a, "1002", "1001", "pw-a", "call-fork", 30900).await;
+    call(&a, "1002", "1001", "pw-a", call_id, rtp).await;
     let inv_desk = recv_request(&desk).await;
     let inv_mobile = recv_request(&mobile).await;
     assert_eq!(inv_desk.method.as_str(), "INVITE");
     assert_eq!(inv_mobile.method.as_str(), "INVITE");
+    (a, desk, mobile, inv_desk, inv_mobile)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn all_contacts_ring_in_parallel_and_the_first_answer_wins() {
+    let server = TestServer::start(|_| {}).await;
+    let (a, desk, mobile, inv_desk, inv_mobile) =
+        ring_two_phones(&server, "call-fork", 30900).await;
     mobile
         .send(&answer(&inv_mobile, 180, "Ringing", mobile.addr(), None))
         .await;
@@ -784,16 +796,8 @@ async fn pending_reinvite_gets_a_final_answer_when_the_other_side_hangs_up() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bye_from_a_losing_fork_does_not_end_the_answered_call() {
     let server = TestServer::start(|c| c.shutdown.drain_timeout_secs = 1).await;
-    server.add_user("1001", "pw-a").await;
-    server.add_user("1002", "pw-b").await;
-    let a = Ua::new(server.sip_udp).await;
-    let desk = Ua::new(server.sip_udp).await;
-    let mobile = Ua::new(server.sip_udp).await;
-    assert_eq!(desk.register("1002", "pw-b", 300).await.status.0, 200);
-    assert_eq!(mobile.register("1002", "pw-b", 300).await.status.0, 200);
-    call(&a, "1002", "1001", "pw-a", "call-lose", 30300).await;
-    let inv_desk = recv_request(&desk).await;
-    let inv_mobile = recv_request(&mobile).await;
+    let (a, desk, mobile, inv_desk, inv_mobile) =
+        ring_two_phones(&server, "call-lose", 30300).await;
     mobile
         .send(&answer(
             &inv_mobile,
@@ -833,16 +837,7 @@ async fn bye_from_a_losing_fork_does_not_end_the_answered_call() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn decline_6xx_from_one_fork_cancels_the_others_and_reaches_the_caller() {
     let server = TestServer::start(|c| c.shutdown.drain_timeout_secs = 1).await;
-    server.add_user("1001", "pw-a").await;
-    server.add_user("1002", "pw-b").await;
-    let a = Ua::new(server.sip_udp).await;
-    let desk = Ua::new(server.sip_udp).await;
-    let mobile = Ua::new(server.sip_udp).await;
-    assert_eq!(desk.register("1002", "pw-b", 300).await.status.0, 200);
-    assert_eq!(mobile.register("1002", "pw-b", 300).await.status.0, 200);
-    call(&a, "1002", "1001", "pw-a", "call-603", 30400).await;
-    let inv_desk = recv_request(&desk).await;
-    let inv_mobile = recv_request(&mobile).await;
+    let (a, desk, mobile, inv_desk, inv_mobile) = ring_two_phones(&server, "call-603", 30400).await;
     mobile
         .send(&answer(&inv_mobile, 180, "Ringing", mobile.addr(), None))
         .await;
