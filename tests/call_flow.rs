@@ -80,6 +80,13 @@ async fn call(a: &Ua, to: &str, from: &str, pw: &str, call_id: &str, rtp: u16) {
     .await;
 }
 
+/// An unauthenticated INVITE (CSeq 1) from `ua` offering RTP on `rtp`.
+async fn send_invite(ua: &Ua, to: &str, from: &str, call_id: &str, rtp: u16) {
+    let text = invite_text(to, from, call_id, 1, rtp, None, ua.server);
+    ua.send(text.replace("{addr}", &ua.addr().to_string()).as_bytes())
+        .await;
+}
+
 async fn recv_request(ua: &Ua) -> Request {
     loop {
         if let Message::Request(r) = ua.recv().await {
@@ -306,20 +313,7 @@ async fn shutdown_refuses_new_calls_with_503_and_hangs_up_live_calls() {
     let c = Ua::new(server.sip_udp).await;
     let mut refused = None;
     for n in 0..50 {
-        c.send(
-            invite_text(
-                "1002",
-                "1001",
-                &format!("late{n}"),
-                1,
-                30600,
-                None,
-                server.sip_udp,
-            )
-            .replace("{addr}", &c.addr().to_string())
-            .as_bytes(),
-        )
-        .await;
+        send_invite(&c, "1002", "1001", &format!("late{n}"), 30600).await;
         let r = c.recv_final_or_ringing().await;
         if r.status.0 == 503 {
             refused = Some(r);
@@ -511,20 +505,7 @@ async fn bindings_survive_a_restart() {
         server: server.sip_udp,
     };
     let a = Ua::new(server.sip_udp).await;
-    a.send(
-        invite_text(
-            "1002",
-            "trunk",
-            "after-restart",
-            1,
-            31000,
-            None,
-            server.sip_udp,
-        )
-        .replace("{addr}", &a.addr().to_string())
-        .as_bytes(),
-    )
-    .await;
+    send_invite(&a, "1002", "trunk", "after-restart", 31000).await;
     let inv = recv_request(&b).await;
     assert_eq!(
         inv.method.as_str(),
@@ -594,19 +575,9 @@ async fn unknown_extension_is_404_and_unregistered_is_480_and_busy_is_relayed() 
     server.add_user("1002", "pw-b").await;
     server.add_user("1003", "pw-c").await;
     let a = Ua::new(server.sip_udp).await;
-    a.send(
-        invite_text("9999", "trunk", "c404", 1, 30000, None, server.sip_udp)
-            .replace("{addr}", &a.addr().to_string())
-            .as_bytes(),
-    )
-    .await;
+    send_invite(&a, "9999", "trunk", "c404", 30000).await;
     expect_status(&a, 404).await;
-    a.send(
-        invite_text("1003", "trunk", "c480", 1, 30000, None, server.sip_udp)
-            .replace("{addr}", &a.addr().to_string())
-            .as_bytes(),
-    )
-    .await;
+    send_invite(&a, "1003", "trunk", "c480", 30000).await;
     expect_status(&a, 480).await;
 
     let b = Ua::new(server.sip_udp).await;
@@ -617,12 +588,7 @@ async fn unknown_extension_is_404_and_unregistered_is_480_and_busy_is_relayed() 
     ))
     .await;
     expect_status(&b, 200).await;
-    a.send(
-        invite_text("1002", "trunk", "c486", 1, 30000, None, server.sip_udp)
-            .replace("{addr}", &a.addr().to_string())
-            .as_bytes(),
-    )
-    .await;
+    send_invite(&a, "1002", "trunk", "c486", 30000).await;
     let inv = recv_request(&b).await;
     b.send(&answer(&inv, 486, "Busy Here", b.addr(), None))
         .await;
