@@ -113,10 +113,12 @@ fn answer(
             req.headers.get(name).expect("header")
         ));
     }
-    m.push_str(&format!(
-        "To: {};tag=callee\r\n",
-        req.headers.get("To").expect("To")
-    ));
+    let to = req.headers.get("To").expect("To");
+    if to.contains(";tag=") {
+        m.push_str(&format!("To: {to}\r\n"));
+    } else {
+        m.push_str(&format!("To: {to};tag=callee\r\n"));
+    }
     m.push_str(&format!("Contact: <sip:callee@{contact}>\r\n"));
     match body {
         Some(b) => {
@@ -879,5 +881,80 @@ async fn an_extension_binds_at_most_ten_contacts() {
     let r = eleventh.register("1002", "pw-b", 300).await;
     assert_eq!(r.status.0, 403, "{} {}", r.status.0, r.reason);
     drop(phones);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retransmitted_2xx_to_a_relayed_reinvite_is_acked_again() {
+    let server = TestServer::start(|_| {}).await;
+    server.add_user("1001", "pw-a").await;
+    server.add_user("1002", "pw-b").await;
+    let a = Ua::new(server.sip_udp).await;
+    let b = Ua::new(server.sip_udp).await;
+    assert_eq!(b.register("1002", "pw-b", 300).await.status.0, 200);
+    call(&a, "1002", "1001", "pw-a", "call-rei", 31200).await;
+    let inv = recv_request(&b).await;
+    b.send(&answer(&inv, 200, "OK", b.addr(), Some(sdp(31202))))
+        .await;
+    let ok = expect_status(&a, 200).await;
+    assert_eq!(recv_request(&b).await.method.as_str(), "ACK");
+    a.send_text(&format!(
+        "ACK sip:1002@{} SIP/2.0\nVia: SIP/2.0/UDP {{addr}};branch=z9hG4bKackrei;rport\nMax-Forwards: 70\nFrom: \"Caller\" <sip:1001@switchboard>;tag=acall-rei\nTo: {}\nCall-ID: call-rei\nCSeq: 2 ACK\nContent-Length: 0\n\n",
+        server.sip_udp,
+        ok.headers.get("To").expect("To")
+    ))
+    .await;
+
+    // The callee puts the caller on hold: a re-INVITE in the B dialog.
+    let body = sdp(31202)
+        .replace("a=sendrecv", "a=sendonly")
+        .replace('\n', "\r\n");
+    let reinvite = format!(
+        "INVITE sip:switchboard@{} SIP/2.0\r\nVia: SIP/2.0/UDP {};branch=z9hG4bKrei1;rport\r\nMax-Forwards: 70\r\nFrom: <sip:1002@switchboard>;tag=callee\r\nTo: {}\r\nCall-ID: {}\r\nCSeq: 2 INVITE\r\nContact: <sip:callee@{}>\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{body}",
+        server.sip_udp,
+        b.addr(),
+        inv.headers.get("From").expect("From"),
+        inv.headers.get("Call-ID").expect("Call-ID"),
+        b.addr(),
+        body.len()
+    );
+    b.send(reinvite.as_bytes()).await;
+    let relayed = recv_request(&a).await;
+    assert_eq!(
+        relayed.method.as_str(),
+        "INVITE",
+        "the re-INVITE reaches the caller"
+    );
+    let relayed_sdp = String::from_utf8_lossy(&relayed.body).into_owned();
+    assert!(
+        relayed_sdp.contains("a=sendonly"),
+        "hold is relayed: {relayed_sdp}"
+    );
+    assert!(
+        !relayed_sdp.contains("31202"),
+        "the callee's own port is not exposed"
+    );
+    let a_ok = answer(
+        &relayed,
+        200,
+        "OK",
+        a.addr(),
+        Some(sdp(31200).replace("a=sendrecv", "a=recvonly")),
+    );
+    a.send(&a_ok).await;
+    assert_eq!(
+        recv_request(&a).await.method.as_str(),
+        "ACK",
+        "the caller's 200 is ACKed"
+    );
+    let b_ok = expect_status(&b, 200).await;
+    assert!(String::from_utf8_lossy(&b_ok.body).contains("a=recvonly"));
+    // Our ACK got lost: the caller retransmits its 200 and must be ACKed again.
+    a.send(&a_ok).await;
+    assert_eq!(
+        recv_request(&a).await.method.as_str(),
+        "ACK",
+        "the retransmitted 200 is ACKed again"
+    );
     server.stop().await;
 }

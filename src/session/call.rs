@@ -407,21 +407,7 @@ impl Call {
                 let side = self.side_of(&req);
                 self.pending_acks.retain(|p| Some(p.side) != side);
             }
-            CallInput::StrayResponse { resp, from: _ } => {
-                // Our ACK was lost: re-send it (§13.2.2.4).
-                if let Some(d) = &self.b_dialog
-                    && resp
-                        .headers
-                        .to()
-                        .ok()
-                        .and_then(|t| t.tag().map(str::to_owned))
-                        .as_deref()
-                        == Some(d.remote_tag.as_str())
-                {
-                    let seq = resp.headers.cseq().map(|c| c.seq).unwrap_or(1);
-                    self.send_ack(Side::Callee, seq);
-                }
-            }
+            CallInput::StrayResponse { resp, from: _ } => self.reack(&resp),
             CallInput::Shutdown => {
                 if self.answered {
                     self.hangup(Ending {
@@ -458,7 +444,9 @@ impl Call {
             return self.on_reinvite_response(resp);
         }
         let Some(i) = self.forks.iter().position(|f| f.branch == branch) else {
-            return; // BYE/CANCEL responses need nothing from us
+            // A 2xx retransmission for a re-INVITE we already ACKed.
+            self.reack(&resp);
+            return;
         };
         let status = resp.status;
         if status.is_provisional() {
@@ -710,6 +698,12 @@ impl Call {
                 self.pending_acks.clear();
             }
             Method::Invite => self.on_reinvite(tx, req, from, side),
+            Method::Options => {
+                let mut resp = Response::from_request(&req, StatusCode::OK);
+                resp.headers.push("Allow", crate::sip::endpoint::ALLOW);
+                resp.headers.push("Accept", crate::sip::endpoint::ACCEPT);
+                self.ep.respond(tx, resp);
+            }
             Method::Info | Method::Update if req.body.is_empty() || req.method == Method::Info => {
                 self.ep
                     .respond(tx, Response::from_request(&req, StatusCode::OK));
@@ -826,6 +820,35 @@ impl Call {
                 next: Instant::now() + T1,
                 give_up: Instant::now() + T1 * 64,
             });
+        }
+    }
+
+    /// A 2xx to an INVITE we sent came again: our ACK was lost, send it again (§13.2.2.4),
+    /// on whichever leg it belongs to.
+    fn reack(&mut self, resp: &Response) {
+        if !resp.status.is_success() {
+            return;
+        }
+        let Ok(cseq) = resp.headers.cseq() else {
+            return;
+        };
+        let side = if resp.headers.call_id().ok() == Some(self.b_call_id.as_str()) {
+            Side::Callee
+        } else {
+            Side::Caller
+        };
+        let to_tag = resp
+            .headers
+            .to()
+            .ok()
+            .and_then(|t| t.tag().map(str::to_owned));
+        let ours = match side {
+            Side::Caller => self.a_dialog.as_ref(),
+            Side::Callee => self.b_dialog.as_ref(),
+        }
+        .is_some_and(|d| to_tag.as_deref() == Some(d.remote_tag.as_str()));
+        if ours {
+            self.send_ack(side, cseq.seq);
         }
     }
 

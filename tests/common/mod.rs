@@ -49,6 +49,8 @@ impl TestServer {
         config.sip.listen = vec!["udp:127.0.0.1:0".into(), "tcp:127.0.0.1:0".into()];
         config.http.listen = "127.0.0.1:0".parse().expect("addr");
         config.rtp.ports = next_rtp_block();
+        // Tests that end with a live call need not wait the production drain time.
+        config.shutdown.drain_timeout_secs = 1;
         edit(&mut config);
         let settings = config.validate().expect("valid test config");
         let server = switchboard::server::start(settings)
