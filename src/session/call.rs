@@ -976,20 +976,12 @@ impl Call {
         resp
     }
 
-    fn respond_a(&self, status: StatusCode, body: Option<Bytes>) {
-        let mut resp = self.a_response(status);
-        if let Some(b) = body {
-            resp.set_body(Some("application/sdp"), b);
-        }
-        self.ep.respond(self.invite_tx, resp);
-    }
-
     fn reply_a_final(&mut self, status: StatusCode) {
         if self.finished_a {
             return;
         }
         self.finished_a = true;
-        self.respond_a(status, None);
+        self.ep.respond(self.invite_tx, self.a_response(status));
     }
 
     fn record_start(&self, caller_ext: Option<&str>, callee: &str) {

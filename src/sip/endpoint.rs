@@ -116,12 +116,7 @@ impl Local {
         let branch = format!("{}{:016x}", self.branch_prefix, rand::rng().random::<u64>());
         let addr = self.sent_by(t);
         (
-            format!(
-                "SIP/2.0/{} {};branch={};rport",
-                t.as_str(),
-                fmt_addr(addr),
-                branch
-            ),
+            format!("SIP/2.0/{} {};branch={};rport", t.as_str(), addr, branch),
             branch,
         )
     }
@@ -129,8 +124,8 @@ impl Local {
     pub fn contact(&self, t: Transport) -> String {
         let addr = self.sent_by(t);
         match t {
-            Transport::Udp => format!("<sip:switchboard@{}>", fmt_addr(addr)),
-            Transport::Tcp => format!("<sip:switchboard@{};transport=tcp>", fmt_addr(addr)),
+            Transport::Udp => format!("<sip:switchboard@{}>", addr),
+            Transport::Tcp => format!("<sip:switchboard@{};transport=tcp>", addr),
         }
     }
     /// The address we advertise for `t`: the public IP with the bound port.
@@ -143,11 +138,6 @@ impl Local {
             .unwrap_or(5060);
         SocketAddr::new(self.public_ip, port)
     }
-}
-
-/// `ip:port` with IPv6 in brackets.
-pub fn fmt_addr(a: SocketAddr) -> String {
-    a.to_string()
 }
 
 impl EndpointHandle {
@@ -333,7 +323,7 @@ impl Endpoint {
                 }
             }
             InboundEvent::Message(Message::Request(req)) => {
-                count_request_in(&req);
+                count_request("in", &req.method);
                 if let Err(invalid) = message::check_request(&req) {
                     tracing::debug!(peer = %peer.addr, reason = %invalid.reason, "bad request");
                     let mut resp = Response::from_request(&req, invalid.status);
@@ -349,12 +339,9 @@ impl Endpoint {
                     self.handle_tx_input(input);
                 }
             }
-            InboundEvent::Message(Message::Response(resp)) => {
-                count_message("in", &Message::Response(resp.clone()));
-                if let Some(input) =
-                    self.txl
-                        .handle_message(crate::clock::now(), Message::Response(resp), peer)
-                {
+            InboundEvent::Message(msg @ Message::Response(_)) => {
+                count_message("in", &msg);
+                if let Some(input) = self.txl.handle_message(crate::clock::now(), msg, peer) {
                     self.handle_tx_input(input);
                 }
             }
@@ -628,23 +615,44 @@ fn accepts_sdp(req: &Request) -> bool {
     })
 }
 
-fn count_request_in(req: &Request) {
-    metrics::counter!("switchboard_sip_messages_total", "direction" => "in", "method" => req.method.as_str().to_owned(), "status" => "").increment(1);
-}
-
+/// Counts one message in `switchboard_sip_messages_total`. Extension methods (named by
+/// whoever sends them) share one `OTHER` label, so a peer cannot grow the metrics without
+/// bound; status codes are bounded by the parser (100..=699).
 fn count_message(direction: &'static str, msg: &Message) {
     match msg {
-        Message::Request(r) => {
-            metrics::counter!("switchboard_sip_messages_total", "direction" => direction, "method" => r.method.as_str().to_owned(), "status" => "").increment(1);
-        }
+        Message::Request(r) => count_request(direction, &r.method),
         Message::Response(r) => {
             let method = r
                 .headers
                 .cseq()
-                .map(|c| c.method.as_str().to_owned())
-                .unwrap_or_default();
+                .map(|c| method_label(&c.method))
+                .unwrap_or("");
             metrics::counter!("switchboard_sip_messages_total", "direction" => direction, "method" => method, "status" => r.status.0.to_string()).increment(1);
         }
+    }
+}
+
+fn count_request(direction: &'static str, method: &Method) {
+    metrics::counter!("switchboard_sip_messages_total", "direction" => direction, "method" => method_label(method), "status" => "").increment(1);
+}
+
+fn method_label(m: &Method) -> &'static str {
+    match m {
+        Method::Other(_) => "OTHER",
+        Method::Invite => "INVITE",
+        Method::Ack => "ACK",
+        Method::Bye => "BYE",
+        Method::Cancel => "CANCEL",
+        Method::Options => "OPTIONS",
+        Method::Register => "REGISTER",
+        Method::Info => "INFO",
+        Method::Update => "UPDATE",
+        Method::Prack => "PRACK",
+        Method::Subscribe => "SUBSCRIBE",
+        Method::Notify => "NOTIFY",
+        Method::Refer => "REFER",
+        Method::Message => "MESSAGE",
+        Method::Publish => "PUBLISH",
     }
 }
 
