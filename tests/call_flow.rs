@@ -265,9 +265,19 @@ async fn registered_extensions_call_each_other_with_media_through_the_server() {
     assert!(!row.4.is_empty(), "the call belongs to a session");
 }
 
-/// An answered call between `a` (1001) and `b` (1002); returns the caller's To value (with tag).
-async fn establish(server: &TestServer, a: &Ua, b: &Ua, call_id: &str) -> String {
+/// Extensions 1001 and 1002 on `server`: the caller's UA, and the callee's UA registered.
+async fn caller_and_callee(server: &TestServer) -> (Ua, Ua) {
+    server.add_user("1001", "pw-a").await;
+    server.add_user("1002", "pw-b").await;
+    let a = Ua::new(server.sip_udp).await;
+    let b = Ua::new(server.sip_udp).await;
     assert_eq!(b.register("1002", "pw-b", 300).await.status.0, 200);
+    (a, b)
+}
+
+/// An answered call between `a` (1001) and `b` (1002, registered); returns the caller's To
+/// value (with tag).
+async fn establish(server: &TestServer, a: &Ua, b: &Ua, call_id: &str) -> String {
     call(a, "1002", "1001", "pw-a", call_id, 30500).await;
     let inv = recv_request(b).await;
     b.send(&answer(&inv, 200, "OK", b.addr(), Some(sdp(30502))))
@@ -303,10 +313,7 @@ async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_refuses_new_calls_with_503_and_hangs_up_live_calls() {
     let mut server = TestServer::start(|c| c.shutdown.drain_timeout_secs = 1).await;
-    server.add_user("1001", "pw-a").await;
-    server.add_user("1002", "pw-b").await;
-    let a = Ua::new(server.sip_udp).await;
-    let b = Ua::new(server.sip_udp).await;
+    let (a, b) = caller_and_callee(&server).await;
     establish(&server, &a, &b, "call-sd").await;
     let running = server.server.take().expect("running");
     let dir = std::mem::replace(&mut server.dir, tempfile::tempdir().expect("dir"));
@@ -360,10 +367,7 @@ async fn shutdown_refuses_new_calls_with_503_and_hangs_up_live_calls() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_report_calls_registrations_sip_messages_and_rtp() {
     let server = TestServer::start(|_| {}).await;
-    server.add_user("1001", "pw-a").await;
-    server.add_user("1002", "pw-b").await;
-    let a = Ua::new(server.sip_udp).await;
-    let b = Ua::new(server.sip_udp).await;
+    let (a, b) = caller_and_callee(&server).await;
     establish(&server, &a, &b, "call-m").await;
     let (code, health) = http_get(server.http, "/healthz").await;
     assert_eq!(code, 200, "{health}");
@@ -388,11 +392,7 @@ async fn metrics_report_calls_registrations_sip_messages_and_rtp() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unanswered_call_times_out_with_480_and_the_callee_is_cancelled() {
     let server = TestServer::start(|c| c.sip.no_answer_timeout_secs = 1).await;
-    server.add_user("1001", "pw-a").await;
-    server.add_user("1002", "pw-b").await;
-    let a = Ua::new(server.sip_udp).await;
-    let b = Ua::new(server.sip_udp).await;
-    assert_eq!(b.register("1002", "pw-b", 300).await.status.0, 200);
+    let (a, b) = caller_and_callee(&server).await;
     call(&a, "1002", "1001", "pw-a", "call-na", 30700).await;
     let inv = recv_request(&b).await;
     b.send(&answer(&inv, 180, "Ringing", b.addr(), None)).await;
@@ -540,11 +540,7 @@ async fn repeated_auth_failures_from_one_source_are_throttled() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cancel_before_answer_gets_487_and_cancels_the_callee() {
     let server = TestServer::start(|_| {}).await;
-    server.add_user("1001", "pw-a").await;
-    server.add_user("1002", "pw-b").await;
-    let a = Ua::new(server.sip_udp).await;
-    let b = Ua::new(server.sip_udp).await;
-    assert_eq!(b.register("1002", "pw-b", 300).await.status.0, 200);
+    let (a, b) = caller_and_callee(&server).await;
     call(&a, "1002", "1001", "pw-a", "call-2", 30000).await;
     let inv = recv_request(&b).await;
     b.send(&answer(&inv, 180, "Ringing", b.addr(), None)).await;
@@ -647,11 +643,7 @@ async fn send_cancel(server: &TestServer, a: &Ua, call_id: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cancel_reaches_a_callee_that_only_sent_100_trying() {
     let server = TestServer::start(|_| {}).await;
-    server.add_user("1001", "pw-a").await;
-    server.add_user("1002", "pw-b").await;
-    let a = Ua::new(server.sip_udp).await;
-    let b = Ua::new(server.sip_udp).await;
-    assert_eq!(b.register("1002", "pw-b", 300).await.status.0, 200);
+    let (a, b) = caller_and_callee(&server).await;
     call(&a, "1002", "1001", "pw-a", "call-t100", 30100).await;
     let inv = recv_request(&b).await;
     assert_eq!(inv.method.as_str(), "INVITE");
@@ -722,10 +714,7 @@ fn caller_reinvite(server: &TestServer, call_id: &str, to: &str, cseq: u32, rtp:
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pending_reinvite_gets_a_final_answer_when_the_other_side_hangs_up() {
     let server = TestServer::start(|_| {}).await;
-    server.add_user("1001", "pw-a").await;
-    server.add_user("1002", "pw-b").await;
-    let a = Ua::new(server.sip_udp).await;
-    let b = Ua::new(server.sip_udp).await;
+    let (a, b) = caller_and_callee(&server).await;
     let to = establish(&server, &a, &b, "call-rb").await;
     a.send(
         caller_reinvite(&server, "call-rb", &to, 3, 30500)
@@ -831,11 +820,7 @@ async fn decline_6xx_from_one_fork_cancels_the_others_and_reaches_the_caller() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_authenticated_caller_is_presented_as_its_own_extension() {
     let server = TestServer::start(|_| {}).await;
-    server.add_user("1001", "pw-a").await;
-    server.add_user("1002", "pw-b").await;
-    let a = Ua::new(server.sip_udp).await;
-    let b = Ua::new(server.sip_udp).await;
-    assert_eq!(b.register("1002", "pw-b", 300).await.status.0, 200);
+    let (a, b) = caller_and_callee(&server).await;
     let addr = a.addr().to_string();
     // The From claims to be the CEO's number; the credentials are 1001's.
     let spoof = |cseq: u32, auth: Option<&str>| {
@@ -887,11 +872,7 @@ async fn an_extension_binds_at_most_ten_contacts() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_retransmitted_2xx_to_a_relayed_reinvite_is_acked_again() {
     let server = TestServer::start(|_| {}).await;
-    server.add_user("1001", "pw-a").await;
-    server.add_user("1002", "pw-b").await;
-    let a = Ua::new(server.sip_udp).await;
-    let b = Ua::new(server.sip_udp).await;
-    assert_eq!(b.register("1002", "pw-b", 300).await.status.0, 200);
+    let (a, b) = caller_and_callee(&server).await;
     call(&a, "1002", "1001", "pw-a", "call-rei", 31200).await;
     let inv = recv_request(&b).await;
     b.send(&answer(&inv, 200, "OK", b.addr(), Some(sdp(31202))))
