@@ -637,23 +637,7 @@ fn count_request(direction: &'static str, method: &Method) {
 }
 
 fn method_label(m: &Method) -> &'static str {
-    match m {
-        Method::Other(_) => "OTHER",
-        Method::Invite => "INVITE",
-        Method::Ack => "ACK",
-        Method::Bye => "BYE",
-        Method::Cancel => "CANCEL",
-        Method::Options => "OPTIONS",
-        Method::Register => "REGISTER",
-        Method::Info => "INFO",
-        Method::Update => "UPDATE",
-        Method::Prack => "PRACK",
-        Method::Subscribe => "SUBSCRIBE",
-        Method::Notify => "NOTIFY",
-        Method::Refer => "REFER",
-        Method::Message => "MESSAGE",
-        Method::Publish => "PUBLISH",
-    }
+    m.known_token().unwrap_or("OTHER")
 }
 
 async fn sleep_until_opt(deadline: Option<tokio::time::Instant>) {

@@ -155,6 +155,14 @@ impl Method {
     /// The method token as it appears on the wire.
     pub fn as_str(&self) -> &str {
         match self {
+            Method::Other(s) => s,
+            known => known.known_token().unwrap_or_default(),
+        }
+    }
+
+    /// The token of an RFC-defined method; `None` for extension methods.
+    pub fn known_token(&self) -> Option<&'static str> {
+        Some(match self {
             Method::Invite => "INVITE",
             Method::Ack => "ACK",
             Method::Bye => "BYE",
@@ -169,8 +177,8 @@ impl Method {
             Method::Refer => "REFER",
             Method::Message => "MESSAGE",
             Method::Publish => "PUBLISH",
-            Method::Other(s) => s,
-        }
+            Method::Other(_) => return None,
+        })
     }
 
     /// Maps a token (case-sensitive, RFC 3261 §7.1) to a method.
