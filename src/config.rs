@@ -67,6 +67,7 @@ pub struct Config {
     pub http: HttpConfig,
     pub rtp: RtpConfig,
     pub shutdown: ShutdownConfig,
+    pub media: MediaConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -106,6 +107,26 @@ pub struct ShutdownConfig {
     pub retry_after_secs: u32,
 }
 
+/// `[media]`: the media engine.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MediaConfig {
+    /// Folder of prompts and music on hold; relative paths are taken from the working
+    /// directory.
+    pub dir: PathBuf,
+    /// Offer the callee codecs the caller lacks and transcode between them.
+    pub transcoding: bool,
+    /// Detect in-band DTMF on legs that did not negotiate telephone-event.
+    pub inband_dtmf: bool,
+    /// Ringback, busy and congestion tones: `us`, `eu` or `uk`.
+    pub tone_region: String,
+    /// Music on hold, a WAV file in `media.dir`; empty plays silence to a held party.
+    pub music_on_hold: String,
+    /// Dialled numbers starting with this join the conference room named by the rest
+    /// (`*81234` joins room `1234`); empty disables conferences.
+    pub conference_prefix: String,
+}
+
 /// A SIP listening socket, written `udp:IP:PORT` or `tcp:IP:PORT` (`udp:[::1]:5060`).
 pub use crate::sip::transport::Listen as SipListen;
 
@@ -131,6 +152,8 @@ pub struct Settings {
     pub rtp_ports: (u16, u16),
     pub drain_timeout: std::time::Duration,
     pub retry_after_secs: u32,
+    pub media: MediaConfig,
+    pub tone_region: crate::media::tone::ToneRegion,
 }
 
 fn default_data_dir() -> PathBuf {
@@ -220,6 +243,23 @@ impl Default for HttpConfig {
     }
 }
 
+impl Default for MediaConfig {
+    fn default() -> Self {
+        MediaConfig {
+            dir: default_media_dir(),
+            transcoding: true,
+            inband_dtmf: true,
+            tone_region: "us".into(),
+            music_on_hold: "moh.wav".into(),
+            conference_prefix: "*8".into(),
+        }
+    }
+}
+
+fn default_media_dir() -> PathBuf {
+    PathBuf::from("media")
+}
+
 impl Default for RtpConfig {
     fn default() -> Self {
         RtpConfig {
@@ -282,6 +322,23 @@ impl Config {
             return Err(invalid(
                 "sip.listen",
                 "at least one listen address is required".into(),
+            ));
+        }
+        let tone_region = match self.media.tone_region.as_str() {
+            "us" => crate::media::tone::ToneRegion::Us,
+            "eu" => crate::media::tone::ToneRegion::Eu,
+            "uk" => crate::media::tone::ToneRegion::Uk,
+            other => {
+                return Err(invalid(
+                    "media.tone_region",
+                    format!("`{other}` is not one of us, eu, uk"),
+                ));
+            }
+        };
+        if self.media.conference_prefix.contains(['@', ';', ' ']) {
+            return Err(invalid(
+                "media.conference_prefix",
+                "must be a dialable prefix (no `@`, `;` or spaces)".into(),
             ));
         }
         let mut sip_listen = Vec::new();
@@ -390,6 +447,8 @@ impl Config {
             rtp_ports,
             drain_timeout: std::time::Duration::from_secs(self.shutdown.drain_timeout_secs),
             retry_after_secs: self.shutdown.retry_after_secs,
+            media: self.media.clone(),
+            tone_region,
         })
     }
 }

@@ -8,8 +8,12 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use super::{CallContext, CallInput};
-use crate::media::relay::{Leg, Relay};
-use crate::media::sdp::SessionDescription;
+use crate::media::dtmf;
+use crate::media::engine::{MediaCommand, MediaEvent, MediaReport, MediaSession, PlaySource};
+use crate::media::negotiate::{self, LegMedia};
+use crate::media::relay::Leg;
+use crate::media::sdp::{Direction as SdpDirection, SessionDescription};
+use crate::media::tone::ToneKind;
 use crate::sip::dialog::{Dialog, new_call_id, new_tag, response_with_tag};
 use crate::sip::endpoint::{Command, EndpointHandle, Owner};
 use crate::sip::message::{Message, Method, NameAddr, Request, Response, StatusCode};
@@ -63,6 +67,8 @@ struct Reinvite {
     req: Request,
     branch: String,
     cseq: u32,
+    /// The offer as the offerer made it (after intersection), to narrow the answer.
+    offer: Option<SessionDescription>,
 }
 
 /// How the call ended, for the record.
@@ -89,7 +95,19 @@ struct Call {
     b_dialog: Option<Dialog>,
     forks: Vec<Fork>,
     best_failure: Option<Response>,
-    relay: Option<Relay>,
+    media: Option<MediaSession>,
+    media_events: mpsc::UnboundedReceiver<MediaEvent>,
+    media_tx: mpsc::UnboundedSender<MediaEvent>,
+    /// The caller's offer after intersection, to narrow the callee's answer.
+    a_offer: Option<SessionDescription>,
+    /// The caller's media promised in an answer already sent (early media).
+    a_promised: Option<LegMedia>,
+    /// We play ringback to the caller (180 without SDP from the callee).
+    ringback: bool,
+    /// The callee's early media was bridged (its 18x carried SDP).
+    b_early: bool,
+    /// A conference call answered by us: the room's name.
+    conference: Option<String>,
     answered: bool,
     finished_a: bool,
     pending_acks: Vec<PendingAck>,
@@ -128,7 +146,14 @@ pub(super) async fn run(
         b_dialog: None,
         forks: Vec::new(),
         best_failure: None,
-        relay: None,
+        media: None,
+        media_events: mpsc::unbounded_channel().1,
+        media_tx: mpsc::unbounded_channel().0,
+        a_offer: None,
+        a_promised: None,
+        ringback: false,
+        b_early: false,
+        conference: None,
         answered: false,
         finished_a: false,
         pending_acks: Vec::new(),
@@ -137,11 +162,14 @@ pub(super) async fn run(
         cancel_deadline: None,
     };
     drop(_enter);
+    let (media_tx, media_events) = mpsc::unbounded_channel();
+    call.media_tx = media_tx;
+    call.media_events = media_events;
     let started = call.start(&mut inbox).await;
     if started {
         let no_answer = Instant::now() + call.ctx.no_answer_timeout;
         call.event_loop(&mut inbox, no_answer).await;
-        call.finish();
+        call.finish().await;
     }
 }
 
@@ -171,6 +199,14 @@ impl Call {
             self.reply_a_final(StatusCode::NOT_FOUND);
             return false;
         };
+        let prefix = &self.ctx.media.conference_prefix;
+        if !prefix.is_empty()
+            && let Some(room) = target.strip_prefix(prefix.as_str())
+            && !room.is_empty()
+        {
+            let room = room.to_owned();
+            return self.answer_conference(caller.as_deref(), &target, room);
+        }
         if self.ctx.registrar.user(&target).await.is_none() {
             self.reply_a_final(StatusCode::NOT_FOUND);
             return false;
@@ -204,26 +240,110 @@ impl Call {
         true
     }
 
-    /// Parses the caller's offer, opens the relay, and returns the offer for the callee side.
+    /// Parses the caller's offer, opens the media session, and returns the offer for the
+    /// callee side (widened with the codecs we transcode, when enabled).
     fn prepare_media(&mut self) -> Result<Bytes, StatusCode> {
+        let sdp = self.caller_offer()?;
+        let session = self.open_media(2)?;
+        point_media(&session, Leg::A, &sdp);
+        let mut offer = sdp.clone();
+        if self.ctx.media.transcoding {
+            negotiate::widen_offer(&mut offer);
+        }
+        offer.rewrite_for_relay(self.ctx.media_ip, session.local_port(Leg::B));
+        self.media = Some(session);
+        self.a_offer = Some(sdp);
+        Ok(Bytes::from(offer.to_bytes()))
+    }
+
+    /// The caller's SDP offer, intersected with what we support.
+    fn caller_offer(&self) -> Result<SessionDescription, StatusCode> {
         let mut sdp = SessionDescription::parse(&self.invite.body).map_err(|e| {
             tracing::info!(error = %e, "INVITE without a usable SDP offer");
             StatusCode::NOT_ACCEPTABLE_HERE
         })?;
         sdp.intersect_supported()
             .map_err(|_| StatusCode::NOT_ACCEPTABLE_HERE)?;
-        let mut relay = Relay::new(&self.ctx.ports, self.ctx.rtp_bind_ip).map_err(|e| {
-            tracing::warn!(error = %e, "no RTP ports for a new call");
+        Ok(sdp)
+    }
+
+    fn open_media(&self, legs: usize) -> Result<MediaSession, StatusCode> {
+        MediaSession::open(
+            &self.ctx.ports,
+            self.ctx.rtp_bind_ip,
+            legs,
+            self.ctx.media.pipeline.clone(),
+            self.media_tx.clone(),
+        )
+        .map_err(|e| {
+            tracing::warn!(error = %e, "no media session for a new call");
             StatusCode::SERVICE_UNAVAILABLE
-        })?;
-        point_relay(&relay, Leg::A, &sdp);
-        relay.start().map_err(|e| {
-            tracing::error!(error = %e, "cannot start the RTP relay");
-            StatusCode::SERVER_ERROR
-        })?;
-        sdp.rewrite_for_relay(self.ctx.media_ip, relay.local_port(Leg::B));
-        self.relay = Some(relay);
-        Ok(Bytes::from(sdp.to_bytes()))
+        })
+    }
+
+    /// Answers the caller ourselves and joins it to conference room `room`.
+    fn answer_conference(&mut self, caller_ext: Option<&str>, target: &str, room: String) -> bool {
+        let answer = self.caller_offer().and_then(|offer| {
+            let (mut answer, media) =
+                negotiate::early_answer(&offer).ok_or(StatusCode::NOT_ACCEPTABLE_HERE)?;
+            let session = self.open_media(1)?;
+            point_media(&session, Leg::A, &offer);
+            answer.rewrite_for_relay(self.ctx.media_ip, session.local_port(Leg::A));
+            session.command(MediaCommand::SetMedia {
+                leg: Leg::A,
+                media: Some(media),
+            });
+            let room = self.ctx.media.rooms.get_or_create(&room);
+            session.command(MediaCommand::JoinConference(room));
+            self.media = Some(session);
+            Ok(Bytes::from(answer.to_bytes()))
+        });
+        let body = match answer {
+            Ok(body) => body,
+            Err(status) => {
+                self.reply_a_final(status);
+                return false;
+            }
+        };
+        tracing::info!(room = %room, "caller joins a conference");
+        self.record_start(caller_ext, target);
+        self.ep.send(Command::AddDialog {
+            call_id: self.invite.headers.call_id().unwrap_or_default().to_owned(),
+            local_tag: self.a_tag.clone(),
+            owner: self.me.clone(),
+        });
+        self.conference = Some(room);
+        self.answer_caller(body);
+        let now = crate::clock::unix_ms();
+        self.ctx.writer.send(StoreCmd::CallAnswered {
+            call_id: self.record_id,
+            at_ms: now,
+        });
+        self.ctx.writer.send(StoreCmd::LegAnswered {
+            leg_id: self.legs[0],
+            at_ms: now,
+        });
+        true
+    }
+
+    /// Sends our 200 to the caller's INVITE, forms the A dialog, and retransmits until ACK.
+    fn answer_caller(&mut self, body: Bytes) {
+        self.answered = true;
+        self.finished_a = true;
+        let mut ok = self.a_response(StatusCode::OK);
+        ok.set_body(Some("application/sdp"), body);
+        self.a_dialog = Dialog::uas(&self.invite, &self.a_tag, self.caller_peer).ok();
+        self.ep.respond(self.invite_tx, ok.clone());
+        if !self.caller_peer.transport.is_reliable() {
+            self.pending_acks.push(PendingAck {
+                side: Side::Caller,
+                resp: ok,
+                peer: self.caller_peer,
+                interval: T1,
+                next: Instant::now() + T1,
+                give_up: Instant::now() + T1 * 64,
+            });
+        }
     }
 
     /// Sends one forked INVITE. An authenticated caller is presented as its own extension, not
@@ -308,6 +428,7 @@ impl Call {
                     Some(input) => self.handle(input),
                     None => return,
                 },
+                Some(event) = self.media_events.recv() => self.on_media_event(event),
                 _ = tokio::time::sleep_until(deadline) => self.on_timer(no_answer),
             }
         }
@@ -470,6 +591,12 @@ impl Call {
                     Some(body) => out.set_body(Some("application/sdp"), body),
                     None => return,
                 }
+                self.b_early = true;
+            } else if status == StatusCode::RINGING && !self.b_early {
+                // No early media from the callee: we play ringback ourselves (RFC 3960 §3).
+                if let Some(body) = self.start_ringback() {
+                    out.set_body(Some("application/sdp"), body);
+                }
             }
             self.ep.respond(self.invite_tx, out);
             return;
@@ -572,21 +699,9 @@ impl Call {
         };
         self.b_dialog = Some(dialog);
         self.send_ack(Side::Callee, 1);
-        self.answered = true;
-        self.finished_a = true;
-        let mut ok = self.a_response(StatusCode::OK);
-        ok.set_body(Some("application/sdp"), body);
-        self.a_dialog = Dialog::uas(&self.invite, &self.a_tag, self.caller_peer).ok();
-        self.ep.respond(self.invite_tx, ok.clone());
-        if !self.caller_peer.transport.is_reliable() {
-            self.pending_acks.push(PendingAck {
-                side: Side::Caller,
-                resp: ok,
-                peer: self.caller_peer,
-                interval: T1,
-                next: Instant::now() + T1,
-                give_up: Instant::now() + T1 * 64,
-            });
+        self.answer_caller(body);
+        if self.ctx.media.record_calls {
+            self.start_recording();
         }
         let now = crate::clock::unix_ms();
         self.ctx.writer.send(StoreCmd::CallAnswered {
@@ -613,14 +728,99 @@ impl Call {
         self.cancel_forks();
     }
 
-    /// Rewrites a callee answer (or early-media SDP) for the caller and points the relay at
-    /// the callee. None when the SDP is unusable.
+    /// Narrows a callee answer (or early-media SDP) for the caller, rewrites it for our
+    /// ports, points the media session at the callee and tells it both legs' codecs. None
+    /// when the SDP is unusable.
     fn answer_for_caller(&mut self, resp: &Response) -> Option<Bytes> {
         let mut sdp = SessionDescription::parse(&resp.body).ok()?;
-        let relay = self.relay.as_mut()?;
-        point_relay(relay, Leg::B, &sdp);
-        sdp.rewrite_for_relay(self.ctx.media_ip, relay.local_port(Leg::A));
+        let offer = self.a_offer.as_ref()?;
+        let (a, b) = negotiate::answer_for_offerer(offer, &mut sdp, self.a_promised)?;
+        let media = self.media.as_ref()?;
+        point_media(media, Leg::B, &sdp);
+        media.command(MediaCommand::SetMedia {
+            leg: Leg::A,
+            media: Some(a),
+        });
+        media.command(MediaCommand::SetMedia {
+            leg: Leg::B,
+            media: Some(b),
+        });
+        if self.ringback {
+            self.ringback = false;
+            media.command(MediaCommand::StopPlayback { leg: Leg::A });
+        }
+        if a.codec != b.codec {
+            tracing::info!(caller = a.codec.name(), callee = b.codec.name(), "transcoding");
+        }
+        self.a_promised = Some(a);
+        sdp.rewrite_for_relay(self.ctx.media_ip, media.local_port(Leg::A));
         Some(Bytes::from(sdp.to_bytes()))
+    }
+
+    /// Answers the caller's offer for early media and plays ringback; the SDP for the 180.
+    fn start_ringback(&mut self) -> Option<Bytes> {
+        let media = self.media.as_ref()?;
+        if self.ringback {
+            // Already ringing: repeat the same answer (RFC 3264 §8: unchanged).
+            let offer = self.a_offer.as_ref()?;
+            let (mut sdp, _) = negotiate::early_answer(offer)?;
+            sdp.rewrite_for_relay(self.ctx.media_ip, media.local_port(Leg::A));
+            return Some(Bytes::from(sdp.to_bytes()));
+        }
+        let offer = self.a_offer.as_ref()?;
+        let (mut sdp, a) = negotiate::early_answer(offer)?;
+        sdp.rewrite_for_relay(self.ctx.media_ip, media.local_port(Leg::A));
+        media.command(MediaCommand::SetMedia {
+            leg: Leg::A,
+            media: Some(a),
+        });
+        media.command(MediaCommand::Play {
+            leg: Leg::A,
+            id: 0,
+            source: PlaySource::Tone(ToneKind::Ringback),
+            barge_in: false,
+        });
+        self.a_promised = Some(a);
+        self.ringback = true;
+        Some(Bytes::from(sdp.to_bytes()))
+    }
+
+    /// Starts recording the call (caller left, callee right).
+    fn start_recording(&mut self) {
+        let Some(media) = &self.media else {
+            return;
+        };
+        let spec = self.ctx.media.recording.spec(self.session_id, self.record_id);
+        match crate::media::recorder::Recorder::start(spec) {
+            Ok(recorder) => {
+                self.ctx
+                    .writer
+                    .send(StoreCmd::RecordingStarted(recorder.row()));
+                media.command(MediaCommand::StartRecording(recorder));
+                tracing::info!("recording");
+            }
+            Err(error) => tracing::error!(%error, "cannot start the recording"),
+        }
+    }
+
+    fn on_media_event(&mut self, event: MediaEvent) {
+        match event {
+            MediaEvent::Digit { leg, digit, source } => {
+                tracing::info!(?leg, digit = %digit.as_char(), ?source, "DTMF");
+                self.ctx.writer.send(StoreCmd::Event {
+                    at_ms: crate::clock::unix_ms(),
+                    kind: "dtmf.received".into(),
+                    session_id: Some(self.session_id),
+                    call_id: Some(self.record_id),
+                    data: serde_json::json!({
+                        "digit": digit.as_char().to_string(),
+                        "leg": if leg == Leg::A { "caller" } else { "callee" },
+                        "source": format!("{source:?}").to_lowercase(),
+                    }),
+                });
+            }
+            MediaEvent::PlaybackFinished { .. } => {}
+        }
     }
 
     fn on_timeout(&mut self, branch: &str) {
@@ -704,7 +904,8 @@ impl Call {
                 resp.headers.push("Accept", crate::sip::endpoint::ACCEPT);
                 self.ep.respond(tx, resp);
             }
-            Method::Info | Method::Update if req.body.is_empty() || req.method == Method::Info => {
+            Method::Info => self.on_info(tx, &req, side),
+            Method::Update if req.body.is_empty() => {
                 self.ep
                     .respond(tx, Response::from_request(&req, StatusCode::OK));
             }
@@ -724,6 +925,7 @@ impl Call {
         if let Some(d) = self.dialog_mut(side) {
             d.refresh_target(&req.headers);
         }
+        let mut offer = None;
         let body = if req.body.is_empty() {
             Bytes::new()
         } else {
@@ -733,11 +935,15 @@ impl Call {
             if sdp.intersect_supported().is_err() {
                 return self.respond_in_dialog(tx, &req, StatusCode::NOT_ACCEPTABLE_HERE);
             }
-            let Some(relay) = self.relay.as_mut() else {
+            let Some(media) = self.media.as_ref() else {
                 return self.respond_in_dialog(tx, &req, StatusCode::SERVER_ERROR);
             };
-            point_relay(relay, leg_of(side), &sdp);
-            sdp.rewrite_for_relay(self.ctx.media_ip, relay.local_port(leg_of(other(side))));
+            point_media(media, leg_of(side), &sdp);
+            offer = Some(sdp.clone());
+            if self.ctx.media.transcoding {
+                negotiate::widen_offer(&mut sdp);
+            }
+            sdp.rewrite_for_relay(self.ctx.media_ip, media.local_port(leg_of(other(side))));
             Bytes::from(sdp.to_bytes())
         };
         let target = other(side);
@@ -760,6 +966,7 @@ impl Call {
             req,
             branch,
             cseq,
+            offer,
         });
         self.ep.send(Command::SendRequest {
             req: out,
@@ -787,16 +994,38 @@ impl Call {
         let body = if resp.body.is_empty() {
             Bytes::new()
         } else {
-            let Some(relay) = self.relay.as_mut() else {
+            let Some(media) = self.media.as_ref() else {
                 return;
             };
-            match SessionDescription::parse(&resp.body) {
-                Ok(mut sdp) => {
-                    point_relay(relay, leg_of(to_side), &sdp);
-                    sdp.rewrite_for_relay(self.ctx.media_ip, relay.local_port(leg_of(r.from)));
+            let narrowed = SessionDescription::parse(&resp.body).ok().and_then(|mut sdp| {
+                let offer = r.offer.as_ref()?;
+                let (offerer, answerer) = negotiate::answer_for_offerer(offer, &mut sdp, None)?;
+                Some((sdp, offerer, answerer, offer.direction()))
+            });
+            match narrowed {
+                Some((mut sdp, offerer, answerer, direction)) => {
+                    point_media(media, leg_of(to_side), &sdp);
+                    media.command(MediaCommand::SetMedia {
+                        leg: leg_of(r.from),
+                        media: Some(offerer),
+                    });
+                    media.command(MediaCommand::SetMedia {
+                        leg: leg_of(to_side),
+                        media: Some(answerer),
+                    });
+                    // The offerer holding the other party: music on hold for it.
+                    let held = matches!(direction, SdpDirection::SendOnly | SdpDirection::Inactive);
+                    media.command(MediaCommand::Hold {
+                        leg: leg_of(to_side),
+                        held,
+                    });
+                    if self.a_promised.is_some() && r.from == Side::Caller {
+                        self.a_promised = Some(offerer);
+                    }
+                    sdp.rewrite_for_relay(self.ctx.media_ip, media.local_port(leg_of(r.from)));
                     Bytes::from(sdp.to_bytes())
                 }
-                Err(_) => {
+                None => {
                     return self.respond_in_dialog(r.tx, &r.req, StatusCode::NOT_ACCEPTABLE_HERE);
                 }
             }
@@ -1022,8 +1251,8 @@ impl Call {
         }));
     }
 
-    /// Closes the record, frees the ports, unhooks the dialogs.
-    fn finish(&mut self) {
+    /// Closes the record, stops the media (finalising the recording), unhooks the dialogs.
+    async fn finish(&mut self) {
         let ending = self.ending.take().unwrap_or(Ending {
             cause: "unknown",
             by: HangupBy::System,
@@ -1051,7 +1280,10 @@ impl Call {
             hangup_by: ending.by,
             final_code: Some(ending.code),
         });
-        self.relay = None;
+        if let Some(media) = self.media.take() {
+            let report = media.stop().await;
+            self.store_media_report(report);
+        }
         self.ep.send(Command::RemoveDialog {
             call_id: self.invite.headers.call_id().unwrap_or_default().to_owned(),
             local_tag: self.a_tag.clone(),
@@ -1070,6 +1302,65 @@ fn other(side: Side) -> Side {
     }
 }
 
+impl Call {
+    /// SIP INFO: a DTMF digit (`application/dtmf-relay`, `application/dtmf`) goes to the media
+    /// session, which reports it and passes it on in the form the other side negotiated. Other
+    /// bodies are acknowledged and ignored (legacy INFO usage, RFC 6086 §2).
+    fn on_info(&mut self, tx: TxId, req: &Request, side: Side) {
+        let content_type = req.headers.get("Content-Type").unwrap_or_default();
+        let is_dtmf = content_type
+            .split(';')
+            .next()
+            .map(str::trim)
+            .is_some_and(|t| {
+                t.eq_ignore_ascii_case("application/dtmf-relay")
+                    || t.eq_ignore_ascii_case("application/dtmf")
+            });
+        if is_dtmf {
+            match dtmf::parse_info(content_type, &req.body) {
+                Ok((digit, duration)) => {
+                    if let Some(media) = &self.media {
+                        let duration = duration.unwrap_or(Duration::from_millis(100));
+                        media.digit_from_info(leg_of(side), digit, duration);
+                    }
+                }
+                Err(error) => {
+                    tracing::info!(%error, "unusable DTMF INFO");
+                    return self.respond_in_dialog(tx, req, StatusCode::BAD_REQUEST);
+                }
+            }
+        }
+        self.respond_in_dialog(tx, req, StatusCode::OK);
+    }
+
+    /// Stores per-leg media statistics and the finished recording.
+    fn store_media_report(&self, report: MediaReport) {
+        for (i, stats) in report.pipeline.legs.into_iter().enumerate() {
+            let Some(stats) = stats else {
+                continue;
+            };
+            if i == 1 && !self.answered {
+                continue;
+            }
+            tracing::info!(
+                leg = i,
+                received = stats.packets_received,
+                lost = stats.packets_lost,
+                jitter_ms = stats.jitter_ms,
+                mos = stats.mos,
+                "media statistics"
+            );
+            self.ctx.writer.send(StoreCmd::LegMedia {
+                leg_id: self.legs[i],
+                stats,
+            });
+        }
+        if let Some(summary) = report.recording {
+            self.ctx.writer.send(StoreCmd::RecordingFinished(summary));
+        }
+    }
+}
+
 fn leg_of(side: Side) -> Leg {
     match side {
         Side::Caller => Leg::A,
@@ -1077,22 +1368,19 @@ fn leg_of(side: Side) -> Leg {
     }
 }
 
-/// Points the relay's `leg` at the RTP/RTCP addresses of that party's SDP. Hold with
-/// `c=0.0.0.0` or port 0 keeps the old address: the latch still follows the real source.
-fn point_relay(relay: &Relay, leg: Leg, sdp: &SessionDescription) {
+/// Points the media session's `leg` at the RTP/RTCP addresses of that party's SDP. Hold
+/// with `c=0.0.0.0` or port 0 keeps the old address: the latch still follows the real source.
+fn point_media(media: &MediaSession, leg: Leg, sdp: &SessionDescription) {
     let Some(rtp) = sdp
         .rtp_addr()
         .filter(|a| !a.ip().is_unspecified() && a.port() != 0)
     else {
         return;
     };
-    match sdp
+    let rtcp = sdp
         .rtcp_addr()
-        .filter(|a| !a.ip().is_unspecified() && a.port() != 0)
-    {
-        Some(rtcp) => relay.set_remote_with_rtcp(leg, rtp, rtcp),
-        None => relay.set_remote(leg, rtp),
-    }
+        .filter(|a| !a.ip().is_unspecified() && a.port() != 0);
+    media.set_remote(leg, rtp, rtcp);
 }
 
 /// §16.7 step 6, simplified: 6xx beats everything, then the lowest class, 4xx before 5xx.

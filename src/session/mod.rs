@@ -5,7 +5,8 @@
 //! is a UAS dialog, each callee contact is a forked UAC INVITE (B legs, §16.7-style final
 //! response selection), the first 2xx wins and the other forks are CANCELled (§9.1). Media is
 //! anchored: both sides see the server's address in SDP (RFC 3264) and RTP flows through
-//! [`crate::media::relay`]. Every call belongs to a session (DESIGN §4); the call record is
+//! the call's [`crate::media::engine::MediaSession`] (relayed when both sides share a codec,
+//! transcoded otherwise, recorded when asked). Every call belongs to a session (DESIGN §4); the call record is
 //! written through the store's writer task and never awaited.
 
 mod call;
@@ -18,6 +19,8 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 
+use crate::media::engine::PipelineConfig;
+use crate::media::engine::conference::Rooms;
 use crate::media::relay::PortPool;
 use crate::sip::endpoint::{EndpointHandle, Owner};
 use crate::sip::message::{Request, Response};
@@ -55,6 +58,24 @@ pub struct CallContext {
     /// Address the RTP sockets bind to.
     pub rtp_bind_ip: IpAddr,
     pub no_answer_timeout: Duration,
+    pub media: MediaContext,
+}
+
+/// What calls need from the media engine, shared.
+pub struct MediaContext {
+    /// The pipeline settings every call starts from.
+    pub pipeline: PipelineConfig,
+    /// Record every bridged call (`recording.record_calls`, `serve --record-calls`).
+    pub record_calls: bool,
+    /// Recording settings (where, which rate, mixed companion).
+    pub recording: crate::media::recorder::RecordingSettings,
+    /// Offer codecs the caller lacks to the callee and transcode (`media.transcoding`).
+    pub transcoding: bool,
+    /// Dialled numbers starting with this join the conference room named by the rest
+    /// (`media.conference_prefix`); empty disables.
+    pub conference_prefix: String,
+    /// The live conference rooms.
+    pub rooms: Rooms,
 }
 
 /// Spawns calls and keeps a way to reach each live one.

@@ -1,0 +1,304 @@
+//! Offer/answer across the B2BUA when the media engine can transcode. PURE.
+//!
+//! The B2BUA passes each offer on to the other side and each answer back (RFC 3264 §5, §6),
+//! rewritten for our ports ([`super::sdp`]). With a media engine that transcodes, it also:
+//! * **widens** an offer before passing it on ([`widen_offer`]): every codec we can transcode
+//!   and `telephone-event/8000` are appended after the offerer's own, so the answerer may pick
+//!   one the offerer lacks;
+//! * **narrows** the answer before returning it ([`answer_for_offerer`]): the offerer must
+//!   only ever see its own payload types (RFC 3264 §6.1), so the answer keeps one voice codec
+//!   the offerer offered (the answerer's choice when the offerer had it, the offerer's first
+//!   otherwise, or the one already promised in early media) and the offerer's
+//!   telephone-event.
+//!
+//! The two [`LegMedia`] values then tell the engine whether the legs share a codec (relay
+//! without decoding) or not (transcode).
+
+use super::codec::CodecKind;
+use super::sdp::{Attribute, Codec, Line, SessionDescription, SupportedCodec};
+
+/// What one leg sends and receives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LegMedia {
+    /// The voice codec.
+    pub codec: CodecKind,
+    /// Its payload type on this leg.
+    pub payload_type: u8,
+    /// The payload type of `telephone-event` (RFC 4733) on this leg, if negotiated.
+    pub telephone_event: Option<u8>,
+}
+
+/// Codecs the engine transcodes, in the order they are appended to a widened offer:
+/// (codec, rtpmap value without the payload type, static payload type, fmtp).
+const TRANSCODABLE: [(CodecKind, &str, Option<u8>, Option<&str>); 4] = [
+    (CodecKind::Pcmu, "PCMU/8000", Some(0), None),
+    (CodecKind::Pcma, "PCMA/8000", Some(8), None),
+    (CodecKind::G722, "G722/8000", Some(9), None),
+    (
+        CodecKind::Opus,
+        "opus/48000/2",
+        None,
+        Some("useinbandfec=1;minptime=10"),
+    ),
+];
+
+/// Appends every transcodable codec the offer lacks, and `telephone-event/8000`, to the audio
+/// stream, with free dynamic payload types (96–127) where no static one exists. Call it after
+/// [`SessionDescription::intersect_supported`]. Without an audio stream it does nothing.
+pub fn widen_offer(offer: &mut SessionDescription) {
+    let codecs = offer.codecs();
+    let Some(audio) = offer.audio_index() else {
+        return;
+    };
+    let mut used: Vec<u8> = codecs.iter().map(|c| c.payload_type).collect();
+    let mut add = |m: &mut super::sdp::MediaDescription,
+                   used: &mut Vec<u8>,
+                   static_pt: Option<u8>,
+                   rtpmap: &str,
+                   fmtp: Option<&str>| {
+        let pt = match static_pt.filter(|pt| !used.contains(pt)) {
+            Some(pt) => pt,
+            None => match (96u8..=127).find(|pt| !used.contains(pt)) {
+                Some(pt) => pt,
+                None => return,
+            },
+        };
+        used.push(pt);
+        m.formats.push(pt.to_string());
+        m.lines.push(Line::Attribute(Attribute::new(
+            "rtpmap",
+            format!("{pt} {rtpmap}"),
+        )));
+        if let Some(fmtp) = fmtp {
+            m.lines
+                .push(Line::Attribute(Attribute::new("fmtp", format!("{pt} {fmtp}"))));
+        }
+    };
+    let m = &mut offer.media[audio];
+    for (kind, rtpmap, static_pt, fmtp) in TRANSCODABLE {
+        if !codecs.iter().any(|c| kind_of(c) == Some(kind)) {
+            add(m, &mut used, static_pt, rtpmap, fmtp);
+        }
+    }
+    if !codecs
+        .iter()
+        .any(|c| c.supported() == Some(SupportedCodec::TelephoneEvent))
+    {
+        add(m, &mut used, None, "telephone-event/8000", Some("0-16"));
+    }
+}
+
+/// The media a description selects: its first voice codec we support and its
+/// `telephone-event`. For an answer, that is what the answerer will send (RFC 3264 §6.1).
+pub fn leg_media(sdp: &SessionDescription) -> Option<LegMedia> {
+    let codecs = sdp.codecs();
+    let voice = codecs.iter().find_map(|c| Some((kind_of(c)?, c.payload_type)))?;
+    Some(LegMedia {
+        codec: voice.0,
+        payload_type: voice.1,
+        telephone_event: telephone_event(&codecs),
+    })
+}
+
+/// Narrows `answer` (the other side's answer to a widened `offer`) into the answer the
+/// offerer gets, and returns (offerer's media, answerer's media). `promised` is the offerer's
+/// media already fixed by an earlier answer (early media): it is kept. None when the answer
+/// has no voice codec we support.
+pub fn answer_for_offerer(
+    offer: &SessionDescription,
+    answer: &mut SessionDescription,
+    promised: Option<LegMedia>,
+) -> Option<(LegMedia, LegMedia)> {
+    let answerer = leg_media(answer)?;
+    let offered = offer.codecs();
+    let offerer = match promised {
+        Some(p) => p,
+        None => {
+            let same = offered
+                .iter()
+                .find(|c| kind_of(c) == Some(answerer.codec))
+                .map(|c| c.payload_type);
+            let (codec, payload_type) = match same {
+                Some(pt) => (answerer.codec, pt),
+                None => offered
+                    .iter()
+                    .find_map(|c| Some((kind_of(c)?, c.payload_type)))?,
+            };
+            LegMedia {
+                codec,
+                payload_type,
+                telephone_event: telephone_event(&offered),
+            }
+        }
+    };
+    if let Some(audio) = answer.audio_index() {
+        restrict(&mut answer.media[audio], offer, &offerer);
+    }
+    Some((offerer, answerer))
+}
+
+/// An answer of our own to `offer`, for early media (ringback) before the other side answers:
+/// the offerer's first voice codec and its telephone-event, direction answered per RFC 3264
+/// §6.1. The caller rewrites addresses and origin as for any answer it sends.
+pub fn early_answer(offer: &SessionDescription) -> Option<(SessionDescription, LegMedia)> {
+    let codecs = offer.codecs();
+    let (codec, payload_type) = codecs
+        .iter()
+        .find_map(|c| Some((kind_of(c)?, c.payload_type)))?;
+    let media = LegMedia {
+        codec,
+        payload_type,
+        telephone_event: telephone_event(&codecs),
+    };
+    let mut answer = offer.clone();
+    let audio = answer.audio_index()?;
+    restrict(&mut answer.media[audio], offer, &media);
+    let direction = offer.direction().answer();
+    answer.set_direction(direction);
+    Some((answer, media))
+}
+
+/// The codec kind of an SDP payload type, if we can decode it.
+pub fn kind_of(codec: &Codec) -> Option<CodecKind> {
+    match codec.supported()? {
+        SupportedCodec::Pcmu => Some(CodecKind::Pcmu),
+        SupportedCodec::Pcma => Some(CodecKind::Pcma),
+        SupportedCodec::G722 => Some(CodecKind::G722),
+        SupportedCodec::Opus => Some(CodecKind::Opus),
+        SupportedCodec::TelephoneEvent => None,
+    }
+}
+
+fn telephone_event(codecs: &[Codec]) -> Option<u8> {
+    codecs
+        .iter()
+        .find(|c| c.supported() == Some(SupportedCodec::TelephoneEvent))
+        .map(|c| c.payload_type)
+}
+
+/// Keeps on `m` only the offerer's voice payload type and telephone-event, described by the
+/// offer's own rtpmap/fmtp lines (so the offerer sees its own numbering).
+fn restrict(m: &mut super::sdp::MediaDescription, offer: &SessionDescription, media: &LegMedia) {
+    let keep: Vec<u8> = std::iter::once(media.payload_type)
+        .chain(media.telephone_event)
+        .collect();
+    m.formats = keep.iter().map(u8::to_string).collect();
+    m.lines.retain(|line| {
+        !matches!(line, Line::Attribute(a) if matches!(a.name.as_str(), "rtpmap" | "fmtp" | "rtcp-fb"))
+    });
+    let offer_lines = offer
+        .audio()
+        .map(|a| a.lines.as_slice())
+        .unwrap_or_default();
+    for pt in keep {
+        for line in offer_lines {
+            if let Line::Attribute(a) = line
+                && matches!(a.name.as_str(), "rtpmap" | "fmtp")
+                && a.value
+                    .as_deref()
+                    .and_then(|v| v.split_whitespace().next())
+                    .and_then(|p| p.parse::<u8>().ok())
+                    == Some(pt)
+            {
+                m.lines.push(line.clone());
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sdp(formats: &str, extra: &str) -> SessionDescription {
+        let body = format!(
+            "v=0\r\no=a 1 1 IN IP4 10.0.0.1\r\ns=-\r\nc=IN IP4 10.0.0.1\r\nt=0 0\r\n\
+             m=audio 4000 RTP/AVP {formats}\r\n{extra}"
+        );
+        SessionDescription::parse(body.as_bytes()).expect("test SDP parses")
+    }
+
+    #[test]
+    fn widened_offer_appends_missing_codecs_and_telephone_event() {
+        let mut offer = sdp("0", "a=rtpmap:0 PCMU/8000\r\n");
+        widen_offer(&mut offer);
+        let kinds: Vec<_> = offer.codecs().iter().map(|c| c.encoding.clone()).collect();
+        assert_eq!(kinds, ["PCMU", "PCMA", "G722", "opus", "telephone-event"]);
+        let opus = offer.codecs()[3].clone();
+        assert_eq!((opus.payload_type, opus.clock_rate, opus.channels), (96, 48000, 2));
+        assert_eq!(offer.codecs()[4].payload_type, 97);
+    }
+
+    #[test]
+    fn widening_skips_payload_types_in_use() {
+        let mut offer = sdp(
+            "0 96 101",
+            "a=rtpmap:96 G722/8000\r\na=rtpmap:101 telephone-event/8000\r\n",
+        );
+        widen_offer(&mut offer);
+        let pts: Vec<_> = offer.codecs().iter().map(|c| c.payload_type).collect();
+        // PCMA static 8 and opus at the first free dynamic type (97); G.722 and TE were there.
+        assert_eq!(pts, [0, 96, 101, 8, 97]);
+    }
+
+    #[test]
+    fn answer_with_shared_codec_relays_it() {
+        let offer = sdp(
+            "8 0 101",
+            "a=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-15\r\n",
+        );
+        let mut widened = offer.clone();
+        widen_offer(&mut widened);
+        let mut answer = sdp("0 101", "a=rtpmap:101 telephone-event/8000\r\n");
+        let (a, b) = answer_for_offerer(&offer, &mut answer, None).expect("usable");
+        assert_eq!(a, b);
+        assert_eq!(a.codec, CodecKind::Pcmu);
+        assert_eq!(answer.audio().expect("audio").formats, ["0", "101"]);
+    }
+
+    #[test]
+    fn answer_with_a_codec_the_offerer_lacks_is_transcoded() {
+        let offer = sdp("0", "");
+        let mut answer = sdp("96 97", "a=rtpmap:96 opus/48000/2\r\na=rtpmap:97 telephone-event/8000\r\n");
+        let (a, b) = answer_for_offerer(&offer, &mut answer, None).expect("usable");
+        assert_eq!(
+            a,
+            LegMedia {
+                codec: CodecKind::Pcmu,
+                payload_type: 0,
+                telephone_event: None
+            }
+        );
+        assert_eq!(b.codec, CodecKind::Opus);
+        assert_eq!(b.telephone_event, Some(97));
+        let m = answer.audio().expect("audio");
+        assert_eq!(m.formats, ["0"]);
+        assert!(!answer.to_string().contains("opus"));
+    }
+
+    #[test]
+    fn promised_early_media_codec_is_kept() {
+        let offer = sdp("0 8", "");
+        let (early, promised) = early_answer(&offer).expect("early answer");
+        assert_eq!(early.audio().expect("audio").formats, ["0"]);
+        let mut answer = sdp("8", "");
+        let (a, b) = answer_for_offerer(&offer, &mut answer, Some(promised)).expect("usable");
+        assert_eq!(a.codec, CodecKind::Pcmu);
+        assert_eq!(b.codec, CodecKind::Pcma);
+        assert_eq!(answer.audio().expect("audio").formats, ["0"]);
+    }
+
+    #[test]
+    fn answer_without_a_known_codec_is_refused() {
+        let offer = sdp("0", "");
+        let mut answer = sdp("18", "");
+        assert!(answer_for_offerer(&offer, &mut answer, None).is_none());
+    }
+
+    #[test]
+    fn early_answer_mirrors_direction() {
+        let offer = sdp("0", "a=sendonly\r\n");
+        let (early, _) = early_answer(&offer).expect("early");
+        assert_eq!(early.direction(), super::super::sdp::Direction::RecvOnly);
+    }
+}
