@@ -844,3 +844,521 @@ impl SplitMix64 {
         (self.next() >> 11) as f64 / (1u64 << 53) as f64
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::media::rtp::rtcp::parse_compound;
+
+    const US: Ssrc = Ssrc(0x5b5b_0001);
+    const FRAME: Duration = Duration::from_millis(20);
+
+    fn session(t0: Instant) -> RtpSession {
+        RtpSession::new(t0, SessionConfig::new(US, "sb@test", 42))
+    }
+
+    fn packet(ssrc: u32, seq: u16, ts: u32) -> Vec<u8> {
+        let mut v = Vec::new();
+        RtpHeader {
+            marker: false,
+            payload_type: 0,
+            sequence: seq,
+            timestamp: ts,
+            ssrc: Ssrc(ssrc),
+        }
+        .write(&[0xd5; 160], &mut v);
+        v
+    }
+
+    fn feed(s: &mut RtpSession, now: Instant, ssrc: u32, seq: u16, ts: u32) {
+        let buf = packet(ssrc, seq, ts);
+        s.on_rtp(now, &RtpPacket::parse(&buf).expect("test packet"));
+    }
+
+    /// Feed seq numbers `seqs` of one source, sent every 20 ms, arriving without delay.
+    fn feed_seqs(s: &mut RtpSession, t0: Instant, ssrc: u32, seqs: &[u16]) {
+        for (i, &seq) in seqs.iter().enumerate() {
+            let ts = u32::from(seq) * 160;
+            feed(s, t0 + FRAME * i as u32, ssrc, seq, ts);
+        }
+    }
+
+    fn block_of(report: &[u8]) -> Option<ReportBlock> {
+        let c = parse_compound(report).expect("valid report");
+        c.packets().find_map(|p| match p {
+            RtcpPacket::SenderReport { mut reports, .. }
+            | RtcpPacket::ReceiverReport { mut reports, .. } => reports.next(),
+            _ => None,
+        })
+    }
+
+    #[test]
+    fn in_order_stream_counts_no_loss_after_probation() {
+        let t0 = Instant::now();
+        let mut s = session(t0);
+        let seqs: Vec<u16> = (1000..1100).collect();
+        feed_seqs(&mut s, t0, 0xaa, &seqs);
+        let st = s.stats();
+        assert_eq!(st.packets_received, 100);
+        assert_eq!(st.octets_received, 16_000);
+        // The first packet is probation (§A.1): the count starts at the second.
+        assert_eq!(st.packets_expected, 99);
+        assert_eq!(st.packets_lost, 0);
+        assert_eq!(st.remote_ssrc, Some(Ssrc(0xaa)));
+        assert!(st.jitter_ms < 0.001);
+        let mos = st.mos.expect("received media");
+        assert!(mos > 4.3, "{mos}");
+    }
+
+    #[test]
+    fn sequence_wraps_at_65535_into_the_extended_highest_sequence() {
+        let t0 = Instant::now();
+        let mut s = session(t0);
+        let seqs: Vec<u16> = (0..20).map(|i| 65_530u16.wrapping_add(i)).collect();
+        feed_seqs(&mut s, t0, 0xaa, &seqs);
+        assert_eq!(s.stats().packets_lost, 0);
+        assert_eq!(s.stats().packets_expected, 19);
+        let rr = s.poll_rtcp(t0 + Duration::from_secs(10)).expect("due");
+        let b = block_of(&rr).expect("block about the remote");
+        assert_eq!(b.ssrc, Ssrc(0xaa));
+        assert_eq!(b.highest_seq, (1 << 16) + 13);
+        assert_eq!(b.cumulative_lost, 0);
+        assert_eq!(b.fraction_lost, 0);
+    }
+
+    #[test]
+    fn gaps_duplicates_and_reordering_are_counted_apart() {
+        let t0 = Instant::now();
+        let mut s = session(t0);
+        // 5 and 6 lost, 10 twice, 12/13 swapped, 15 again late, 3 again very late.
+        let seqs = [
+            1, 2, 3, 4, 7, 8, 9, 10, 10, 11, 13, 12, 14, 15, 16, 17, 15, 18, 3, 19, 20,
+        ];
+        feed_seqs(&mut s, t0, 0xaa, &seqs);
+        let st = s.stats();
+        assert_eq!(st.packets_expected, 19, "2..=20");
+        assert_eq!(st.packets_lost, 2);
+        assert_eq!(st.duplicates, 3);
+        // A late packet fills its gap: 6 arrives after all.
+        feed(&mut s, t0 + Duration::from_secs(1), 0xaa, 6, 960);
+        assert_eq!(s.stats().packets_lost, 1);
+        let rr = s.poll_rtcp(t0 + Duration::from_secs(10)).expect("due");
+        let b = block_of(&rr).expect("block");
+        assert_eq!(b.cumulative_lost, 1);
+        assert_eq!(b.highest_seq, 20);
+        // 1 of 19 lost in this interval: 256/19 = 13.
+        assert_eq!(b.fraction_lost, 13);
+    }
+
+    #[test]
+    fn fraction_lost_covers_only_the_last_interval() {
+        let t0 = Instant::now();
+        let mut s = session(t0);
+        let seqs: Vec<u16> = (1..=101).filter(|n| n % 10 != 5).collect();
+        feed_seqs(&mut s, t0, 0xaa, &seqs);
+        let first = s.poll_rtcp(t0 + Duration::from_secs(4)).expect("due");
+        assert_eq!(block_of(&first).expect("block").fraction_lost, 25); // 10 of 100
+        let seqs: Vec<u16> = (102..=201).collect();
+        feed_seqs(&mut s, t0 + Duration::from_secs(4), 0xaa, &seqs);
+        let second = s.poll_rtcp(t0 + Duration::from_secs(20)).expect("due");
+        let b = block_of(&second).expect("block");
+        assert_eq!(b.fraction_lost, 0);
+        assert_eq!(b.cumulative_lost, 10);
+    }
+
+    #[test]
+    fn jitter_of_alternating_delay_approaches_the_delay_step() {
+        let t0 = Instant::now();
+        let mut s = session(t0);
+        // Every other packet 10 ms late: |D| = 10 ms = 80 timestamp units each time.
+        for i in 0..400u32 {
+            let delay = if i % 2 == 0 {
+                Duration::ZERO
+            } else {
+                Duration::from_millis(10)
+            };
+            feed(&mut s, t0 + FRAME * i + delay, 0xaa, i as u16, i * 160);
+        }
+        let j = s.stats().jitter_ms;
+        assert!((j - 10.0).abs() < 0.1, "{j}");
+    }
+
+    #[test]
+    fn jitter_of_uniform_random_delay_approaches_a_third_of_its_range() {
+        // For delays uniform on [0, X], E|D| = X/3 (A.8 estimates E|D|).
+        let t0 = Instant::now();
+        let mut s = session(t0);
+        s.set_clock_rate(48_000);
+        let mut rng = SplitMix64(7);
+        let mut sum = 0.0;
+        let mut n = 0.0;
+        for i in 0..20_000u32 {
+            let delay = Duration::from_micros((rng.next_f64() * 30_000.0) as u64);
+            feed(
+                &mut s,
+                t0 + FRAME * i + delay,
+                0xaa,
+                i as u16,
+                i.wrapping_mul(960),
+            );
+            if i > 100 {
+                sum += s.stats().jitter_ms;
+                n += 1.0;
+            }
+        }
+        let mean = sum / n;
+        assert!((mean - 10.0).abs() < 0.5, "{mean}");
+    }
+
+    #[test]
+    fn ssrc_change_restarts_the_source_without_fake_loss() {
+        let t0 = Instant::now();
+        let mut s = session(t0);
+        let seqs: Vec<u16> = (100..150).collect();
+        feed_seqs(&mut s, t0, 0xaa, &seqs);
+        // The PBX switches streams: new SSRC, unrelated sequence and timestamps.
+        let t1 = t0 + Duration::from_secs(1);
+        for i in 0..50u32 {
+            feed(
+                &mut s,
+                t1 + FRAME * i,
+                0xbb,
+                40_000 + i as u16,
+                7_777_777 + i * 160,
+            );
+        }
+        let st = s.stats();
+        assert_eq!(st.remote_ssrc, Some(Ssrc(0xbb)));
+        assert_eq!(st.packets_lost, 0);
+        assert_eq!(st.loss_fraction, 0.0);
+        assert_eq!(st.packets_expected, 49 + 49);
+        assert!(st.jitter_ms < 0.001, "{}", st.jitter_ms);
+        let rr = s.poll_rtcp(t1 + Duration::from_secs(10)).expect("due");
+        let b = block_of(&rr).expect("block");
+        assert_eq!(b.ssrc, Ssrc(0xbb));
+        assert_eq!(b.highest_seq, 40_049);
+        assert_eq!(b.cumulative_lost, 0);
+    }
+
+    #[test]
+    fn a_stray_packet_from_another_ssrc_does_not_switch_the_source() {
+        let t0 = Instant::now();
+        let mut s = session(t0);
+        feed_seqs(&mut s, t0, 0xaa, &[1, 2, 3]);
+        feed(&mut s, t0 + FRAME * 3, 0xbb, 900, 0);
+        feed_seqs(&mut s, t0 + FRAME * 4, 0xaa, &[4, 5]);
+        let st = s.stats();
+        assert_eq!(st.remote_ssrc, Some(Ssrc(0xaa)));
+        assert_eq!(st.packets_lost, 0);
+        assert_eq!(st.packets_received, 6);
+    }
+
+    #[test]
+    fn sequence_restart_on_the_same_ssrc_resyncs_after_two_packets() {
+        let t0 = Instant::now();
+        let mut s = session(t0);
+        let mut seqs: Vec<u16> = (10..20).collect();
+        seqs.extend(30_000..30_010);
+        feed_seqs(&mut s, t0, 0xaa, &seqs);
+        let st = s.stats();
+        // 11..=19 (9) then 30_001..=30_009 counted from the restart (the first jumped
+        // packet waits for confirmation).
+        assert_eq!(st.packets_lost, 0);
+        assert_eq!(st.packets_expected, 9 + 9);
+    }
+
+    #[test]
+    fn rtt_from_a_report_block_echoing_our_sr() {
+        let t0 = Instant::now();
+        let mut cfg = SessionConfig::new(US, "sb@test", 1);
+        cfg.ntp_at_start = NtpTime::from_unix(Duration::from_secs(1_700_000_000));
+        let mut s = RtpSession::new(t0, cfg);
+        s.next_header(t0, 0, true, 160, 160);
+        let sr_at = s.poll_timeout();
+        let sr = s.poll_rtcp(sr_at).expect("due");
+        let c = parse_compound(&sr).expect("valid");
+        let Some(RtcpPacket::SenderReport { ssrc, info, .. }) = c.packets().next() else {
+            panic!("we sent, so an SR")
+        };
+        assert_eq!(ssrc, US);
+        assert_eq!(info.packet_count, 1);
+        assert_eq!(info.octet_count, 160);
+        // The remote held our SR for 100 ms; the network adds 40 ms each way.
+        let block = ReportBlock {
+            ssrc: US,
+            fraction_lost: 64,
+            cumulative_lost: 7,
+            highest_seq: 1,
+            jitter: 80,
+            last_sr: info.ntp.middle32(),
+            delay_since_last_sr: duration_to_compact(Duration::from_millis(100)),
+        };
+        let mut rr = Vec::new();
+        rtcp::write_rr(Ssrc(0xaa), Some(&block), b"remote", &mut rr);
+        s.on_rtcp(sr_at + Duration::from_millis(180), &rr)
+            .expect("valid RR");
+        let st = s.stats();
+        let rtt = st.rtt_ms.expect("measured");
+        assert!((rtt - 80.0).abs() < 0.1, "{rtt}");
+        assert_eq!(st.remote_loss_fraction, Some(0.25));
+        assert_eq!(st.remote_cumulative_lost, Some(7));
+        assert_eq!(st.remote_jitter_ms, Some(10.0));
+    }
+
+    #[test]
+    fn report_block_about_another_ssrc_is_ignored() {
+        let t0 = Instant::now();
+        let mut s = session(t0);
+        let block = ReportBlock {
+            ssrc: Ssrc(0x1234),
+            fraction_lost: 64,
+            cumulative_lost: 7,
+            highest_seq: 1,
+            jitter: 80,
+            last_sr: 5,
+            delay_since_last_sr: 0,
+        };
+        let mut rr = Vec::new();
+        rtcp::write_rr(Ssrc(0xaa), Some(&block), b"remote", &mut rr);
+        s.on_rtcp(t0, &rr).expect("valid");
+        assert_eq!(s.stats().rtt_ms, None);
+        assert_eq!(s.stats().remote_loss_fraction, None);
+        assert!(s.on_rtcp(t0, &rr[..10]).is_err());
+    }
+
+    #[test]
+    fn our_rr_echoes_the_remote_sr_with_its_delay() {
+        let t0 = Instant::now();
+        let mut s = session(t0);
+        feed_seqs(&mut s, t0, 0xaa, &[1, 2, 3]);
+        let info = SenderInfo {
+            ntp: NtpTime(0x1122_3344_5566_7788),
+            rtp_timestamp: 0,
+            packet_count: 3,
+            octet_count: 480,
+        };
+        let mut sr = Vec::new();
+        rtcp::write_sr(Ssrc(0xaa), &info, None, b"remote", &mut sr);
+        s.on_rtcp(t0 + Duration::from_secs(1), &sr)
+            .expect("valid SR");
+        let rr = s
+            .poll_rtcp(t0 + Duration::from_millis(2500 + 1000))
+            .expect("due");
+        assert!(matches!(
+            parse_compound(&rr).expect("valid").packets().next(),
+            Some(RtcpPacket::ReceiverReport { ssrc: US, .. })
+        ));
+        let b = block_of(&rr).expect("block");
+        assert_eq!(b.last_sr, 0x3344_5566);
+        assert_eq!(
+            b.delay_since_last_sr,
+            duration_to_compact(Duration::from_millis(2500))
+        );
+    }
+
+    #[test]
+    fn rtcp_intervals_are_randomised_around_the_minimum() {
+        let t0 = Instant::now();
+        let mut s = session(t0);
+        let first = s.poll_timeout() - t0;
+        assert!(
+            (Duration::from_millis(1250)..Duration::from_millis(3750)).contains(&first),
+            "{first:?}"
+        );
+        assert!(
+            s.poll_rtcp(s.poll_timeout() - Duration::from_millis(1))
+                .is_none()
+        );
+        let mut now = s.poll_timeout();
+        let mut intervals = Vec::new();
+        for i in 0..200 {
+            if i % 2 == 0 {
+                s.next_header(now, 0, false, 160, 160);
+            }
+            let report = s.poll_rtcp(now).expect("due at the timeout");
+            let first_pt = report[1];
+            assert_eq!(
+                first_pt,
+                if i % 2 == 0 { 200 } else { 201 },
+                "SR iff we sent"
+            );
+            assert!(s.poll_rtcp(now).is_none(), "one report per interval");
+            let next = s.poll_timeout();
+            intervals.push((next - now).as_secs_f64());
+            now = next;
+        }
+        assert!(intervals.iter().all(|&d| (2.5..7.5).contains(&d)));
+        let mean = intervals.iter().sum::<f64>() / intervals.len() as f64;
+        assert!((mean - 5.0).abs() < 0.3, "{mean}");
+        // Deterministic for one seed.
+        let again = session(t0);
+        assert_eq!(again.poll_timeout(), session(t0).poll_timeout());
+    }
+
+    #[test]
+    fn generated_headers_run_on_and_are_counted() {
+        let t0 = Instant::now();
+        let mut s = session(t0);
+        let a = s.next_header(t0, 8, true, 160, 160);
+        let b = s.next_header(t0 + FRAME, 8, false, 160, 160);
+        let c = s.next_header(t0 + FRAME * 10, 8, true, 1440, 160);
+        assert_eq!(a.ssrc, US);
+        assert_eq!(b.sequence, a.sequence.wrapping_add(1));
+        assert_eq!(c.sequence, a.sequence.wrapping_add(2));
+        assert_eq!(b.timestamp, a.timestamp.wrapping_add(160));
+        assert_eq!(c.timestamp, b.timestamp.wrapping_add(1440));
+        assert!(a.marker && !b.marker && c.marker);
+        let st = s.stats();
+        assert_eq!((st.packets_sent, st.octets_sent), (3, 480));
+        let mut out = vec![1, 2, 3];
+        s.write_packet(t0 + FRAME * 11, 8, false, 160, b"abc", &mut out);
+        let p = RtpPacket::parse(&out).expect("valid");
+        assert_eq!(p.payload(), b"abc");
+        assert_eq!(p.sequence(), a.sequence.wrapping_add(3));
+    }
+
+    #[test]
+    fn rewrite_keeps_one_continuous_stream_across_source_switches() {
+        let t0 = Instant::now();
+        let mut s = session(t0);
+        let mut now = t0;
+        let mut out: Vec<RtpHeader> = Vec::new();
+        let mut forward = |s: &mut RtpSession, now: Instant, ssrc: u32, seq: u16, ts: u32| {
+            let mut buf = packet(ssrc, seq, ts);
+            let h = s.rewrite(now, &mut buf).expect("valid");
+            let p = RtpPacket::parse(&buf).expect("still valid");
+            assert_eq!(
+                (p.sequence(), p.timestamp(), p.ssrc(), p.marker()),
+                (h.sequence, h.timestamp, h.ssrc, h.marker)
+            );
+            assert_eq!(p.payload(), &[0xd5; 160][..]);
+            h
+        };
+        // Party A, whose sequence wraps on the way.
+        for i in 0..10u16 {
+            out.push(forward(
+                &mut s,
+                now,
+                0xa,
+                65_530u16.wrapping_add(i),
+                4_000_000_000 + u32::from(i) * 160,
+            ));
+            now += FRAME;
+        }
+        // A prompt.
+        now += FRAME * 3;
+        for _ in 0..5 {
+            out.push(s.next_header(now, 0, false, 160, 160));
+            now += FRAME;
+        }
+        // Party B after a transfer, then back to A.
+        for i in 0..10u16 {
+            out.push(forward(&mut s, now, 0xb, 17 + i, 99 + u32::from(i) * 160));
+            now += FRAME;
+        }
+        for i in 0..5u16 {
+            out.push(forward(
+                &mut s,
+                now,
+                0xa,
+                200 + i,
+                12_345 + u32::from(i) * 160,
+            ));
+            now += FRAME;
+        }
+        let switches = [10, 15, 25];
+        for (i, w) in out.windows(2).enumerate() {
+            let (prev, cur) = (w[0], w[1]);
+            assert_eq!(cur.ssrc, US);
+            assert_eq!(cur.sequence, prev.sequence.wrapping_add(1), "at {}", i + 1);
+            let step = cur.timestamp.wrapping_sub(prev.timestamp);
+            assert!(
+                step > 0 && step < 1 << 20,
+                "timestamp step {step} at {}",
+                i + 1
+            );
+            assert_eq!(
+                cur.marker,
+                switches.contains(&(i + 1)),
+                "marker at {}",
+                i + 1
+            );
+        }
+        // The prompt came 4 frames of wall time after A's last packet.
+        assert_eq!(out[10].timestamp.wrapping_sub(out[9].timestamp), 4 * 160);
+        assert_eq!(s.stats().packets_sent, 30);
+    }
+
+    #[test]
+    fn rewrite_preserves_reordering_and_rejects_malformed_packets() {
+        let t0 = Instant::now();
+        let mut s = session(t0);
+        let mut seqs = Vec::new();
+        for seq in [10u16, 12, 11, 13] {
+            let mut buf = packet(0xa, seq, u32::from(seq) * 160);
+            seqs.push(s.rewrite(t0, &mut buf).expect("valid").sequence);
+        }
+        let base = seqs[0];
+        assert_eq!(
+            seqs,
+            vec![
+                base,
+                base.wrapping_add(2),
+                base.wrapping_add(1),
+                base.wrapping_add(3)
+            ]
+        );
+        let mut short = vec![0x80, 0, 0];
+        assert!(s.rewrite(t0, &mut short).is_err());
+        let mut v1 = packet(0xa, 14, 0);
+        v1[0] = 0x40;
+        assert!(s.rewrite(t0, &mut v1).is_err());
+        // A restart of the forwarded sequence is a discontinuity, not a 30 000-packet gap.
+        let mut buf = packet(0xa, 40_000, 0);
+        let h = s.rewrite(t0 + FRAME, &mut buf).expect("valid");
+        assert_eq!(h.sequence, base.wrapping_add(4));
+        assert!(h.marker);
+    }
+
+    #[test]
+    fn telephone_events_do_not_inflate_jitter() {
+        let t0 = Instant::now();
+        let mut s = session(t0);
+        s.set_event_payload_type(Some(101));
+        for i in 0..50u32 {
+            let mut v = Vec::new();
+            let event = (10..30).contains(&i);
+            RtpHeader {
+                marker: false,
+                payload_type: if event { 101 } else { 0 },
+                sequence: i as u16,
+                // An event repeats the timestamp of its start.
+                timestamp: if event { 1600 } else { i * 160 },
+                ssrc: Ssrc(0xaa),
+            }
+            .write(&[0; 4], &mut v);
+            s.on_rtp(t0 + FRAME * i, &RtpPacket::parse(&v).expect("valid"));
+        }
+        assert!(s.stats().jitter_ms < 0.001);
+        assert_eq!(s.stats().packets_lost, 0);
+    }
+
+    #[test]
+    fn mos_reflects_loss() {
+        let t0 = Instant::now();
+        let mut s = session(t0);
+        let seqs: Vec<u16> = (0..1000).filter(|n| n % 20 != 7).collect();
+        feed_seqs(&mut s, t0, 0xaa, &seqs);
+        let st = s.stats();
+        assert!(
+            (st.loss_fraction - 0.05).abs() < 0.002,
+            "{}",
+            st.loss_fraction
+        );
+        let mos = st.mos.expect("received");
+        assert!(mos < 4.0 && mos > 3.0, "{mos}");
+        assert_eq!(session(t0).stats().mos, None);
+        let json = serde_json::to_string(&st).expect("serialises");
+        assert!(json.contains("\"mos\""));
+    }
+}
