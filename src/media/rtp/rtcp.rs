@@ -163,9 +163,13 @@ impl NtpTime {
     pub fn middle32(self) -> u32 {
         (self.0 >> 16) as u32
     }
+}
+
+impl std::ops::Add<Duration> for NtpTime {
+    type Output = NtpTime;
 
     /// This time plus `d`, wrapping at the end of the NTP era.
-    pub fn add(self, d: Duration) -> NtpTime {
+    fn add(self, d: Duration) -> NtpTime {
         NtpTime(self.0.wrapping_add(NtpTime::from_duration(d).0))
     }
 }
@@ -668,7 +672,7 @@ mod tests {
             compact_to_duration(0x0001_8000),
             Duration::from_millis(1_500)
         );
-        let later = t.add(Duration::from_millis(250));
+        let later = t + Duration::from_millis(250);
         assert_eq!(later.middle32() - t.middle32(), 0x4000);
     }
 }

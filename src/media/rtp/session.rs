@@ -582,8 +582,7 @@ impl RtpSession {
 
     /// Our NTP time at `now`.
     pub fn ntp_at(&self, now: Instant) -> NtpTime {
-        self.ntp_epoch
-            .add(now.saturating_duration_since(self.epoch))
+        self.ntp_epoch + now.saturating_duration_since(self.epoch)
     }
 
     fn on_report_block(&mut self, now: Instant, b: &ReportBlock) {
@@ -1223,7 +1222,7 @@ mod tests {
         let mut s = session(t0);
         let mut now = t0;
         let mut out: Vec<RtpHeader> = Vec::new();
-        let mut forward = |s: &mut RtpSession, now: Instant, ssrc: u32, seq: u16, ts: u32| {
+        let forward = |s: &mut RtpSession, now: Instant, ssrc: u32, seq: u16, ts: u32| {
             let mut buf = packet(ssrc, seq, ts);
             let h = s.rewrite(now, &mut buf).expect("valid");
             let p = RtpPacket::parse(&buf).expect("still valid");
