@@ -8,6 +8,7 @@
 //! * a new remote SSRC (re-INVITE, a PBX switching streams) runs its own probation next to the
 //!   current source; once it validates, the old source's counts are folded into the leg
 //!   totals and the new one starts from a clean state, with no loss counted for the switch.
+//!   Packets of the old SSRC still in flight (for 250 ms) do not switch back.
 //! * expected / lost / fraction lost (§A.3) and interarrival jitter (§A.8) in timestamp units
 //!   at the payload clock rate ([`RtpSession::set_clock_rate`]). A transit jump of more than
 //!   3 s is taken as a timestamp discontinuity of the sender, not as jitter.
@@ -50,6 +51,9 @@ const MAX_MISORDER: u16 = 100;
 const RTP_SEQ_MOD: u32 = 1 << 16;
 /// Transit jumps beyond this many seconds are sender discontinuities, not jitter.
 const TRANSIT_JUMP_SECS: u32 = 3;
+/// After a switch of remote SSRC, packets of the old SSRC still in flight do not switch back
+/// for this long.
+const RETIRED_HOLD_OFF: Duration = Duration::from_millis(250);
 
 /// How an [`RtpSession`] is set up.
 #[derive(Debug, Clone, PartialEq)]
@@ -123,6 +127,8 @@ pub struct RtpSession {
     // Receive side.
     source: Option<Source>,
     candidate: Option<Source>,
+    /// The SSRC replaced by the current source, and when.
+    retired: Option<(Ssrc, Instant)>,
     received_packets: u64,
     received_octets: u64,
     /// Expected, lost and duplicate counts of sources no longer current.
@@ -179,7 +185,6 @@ struct SendState {
     seq: u16,
     ts: u32,
     ts_at: Option<Instant>,
-    last_at: Option<Instant>,
     packets: u64,
     octets: u64,
     mode: SendMode,
@@ -235,6 +240,7 @@ impl RtpSession {
             rng,
             source: None,
             candidate: None,
+            retired: None,
             received_packets: 0,
             received_octets: 0,
             folded_expected: 0,
@@ -249,7 +255,6 @@ impl RtpSession {
                 seq: seq.wrapping_sub(1),
                 ts,
                 ts_at: None,
-                last_at: None,
                 packets: 0,
                 octets: 0,
                 mode: SendMode::Idle,
@@ -328,7 +333,14 @@ impl RtpSession {
             return;
         }
 
-        // Another SSRC: probation next to the current source.
+        // Another SSRC: probation next to the current source, unless it is the tail of the
+        // source just replaced.
+        if let Some((old, at)) = self.retired
+            && old == ssrc
+            && now.saturating_duration_since(at) < RETIRED_HOLD_OFF
+        {
+            return;
+        }
         let cand = match &mut self.candidate {
             Some(c) if c.ssrc == ssrc => c,
             slot => slot.insert(Source::new(ssrc, seq)),
@@ -343,6 +355,7 @@ impl RtpSession {
             let new = self.candidate.take();
             if let Some(old) = self.source.take() {
                 self.fold(&old);
+                self.retired = Some((old.ssrc, now));
             }
             self.source = new;
         }
@@ -665,7 +678,6 @@ impl RtpSession {
             s.ts_at = Some(now);
         }
         s.started = true;
-        s.last_at = Some(now);
         s.packets += 1;
         s.octets += payload_len as u64;
         self.sent_since_report = true;
@@ -1037,6 +1049,24 @@ mod tests {
         assert_eq!(b.ssrc, Ssrc(0xbb));
         assert_eq!(b.highest_seq, 40_049);
         assert_eq!(b.cumulative_lost, 0);
+    }
+
+    #[test]
+    fn late_packets_of_the_old_ssrc_do_not_switch_back() {
+        let t0 = Instant::now();
+        let mut s = session(t0);
+        feed_seqs(&mut s, t0, 0xaa, &[1, 2, 3, 4]);
+        feed_seqs(&mut s, t0 + FRAME * 4, 0xbb, &[500, 501]);
+        // 6 and 7 of the old source were delayed in the network.
+        feed_seqs(&mut s, t0 + FRAME * 6, 0xaa, &[6, 7]);
+        feed_seqs(&mut s, t0 + FRAME * 8, 0xbb, &[502, 503]);
+        let st = s.stats();
+        assert_eq!(st.remote_ssrc, Some(Ssrc(0xbb)));
+        assert_eq!(st.packets_lost, 0);
+        // The old source may come back for real later (end of music on hold).
+        feed_seqs(&mut s, t0 + Duration::from_secs(5), 0xaa, &[100, 101, 102]);
+        assert_eq!(s.stats().remote_ssrc, Some(Ssrc(0xaa)));
+        assert_eq!(s.stats().packets_lost, 0);
     }
 
     #[test]
