@@ -241,7 +241,11 @@ mod tests {
                 skipped: 96
             }
         );
-        assert_eq!(clock.next_deadline(), now + PERIOD, "re-anchored on the same grid");
+        assert_eq!(
+            clock.next_deadline(),
+            now + PERIOD,
+            "re-anchored on the same grid"
+        );
         let stats = clock.stats();
         assert_eq!(stats.skip_events, 1);
         assert_eq!(stats.skipped, 96);

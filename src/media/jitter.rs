@@ -392,9 +392,7 @@ impl JitterBuffer {
                 .is_some_and(|&next| self.slots[next].ts - (head_ts + duration) < step);
             let overfull = self.buffered_us(head_ts) > self.max_us + 2 * step_us;
             let drop = next_due
-                && (e > 2 * step_us
-                    || overfull
-                    || (e > step_us && head_pt == PT_COMFORT_NOISE));
+                && (e > 2 * step_us || overfull || (e > step_us && head_pt == PT_COMFORT_NOISE));
             if drop {
                 self.release_head();
                 self.cursor = Some(head_ts + duration);
@@ -489,7 +487,7 @@ impl JitterBuffer {
         let transit = now_us - stream.ts_us(ts, clock_rate);
         if seq_delta > 0 {
             let ts_step = ts - stream.ts;
-            if seq_delta == 1 && ts_step > 0 && ts_step <= MAX_PACKET_FRAMES * step {
+            if seq_delta == 1 && !marker && ts_step > 0 && ts_step <= MAX_PACKET_FRAMES * step {
                 stream.packet_units = ts_step;
             }
             stream.seen = if seq_delta >= SEEN_WINDOW {
@@ -601,7 +599,8 @@ impl JitterBuffer {
         }
     }
 
-    /// Timestamp units covered by the head packet.
+    /// Timestamp units covered by the head packet: the step to the next packet if that is the
+    /// next sequence number and no new talk spurt, else the last such step seen.
     fn head_duration(&self) -> i64 {
         let fallback = self.stream.as_ref().map_or(self.step, |s| s.packet_units);
         let (Some(&head), Some(&next)) = (self.queue.front(), self.queue.get(1)) else {
@@ -609,7 +608,12 @@ impl JitterBuffer {
         };
         let (head, next) = (&self.slots[head], &self.slots[next]);
         let units = next.ts - head.ts;
-        if next.seq == head.seq + 1 && units > 0 && units <= MAX_PACKET_FRAMES * self.step {
+        // The step to a marker packet includes a silence, not just this packet.
+        if next.seq == head.seq + 1
+            && !next.marker
+            && units > 0
+            && units <= MAX_PACKET_FRAMES * self.step
+        {
             units
         } else {
             fallback
@@ -774,4 +778,601 @@ impl MinWindow {
 
 fn duration_us(d: Duration) -> i64 {
     i64::try_from(d.as_micros()).unwrap_or(i64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const RATE: u32 = 8000;
+    const STEP: u32 = 160;
+    const FRAME: Duration = Duration::from_millis(20);
+
+    struct XorShift(u64);
+
+    impl XorShift {
+        fn next(&mut self) -> u64 {
+            let mut x = self.0;
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            self.0 = x;
+            x
+        }
+
+        fn below(&mut self, n: u64) -> u64 {
+            self.next() % n
+        }
+
+        fn percent(&mut self, p: u64) -> bool {
+            self.below(100) < p
+        }
+    }
+
+    #[derive(Debug, Clone, Copy)]
+    struct Sent {
+        at: Duration,
+        seq: u16,
+        ts: u32,
+        marker: bool,
+        payload_type: u8,
+    }
+
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    enum Out {
+        Packet(u32),
+        Missing,
+        Empty,
+    }
+
+    /// `n` packets of `units` timestamp units each; packet `i` leaves at `i·ptime·scale`
+    /// (scale < 1: the sender's clock is fast) and arrives after `delay(i)` (None: lost).
+    fn send(
+        n: usize,
+        units: u32,
+        seq0: u16,
+        ts0: u32,
+        scale: f64,
+        mut delay: impl FnMut(usize) -> Option<Duration>,
+    ) -> Vec<Sent> {
+        let ptime_us = f64::from(units) * 1_000_000.0 / f64::from(RATE);
+        let mut sent: Vec<Sent> = (0..n)
+            .filter_map(|i| {
+                let d = delay(i)?;
+                let leave = Duration::from_micros((i as f64 * ptime_us * scale).round() as u64);
+                Some(Sent {
+                    at: leave + d,
+                    seq: seq0.wrapping_add(i as u16),
+                    ts: ts0.wrapping_add(units.wrapping_mul(i as u32)),
+                    marker: i == 0,
+                    payload_type: 0,
+                })
+            })
+            .collect();
+        sent.sort_by_key(|s| s.at);
+        sent
+    }
+
+    /// The receiving side: a 20 ms tick at `phase + k·20 ms`; at each tick it pushes what has
+    /// arrived, then pops until it holds a frame of decoded audio (`units` per packet,
+    /// `consumed` called when `hint`).
+    struct Receiver {
+        jb: JitterBuffer,
+        t0: Instant,
+        next: usize,
+        tick: u32,
+        backlog: u32,
+        max_depth: usize,
+        out: Vec<Out>,
+    }
+
+    impl Receiver {
+        fn new(config: JitterConfig) -> Self {
+            Self {
+                jb: JitterBuffer::new(config, RATE, STEP),
+                t0: Instant::now(),
+                next: 0,
+                tick: 0,
+                backlog: 0,
+                max_depth: 0,
+                out: Vec::new(),
+            }
+        }
+
+        fn run(&mut self, sent: &[Sent], ticks: u32, units: u32, hint: bool) {
+            for _ in 0..ticks {
+                let now = self.t0 + Duration::from_millis(5) + FRAME * self.tick;
+                self.tick += 1;
+                while let Some(s) = sent.get(self.next).filter(|s| self.t0 + s.at <= now) {
+                    let payload = s.ts.to_be_bytes();
+                    self.jb
+                        .push(now, s.seq, s.ts, s.payload_type, s.marker, &payload);
+                    self.next += 1;
+                }
+                self.max_depth = self.max_depth.max(self.jb.stats().depth);
+                while self.backlog < STEP {
+                    match self.jb.pop(now) {
+                        Pop::Packet {
+                            timestamp, payload, ..
+                        } => {
+                            assert_eq!(payload, timestamp.to_be_bytes(), "payload of {timestamp}");
+                            self.out.push(Out::Packet(timestamp));
+                            self.backlog += units;
+                            if hint {
+                                self.jb.consumed(units);
+                            }
+                        }
+                        Pop::Missing => {
+                            self.out.push(Out::Missing);
+                            self.backlog += STEP;
+                        }
+                        Pop::Empty => {
+                            self.out.push(Out::Empty);
+                            break;
+                        }
+                    }
+                }
+                self.backlog = self.backlog.saturating_sub(STEP);
+            }
+        }
+
+        fn count(&self, what: Out) -> usize {
+            self.out.iter().filter(|&&o| o == what).count()
+        }
+
+        fn played(&self) -> Vec<u32> {
+            self.out
+                .iter()
+                .filter_map(|o| match o {
+                    Out::Packet(ts) => Some(*ts),
+                    _ => None,
+                })
+                .collect()
+        }
+
+        /// The outputs with leading and trailing `Empty` trimmed.
+        fn core(&self) -> &[Out] {
+            let first = self.out.iter().position(|&o| o != Out::Empty).unwrap_or(0);
+            let last = self.out.iter().rposition(|&o| o != Out::Empty).unwrap_or(0);
+            &self.out[first..=last]
+        }
+    }
+
+    fn fixed_60ms() -> JitterConfig {
+        JitterConfig {
+            min_delay: Duration::from_millis(60),
+            ..JitterConfig::default()
+        }
+    }
+
+    fn constant(ms: u64) -> impl FnMut(usize) -> Option<Duration> {
+        move |_| Some(Duration::from_millis(ms))
+    }
+
+    fn uniform(rng: &mut XorShift, max_ms: u64) -> Duration {
+        Duration::from_micros(rng.below(max_ms * 1000))
+    }
+
+    fn ts_of(i: usize) -> u32 {
+        1000 + STEP * i as u32
+    }
+
+    #[test]
+    fn steady_stream_plays_every_packet_in_order_after_the_initial_delay() {
+        let sent = send(100, STEP, 7, 1000, 1.0, constant(30));
+        let mut rx = Receiver::new(fixed_60ms());
+        rx.run(&sent, 120, STEP, false);
+        // First packet arrives at 30 ms, is due at 90 ms: ticks at 5..85 ms give Empty.
+        assert_eq!(&rx.out[..5], &[Out::Empty; 5]);
+        assert_eq!(rx.out[5], Out::Packet(ts_of(0)));
+        let expected: Vec<u32> = (0..100).map(ts_of).collect();
+        assert_eq!(rx.played(), expected);
+        // The end of the stream: three frames concealed, then idle.
+        assert_eq!(
+            &rx.out[105..109],
+            &[Out::Missing, Out::Missing, Out::Missing, Out::Empty]
+        );
+        assert_eq!(rx.count(Out::Missing), 3);
+        let stats = rx.jb.stats();
+        assert_eq!((stats.played, stats.concealed, stats.late), (100, 3, 0));
+        assert_eq!((stats.adjust_drops, stats.adjust_inserts), (0, 0));
+        assert_eq!(stats.talk_spurts, 1);
+        assert_eq!(stats.target_delay, Duration::from_millis(60));
+    }
+
+    #[test]
+    fn random_loss_is_concealed_one_frame_per_lost_packet() {
+        let n = 3000;
+        let mut rng = XorShift(0x1234_5678);
+        let mut lost = vec![false; n];
+        for i in 1..n - 1 {
+            let run = lost[i.saturating_sub(3)..i].iter().filter(|&&l| l).count();
+            lost[i] = rng.percent(5) && run < 3;
+        }
+        let lost_count = lost.iter().filter(|&&l| l).count();
+        assert!(lost_count > 100, "5 % of 3000");
+        let sent = send(n, STEP, 0, 1000, 1.0, |i| {
+            (!lost[i]).then_some(Duration::from_millis(30))
+        });
+        let mut rx = Receiver::new(fixed_60ms());
+        rx.run(&sent, n as u32 + 20, STEP, false);
+        let expected: Vec<Out> = (0..n)
+            .map(|i| {
+                if lost[i] {
+                    Out::Missing
+                } else {
+                    Out::Packet(ts_of(i))
+                }
+            })
+            .chain([Out::Missing; 3])
+            .collect();
+        assert_eq!(rx.core(), &expected[..]);
+        let stats = rx.jb.stats();
+        assert_eq!(stats.concealed as usize, lost_count + 3);
+        assert_eq!(stats.played as usize, n - lost_count);
+        assert_eq!(
+            (stats.late, stats.adjust_drops, stats.adjust_inserts),
+            (0, 0, 0)
+        );
+    }
+
+    #[test]
+    fn loss_burst_longer_than_three_frames_goes_empty_then_resumes() {
+        let sent = send(100, STEP, 0, 1000, 1.0, |i| {
+            (!(50..60).contains(&i)).then_some(Duration::from_millis(30))
+        });
+        let mut rx = Receiver::new(fixed_60ms());
+        rx.run(&sent, 120, STEP, false);
+        let core = rx.core();
+        assert_eq!(core[49], Out::Packet(ts_of(49)));
+        assert_eq!(&core[50..53], &[Out::Missing; 3]);
+        assert_eq!(&core[53..60], &[Out::Empty; 7]);
+        assert_eq!(core[60], Out::Packet(ts_of(60)), "resumes on time");
+        let stats = rx.jb.stats();
+        assert_eq!(stats.talk_spurts, 2);
+        assert_eq!(stats.played, 90);
+    }
+
+    #[test]
+    fn adjacent_reordering_is_put_back_in_order() {
+        let n = 1000;
+        let mut rng = XorShift(42);
+        let mut late = vec![false; n];
+        let mut swaps = 0;
+        let mut i = 0;
+        while i < n - 1 {
+            if rng.percent(10) {
+                late[i] = true;
+                swaps += 1;
+                i += 2;
+            } else {
+                i += 1;
+            }
+        }
+        // A swapped packet leaves 25 ms late, after its successor.
+        let sent = send(n, STEP, 65_000, 1000, 1.0, |i| {
+            Some(Duration::from_millis(if late[i] { 55 } else { 30 }))
+        });
+        let mut rx = Receiver::new(JitterConfig::default());
+        rx.run(&sent, n as u32 + 20, STEP, false);
+        let expected: Vec<u32> = (0..n).map(ts_of).collect();
+        assert_eq!(rx.played(), expected);
+        let stats = rx.jb.stats();
+        assert_eq!(stats.reordered, swaps);
+        assert_eq!((stats.late, stats.concealed, stats.duplicates), (0, 3, 0));
+    }
+
+    #[test]
+    fn duplicates_are_dropped_and_counted() {
+        let n = 1000;
+        let mut rng = XorShift(7);
+        let mut sent = send(n, STEP, 100, 1000, 1.0, constant(30));
+        let mut copies = Vec::new();
+        for s in &sent {
+            if rng.percent(10) {
+                // Some copies arrive after the original was played.
+                let at = s.at + Duration::from_millis(5 + rng.below(100));
+                copies.push(Sent { at, ..*s });
+            }
+        }
+        let dups = copies.len() as u64;
+        sent.extend(copies);
+        sent.sort_by_key(|s| s.at);
+        let mut rx = Receiver::new(fixed_60ms());
+        rx.run(&sent, n as u32 + 20, STEP, false);
+        let expected: Vec<u32> = (0..n).map(ts_of).collect();
+        assert_eq!(rx.played(), expected);
+        let stats = rx.jb.stats();
+        assert_eq!(stats.duplicates, dups);
+        assert_eq!((stats.late, stats.concealed), (0, 3));
+    }
+
+    #[test]
+    fn packet_after_its_playout_time_is_late_and_raises_the_target() {
+        let sent = send(100, STEP, 0, 1000, 1.0, |i| {
+            Some(Duration::from_millis(if i == 50 { 300 } else { 30 }))
+        });
+        let mut rx = Receiver::new(fixed_60ms());
+        rx.run(&sent, 80, STEP, false);
+        assert_eq!(rx.core()[50], Out::Missing);
+        let stats = rx.jb.stats();
+        assert_eq!((stats.late, stats.concealed), (1, 1));
+        assert!(
+            stats.target_delay > Duration::from_millis(200) - FRAME,
+            "{stats:?}"
+        );
+    }
+
+    #[test]
+    fn jittery_lossy_stream_plays_in_order_with_few_late_packets() {
+        let n = 3000;
+        let mut rng = XorShift(0xdead_beef);
+        let mut lost = 0usize;
+        let sent = send(n, STEP, 0, 1000, 1.0, |_| {
+            if rng.percent(5) {
+                lost += 1;
+                None
+            } else {
+                Some(uniform(&mut rng, 80))
+            }
+        });
+        let mut rx = Receiver::new(JitterConfig::default());
+        rx.run(&sent, n as u32 + 30, STEP, false);
+        let played = rx.played();
+        assert!(played.windows(2).all(|w| w[0] < w[1]), "in timestamp order");
+        let stats = rx.jb.stats();
+        assert!(stats.late < 30, "{stats:?}");
+        assert!(stats.played as usize >= n - lost - stats.late as usize - 10);
+        assert!(stats.target_delay >= Duration::from_millis(80), "{stats:?}");
+        assert!(
+            stats.target_delay <= Duration::from_millis(200),
+            "{stats:?}"
+        );
+        assert!(rx.max_depth <= 12, "depth {}", rx.max_depth);
+    }
+
+    fn drift_run(scale: f64, seed: u64) -> (JitterStats, usize) {
+        // Ten minutes of the sender's clock, jitter 0–80 ms.
+        let n = 30_000;
+        let mut rng = XorShift(seed);
+        let sent = send(n, STEP, 0, 1000, scale, |_| Some(uniform(&mut rng, 80)));
+        let mut rx = Receiver::new(JitterConfig::default());
+        rx.run(&sent, (n as f64 * scale) as u32 + 30, STEP, false);
+        let played = rx.played();
+        assert!(played.windows(2).all(|w| w[0] < w[1]), "in timestamp order");
+        (rx.jb.stats(), rx.max_depth)
+    }
+
+    #[test]
+    fn sender_clock_half_percent_fast_is_held_by_dropping_frames() {
+        let (stats, max_depth) = drift_run(1.0 / 1.005, 11);
+        // 0.5 % of 10 min is 3 s, 150 frames too many.
+        assert!((140..=175).contains(&stats.adjust_drops), "{stats:?}");
+        assert!(stats.adjust_inserts < 20, "{stats:?}");
+        assert!(max_depth <= 14, "depth {max_depth}");
+        assert!(stats.late < 60, "{stats:?}");
+    }
+
+    #[test]
+    fn sender_clock_half_percent_slow_is_held_by_inserting_frames() {
+        let (stats, max_depth) = drift_run(1.0 / 0.995, 12);
+        assert!((140..=175).contains(&stats.adjust_inserts), "{stats:?}");
+        assert!(stats.adjust_drops < 20, "{stats:?}");
+        assert!(max_depth <= 14, "depth {max_depth}");
+        assert!(stats.late < 60, "{stats:?}");
+    }
+
+    #[test]
+    fn talk_spurt_pause_and_restart_reanchors_without_missing_burst() {
+        // 50 packets, 2 s of silence (the timestamp runs on), 50 packets with the marker.
+        let mut sent = send(50, STEP, 0, 1000, 1.0, constant(30));
+        let second = send(50, STEP, 50, ts_of(150), 1.0, constant(30));
+        sent.extend(second.into_iter().map(|s| Sent {
+            at: s.at + FRAME * 150,
+            ..s
+        }));
+        let mut rx = Receiver::new(fixed_60ms());
+        rx.run(&sent, 230, STEP, false);
+        let core = rx.core();
+        assert_eq!(
+            &core[50..54],
+            &[Out::Missing, Out::Missing, Out::Missing, Out::Empty]
+        );
+        assert_eq!(core[150], Out::Packet(ts_of(150)), "second spurt on time");
+        assert!(core[54..150].iter().all(|&o| o == Out::Empty));
+        assert!(core[150..200].iter().all(|&o| matches!(o, Out::Packet(_))));
+        let stats = rx.jb.stats();
+        // Three frames concealed at the end of each spurt.
+        assert_eq!(
+            (stats.talk_spurts, stats.played, stats.concealed),
+            (2, 100, 6)
+        );
+    }
+
+    #[test]
+    fn short_pause_before_a_marker_gives_empty_not_missing() {
+        let mut sent = send(50, STEP, 0, 1000, 1.0, constant(30));
+        let second = send(50, STEP, 50, ts_of(52), 1.0, constant(30));
+        sent.extend(second.into_iter().map(|s| Sent {
+            at: s.at + FRAME * 52,
+            ..s
+        }));
+        let mut rx = Receiver::new(fixed_60ms());
+        rx.run(&sent, 120, STEP, false);
+        let core = rx.core();
+        assert_eq!(&core[50..52], &[Out::Empty, Out::Empty]);
+        assert_eq!(core[52], Out::Packet(ts_of(52)));
+        let stats = rx.jb.stats();
+        assert_eq!((stats.talk_spurts, stats.played), (2, 100));
+        assert_eq!(stats.concealed, 3, "only at the very end");
+    }
+
+    #[test]
+    fn reset_then_new_source_starts_a_new_timeline() {
+        let first = send(50, STEP, 0, 1000, 1.0, constant(30));
+        let mut rx = Receiver::new(fixed_60ms());
+        rx.run(&first, 40, STEP, false);
+        let queued = rx.jb.stats().depth as u64;
+        assert!(queued > 0);
+        rx.jb.reset();
+        assert_eq!(rx.jb.stats().dropped, queued);
+        assert_eq!(rx.jb.pop(rx.t0 + FRAME * 40), Pop::Empty);
+        // A new SSRC: unrelated sequence numbers and timestamps, from 1 s on.
+        let second: Vec<Sent> = send(50, STEP, 40_000, 3_000_000_000, 1.0, constant(30))
+            .into_iter()
+            .map(|s| Sent {
+                at: s.at + Duration::from_secs(1),
+                ..s
+            })
+            .collect();
+        let mut rx2 = Receiver {
+            out: Vec::new(),
+            next: 0,
+            ..rx
+        };
+        rx2.run(&second, 100, STEP, false);
+        let expected: Vec<u32> = (0..50).map(|i| 3_000_000_000 + STEP * i).collect();
+        assert_eq!(rx2.played(), expected);
+        let stats = rx2.jb.stats();
+        assert_eq!(
+            (stats.late, stats.talk_spurts, stats.timeline_jumps),
+            (0, 2, 0)
+        );
+    }
+
+    #[test]
+    fn timestamp_jump_without_reset_is_remapped_and_plays_on() {
+        let mut sent = send(50, STEP, 0, 1000, 1.0, constant(30));
+        // Same sequence space, a new timestamp origin (another source behind the same SSRC).
+        let second = send(50, STEP, 50, 0x8000_0000, 1.0, constant(30));
+        sent.extend(second.into_iter().map(|s| Sent {
+            at: s.at + FRAME * 50,
+            marker: false,
+            ..s
+        }));
+        let mut rx = Receiver::new(fixed_60ms());
+        rx.run(&sent, 120, STEP, false);
+        let expected: Vec<u32> = (0..50)
+            .map(ts_of)
+            .chain((0..50).map(|i| 0x8000_0000 + STEP * i))
+            .collect();
+        assert_eq!(rx.played(), expected);
+        assert_eq!(
+            rx.core()[..100]
+                .iter()
+                .filter(|&&o| o == Out::Missing)
+                .count(),
+            0
+        );
+        let stats = rx.jb.stats();
+        assert_eq!(
+            (stats.timeline_jumps, stats.late, stats.concealed),
+            (1, 0, 3)
+        );
+    }
+
+    #[test]
+    fn forty_ms_packets_are_returned_once_and_cover_two_ticks() {
+        let sent = send(100, 2 * STEP, 0, 1000, 1.0, constant(30));
+        let mut rx = Receiver::new(fixed_60ms());
+        rx.run(&sent, 220, 2 * STEP, false);
+        let expected: Vec<u32> = (0..100).map(|i| 1000 + 2 * STEP * i).collect();
+        assert_eq!(rx.played(), expected);
+        let stats = rx.jb.stats();
+        assert_eq!(
+            (stats.concealed, stats.adjust_inserts, stats.adjust_drops),
+            (3, 0, 0)
+        );
+        assert_eq!(
+            rx.core()[..100]
+                .iter()
+                .filter(|&&o| o == Out::Missing)
+                .count(),
+            0
+        );
+    }
+
+    #[test]
+    fn ten_ms_packets_are_returned_two_per_tick_and_a_lost_one_is_not_concealed() {
+        let sent = send(200, STEP / 2, 0, 1000, 1.0, |i| {
+            (i != 101).then_some(Duration::from_millis(30))
+        });
+        let mut rx = Receiver::new(fixed_60ms());
+        rx.run(&sent, 110, STEP / 2, false);
+        let expected: Vec<u32> = (0..200)
+            .filter(|&i| i != 101)
+            .map(|i| 1000 + STEP / 2 * i)
+            .collect();
+        assert_eq!(rx.played(), expected);
+        assert_eq!(
+            rx.core()[..199]
+                .iter()
+                .filter(|&&o| o == Out::Missing)
+                .count(),
+            0
+        );
+    }
+
+    #[test]
+    fn consumed_hint_sets_the_duration_when_it_cannot_be_inferred() {
+        // 40 ms packets whose sequence numbers step by 2: the duration is never inferred.
+        let sent: Vec<Sent> = send(50, 2 * STEP, 0, 1000, 1.0, constant(30))
+            .into_iter()
+            .map(|s| Sent {
+                seq: s.seq.wrapping_mul(2),
+                ..s
+            })
+            .collect();
+        let mut with_hint = Receiver::new(fixed_60ms());
+        with_hint.run(&sent, 110, 2 * STEP, true);
+        assert_eq!(with_hint.played().len(), 50);
+        assert_eq!(with_hint.jb.stats().concealed, 3, "only at the end");
+        let mut without = Receiver::new(fixed_60ms());
+        without.run(&sent, 110, 2 * STEP, false);
+        assert!(
+            without.jb.stats().concealed > 3,
+            "half of each packet taken as lost"
+        );
+    }
+
+    #[test]
+    fn overflow_drops_the_oldest_packet() {
+        let mut jb = JitterBuffer::new(JitterConfig::default(), RATE, STEP);
+        let now = Instant::now();
+        for i in 0..60u16 {
+            jb.push(now, i, u32::from(i) * STEP, 0, false, &[0; 160]);
+        }
+        let stats = jb.stats();
+        assert_eq!((stats.depth, stats.dropped), (50, 10));
+        // The oldest went: playout starts at packet 10.
+        let Pop::Packet { timestamp, .. } = jb.pop(now + Duration::from_millis(60)) else {
+            panic!("expected a packet");
+        };
+        assert_eq!(timestamp, 10 * STEP);
+    }
+
+    #[test]
+    fn oversized_payload_is_dropped() {
+        let mut jb = JitterBuffer::new(JitterConfig::default(), RATE, STEP);
+        jb.push(Instant::now(), 1, 0, 0, false, &vec![0; MAX_PAYLOAD + 1]);
+        assert_eq!((jb.stats().dropped, jb.stats().depth), (1, 0));
+    }
+
+    #[test]
+    fn config_validation_names_the_problem() {
+        assert_eq!(JitterConfig::default().validate(), Ok(()));
+        let swapped = JitterConfig {
+            min_delay: Duration::from_millis(300),
+            ..JitterConfig::default()
+        };
+        assert!(matches!(
+            swapped.validate(),
+            Err(JitterError::MinAboveMax { .. })
+        ));
+        let no_room = JitterConfig {
+            max_packets: 0,
+            ..JitterConfig::default()
+        };
+        assert_eq!(no_room.validate(), Err(JitterError::NoPackets));
+    }
 }
