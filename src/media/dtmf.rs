@@ -371,14 +371,14 @@ impl EventReceiver {
         {
             return; // a retransmitted end or late packet of a reported event
         }
-        if let Some(cur) = self.current {
-            if cur.timestamp != timestamp {
-                if self.is_stale(timestamp, cur.timestamp) {
-                    return; // reordered packet of an older event
-                }
-                // A newer event started before this one's end arrived.
-                self.finish(cur, false);
+        if let Some(cur) = self.current
+            && cur.timestamp != timestamp
+        {
+            if self.is_stale(timestamp, cur.timestamp) {
+                return; // reordered packet of an older event
             }
+            // A newer event started before this one's end arrived.
+            self.finish(cur, false);
         }
         let mut cur = match self.current {
             Some(cur) => cur,

@@ -31,7 +31,7 @@ pub const NORMAL_TWIST_DB: f32 = 8.0;
 /// Most the high-group tone may be stronger than the low-group tone (ITU-T Q.24: 4 dB).
 pub const REVERSE_TWIST_DB: f32 = 4.0;
 /// The share of the block's energy that the two tones must hold.
-pub const TONE_TO_TOTAL_ENERGY: f32 = 0.7;
+pub const TONE_TO_TOTAL_ENERGY: f32 = 0.8;
 /// Block length at 8 kHz.
 const BLOCK_8K: usize = 102;
 
@@ -363,6 +363,19 @@ mod tests {
                     digit.to_string(),
                     "{digit} at {rate} Hz"
                 );
+            }
+        }
+    }
+
+    #[test]
+    fn forty_ms_digit_in_noise_and_mulaw_is_found_at_every_offset() {
+        for lead in 0..BLOCK_8K + 1 {
+            for digit in [Digit::D1, Digit::D0, Digit::D] {
+                let t = tone(digit, 8000, 40, -20.0, 0.0);
+                let mut x = padded(8000, 160 + lead, &t);
+                add_noise(&mut x, rms(&t) / 10f32.powf(15.0 / 20.0), 7 + lead as u64);
+                let pcm: Vec<i16> = to_pcm(&x).into_iter().map(mulaw_round_trip).collect();
+                assert_eq!(detect(8000, &pcm), digit.to_string(), "{digit} lead {lead}");
             }
         }
     }
