@@ -83,6 +83,12 @@ fn sat(x: i32) -> i32 {
     x.clamp(-32768, 32767)
 }
 
+/// Q15 multiplication: `a · b / 2^15`, rounding towards −∞ as the recommendation's shifts do.
+#[inline]
+fn mul15(a: i32, b: i32) -> i32 {
+    (a * b) >> 15
+}
+
 /// The 12 most recent values of one QMF polyphase branch, newest first, kept twice over so
 /// the window is always one contiguous slice.
 #[derive(Debug, Clone)]
@@ -158,7 +164,7 @@ impl Band {
     /// the code just sent and converts back to the linear domain.
     #[inline]
     fn adapt_scale(&mut self, multiplier: i32, nb_max: i32, shift_base: i32) {
-        self.nb = ((self.nb * 127 >> 7) + multiplier).clamp(0, nb_max);
+        self.nb = (((self.nb * 127) >> 7) + multiplier).clamp(0, nb_max);
         let mantissa = ILB[((self.nb >> 6) & 31) as usize];
         let shift = shift_base - (self.nb >> 11);
         let linear = if shift < 0 {
@@ -183,12 +189,12 @@ impl Band {
         let a1x4 = sat(self.a[1] << 2);
         let wd = if neg0 == neg1 { -a1x4 } else { a1x4 };
         let towards = if neg0 == neg2 { 128 } else { -128 };
-        let a2 = ((wd.min(32767) >> 7) + towards + (self.a[2] * 32512 >> 15)).clamp(-12288, 12288);
+        let a2 = ((wd.min(32767) >> 7) + towards + mul15(self.a[2], 32512)).clamp(-12288, 12288);
 
         // UPPOL1: first pole, bounded so the pole pair stays stable.
         let step = if neg0 == neg1 { 192 } else { -192 };
         let limit = sat(15360 - a2);
-        let a1 = sat(step + (self.a[1] * 32640 >> 15)).clamp(-limit, limit);
+        let a1 = sat(step + mul15(self.a[1], 32640)).clamp(-limit, limit);
 
         // UPZERO: sign-sign update of the six zeros, leak 1 − 2^-8.
         let gain = if dq == 0 { 0 } else { 128 };
@@ -199,7 +205,7 @@ impl Band {
             } else {
                 -gain
             };
-            self.b[i] = sat(towards + (self.b[i] * 32640 >> 15));
+            self.b[i] = sat(towards + mul15(self.b[i], 32640));
         }
 
         // DELAYA / DELAYL: age the histories.
@@ -210,11 +216,11 @@ impl Band {
         self.a = [0, a1, a2];
 
         // FILTEP: pole section on the reconstructed signal.
-        let sp = sat((self.a[1] * sat(self.r[1] + self.r[1]) >> 15)
-            + (self.a[2] * sat(self.r[2] + self.r[2]) >> 15));
+        let sp = sat(mul15(self.a[1], sat(self.r[1] + self.r[1]))
+            + mul15(self.a[2], sat(self.r[2] + self.r[2])));
         // FILTEZ: zero section on the quantised differences.
         let sz: i32 = (1..7)
-            .map(|i| self.b[i] * sat(self.d[i] + self.d[i]) >> 15)
+            .map(|i| mul15(self.b[i], sat(self.d[i] + self.d[i])))
             .sum();
         self.sz = sat(sz);
         // PREDIC.
@@ -224,7 +230,7 @@ impl Band {
     /// Lower band after QUANTL produced `code`: INVQAL, LOGSCL, SCALEL, block 4.
     fn update_lower(&mut self, code: u8) {
         let ril = usize::from(code >> 2);
-        let dq = self.det * QM4[ril] >> 15;
+        let dq = mul15(self.det, QM4[ril]);
         self.adapt_scale(WL[RL42[ril]], NBL_MAX, 8);
         self.predict(dq);
     }
@@ -233,7 +239,7 @@ impl Band {
     /// quantised difference.
     fn update_higher(&mut self, code: u8) -> i32 {
         let code = usize::from(code & 3);
-        let dq = self.det * QM2[code] >> 15;
+        let dq = mul15(self.det, QM2[code]);
         self.adapt_scale(WH[RH2[code]], NBH_MAX, 10);
         self.predict(dq);
         dq
@@ -358,7 +364,7 @@ impl G722Decoder {
         let ih = octet >> 6;
 
         // Lower band: INVQBL with the 6-bit table, RECONS, LIMIT; then adapt as the encoder.
-        let dl = self.lower.det * QM6[usize::from(il)] >> 15;
+        let dl = mul15(self.lower.det, QM6[usize::from(il)]);
         let rl = (self.lower.s + dl).clamp(-16384, 16383);
         self.lower.update_lower(il);
 
