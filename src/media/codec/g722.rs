@@ -12,7 +12,8 @@
 //! Arithmetic follows the recommendation's fixed-point operations (16-bit saturation,
 //! arithmetic shifts) so the bit stream interoperates with other implementations. PCM is
 //! 16-bit: the QMF scales its input and output so that full scale maps onto the 15-bit
-//! signal the ADPCM stages work on.
+//! signal the ADPCM stages work on. Encoder and decoder are bit-exact with FFmpeg's G.722
+//! (checked on speech and tones; a golden vector guards it in the tests).
 
 use super::{CodecError, CodecKind, Decoder, Encoder, RepeatConcealer, check_frame};
 
@@ -280,8 +281,8 @@ impl G722Encoder {
         self.second.push(i32::from(x1));
         let xa = self.second.filter(&H_EVEN);
         let xb = self.first.filter(&H_ODD);
-        let xl = (xa + xb) >> 13;
-        let xh = (xa - xb) >> 13;
+        let xl = (xa + xb) >> 14;
+        let xh = (xa - xb) >> 14;
 
         // Lower band: SUBTRA, QUANTL.
         let el = sat(xl - self.lower.s);
@@ -376,8 +377,8 @@ impl G722Decoder {
         // Receive QMF (§4.4).
         self.diff.push(rl - rh);
         self.sum.push(rl + rh);
-        let out0 = self.diff.filter(&H_EVEN) >> 12;
-        let out1 = self.sum.filter(&H_ODD) >> 12;
+        let out0 = self.diff.filter(&H_EVEN) >> 11;
+        let out1 = self.sum.filter(&H_ODD) >> 11;
         [sat(out0) as i16, sat(out1) as i16]
     }
 }
