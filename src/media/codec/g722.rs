@@ -178,6 +178,7 @@ impl Band {
 
     /// Block 4 (§3.6): reconstructs with the quantised difference `dq`, adapts the pole and
     /// zero coefficients and computes the next signal estimate.
+    #[inline]
     fn predict(&mut self, dq: i32) {
         // RECONS, PARREC.
         let r0 = sat(self.s + dq);
@@ -229,6 +230,7 @@ impl Band {
     }
 
     /// Lower band after QUANTL produced `code`: INVQAL, LOGSCL, SCALEL, block 4.
+    #[inline]
     fn update_lower(&mut self, code: u8) {
         let ril = usize::from(code >> 2);
         let dq = mul15(self.det, QM4[ril]);
@@ -238,6 +240,7 @@ impl Band {
 
     /// Higher band after QUANTH produced `code`: INVQAH, LOGSCH, SCALEH, block 4. Returns the
     /// quantised difference.
+    #[inline]
     fn update_higher(&mut self, code: u8) -> i32 {
         let code = usize::from(code & 3);
         let dq = mul15(self.det, QM2[code]);
@@ -288,10 +291,8 @@ impl G722Encoder {
         let el = sat(xl - self.lower.s);
         let magnitude = if el >= 0 { el } else { -(el + 1) };
         let det = self.lower.det;
-        let interval = Q6[1..]
-            .iter()
-            .position(|&q| magnitude < (q * det) >> 12)
-            .map_or(30, |i| i + 1);
+        // The interval whose decision levels enclose the magnitude (levels rise monotonically).
+        let interval = 1 + Q6[1..].partition_point(|&q| magnitude >= (q * det) >> 12);
         let il = if el < 0 { ILN[interval] } else { ILP[interval] };
         self.lower.update_lower(il);
 
