@@ -16,7 +16,8 @@
 //!   in `o=` and every `c=`, our port in the audio `m=`, ICE (RFC 8839) and `rtcp-mux`
 //!   (RFC 5761) removed.
 //! * codec intersection ([`SessionDescription::intersect_supported`]): PCMU, PCMA, G.722,
-//!   Opus (RFC 7587) and RFC 4733 telephone-event; other streams rejected with port 0 (RFC 3264 §6).
+//!   Opus (RFC 7587) and RFC 4733 telephone-event; other streams rejected with port 0
+//!   (RFC 3264 §6).
 //! * stable origin per leg with a version bump on change ([`LegOrigin`], RFC 3264 §8).
 //!
 //! "The audio stream" is the first `m=audio` line with a non-zero port: the relay anchors one
@@ -407,8 +408,8 @@ impl SessionDescription {
     }
 
     /// Keeps only the payload types we relay on the audio `m=` line (PCMU, PCMA, G.722,
-    /// opus/48000/2 and telephone-event/8000), in the offerer's order, dropping `rtpmap`/`fmtp`/`rtcp-fb` lines
-    /// of removed types. Every other stream (video, extra audio…) is rejected with port 0
+    /// opus/48000/2 and telephone-event/8000), in the offerer's order, dropping
+    /// `rtpmap`/`fmtp`/`rtcp-fb` lines of removed types. Every other stream (video, extra audio…) is rejected with port 0
     /// (RFC 3264 §6). Fails with [`SdpError::NoAudio`] without an audio stream and
     /// [`SdpError::NoCommonCodec`] if no audio codec (telephone-event alone does not count)
     /// survives; the description is then left unchanged.
