@@ -410,9 +410,10 @@ impl SessionDescription {
     /// Keeps only the payload types we relay on the audio `m=` line (PCMU, PCMA, G.722,
     /// opus/48000/2 and telephone-event/8000), in the offerer's order, dropping
     /// `rtpmap`/`fmtp`/`rtcp-fb` lines of removed types. Every other stream (video, extra
-    /// audio…) is rejected with port 0 (RFC 3264 §6). Fails with [`SdpError::NoAudio`] without an audio stream and
-    /// [`SdpError::NoCommonCodec`] if no audio codec (telephone-event alone does not count)
-    /// survives; the description is then left unchanged.
+    /// audio…) is rejected with port 0 (RFC 3264 §6). Fails with [`SdpError::NoAudio`]
+    /// without an audio stream and [`SdpError::NoCommonCodec`] if no audio codec
+    /// (telephone-event alone does not count) survives; the description is then left
+    /// unchanged.
     pub fn intersect_supported(&mut self) -> Result<(), SdpError> {
         let audio = self.audio_index().ok_or(SdpError::NoAudio)?;
         let codecs = self.codecs();
