@@ -15,8 +15,9 @@
 //! * rewriting for a plain RTP anchor ([`SessionDescription::rewrite_for_relay`]): our address
 //!   in `o=` and every `c=`, our port in the audio `m=`, ICE (RFC 8839) and `rtcp-mux`
 //!   (RFC 5761) removed.
-//! * codec intersection ([`SessionDescription::intersect_supported`]): PCMU, PCMA, G.722 and
-//!   RFC 4733 telephone-event; other streams rejected with port 0 (RFC 3264 §6).
+//! * codec intersection ([`SessionDescription::intersect_supported`]): PCMU, PCMA, G.722,
+//!   Opus (RFC 7587) and RFC 4733 telephone-event; other streams rejected with port 0
+//!   (RFC 3264 §6).
 //! * stable origin per leg with a version bump on change ([`LegOrigin`], RFC 3264 §8).
 //!
 //! "The audio stream" is the first `m=audio` line with a non-zero port: the relay anchors one
@@ -140,6 +141,8 @@ pub enum SupportedCodec {
     Pcma,
     /// G.722, static PT 9, RTP clock rate 8000 (RFC 3551 §4.5.2).
     G722,
+    /// Opus, dynamic PT, `opus/48000/2` (RFC 7587 §7).
+    Opus,
     /// RFC 4733 DTMF events, dynamic PT.
     TelephoneEvent,
 }
@@ -404,12 +407,13 @@ impl SessionDescription {
         }
     }
 
-    /// Keeps only the payload types we relay on the audio `m=` line (PCMU, PCMA, G.722 and
-    /// telephone-event/8000), in the offerer's order, dropping `rtpmap`/`fmtp`/`rtcp-fb` lines
-    /// of removed types. Every other stream (video, extra audio…) is rejected with port 0
-    /// (RFC 3264 §6). Fails with [`SdpError::NoAudio`] without an audio stream and
-    /// [`SdpError::NoCommonCodec`] if no audio codec (telephone-event alone does not count)
-    /// survives; the description is then left unchanged.
+    /// Keeps only the payload types we relay on the audio `m=` line (PCMU, PCMA, G.722,
+    /// opus/48000/2 and telephone-event/8000), in the offerer's order, dropping
+    /// `rtpmap`/`fmtp`/`rtcp-fb` lines of removed types. Every other stream (video, extra
+    /// audio…) is rejected with port 0 (RFC 3264 §6). Fails with [`SdpError::NoAudio`]
+    /// without an audio stream and [`SdpError::NoCommonCodec`] if no audio codec
+    /// (telephone-event alone does not count) survives; the description is then left
+    /// unchanged.
     pub fn intersect_supported(&mut self) -> Result<(), SdpError> {
         let audio = self.audio_index().ok_or(SdpError::NoAudio)?;
         let codecs = self.codecs();
@@ -718,13 +722,18 @@ impl Direction {
 }
 
 impl Codec {
-    /// Which relayed codec this is, if any: encoding name (case-insensitive), clock rate
-    /// 8000 and one channel must match.
+    /// Which relayed codec this is, if any: encoding name (case-insensitive) and, for PCMU,
+    /// PCMA, G.722 and telephone-event, clock rate 8000 and one channel; for Opus, clock rate
+    /// 48000 and two channels, as RFC 7587 §7 requires of every `opus` rtpmap.
     pub fn supported(&self) -> Option<SupportedCodec> {
+        let e = self.encoding.as_str();
+        if e.eq_ignore_ascii_case("opus") {
+            return (self.clock_rate == 48000 && self.channels == 2)
+                .then_some(SupportedCodec::Opus);
+        }
         if self.clock_rate != 8000 || self.channels != 1 {
             return None;
         }
-        let e = self.encoding.as_str();
         if e.eq_ignore_ascii_case("PCMU") {
             Some(SupportedCodec::Pcmu)
         } else if e.eq_ignore_ascii_case("PCMA") {
@@ -982,11 +991,11 @@ a=sendrecv\n";
         let mut sdp = parse(BARESIP_OFFER);
         sdp.intersect_supported().unwrap();
         let audio = sdp.audio().unwrap();
-        assert_eq!(audio.formats, ["111", "0", "8", "9", "101"]);
+        assert_eq!(audio.formats, ["96", "111", "0", "8", "9", "101"]);
         let names = attr_names(&audio.lines);
         assert!(
-            !names.contains(&"rtcp-fb".to_owned()),
-            "rtcp-fb of removed opus dropped"
+            names.contains(&"rtcp-fb".to_owned()),
+            "rtcp-fb of kept opus kept"
         );
         let rtpmaps: Vec<_> = audio
             .lines
@@ -997,12 +1006,15 @@ a=sendrecv\n";
         assert_eq!(
             rtpmaps,
             [
+                "a=rtpmap:96 opus/48000/2",
+                "a=fmtp:96 stereo=1;sprop-stereo=1",
                 "a=rtpmap:111 G722/8000",
                 "a=rtpmap:101 telephone-event/8000",
                 "a=fmtp:101 0-15"
             ]
         );
-        assert_eq!(sdp.codecs()[0].supported(), Some(SupportedCodec::G722));
+        assert_eq!(sdp.codecs()[0].supported(), Some(SupportedCodec::Opus));
+        assert_eq!(sdp.codecs()[1].supported(), Some(SupportedCodec::G722));
         // Video is rejected with port 0 but stays in place (RFC 3264 §6).
         assert_eq!(sdp.media.len(), 2);
         assert_eq!(sdp.media[1].port, 0);
@@ -1112,6 +1124,29 @@ a=sendrecv\n";
             !sdp.to_string().contains("rtpmap:99"),
             "wrong clock rate removed"
         );
+    }
+
+    #[test]
+    fn opus_is_supported_only_as_48000_hz_two_channels() {
+        let mut sdp = parse(
+            "v=0\r\no=- 1 1 IN IP4 1.2.3.4\r\ns=-\r\nc=IN IP4 1.2.3.4\r\nt=0 0\r\n\
+             m=audio 4000 RTP/AVP 96 97 98 101\r\na=rtpmap:96 OPUS/48000/2\r\n\
+             a=fmtp:96 useinbandfec=1\r\na=rtpmap:97 opus/48000\r\n\
+             a=rtpmap:98 opus/16000/2\r\na=rtpmap:101 telephone-event/8000\r\n",
+        );
+        let supported: Vec<_> = sdp.codecs().iter().map(Codec::supported).collect();
+        assert_eq!(
+            supported,
+            [
+                Some(SupportedCodec::Opus),
+                None,
+                None,
+                Some(SupportedCodec::TelephoneEvent)
+            ]
+        );
+        sdp.intersect_supported().unwrap();
+        assert_eq!(sdp.audio().unwrap().formats, ["96", "101"]);
+        assert!(sdp.to_string().contains("a=fmtp:96 useinbandfec=1\r\n"));
     }
 
     #[test]
