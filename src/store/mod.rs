@@ -25,6 +25,7 @@ mod bindings;
 mod calls;
 mod events;
 mod ids;
+mod recordings;
 mod users;
 mod writer;
 
@@ -43,6 +44,10 @@ pub use calls::{
 };
 pub use events::EventRecord;
 pub use ids::{CallId, CustomerId, LegId, SessionId};
+pub use recordings::{
+    EndedRecording, NewRecording, RECORDING_PURGE_INTERVAL, RecordingId, RecordingRecord,
+    RecordingState, RepairCounts,
+};
 pub use users::User;
 pub use writer::{StoreCmd, WriterHandle};
 
