@@ -1,5 +1,5 @@
 //! Persistence (DRIVER): users, registrar bindings, customers and their identities, sessions,
-//! call records with legs, and the durable event log (DESIGN §4, §5).
+//! call records with legs, call recordings, and the durable event log (DESIGN §4, §5).
 //!
 //! * One portable schema in `migrations/` runs unchanged on SQLite and PostgreSQL through
 //!   sqlx's `Any` driver: TEXT ids (UUIDv7 made in Rust), BIGINT Unix-millisecond times,
