@@ -32,6 +32,12 @@
 //! [shutdown]
 //! drain_timeout_secs = 10
 //! retry_after_secs = 30
+//!
+//! [recording]
+//! record_calls = false                     # `serve --record-calls` turns it on
+//! mixed_mono = false                       # also write a mixed mono companion file
+//! retention_days = 0                       # delete recordings older than this; 0 = keep
+//! sample_rate = 8000                       # 8000 or 16000
 //! ```
 //!
 //! Secrets (the nonce secret) come from the environment (`SWITCHBOARD_NONCE_SECRET`) or are
@@ -68,6 +74,7 @@ pub struct Config {
     pub rtp: RtpConfig,
     pub shutdown: ShutdownConfig,
     pub media: MediaConfig,
+    pub recording: RecordingConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -125,6 +132,18 @@ pub struct MediaConfig {
     /// Dialled numbers starting with this join the conference room named by the rest
     /// (`*81234` joins room `1234`); empty disables conferences.
     pub conference_prefix: String,
+/// `[recording]`: call recording (files under `<data_dir>/recordings/`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RecordingConfig {
+    /// Record every answered call (stereo: caller left, other party right).
+    pub record_calls: bool,
+    /// Also write a mixed mono companion file next to each stereo recording.
+    pub mixed_mono: bool,
+    /// Recordings older than this many days are deleted; 0 keeps them forever.
+    pub retention_days: u32,
+    /// Recording sample rate: 8000 or 16000.
+    pub sample_rate: u32,
 }
 
 /// A SIP listening socket, written `udp:IP:PORT` or `tcp:IP:PORT` (`udp:[::1]:5060`).
@@ -154,6 +173,7 @@ pub struct Settings {
     pub retry_after_secs: u32,
     pub media: MediaConfig,
     pub tone_region: crate::media::tone::ToneRegion,
+    pub recording: RecordingConfig,
 }
 
 fn default_data_dir() -> PathBuf {
@@ -201,6 +221,18 @@ fn default_drain_timeout_secs() -> u64 {
 fn default_retry_after_secs() -> u32 {
     30
 }
+fn default_record_calls() -> bool {
+    false
+}
+fn default_mixed_mono() -> bool {
+    false
+}
+fn default_retention_days() -> u32 {
+    0
+}
+fn default_recording_sample_rate() -> u32 {
+    8000
+}
 
 impl Default for Config {
     fn default() -> Self {
@@ -211,6 +243,7 @@ impl Default for Config {
             http: HttpConfig::default(),
             rtp: RtpConfig::default(),
             shutdown: ShutdownConfig::default(),
+            recording: RecordingConfig::default(),
         }
     }
 }
@@ -273,6 +306,17 @@ impl Default for ShutdownConfig {
         ShutdownConfig {
             drain_timeout_secs: default_drain_timeout_secs(),
             retry_after_secs: default_retry_after_secs(),
+        }
+    }
+}
+
+impl Default for RecordingConfig {
+    fn default() -> Self {
+        RecordingConfig {
+            record_calls: default_record_calls(),
+            mixed_mono: default_mixed_mono(),
+            retention_days: default_retention_days(),
+            sample_rate: default_recording_sample_rate(),
         }
     }
 }
@@ -415,6 +459,12 @@ impl Config {
                 .find(|ip| !ip.is_unspecified())
                 .unwrap_or(IpAddr::from([127, 0, 0, 1])),
         };
+        if !crate::media::recorder::SAMPLE_RATES.contains(&self.recording.sample_rate) {
+            return Err(invalid(
+                "recording.sample_rate",
+                format!("{} is not 8000 or 16000", self.recording.sample_rate),
+            ));
+        }
         let database_url = self.database_url();
         if !(database_url.starts_with("sqlite:")
             || database_url.starts_with("postgres://")
@@ -449,6 +499,7 @@ impl Config {
             retry_after_secs: self.shutdown.retry_after_secs,
             media: self.media.clone(),
             tone_region,
+            recording: self.recording.clone(),
         })
     }
 }
@@ -527,6 +578,36 @@ mod tests {
         c.sip.trusted_cidrs = vec!["10.0.0.0/33".into()];
         let err = c.validate().expect_err("bad cidr");
         assert!(err.to_string().contains("sip.trusted_cidrs[0]"), "{err}");
+    }
+
+    #[test]
+    fn recording_section_defaults_parse_and_bad_rate_names_the_key() {
+        let s = Config::default().validate().expect("defaults are valid");
+        assert_eq!(s.recording, RecordingConfig::default());
+        assert!(!s.recording.record_calls);
+        assert!(!s.recording.mixed_mono);
+        assert_eq!(s.recording.retention_days, 0);
+        assert_eq!(s.recording.sample_rate, 8000);
+
+        let c = Config::from_toml(
+            "[recording]\nrecord_calls = true\nmixed_mono = true\nretention_days = 30\nsample_rate = 16000\n",
+        )
+        .expect("parses");
+        let s = c.validate().expect("valid");
+        assert!(s.recording.record_calls && s.recording.mixed_mono);
+        assert_eq!(
+            (s.recording.retention_days, s.recording.sample_rate),
+            (30, 16000)
+        );
+
+        let err = Config::from_toml("[recording]\nsample_rate = 44100\n")
+            .expect("parses")
+            .validate()
+            .expect_err("44.1 kHz is refused");
+        assert!(err.to_string().contains("recording.sample_rate"), "{err}");
+
+        let err = Config::from_toml("[recording]\nkeep_days = 3\n").expect_err("unknown key");
+        assert!(err.to_string().contains("keep_days"), "{err}");
     }
 
     #[test]

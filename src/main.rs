@@ -71,6 +71,9 @@ struct ServeArgs {
     /// SIP domain and digest realm.
     #[arg(long)]
     domain: Option<String>,
+    /// Record every call (overrides `recording.record_calls` in the config file).
+    #[arg(long)]
+    record_calls: bool,
 }
 
 #[derive(Subcommand)]
@@ -176,6 +179,9 @@ fn load_settings(common: &CommonArgs, serve: Option<&ServeArgs>) -> anyhow::Resu
         }
         if let Some(d) = &a.domain {
             config.sip.domain = d.clone();
+        }
+        if a.record_calls {
+            config.recording.record_calls = true;
         }
     }
     Ok(config.validate()?)

@@ -70,6 +70,7 @@ pub async fn start(settings: Settings) -> Result<Server, ServerError> {
     let store = Store::open(&settings.database_url).await?;
     tracing::info!(backend = ?store.backend(), "store open");
     let closed = store.close_orphans(crate::clock::unix_ms()).await?;
+    store.repair_recordings(&settings.data_dir).await?;
     if closed > 0 {
         tracing::warn!(
             calls = closed,
@@ -165,6 +166,11 @@ pub async fn start(settings: Settings) -> Result<Server, ServerError> {
     let mut tasks = tokio::task::JoinSet::new();
     tasks.spawn(endpoint.run(inbound_rx, stop_endpoint.clone()));
 
+    tasks.spawn(store.clone().run_recording_purge(
+        settings.data_dir.clone(),
+        settings.recording.retention_days,
+        stop_endpoint.clone(),
+    ));
     let pruner_stop = stop_endpoint.clone();
     tasks.spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(10));

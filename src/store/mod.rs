@@ -1,5 +1,5 @@
 //! Persistence (DRIVER): users, registrar bindings, customers and their identities, sessions,
-//! call records with legs, and the durable event log (DESIGN §4, §5).
+//! call records with legs, call recordings, and the durable event log (DESIGN §4, §5).
 //!
 //! * One portable schema in `migrations/` runs unchanged on SQLite and PostgreSQL through
 //!   sqlx's `Any` driver: TEXT ids (UUIDv7 made in Rust), BIGINT Unix-millisecond times,
@@ -25,6 +25,7 @@ mod bindings;
 mod calls;
 mod events;
 mod ids;
+mod recordings;
 mod users;
 mod writer;
 
@@ -43,6 +44,10 @@ pub use calls::{
 };
 pub use events::EventRecord;
 pub use ids::{CallId, CustomerId, LegId, SessionId};
+pub use recordings::{
+    EndedRecording, NewRecording, RECORDING_PURGE_INTERVAL, RecordingId, RecordingRecord,
+    RecordingState, RepairCounts,
+};
 pub use users::User;
 pub use writer::{StoreCmd, WriterHandle};
 

@@ -12,6 +12,7 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 use super::bindings::{self, Binding};
 use super::calls::{self, HangupBy, NewCall, NewLeg, NewSession};
 use super::events::{self, EventRecord};
+use super::recordings::{self, EndedRecording, NewRecording};
 use super::{CallId, LegId, SessionId, StoreError};
 
 /// A write for the writer task.
@@ -106,6 +107,10 @@ pub enum StoreCmd {
         /// Payload.
         data: serde_json::Value,
     },
+    /// A recording started: its row is inserted in state `recording`.
+    RecordingStarted(NewRecording),
+    /// A recording ended: state (`complete`/`failed`), duration, size and hash are filled.
+    RecordingEnded(EndedRecording),
     /// Answered once everything queued before it is committed (or failed and logged).
     Flush(oneshot::Sender<()>),
 }
@@ -335,6 +340,8 @@ impl Writer {
                 written.push(record);
                 Ok(())
             }
+            StoreCmd::RecordingStarted(r) => recordings::recording_started(conn, r).await,
+            StoreCmd::RecordingEnded(r) => recordings::recording_ended(conn, r).await,
             StoreCmd::Flush(_) => Ok(()),
         }
     }
@@ -362,6 +369,8 @@ fn cmd_name(cmd: &StoreCmd) -> &'static str {
         StoreCmd::LegAnswered { .. } => "LegAnswered",
         StoreCmd::LegEnded { .. } => "LegEnded",
         StoreCmd::Event { .. } => "Event",
+        StoreCmd::RecordingStarted(_) => "RecordingStarted",
+        StoreCmd::RecordingEnded(_) => "RecordingEnded",
         StoreCmd::Flush(_) => "Flush",
     }
 }
