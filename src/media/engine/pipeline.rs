@@ -3,31 +3,33 @@
 //! and sends what [`Pipeline::poll_transmit`] returns.
 //!
 //! Per leg (A = the caller, B = the other party) the pipeline keeps an RTP session (RFC 3550:
-//! statistics, RTCP, our own SSRC/sequence/timestamp), and, only while something needs the
-//! audio, a jitter buffer, a decoder and an encoder.
+//! statistics, RTCP, our own SSRC, sequence and timestamps), and, only while something needs
+//! the audio, a jitter buffer, a decoder and an encoder. Each leg is its own RTP session: RTCP
+//! is answered per leg and never relayed.
 //!
-//! * **Relay without decoding** when both legs use the same codec: a packet is restamped into
-//!   the other leg's stream (our SSRC, continuous sequence and timestamps, the other leg's
-//!   payload type numbers) and sent at once.
+//! * **Relay without decoding** when both legs use the same codec: a packet is restamped in
+//!   place into the other leg's stream (our SSRC, continuous sequence and timestamps, the
+//!   other leg's payload type number) and sent at once.
 //! * **Transcoding** when they do not: packets go through the jitter buffer; every frame tick
 //!   decodes, resamples to the pipeline rate, resamples to the other codec's rate and encodes.
 //! * **Taps**: while recording, every tick also decodes both directions (caller left, other
 //!   party right) without touching the relayed packets.
-//! * **Sources**: a prompt, a tone or music on hold played to a leg replaces what that leg
-//!   would hear; DTMF sent to a leg goes as RFC 4733 events if the leg negotiated
-//!   telephone-event, or as in-band tones otherwise.
-//! * **DTMF in**: RFC 4733 events (any mode) and, for legs without telephone-event, in-band
-//!   Goertzel detection while the audio is decoded. Digits received as events on one leg are
-//!   passed to the other in the form it negotiated.
+//! * **Sources**: a prompt or tone played to a leg, or music on hold while the leg is held,
+//!   replaces what that leg would hear. DTMF sent to a leg goes as RFC 4733 events if it
+//!   negotiated telephone-event, as in-band tones otherwise.
+//! * **DTMF in**: RFC 4733 events (relayed as events when the other leg takes them, reported
+//!   once at their end) and, for legs without telephone-event, in-band Goertzel detection.
+//!   A digit that cannot cross as it came is re-sent in the form the other leg negotiated.
 //! * **Conference**: a one-leg call joined to a room pushes what its party says and plays
-//!   the room's mix (everyone but itself).
+//!   the room's mix of everyone else ([`super::conference`]).
 
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use super::conference::{ROOM_RATE, Room};
 use crate::media::codec::{self, CodecKind, Decoder, Encoder};
-use crate::media::dtmf::{Digit, EventReceiver, EventSender};
+use crate::media::dtmf::{Digit, EventReceiver, EventSender, ToneGenerator};
 use crate::media::dtmf_detect::DtmfDetector;
 use crate::media::frame_clock::FrameClock;
 use crate::media::jitter::{JitterBuffer, JitterConfig, Pop};
@@ -37,27 +39,33 @@ use crate::media::player::Playback;
 use crate::media::recorder::Recorder;
 use crate::media::relay::Leg;
 use crate::media::resample::Resampler;
-use crate::media::rtp::{self, LegStats, RtpSession, Ssrc};
+use crate::media::rtp::{self, LegStats, RtpPacket, RtpSession, SessionConfig, Ssrc};
 use crate::media::tone::{ToneKind, ToneRegion, ToneSource};
 use crate::media::{FRAME_MS, frame_len};
-
-use super::conference::Room;
 
 /// Frame period.
 pub const FRAME: Duration = Duration::from_millis(FRAME_MS as u64);
 
+/// How long a digit re-sent by us lasts when the original duration is unknown.
+const DEFAULT_DIGIT: Duration = Duration::from_millis(100);
+
 /// What to play to a leg.
 pub enum PlaySource {
     Tone(ToneKind),
-    /// Mono PCM at the pipeline's rate (see [`Pipeline::rate`]); loaded off the media path.
-    Prompt { pcm: Arc<[i16]>, rate: u32, looped: bool },
+    /// Mono PCM at `rate` (resampled to the pipeline rate when it is queued).
+    Prompt {
+        pcm: Arc<[i16]>,
+        rate: u32,
+        looped: bool,
+    },
 }
 
 /// Commands from the call actor.
 pub enum MediaCommand {
-    /// The negotiated media of a leg (None: no media, e.g. before the answer).
+    /// The negotiated media of a leg (None: no media yet).
     SetMedia { leg: Leg, media: Option<LegMedia> },
-    /// Plays to the party on `leg`, replacing what it hears; `barge_in` stops it on a digit.
+    /// Plays to the party on `leg`, replacing what it hears; `barge_in` stops it on a digit
+    /// from that party. A playback already running there ends (reported interrupted).
     Play {
         leg: Leg,
         id: u64,
@@ -72,14 +80,13 @@ pub enum MediaCommand {
         digit: Digit,
         duration: Duration,
     },
-    /// Taps both directions into this recorder (caller left).
+    /// Taps both directions into this recorder (caller left, other party right).
     StartRecording(Recorder),
-    /// Pauses (silence is written) or resumes the recording.
+    /// Pauses (silence is written, so the timing stays) or resumes the recording.
     PauseRecording(bool),
-    /// The party on `leg` is held by the other: it hears music on hold (if configured)
-    /// instead of the other party.
+    /// The party on `leg` is held by the other: it hears music on hold instead.
     Hold { leg: Leg, held: bool },
-    /// Joins the one-leg call to a conference room.
+    /// Joins this one-leg call to a conference room.
     JoinConference(Arc<Room>),
 }
 
@@ -92,7 +99,7 @@ pub enum MediaEvent {
         digit: Digit,
         source: DigitSource,
     },
-    /// A playback ended (finished, stopped, or interrupted by a digit).
+    /// A playback ended: finished, or `interrupted` (stopped, replaced, or barged in).
     PlaybackFinished { leg: Leg, id: u64, interrupted: bool },
 }
 
@@ -104,7 +111,18 @@ pub enum DigitSource {
     SipInfo,
 }
 
-/// A datagram to send.
+impl DigitSource {
+    /// Name for logs and events.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DigitSource::Rfc4733 => "rfc4733",
+            DigitSource::Inband => "inband",
+            DigitSource::SipInfo => "sip_info",
+        }
+    }
+}
+
+/// A datagram to send out of a leg's RTP (or RTCP) socket.
 #[derive(Debug)]
 pub struct Transmit {
     pub leg: Leg,
@@ -122,17 +140,17 @@ pub enum RtpAction {
 }
 
 /// Settings shared by every call.
-#[derive(Clone)]
+#[derive(Clone, Default)]
 pub struct PipelineConfig {
     pub jitter: JitterConfig,
     pub tone_region: ToneRegion,
-    /// Music on hold, mono PCM at 16 kHz (resampled per call); None plays silence.
-    pub music_on_hold: Option<Arc<[i16]>>,
+    /// Music on hold as mono PCM at 8 kHz and at 16 kHz; None plays silence.
+    pub music_on_hold: Option<[Arc<[i16]>; 2]>,
     /// Detect in-band DTMF on legs without telephone-event (costs a decode per frame).
     pub inband_dtmf: bool,
 }
 
-/// Report at the end of the call.
+/// Per-leg statistics at the end of the call (None for a leg that never had media).
 #[derive(Debug, Clone, Default)]
 pub struct PipelineReport {
     pub legs: [Option<LegStats>; 2],
@@ -144,17 +162,24 @@ pub struct Pipeline {
     legs: [LegState; 2],
     /// Both legs' media known and different: decode, resample, encode.
     transcoding: bool,
-    /// Internal rate: 16 kHz if a leg is wideband, else 8 kHz.
+    /// Internal rate: 16 kHz if a leg is wideband or the call is in a room, else 8 kHz.
     rate: u32,
-    recorder: Option<Recorder>,
-    recording_paused: bool,
+    recording: Option<Tap>,
     room: Option<(Arc<Room>, PartyId)>,
     clock: Option<FrameClock>,
     transmits: VecDeque<Transmit>,
     events: VecDeque<MediaEvent>,
-    /// Scratch buffers reused every frame.
-    scratch: Vec<i16>,
-    encoded: Vec<u8>,
+    /// What the room sends this call's party, this tick.
+    room_out: Vec<i16>,
+    /// The frame being built for one leg.
+    frame: Vec<i16>,
+}
+
+/// The recorder and its resamplers (pipeline rate → recording rate).
+struct Tap {
+    recorder: Recorder,
+    resample: Option<[Resampler; 2]>,
+    channels: [Vec<i16>; 2],
 }
 
 /// One leg's state.
@@ -163,15 +188,15 @@ struct LegState {
     media: Option<LegMedia>,
     rtp: RtpSession,
     dtmf_in: EventReceiver,
-    dtmf_out: EventSender,
-    /// In-band digits being played to this party (no telephone-event).
+    dtmf_out: Option<EventSender>,
+    /// In-band digits waiting to be played to this party (no telephone-event).
     inband_out: VecDeque<(Digit, Duration)>,
-    inband_tone: Option<ToneSource>,
+    inband_tone: Option<ToneGenerator>,
     detector: Option<DtmfDetector>,
     jitter: Option<JitterBuffer>,
     decoder: Option<Box<dyn Decoder>>,
     encoder: Option<Box<dyn Encoder>>,
-    /// codec rate → pipeline rate, and back.
+    /// Codec rate → pipeline rate, and back.
     up: Option<Resampler>,
     down: Option<Resampler>,
     playing: Option<Playing>,
@@ -179,10 +204,12 @@ struct LegState {
     moh: Option<Playback>,
     /// What this party said during the current tick, at the pipeline rate.
     heard: Vec<i16>,
-    /// Decoded samples not yet consumed (packets longer than one frame).
+    /// Decoded samples not yet consumed (packets longer than a frame).
     pending: VecDeque<i16>,
-    /// We sent something ourselves since the last forwarded packet (marker on resume).
-    generated: bool,
+    /// Scratch: decoder output, resampler output, encoder output, packet.
+    pcm: Vec<i16>,
+    resampled: Vec<i16>,
+    payload: Vec<u8>,
 }
 
 struct Playing {
@@ -204,14 +231,13 @@ impl Pipeline {
             legs,
             transcoding: false,
             rate: 8000,
-            recorder: None,
-            recording_paused: false,
+            recording: None,
             room: None,
             clock: None,
             transmits: VecDeque::new(),
             events: VecDeque::new(),
-            scratch: Vec::with_capacity(frame_len(48_000)),
-            encoded: Vec::with_capacity(512),
+            room_out: Vec::with_capacity(frame_len(ROOM_RATE)),
+            frame: Vec::with_capacity(frame_len(ROOM_RATE)),
         }
     }
 
@@ -237,28 +263,7 @@ impl Pipeline {
                 id,
                 source,
                 barge_in,
-            } => {
-                let rate = self.rate;
-                let region = self.config.tone_region;
-                let source = match source {
-                    PlaySource::Tone(kind) => Source::Tone(ToneSource::new(kind, region, rate)),
-                    PlaySource::Prompt { pcm, rate: r, looped } => {
-                        Source::Prompt(Playback::new(resample_whole(&pcm, r, rate), looped))
-                    }
-                };
-                let l = &mut self.legs[leg.index()];
-                if let Some(old) = l.playing.replace(Playing {
-                    id,
-                    barge_in,
-                    source,
-                }) {
-                    self.events.push_back(MediaEvent::PlaybackFinished {
-                        leg,
-                        id: old.id,
-                        interrupted: true,
-                    });
-                }
-            }
+            } => self.play(leg, id, source, barge_in),
             MediaCommand::StopPlayback { leg } => self.stop_playback(leg, true),
             MediaCommand::SendDigit {
                 leg,
@@ -266,47 +271,48 @@ impl Pipeline {
                 duration,
             } => self.send_digit(leg, digit, duration),
             MediaCommand::StartRecording(recorder) => {
-                self.recorder = Some(recorder);
-                self.recording_paused = false;
+                self.recording = Some(Tap {
+                    recorder,
+                    resample: None,
+                    channels: [Vec::new(), Vec::new()],
+                });
+                self.reconfigure();
             }
             MediaCommand::PauseRecording(paused) => {
-                self.recording_paused = paused;
-                if let Some(r) = &self.recorder {
+                if let Some(tap) = &mut self.recording {
                     if paused {
-                        r.pause();
+                        tap.recorder.pause();
                     } else {
-                        r.resume();
+                        tap.recorder.resume();
                     }
                 }
             }
             MediaCommand::Hold { leg, held } => {
-                let rate = self.rate;
-                let moh = self.config.music_on_hold.clone();
                 let l = &mut self.legs[leg.index()];
                 l.held = held;
-                l.moh = match (held, moh) {
-                    (true, Some(pcm)) => Some(Playback::new(resample_whole(&pcm, 16_000, rate), true)),
-                    _ => None,
-                };
+                l.moh = None;
+                if held {
+                    self.start_moh(leg);
+                }
             }
             MediaCommand::JoinConference(room) => {
                 let id = room.join();
                 self.room = Some((room, id));
+                self.reconfigure();
             }
         }
         self.update_clock(now);
     }
 
-    /// Takes the recorder out (to stop it off the media path).
+    /// Takes the recorder out, to stop it.
     pub fn take_recorder(&mut self) -> Option<Recorder> {
-        let r = self.recorder.take();
-        self.update_clock_keep();
-        r
+        self.recording.take().map(|t| t.recorder)
     }
 
-    /// An RTP packet received on `leg`. `buf` may be restamped in place for forwarding.
+    /// An RTP packet received on `leg`. When [`RtpAction::Forward`] is returned, `buf` was
+    /// restamped in place and goes out of the other leg.
     pub fn on_rtp(&mut self, now: Instant, leg: Leg, buf: &mut [u8]) -> RtpAction {
-        let Ok(packet) = rtp::parse(buf) else {
+        let Ok(packet) = RtpPacket::parse(buf) else {
             return RtpAction::Consume;
         };
         let (pt, seq, ts, marker) = (
@@ -315,70 +321,93 @@ impl Pipeline {
             packet.timestamp(),
             packet.marker(),
         );
+        let needs_audio = self.needs_audio(leg);
         let this = &mut self.legs[leg.index()];
         this.rtp.on_rtp(now, &packet);
         let Some(media) = this.media else {
             return RtpAction::Consume;
         };
         if Some(pt) == media.telephone_event {
-            if let Some(ev) = this.dtmf_in.on_packet(now, ts, marker, packet.payload()) {
-                self.on_digit_in(leg, ev.digit, DigitSource::Rfc4733);
+            let mut ended = this.dtmf_in.on_packet(now, ts, marker, packet.payload());
+            while let Some(ev) = ended {
+                self.on_digit_in(now, leg, ev.digit, DigitSource::Rfc4733);
+                ended = self.legs[leg.index()].dtmf_in.poll_event();
             }
-            // Events cross as events only when the other leg negotiated them too and the
-            // packet can be relayed as is.
-            return self.forward_event(leg, buf);
+            return self.forward(now, leg, buf, true);
         }
         if pt != media.payload_type {
-            // Comfort noise or an unexpected codec: not relayed (the far end may not know it).
+            // Comfort noise or a codec we did not select: the other side may not know it.
             return RtpAction::Consume;
         }
-        let needs_audio = self.needs_audio(leg);
-        let this = &mut self.legs[leg.index()];
         if needs_audio && let Some(j) = &mut this.jitter {
             j.push(now, seq, ts, pt, marker, packet.payload());
         }
-        self.forward_voice(leg, buf)
+        self.forward(now, leg, buf, false)
     }
 
-    /// An RTCP packet received on `leg`: statistics only, never relayed (each leg is its own
-    /// RTP session).
+    /// An RTCP packet received on `leg`: statistics only.
     pub fn on_rtcp(&mut self, now: Instant, leg: Leg, buf: &[u8]) {
-        self.legs[leg.index()].rtp.on_rtcp(now, buf);
+        if let Err(error) = self.legs[leg.index()].rtp.on_rtcp(now, buf) {
+            tracing::trace!(%error, ?leg, "RTCP ignored");
+        }
+    }
+
+    /// A digit that arrived by SIP INFO from `leg`: reported, and passed on.
+    pub fn digit_from_info(&mut self, now: Instant, leg: Leg, digit: Digit, duration: Duration) {
+        self.events.push_back(MediaEvent::Digit {
+            leg,
+            digit,
+            source: DigitSource::SipInfo,
+        });
+        self.barge_in(leg);
+        if self.room.is_none() && self.legs[leg.other().index()].media.is_some() {
+            self.send_digit(leg.other(), digit, duration);
+        }
+        self.update_clock(now);
     }
 
     /// When [`Pipeline::on_timeout`] wants to run next.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        let rtcp = self
-            .legs
-            .iter()
-            .filter(|l| l.media.is_some())
-            .map(|l| l.rtp.poll_timeout())
-            .min();
-        let tick = self.clock.as_ref().map(FrameClock::next_deadline);
-        match (rtcp, tick) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
+        let mut next = self.clock.as_ref().map(FrameClock::next_deadline);
+        for l in &self.legs {
+            if l.media.is_none() {
+                continue;
+            }
+            for t in [Some(l.rtp.poll_timeout()), l.dtmf_in.poll_timeout()]
+                .into_iter()
+                .flatten()
+            {
+                next = Some(next.map_or(t, |n| n.min(t)));
+            }
         }
+        next
     }
 
-    /// Runs the frame ticks and RTCP reports that are due.
+    /// Runs the frame ticks, RTCP reports and DTMF timeouts that are due at `now`.
     pub fn on_timeout(&mut self, now: Instant) {
         if let Some(clock) = &mut self.clock {
-            let due = clock.tick(now).frames();
+            let due = clock.tick(now).frames;
             for _ in 0..due {
                 self.tick(now);
             }
         }
-        for l in &mut self.legs {
-            if l.media.is_none() {
+        for i in 0..2 {
+            if self.legs[i].media.is_none() {
                 continue;
             }
-            if let Some(report) = l.rtp.poll_rtcp(now) {
+            let leg = self.legs[i].leg;
+            let mut report = Vec::new();
+            if self.legs[i].rtp.poll_rtcp_into(now, &mut report) {
                 self.transmits.push_back(Transmit {
-                    leg: l.leg,
+                    leg,
                     rtcp: true,
                     bytes: report,
                 });
+            }
+            if self.legs[i].dtmf_in.poll_timeout().is_some_and(|t| t <= now)
+                && let Some(ev) = self.legs[i].dtmf_in.on_timeout(now)
+            {
+                self.on_digit_in(now, leg, ev.digit, DigitSource::Rfc4733);
             }
         }
         self.update_clock(now);
@@ -392,19 +421,6 @@ impl Pipeline {
     /// The next event for the call actor.
     pub fn poll_event(&mut self) -> Option<MediaEvent> {
         self.events.pop_front()
-    }
-
-    /// A digit that arrived by SIP INFO on `leg`: reported, and passed to the other leg.
-    pub fn digit_from_info(&mut self, leg: Leg, digit: Digit, duration: Duration) {
-        self.events.push_back(MediaEvent::Digit {
-            leg,
-            digit,
-            source: DigitSource::SipInfo,
-        });
-        self.barge_in(leg);
-        if self.legs[leg.other().index()].media.is_some() && self.room.is_none() {
-            self.send_digit(leg.other(), digit, duration);
-        }
     }
 
     /// Per-leg statistics now.
@@ -421,43 +437,32 @@ impl Pipeline {
         }
     }
 
+    /// Whether what `leg`'s party says must be decoded.
     fn needs_audio(&self, leg: Leg) -> bool {
         let l = &self.legs[leg.index()];
-        self.recorder.is_some()
-            || self.transcoding
-            || self.room.is_some()
-            || (self.config.inband_dtmf
-                && l.media.is_some_and(|m| m.telephone_event.is_none()))
+        self.recording.is_some() || self.transcoding || self.room.is_some() || l.detector.is_some()
     }
 
     fn needs_tick(&self) -> bool {
-        self.recorder.is_some()
+        self.recording.is_some()
             || self.transcoding
             || self.room.is_some()
             || self.legs.iter().any(|l| {
-                l.playing.is_some()
-                    || l.moh.is_some()
-                    || l.dtmf_out.is_active()
-                    || !l.inband_out.is_empty()
-                    || l.inband_tone.is_some()
-                    || (self.config.inband_dtmf
-                        && l.media.is_some_and(|m| m.telephone_event.is_none()))
+                l.media.is_some()
+                    && (l.playing.is_some()
+                        || l.held
+                        || l.detector.is_some()
+                        || l.dtmf_out.as_ref().is_some_and(|s| !s.is_idle())
+                        || !l.inband_out.is_empty()
+                        || l.inband_tone.is_some())
             })
     }
 
     fn update_clock(&mut self, now: Instant) {
-        if self.needs_tick() {
-            if self.clock.is_none() {
-                self.clock = Some(FrameClock::new(now + FRAME, FRAME));
-            }
-        } else {
-            self.clock = None;
-        }
-    }
-
-    fn update_clock_keep(&mut self) {
         if !self.needs_tick() {
             self.clock = None;
+        } else if self.clock.is_none() {
+            self.clock = Some(FrameClock::new(now, FRAME));
         }
     }
 
@@ -466,69 +471,129 @@ impl Pipeline {
         let (a, b) = (self.legs[0].media, self.legs[1].media);
         self.transcoding = matches!((a, b), (Some(a), Some(b)) if a.codec != b.codec);
         let wide = |m: Option<LegMedia>| m.is_some_and(|m| m.codec.native_rate() > 8000);
-        self.rate = if wide(a) || wide(b) { 16_000 } else { 8000 };
-        let rate = self.rate;
-        let jitter = self.config.jitter.clone();
-        let inband = self.config.inband_dtmf;
+        self.rate = if self.room.is_some() {
+            ROOM_RATE
+        } else if wide(a) || wide(b) {
+            16_000
+        } else {
+            8000
+        };
+        let (rate, jitter, inband) = (self.rate, &self.config.jitter, self.config.inband_dtmf);
         for l in &mut self.legs {
-            l.configure(rate, &jitter, inband);
+            l.configure(rate, jitter, inband);
+        }
+        if let Some(tap) = &mut self.recording {
+            let to = tap.recorder_rate();
+            tap.resample = (to != rate)
+                .then(|| Some([Resampler::new(rate, to).ok()?, Resampler::new(rate, to).ok()?]))
+                .flatten();
+        }
+        for leg in [Leg::A, Leg::B] {
+            if self.legs[leg.index()].held {
+                self.start_moh(leg);
+            }
         }
     }
 
-    /// Restamps a voice packet from `leg` into the other leg's stream, if it is relayed as is.
-    fn forward_voice(&mut self, leg: Leg, buf: &mut [u8]) -> RtpAction {
-        if self.transcoding || self.room.is_some() {
+    fn start_moh(&mut self, leg: Leg) {
+        let pcm = self
+            .config
+            .music_on_hold
+            .as_ref()
+            .map(|m| if self.rate == 8000 { &m[0] } else { &m[1] });
+        self.legs[leg.index()].moh = pcm.map(|pcm| Playback::looped(Arc::clone(pcm)));
+    }
+
+    fn play(&mut self, leg: Leg, id: u64, source: PlaySource, barge_in: bool) {
+        let rate = self.rate;
+        let source = match source {
+            PlaySource::Tone(kind) => match ToneSource::new(kind, self.config.tone_region, rate) {
+                Ok(t) => Source::Tone(t),
+                Err(error) => {
+                    tracing::warn!(%error, "tone not playable");
+                    self.events.push_back(MediaEvent::PlaybackFinished {
+                        leg,
+                        id,
+                        interrupted: true,
+                    });
+                    return;
+                }
+            },
+            PlaySource::Prompt {
+                pcm,
+                rate: r,
+                looped,
+            } => {
+                let pcm = resample_whole(&pcm, r, rate);
+                Source::Prompt(if looped {
+                    Playback::looped(pcm)
+                } else {
+                    Playback::new(pcm)
+                })
+            }
+        };
+        let old = self.legs[leg.index()].playing.replace(Playing {
+            id,
+            barge_in,
+            source,
+        });
+        if let Some(old) = old {
+            self.events.push_back(MediaEvent::PlaybackFinished {
+                leg,
+                id: old.id,
+                interrupted: true,
+            });
+        }
+    }
+
+    /// Restamps a packet from `leg` into the other leg's stream, if it is relayed as is.
+    fn forward(&mut self, now: Instant, leg: Leg, buf: &mut [u8], event: bool) -> RtpAction {
+        if self.room.is_some() {
             return RtpAction::Consume;
         }
+        let transcoding = self.transcoding;
         let out = &mut self.legs[leg.other().index()];
         let Some(media) = out.media else {
             return RtpAction::Consume;
         };
-        if out.is_generating() || out.held {
+        let pt = if event {
+            // Events cross as events only when that leg takes them in the same clock.
+            match media.telephone_event {
+                Some(te) if !transcoding || media.codec.rtp_clock_rate() == 8000 => te,
+                _ => return RtpAction::Consume,
+            }
+        } else if transcoding {
             return RtpAction::Consume;
-        }
-        let marker = std::mem::take(&mut out.generated);
-        out.rtp.rewrite(buf, media.payload_type, marker);
-        RtpAction::Forward
-    }
-
-    fn forward_event(&mut self, leg: Leg, buf: &mut [u8]) -> RtpAction {
-        if self.room.is_some() {
-            return RtpAction::Consume;
-        }
-        let out = &mut self.legs[leg.other().index()];
-        let Some(te) = out.media.and_then(|m| m.telephone_event) else {
-            // The digit was reported; on_digit_in queued it in-band for that leg.
-            return RtpAction::Consume;
+        } else {
+            media.payload_type
         };
-        if self.transcoding && out.media.map(|m| m.codec.rtp_clock_rate()) != Some(8000) {
-            // Event timestamps are in the voice clock; a different clock means re-sending
-            // them as our own events (done by on_digit_in).
+        if out.is_generating() {
             return RtpAction::Consume;
         }
-        if out.is_generating() || out.held {
+        if out.rtp.rewrite(now, buf).is_err() {
             return RtpAction::Consume;
         }
-        out.rtp.rewrite(buf, te, false);
+        buf[1] = (buf[1] & 0x80) | (pt & 0x7f);
         RtpAction::Forward
     }
 
-    fn on_digit_in(&mut self, leg: Leg, digit: Digit, source: DigitSource) {
+    fn on_digit_in(&mut self, now: Instant, leg: Leg, digit: Digit, source: DigitSource) {
         self.events.push_back(MediaEvent::Digit { leg, digit, source });
         self.barge_in(leg);
         if self.room.is_some() {
             return;
         }
-        let other = &self.legs[leg.other().index()];
-        let Some(media) = other.media else {
+        let transcoding = self.transcoding;
+        let Some(media) = self.legs[leg.other().index()].media else {
             return;
         };
         let relayed_as_event = source == DigitSource::Rfc4733
             && media.telephone_event.is_some()
-            && (!self.transcoding || media.codec.rtp_clock_rate() == 8000);
+            && (!transcoding || media.codec.rtp_clock_rate() == 8000);
         if !relayed_as_event {
-            self.send_digit(leg.other(), digit, Duration::from_millis(100));
+            self.send_digit(leg.other(), digit, DEFAULT_DIGIT);
         }
+        self.update_clock(now);
     }
 
     /// A digit from `leg` stops a barge-in playback to that same party.
@@ -554,21 +619,14 @@ impl Pipeline {
 
     fn send_digit(&mut self, leg: Leg, digit: Digit, duration: Duration) {
         let l = &mut self.legs[leg.index()];
-        let Some(media) = l.media else {
-            return;
-        };
-        if media.telephone_event.is_some() {
-            l.dtmf_out.queue(digit, duration);
-        } else {
-            l.inband_out.push_back((digit, duration));
-        }
-        let now = self.clock.as_ref().map(FrameClock::next_deadline);
-        if self.clock.is_none()
-            && let Some(now) = now.or(Some(Instant::now()))
-        {
-            // The driver calls command/update paths with the real time; starting the clock
-            // one frame from the last known deadline is close enough for a digit.
-            self.update_clock(now);
+        match &mut l.dtmf_out {
+            Some(sender) => {
+                if let Err(error) = sender.queue(digit, duration) {
+                    tracing::info!(%error, "digit not sent");
+                }
+            }
+            None if l.media.is_some() => l.inband_out.push_back((digit, duration)),
+            None => {}
         }
     }
 
@@ -580,134 +638,152 @@ impl Pipeline {
             let needs = self.needs_audio(self.legs[i].leg);
             let l = &mut self.legs[i];
             l.heard.clear();
-            if needs {
+            if needs && l.media.is_some() {
                 l.decode_frame(now, n);
-                if let Some(d) = &mut l.detector
-                    && let Some(digit) = d.process(&l.heard)
-                {
-                    let leg = l.leg;
-                    self.on_digit_in(leg, digit, DigitSource::Inband);
-                }
             }
-            let l = &mut self.legs[i];
             l.heard.resize(n, 0);
+            let digit = l.detector.as_mut().and_then(|d| d.process(&l.heard));
+            if let Some(digit) = digit {
+                let leg = l.leg;
+                self.on_digit_in(now, leg, digit, DigitSource::Inband);
+            }
         }
-        // 2. The recording: caller left, other party right.
-        if let Some(r) = &self.recorder {
-            let right: &[i16] = match &self.room {
-                Some((room, id)) => {
-                    room.output(*id, &mut self.scratch, n);
-                    &self.scratch
-                }
-                None => &self.legs[1].heard,
-            };
-            r.write_frame(&self.legs[0].heard, right);
-        }
-        // 3. The conference.
+        // 2. The conference: push what the party said, take the mix of the others.
         if let Some((room, id)) = &self.room {
-            room.exchange(now, *id, &self.legs[0].heard, &mut self.scratch, n);
+            room.exchange(now, *id, &self.legs[0].heard, &mut self.room_out, n);
         }
-        // 4. What each party hears.
+        // 3. The recording: caller left, the other party (or the room) right.
+        if let Some(tap) = &mut self.recording {
+            let right = if self.room.is_some() {
+                &self.room_out
+            } else {
+                &self.legs[1].heard
+            };
+            tap.write(&self.legs[0].heard, right);
+        }
+        // 4. What each party hears, where we generate it.
         for i in 0..2 {
-            self.output_frame(i, n);
+            self.output_frame(now, i, n);
         }
     }
 
     /// Builds and sends what the party on leg `i` hears this frame, if we generate it.
-    fn output_frame(&mut self, i: usize, n: usize) {
-        let other_heard = std::mem::take(&mut self.legs[1 - i].heard);
-        let transcoding = self.transcoding;
-        let in_room = self.room.is_some() && i == 0;
-        let l = &mut self.legs[i];
-        let Some(media) = l.media else {
-            self.legs[1 - i].heard = other_heard;
+    fn output_frame(&mut self, now: Instant, i: usize, n: usize) {
+        let (this, other) = if i == 0 {
+            let (a, b) = self.legs.split_at_mut(1);
+            (&mut a[0], &b[0])
+        } else {
+            let (a, b) = self.legs.split_at_mut(1);
+            (&mut b[0], &a[0])
+        };
+        let Some(media) = this.media else {
             return;
         };
         // RFC 4733 events take the stream while they last.
-        if let Some(ev) = l.dtmf_out.poll_packet() {
-            let header = l
-                .rtp
-                .event_header(media.telephone_event.unwrap_or(101), ev.marker, ev.start);
-            self.encoded.clear();
-            header.write(&ev.payload, &mut self.encoded);
+        if let Some(sender) = &mut this.dtmf_out
+            && let Some(ev) = sender.poll_packet()
+        {
+            let step = media.codec.rtp_timestamp_step();
+            let mut header = this.rtp.next_header(now, ev.payload_type, ev.marker, step, 4);
+            header.timestamp = ev.rtp_timestamp(header.timestamp);
+            this.payload.clear();
+            let mut bytes = Vec::with_capacity(16);
+            header.write(&ev.payload, &mut bytes);
             self.transmits.push_back(Transmit {
-                leg: l.leg,
+                leg: this.leg,
                 rtcp: false,
-                bytes: self.encoded.clone(),
+                bytes,
             });
-            l.rtp.advance(media.codec.rtp_timestamp_step());
-            l.generated = true;
-            self.legs[1 - i].heard = other_heard;
             return;
         }
-        let mut frame = std::mem::take(&mut self.scratch);
+        let frame = &mut self.frame;
         frame.clear();
         frame.resize(n, 0);
         let mut generate = false;
-        if let Some(p) = &mut l.playing {
+        if let Some(p) = &mut this.playing {
             generate = true;
             let more = match &mut p.source {
-                Source::Tone(t) => t.next_frame(&mut frame),
-                Source::Prompt(pb) => pb.next_frame(&mut frame),
+                Source::Tone(t) => t.next_frame(frame),
+                Source::Prompt(pb) => pb.next_frame(frame),
             };
             if !more {
                 let id = p.id;
-                l.playing = None;
+                this.playing = None;
                 self.events.push_back(MediaEvent::PlaybackFinished {
-                    leg: l.leg,
+                    leg: this.leg,
                     id,
                     interrupted: false,
                 });
             }
-        } else if l.held {
+        } else if this.held {
             generate = true;
-            if let Some(m) = &mut l.moh {
-                m.next_frame(&mut frame);
+            if let Some(m) = &mut this.moh {
+                m.next_frame(frame);
             }
-        } else if in_room {
+        } else if self.room.is_some() && i == 0 {
             generate = true;
-            frame.copy_from_slice(&self.scratch_room()[..n.min(self.scratch_room().len())]);
-        } else if transcoding {
+            frame.copy_from_slice(&self.room_out[..n]);
+        } else if self.transcoding {
             generate = true;
-            frame.copy_from_slice(&other_heard[..n]);
+            frame.copy_from_slice(&other.heard[..n]);
         }
-        let l = &mut self.legs[i];
-        if l.inband_tone.is_none()
-            && let Some((digit, duration)) = l.inband_out.pop_front()
+        if this.inband_tone.is_none()
+            && let Some((digit, duration)) = this.inband_out.pop_front()
         {
-            l.inband_tone = Some(ToneSource::dtmf(digit, duration, self.rate));
+            this.inband_tone = Some(ToneGenerator::new(digit, self.rate, duration));
         }
-        if let Some(t) = &mut l.inband_tone {
+        if let Some(t) = &mut this.inband_tone {
             generate = true;
-            let mut tone = vec![0i16; n];
-            let more = t.next_frame(&mut tone);
-            for (s, t) in frame.iter_mut().zip(tone) {
-                *s = t;
-            }
-            if !more {
-                l.inband_tone = None;
+            t.fill(frame);
+            if t.is_done() {
+                this.inband_tone = None;
             }
         }
         if generate {
-            l.send_frame(&frame, &mut self.encoded, &mut self.transmits);
+            if let Some(bytes) = this.encode_frame(now, frame) {
+                self.transmits.push_back(Transmit {
+                    leg: this.leg,
+                    rtcp: false,
+                    bytes,
+                });
+            }
         }
-        self.scratch = frame;
-        self.legs[1 - i].heard = other_heard;
+    }
+}
+
+impl Tap {
+    fn recorder_rate(&self) -> u32 {
+        self.recorder.sample_rate()
     }
 
-    fn scratch_room(&self) -> &[i16] {
-        &self.scratch
+    fn write(&mut self, left: &[i16], right: &[i16]) {
+        match &mut self.resample {
+            None => self.recorder.write_frame(left, right),
+            Some([l, r]) => {
+                let [cl, cr] = &mut self.channels;
+                cl.clear();
+                cr.clear();
+                l.process(left, cl);
+                r.process(right, cr);
+                let n = cl.len().min(cr.len());
+                self.recorder.write_frame(&cl[..n], &cr[..n]);
+            }
+        }
     }
 }
 
 impl LegState {
     fn new(leg: Leg, now: Instant) -> Self {
+        let ssrc = Ssrc(rand::random());
+        let cname = format!("switchboard-{:08x}", ssrc.0);
+        let mut config = SessionConfig::new(ssrc, cname, rand::random());
+        config.ntp_at_start = crate::clock::unix_duration();
         Self {
             leg,
             media: None,
-            rtp: RtpSession::new(Ssrc(rand::random()), now),
-            dtmf_in: EventReceiver::new(),
-            dtmf_out: EventSender::new(),
+            rtp: RtpSession::new(now, config),
+            dtmf_in: EventReceiver::new(8000),
+            dtmf_out: None,
             inband_out: VecDeque::new(),
             inband_tone: None,
             detector: None,
@@ -719,9 +795,11 @@ impl LegState {
             playing: None,
             held: false,
             moh: None,
-            heard: Vec::with_capacity(frame_len(48_000)),
-            pending: VecDeque::new(),
-            generated: false,
+            heard: Vec::with_capacity(frame_len(ROOM_RATE)),
+            pending: VecDeque::with_capacity(frame_len(48_000) * 3),
+            pcm: Vec::with_capacity(frame_len(48_000) * 3),
+            resampled: Vec::with_capacity(frame_len(48_000) * 3),
+            payload: Vec::with_capacity(512),
         }
     }
 
@@ -732,9 +810,20 @@ impl LegState {
             self.jitter = None;
         }
         self.media = media;
-        if let Some(m) = media {
-            self.rtp.set_clock_rate(m.codec.rtp_clock_rate());
-        }
+        let Some(m) = media else {
+            self.dtmf_out = None;
+            return;
+        };
+        let clock = m.codec.rtp_clock_rate();
+        self.rtp.set_clock_rate(clock);
+        self.rtp.set_event_payload_type(m.telephone_event);
+        self.rtp.set_codec(match m.codec {
+            CodecKind::Pcmu | CodecKind::Pcma => rtp::Codec::G711,
+            CodecKind::G722 => rtp::Codec::G722,
+            CodecKind::Opus => rtp::Codec::Opus,
+        });
+        self.dtmf_in = EventReceiver::new(clock);
+        self.dtmf_out = m.telephone_event.map(|pt| EventSender::new(pt, clock));
     }
 
     fn configure(&mut self, rate: u32, jitter: &JitterConfig, inband: bool) {
@@ -743,8 +832,12 @@ impl LegState {
         };
         let codec_rate = codec_pcm_rate(m.codec, rate);
         if self.decoder.as_ref().is_none_or(|d| d.pcm_rate() != codec_rate) {
-            self.decoder = codec::decoder(m.codec, codec_rate).ok();
-            self.encoder = codec::encoder(m.codec, codec_rate).ok();
+            self.decoder = codec::decoder(m.codec, codec_rate)
+                .inspect_err(|error| tracing::error!(%error, "no decoder"))
+                .ok();
+            self.encoder = codec::encoder(m.codec, codec_rate)
+                .inspect_err(|error| tracing::error!(%error, "no encoder"))
+                .ok();
         }
         self.up = (codec_rate != rate)
             .then(|| Resampler::new(codec_rate, rate).ok())
@@ -759,82 +852,74 @@ impl LegState {
                 m.codec.rtp_timestamp_step(),
             ));
         }
-        self.detector = (inband && m.telephone_event.is_none())
-            .then(|| DtmfDetector::new(rate.min(16_000)));
+        self.detector = (inband && m.telephone_event.is_none()).then(|| DtmfDetector::new(rate));
         self.pending.clear();
     }
 
-    /// A frame generated by us is being sent (or will be) instead of relayed packets.
+    /// We are sending something of our own to this party instead of relayed packets.
     fn is_generating(&self) -> bool {
         self.playing.is_some()
-            || self.dtmf_out.is_active()
+            || self.held
+            || self.dtmf_out.as_ref().is_some_and(|s| s.is_active())
             || self.inband_tone.is_some()
             || !self.inband_out.is_empty()
     }
 
-    /// Pulls one frame of this party's audio at the pipeline rate into `heard`.
+    /// Pulls one frame of this party's audio, at the pipeline rate, into `heard`.
     fn decode_frame(&mut self, now: Instant, n: usize) {
         let (Some(j), Some(dec)) = (&mut self.jitter, &mut self.decoder) else {
             return;
         };
-        let mut pcm: Vec<i16> = Vec::new();
         while self.pending.len() < n {
-            pcm.clear();
+            self.pcm.clear();
             match j.pop(now) {
                 Pop::Packet { payload, .. } => {
-                    if dec.decode(payload, &mut pcm).is_err() {
-                        dec.conceal(frame_len(dec.pcm_rate()), &mut pcm);
+                    if dec.decode(payload, &mut self.pcm).is_err() {
+                        dec.conceal(frame_len(dec.pcm_rate()), &mut self.pcm);
                     }
                 }
-                Pop::Missing => dec.conceal(frame_len(dec.pcm_rate()), &mut pcm),
+                Pop::Missing => dec.conceal(frame_len(dec.pcm_rate()), &mut self.pcm),
                 Pop::Empty => break,
             }
             match &mut self.up {
                 Some(up) => {
-                    let mut out = Vec::with_capacity(n);
-                    up.process(&pcm, &mut out);
-                    self.pending.extend(out);
+                    self.resampled.clear();
+                    up.process(&self.pcm, &mut self.resampled);
+                    self.pending.extend(self.resampled.iter().copied());
                 }
-                None => self.pending.extend(pcm.iter().copied()),
+                None => self.pending.extend(self.pcm.iter().copied()),
             }
         }
         let take = n.min(self.pending.len());
         self.heard.extend(self.pending.drain(..take));
     }
 
-    /// Encodes one frame at the pipeline rate and queues it for this leg.
-    fn send_frame(&mut self, frame: &[i16], encoded: &mut Vec<u8>, out: &mut VecDeque<Transmit>) {
-        let (Some(media), Some(enc)) = (self.media, &mut self.encoder) else {
-            return;
-        };
-        let mut pcm;
+    /// Encodes one frame at the pipeline rate into an RTP packet for this leg.
+    fn encode_frame(&mut self, now: Instant, frame: &[i16]) -> Option<Vec<u8>> {
+        let media = self.media?;
+        let enc = self.encoder.as_mut()?;
+        let want = frame_len(enc.pcm_rate());
         let input: &[i16] = match &mut self.down {
             Some(down) => {
-                pcm = Vec::with_capacity(frame_len(enc.pcm_rate()));
-                down.process(frame, &mut pcm);
-                pcm.resize(frame_len(enc.pcm_rate()), 0);
-                &pcm
+                self.resampled.clear();
+                down.process(frame, &mut self.resampled);
+                self.resampled.resize(want, 0);
+                &self.resampled
             }
             None => frame,
         };
-        let mut payload = Vec::with_capacity(256);
-        if enc.encode(input, &mut payload).is_err() {
-            return;
+        self.payload.clear();
+        if let Err(error) = enc.encode(input, &mut self.payload) {
+            tracing::debug!(%error, "encode failed");
+            return None;
         }
-        let marker = !self.generated;
-        let header = self.rtp.next_header(
-            media.payload_type,
-            marker,
-            media.codec.rtp_timestamp_step(),
-        );
-        encoded.clear();
-        header.write(&payload, encoded);
-        self.generated = true;
-        out.push_back(Transmit {
-            leg: self.leg,
-            rtcp: false,
-            bytes: encoded.clone(),
-        });
+        let step = media.codec.rtp_timestamp_step();
+        let header =
+            self.rtp
+                .next_header(now, media.payload_type, false, step, self.payload.len());
+        let mut bytes = Vec::with_capacity(12 + self.payload.len());
+        header.write(&self.payload, &mut bytes);
+        Some(bytes)
     }
 }
 
@@ -849,25 +934,15 @@ fn codec_pcm_rate(codec: CodecKind, rate: u32) -> u32 {
 }
 
 /// Resamples a whole prompt once when it is queued.
-fn resample_whole(pcm: &[i16], from: u32, to: u32) -> Arc<[i16]> {
+fn resample_whole(pcm: &Arc<[i16]>, from: u32, to: u32) -> Arc<[i16]> {
     if from == to {
-        return Arc::from(pcm);
+        return Arc::clone(pcm);
     }
-    match Resampler::new(from, to) {
-        Ok(mut r) => {
-            let mut out = Vec::with_capacity(pcm.len() * to as usize / from as usize + 64);
-            r.process(pcm, &mut out);
-            Arc::from(out)
-        }
-        Err(_) => Arc::from(pcm),
-    }
-}
-
-impl Leg {
-    pub(crate) fn index(self) -> usize {
-        match self {
-            Leg::A => 0,
-            Leg::B => 1,
+    match crate::media::resample::resample_block(from, to, pcm) {
+        Ok(out) => Arc::from(out),
+        Err(error) => {
+            tracing::warn!(%error, "prompt not resampled");
+            Arc::clone(pcm)
         }
     }
 }
