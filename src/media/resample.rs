@@ -180,6 +180,27 @@ impl Resampler {
     }
 }
 
+/// Converts a whole signal from `from_hz` to `to_hz`, compensating the filter delay: the
+/// output is time-aligned with the input and `ceil(len × to / from)` samples long.
+pub fn resample_block(from_hz: u32, to_hz: u32, input: &[i16]) -> Result<Vec<i16>, ResampleError> {
+    let mut r = Resampler::new(from_hz, to_hz)?;
+    if r.is_identity() {
+        return Ok(input.to_vec());
+    }
+    let want = (input.len() as u64 * u64::from(to_hz)).div_ceil(u64::from(from_hz)) as usize;
+    let delay = r.delay();
+    let mut out = Vec::with_capacity(want + delay + 64);
+    r.process(input, &mut out);
+    // Flush the filter with silence until the delayed tail is out.
+    let zeros = [0i16; 256];
+    while out.len() < want + delay {
+        r.process(&zeros, &mut out);
+    }
+    out.drain(..delay);
+    out.truncate(want);
+    Ok(out)
+}
+
 fn to_i16(x: f32) -> i16 {
     // `as` saturates on overflow and maps NaN to 0.
     x.round() as i16
