@@ -96,11 +96,14 @@ pub enum PlayerError {
     },
 }
 
+/// Cache key (resolved path, rate) to decoded samples.
+type PromptMap = HashMap<(PathBuf, u32), Arc<[i16]>>;
+
 /// Decoded prompts, shared by every call (`Arc<PromptCache>`).
 #[derive(Debug)]
 pub struct PromptCache {
     root: PathBuf,
-    entries: Mutex<HashMap<(PathBuf, u32), Arc<[i16]>>>,
+    entries: Mutex<PromptMap>,
 }
 
 impl PromptCache {
@@ -175,7 +178,7 @@ impl PromptCache {
         self.lock().clear();
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(PathBuf, u32), Arc<[i16]>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, PromptMap> {
         // A panic elsewhere while holding the lock leaves a consistent map: keep using it.
         self.entries.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -790,6 +793,20 @@ mod tests {
         assert_eq!(q.current(), Some(beep));
         assert!(q.barge_in().is_empty());
         assert_eq!(q.clear(), vec![beep]);
+    }
+
+    #[test]
+    fn committed_assets_load() {
+        let cache = PromptCache::new(Path::new(env!("CARGO_MANIFEST_DIR")).join("media"));
+        let moh = cache.load(Path::new("moh.wav"), 8000).unwrap();
+        assert!(
+            (8000 * 10..=8000 * 30).contains(&moh.len()),
+            "{} samples",
+            moh.len()
+        );
+        let beep = cache.load(Path::new("beep.wav"), 16000).unwrap();
+        assert_eq!(beep.len(), 4000);
+        assert!(goertzel_amplitude(&beep[1000..3000], 16000, 1000.0) > 4000.0);
     }
 
     #[test]

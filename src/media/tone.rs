@@ -301,12 +301,12 @@ impl ToneSource {
                 || (self.fade.1 && self.length - self.offset - n as u32 <= self.ramp);
             for (j, s) in chunk.iter_mut().enumerate() {
                 let mut v = 0.0f32;
-                for k in 0..voices {
-                    let p = self.phase[k];
+                for (phase, &step) in self.phase.iter_mut().zip(&steps).take(voices) {
+                    let p = *phase;
                     let idx = (p >> (32 - TABLE_BITS)) as usize;
                     let frac = (p << TABLE_BITS) as f32 * (1.0 / 4_294_967_296.0);
                     v += table[idx] + (table[idx + 1] - table[idx]) * frac;
-                    self.phase[k] = p.wrapping_add(steps[k]);
+                    *phase = p.wrapping_add(step);
                 }
                 if ramped {
                     let t = self.offset + j as u32;
