@@ -26,6 +26,9 @@ use thiserror::Error;
 use super::resample::{ResampleError, resample_block};
 use super::tone::ToneSource;
 
+/// Highest sample rate accepted in a file.
+pub const MAX_FILE_RATE: u32 = 384_000;
+
 /// Longest prompt accepted: one hour.
 pub const MAX_PROMPT_SECONDS: u64 = 3600;
 
@@ -215,10 +218,16 @@ fn decode(path: &Path, rate: u32) -> Result<Vec<i16>, PlayerError> {
     let p = || path.to_owned();
     let reader = hound::WavReader::open(path).map_err(|e| wav_error(path, e))?;
     let spec = reader.spec();
-    if spec.channels == 0 || spec.sample_rate == 0 {
+    if !(1..=MAX_FILE_RATE).contains(&spec.sample_rate) {
+        return Err(PlayerError::Unsupported {
+            path: p(),
+            reason: format!("sample rate {} Hz", spec.sample_rate),
+        });
+    }
+    if spec.channels == 0 {
         return Err(PlayerError::NotWav {
             path: p(),
-            reason: "zero channels or zero sample rate".into(),
+            reason: "zero channels".into(),
         });
     }
     let seconds = u64::from(reader.duration()) / u64::from(spec.sample_rate);
@@ -227,7 +236,8 @@ fn decode(path: &Path, rate: u32) -> Result<Vec<i16>, PlayerError> {
     }
     let channels = usize::from(spec.channels);
     let frames = reader.duration() as usize;
-    let mut mono = Vec::with_capacity(frames);
+    // The header's length is a hint, not a promise: cap what it makes us reserve.
+    let mut mono = Vec::with_capacity(frames.min(1 << 22));
     let mut acc = 0.0f32;
     let mut n = 0;
     let mut push = |v: f32| {
