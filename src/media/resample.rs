@@ -347,6 +347,21 @@ mod tests {
     }
 
     #[test]
+    fn odd_ratios_keep_a_tone() {
+        for (from, to) in [(44100, 8000), (8000, 11025), (22050, 16000), (32000, 48000)] {
+            let input = sine(from, 1000.0, 10000.0, from as usize / 2);
+            let out = run(from, to, &input);
+            let level = db(rms(middle(&out)) / rms(middle(&input)));
+            assert!(level.abs() <= 0.5, "{from} -> {to}: {level:.2} dB");
+            let m = middle(&out);
+            assert!(
+                goertzel(m, to, 1000.0) > 1e4 * goertzel(m, to, 1500.0),
+                "{from} -> {to}"
+            );
+        }
+    }
+
+    #[test]
     fn passband_tone_survives_16k_to_8k() {
         let input = sine(16000, 3500.0, 10000.0, 16000);
         let out = run(16000, 8000, &input);
