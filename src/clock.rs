@@ -8,6 +8,13 @@ pub fn now() -> Instant {
     tokio::time::Instant::now().into_std()
 }
 
+/// Wall-clock time since the Unix epoch (RTCP NTP timestamps).
+pub fn unix_duration() -> std::time::Duration {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+}
+
 /// Wall-clock milliseconds since the Unix epoch, for records and bindings.
 pub fn unix_ms() -> i64 {
     SystemTime::now()

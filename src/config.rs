@@ -132,6 +132,8 @@ pub struct MediaConfig {
     /// Dialled numbers starting with this join the conference room named by the rest
     /// (`*81234` joins room `1234`); empty disables conferences.
     pub conference_prefix: String,
+}
+
 /// `[recording]`: call recording (files under `<data_dir>/recordings/`).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -243,6 +245,7 @@ impl Default for Config {
             http: HttpConfig::default(),
             rtp: RtpConfig::default(),
             shutdown: ShutdownConfig::default(),
+            media: MediaConfig::default(),
             recording: RecordingConfig::default(),
         }
     }

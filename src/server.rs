@@ -12,8 +12,12 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Settings;
+use crate::media::engine::PipelineConfig;
+use crate::media::engine::conference::Rooms;
+use crate::media::jitter::JitterConfig;
+use crate::media::player::PromptCache;
 use crate::media::relay::PortPool;
-use crate::session::{CallContext, CallRegistry};
+use crate::session::{CallContext, CallRegistry, MediaContext};
 use crate::sip::endpoint::{Endpoint, EndpointHandle, Local};
 use crate::sip::registrar::{Registrar, RegistrarSettings};
 use crate::sip::transaction::{Timers, TransactionLayer};
@@ -35,6 +39,39 @@ pub enum ServerError {
     Rtp(String),
     #[error("cannot create the data directory {0}: {1}")]
     DataDir(String, std::io::Error),
+}
+
+/// The media engine's shared settings; music on hold is loaded once, at 8 and 16 kHz. A
+/// missing or unreadable file is logged and held parties hear silence.
+fn media_context(settings: &Settings) -> MediaContext {
+    let media = &settings.media;
+    let music_on_hold = if media.music_on_hold.is_empty() {
+        None
+    } else {
+        let cache = PromptCache::new(media.dir.clone());
+        let name = std::path::Path::new(&media.music_on_hold);
+        match (cache.load(name, 8000), cache.load(name, 16_000)) {
+            (Ok(narrow), Ok(wide)) => Some([narrow, wide]),
+            (Err(error), _) | (_, Err(error)) => {
+                tracing::warn!(%error, "no music on hold: held parties hear silence");
+                None
+            }
+        }
+    };
+    MediaContext {
+        pipeline: PipelineConfig {
+            jitter: JitterConfig::default(),
+            tone_region: settings.tone_region,
+            music_on_hold,
+            inband_dtmf: media.inband_dtmf,
+        },
+        record_calls: settings.recording.record_calls,
+        recording: settings.recording.clone(),
+        data_dir: settings.data_dir.clone(),
+        transcoding: media.transcoding,
+        conference_prefix: media.conference_prefix.clone(),
+        rooms: Rooms::default(),
+    }
 }
 
 /// A running server: its addresses and a way to stop it.
@@ -147,6 +184,7 @@ pub async fn start(settings: Settings) -> Result<Server, ServerError> {
         media_ip: settings.public_ip,
         rtp_bind_ip,
         no_answer_timeout: settings.no_answer_timeout,
+        media: media_context(&settings),
     });
     tracing::info!(
         low = settings.rtp_ports.0,

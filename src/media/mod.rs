@@ -3,7 +3,10 @@
 //! * [`sdp`] (PURE): parse, print and rewrite SDP; offer/answer codec intersection
 //!   (RFC 8866, RFC 3264).
 //! * [`latch`] (SANS-IO): symmetric RTP latching and the minimal RTP validation of the relay.
-//! * [`relay`] (DRIVER): the port pool and the two-leg RTP/RTCP relay.
+//! * [`relay`] (DRIVER): the port pool and the plain two-leg RTP/RTCP relay.
+//! * [`engine`] (DRIVER + SANS-IO pipeline): the per-call media session every call uses:
+//!   relay or transcode, record, play, DTMF, conferences.
+//! * [`negotiate`] (PURE): offer/answer across the B2BUA with transcoding.
 //! * [`rtp`] (SANS-IO): RTP/RTCP packets and sessions, statistics and MOS (RFC 3550).
 //! * [`codec`] (PURE): G.711, G.722, Opus.
 //! * [`resample`] (PURE): sample-rate conversion.
@@ -19,10 +22,12 @@ pub mod analysis;
 pub mod codec;
 pub mod dtmf;
 pub mod dtmf_detect;
+pub mod engine;
 pub mod frame_clock;
 pub mod jitter;
 pub mod latch;
 pub mod mixer;
+pub mod negotiate;
 pub mod player;
 pub mod recorder;
 pub mod relay;

@@ -51,11 +51,11 @@ pub fn widen_offer(offer: &mut SessionDescription) {
         return;
     };
     let mut used: Vec<u8> = codecs.iter().map(|c| c.payload_type).collect();
-    let mut add = |m: &mut super::sdp::MediaDescription,
-                   used: &mut Vec<u8>,
-                   static_pt: Option<u8>,
-                   rtpmap: &str,
-                   fmtp: Option<&str>| {
+    let add = |m: &mut super::sdp::MediaDescription,
+               used: &mut Vec<u8>,
+               static_pt: Option<u8>,
+               rtpmap: &str,
+               fmtp: Option<&str>| {
         let pt = match static_pt.filter(|pt| !used.contains(pt)) {
             Some(pt) => pt,
             None => match (96u8..=127).find(|pt| !used.contains(pt)) {
@@ -70,8 +70,10 @@ pub fn widen_offer(offer: &mut SessionDescription) {
             format!("{pt} {rtpmap}"),
         )));
         if let Some(fmtp) = fmtp {
-            m.lines
-                .push(Line::Attribute(Attribute::new("fmtp", format!("{pt} {fmtp}"))));
+            m.lines.push(Line::Attribute(Attribute::new(
+                "fmtp",
+                format!("{pt} {fmtp}"),
+            )));
         }
     };
     let m = &mut offer.media[audio];
@@ -92,7 +94,9 @@ pub fn widen_offer(offer: &mut SessionDescription) {
 /// `telephone-event`. For an answer, that is what the answerer will send (RFC 3264 §6.1).
 pub fn leg_media(sdp: &SessionDescription) -> Option<LegMedia> {
     let codecs = sdp.codecs();
-    let voice = codecs.iter().find_map(|c| Some((kind_of(c)?, c.payload_type)))?;
+    let voice = codecs
+        .iter()
+        .find_map(|c| Some((kind_of(c)?, c.payload_type)))?;
     Some(LegMedia {
         codec: voice.0,
         payload_type: voice.1,
@@ -225,7 +229,10 @@ mod tests {
         let kinds: Vec<_> = offer.codecs().iter().map(|c| c.encoding.clone()).collect();
         assert_eq!(kinds, ["PCMU", "PCMA", "G722", "opus", "telephone-event"]);
         let opus = offer.codecs()[3].clone();
-        assert_eq!((opus.payload_type, opus.clock_rate, opus.channels), (96, 48000, 2));
+        assert_eq!(
+            (opus.payload_type, opus.clock_rate, opus.channels),
+            (96, 48000, 2)
+        );
         assert_eq!(offer.codecs()[4].payload_type, 97);
     }
 
@@ -259,7 +266,10 @@ mod tests {
     #[test]
     fn answer_with_a_codec_the_offerer_lacks_is_transcoded() {
         let offer = sdp("0", "");
-        let mut answer = sdp("96 97", "a=rtpmap:96 opus/48000/2\r\na=rtpmap:97 telephone-event/8000\r\n");
+        let mut answer = sdp(
+            "96 97",
+            "a=rtpmap:96 opus/48000/2\r\na=rtpmap:97 telephone-event/8000\r\n",
+        );
         let (a, b) = answer_for_offerer(&offer, &mut answer, None).expect("usable");
         assert_eq!(
             a,

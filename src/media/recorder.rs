@@ -209,6 +209,7 @@ pub struct Recorder {
     allocated: usize,
     max_buffers: usize,
     path: PathBuf,
+    sample_rate: u32,
     paused: bool,
     /// Frames offered by the media path (the next frame's sequence number).
     offered: u64,
@@ -376,6 +377,7 @@ impl RecorderPool {
         Ok(Recorder {
             id,
             frame_len: n,
+            sample_rate: spec.sample_rate,
             pool: self.inner.clone(),
             free,
             allocated: 0,
@@ -497,7 +499,12 @@ impl Recorder {
         self.offered
     }
 
-    /// The main file.
+    /// The recording's sample rate.
+    pub fn sample_rate(&self) -> u32 {
+        self.sample_rate
+    }
+
+    /// The file being written.
     pub fn path(&self) -> &Path {
         &self.path
     }

@@ -214,7 +214,7 @@ impl Drop for Forwarder {
 const PUBLISH_EVERY: u64 = 64;
 
 /// Receive errors that leave the socket usable (ICMP port unreachable and the like).
-fn is_transient(e: &io::Error) -> bool {
+pub(crate) fn is_transient(e: &io::Error) -> bool {
     matches!(
         e.kind(),
         io::ErrorKind::ConnectionRefused
@@ -235,7 +235,7 @@ impl Leg {
         }
     }
 
-    fn index(self) -> usize {
+    pub(crate) fn index(self) -> usize {
         match self {
             Leg::A => 0,
             Leg::B => 1,
@@ -632,13 +632,13 @@ impl Forwarder {
     }
 }
 
-fn default_socket_buffer() -> usize {
+pub(crate) fn default_socket_buffer() -> usize {
     256 * 1024
 }
 
 /// Allocates pairs until one binds; pairs that failed stay out until this returns, then go
 /// to the back of the pool.
-fn bind_pair(
+pub(crate) fn bind_pair(
     pool: &PortPool,
     ip: IpAddr,
     buffer: usize,

@@ -11,6 +11,7 @@ use super::{CallContext, CallInput};
 use crate::media::dtmf;
 use crate::media::engine::{MediaCommand, MediaEvent, MediaReport, MediaSession, PlaySource};
 use crate::media::negotiate::{self, LegMedia};
+use crate::media::recorder::{ChannelMode, Recorder, RecordingSpec};
 use crate::media::relay::Leg;
 use crate::media::sdp::{Direction as SdpDirection, SessionDescription};
 use crate::media::tone::ToneKind;
@@ -21,8 +22,8 @@ use crate::sip::registrar::{AuthDecision, Location};
 use crate::sip::transaction::TxId;
 use crate::sip::transport::{Peer, Transport};
 use crate::store::{
-    CallId, Direction, HangupBy, Identity, IdentityKind, LegId, LegRole, NewCall, NewLeg,
-    SessionId, StoreCmd,
+    CallId, Direction, EndedRecording, HangupBy, Identity, IdentityKind, LegId, LegRole, NewCall,
+    NewLeg, NewRecording, RecordingId, SessionId, StoreCmd,
 };
 
 /// T1 for our own 2xx retransmissions (RFC 3261 §13.3.1.4).
@@ -108,6 +109,8 @@ struct Call {
     b_early: bool,
     /// A conference call answered by us: the room's name.
     conference: Option<String>,
+    /// The recording of this call, if any.
+    recording: Option<RecordingId>,
     answered: bool,
     finished_a: bool,
     pending_acks: Vec<PendingAck>,
@@ -154,6 +157,7 @@ pub(super) async fn run(
         ringback: false,
         b_early: false,
         conference: None,
+        recording: None,
         answered: false,
         finished_a: false,
         pending_acks: Vec::new(),
@@ -750,7 +754,11 @@ impl Call {
             media.command(MediaCommand::StopPlayback { leg: Leg::A });
         }
         if a.codec != b.codec {
-            tracing::info!(caller = a.codec.name(), callee = b.codec.name(), "transcoding");
+            tracing::info!(
+                caller = a.codec.name(),
+                callee = b.codec.name(),
+                "transcoding"
+            );
         }
         self.a_promised = Some(a);
         sdp.rewrite_for_relay(self.ctx.media_ip, media.local_port(Leg::A));
@@ -790,14 +798,24 @@ impl Call {
         let Some(media) = &self.media else {
             return;
         };
-        let spec = self.ctx.media.recording.spec(self.session_id, self.record_id);
-        match crate::media::recorder::Recorder::start(spec) {
+        let settings = &self.ctx.media.recording;
+        let spec = RecordingSpec {
+            data_dir: self.ctx.media.data_dir.clone(),
+            recording_id: RecordingId::new(),
+            session_id: self.session_id,
+            call_id: self.record_id,
+            started_ms: crate::clock::unix_ms(),
+            sample_rate: settings.sample_rate,
+            mode: ChannelMode::Stereo,
+            mixed_companion: settings.mixed_mono,
+        };
+        let row = NewRecording::from_spec(&spec);
+        match Recorder::start(spec) {
             Ok(recorder) => {
-                self.ctx
-                    .writer
-                    .send(StoreCmd::RecordingStarted(recorder.row()));
+                tracing::info!(path = %recorder.path().display(), "recording");
+                self.recording = Some(row.id);
+                self.ctx.writer.send(StoreCmd::RecordingStarted(row));
                 media.command(MediaCommand::StartRecording(recorder));
-                tracing::info!("recording");
             }
             Err(error) => tracing::error!(%error, "cannot start the recording"),
         }
@@ -997,11 +1015,13 @@ impl Call {
             let Some(media) = self.media.as_ref() else {
                 return;
             };
-            let narrowed = SessionDescription::parse(&resp.body).ok().and_then(|mut sdp| {
-                let offer = r.offer.as_ref()?;
-                let (offerer, answerer) = negotiate::answer_for_offerer(offer, &mut sdp, None)?;
-                Some((sdp, offerer, answerer, offer.direction()))
-            });
+            let narrowed = SessionDescription::parse(&resp.body)
+                .ok()
+                .and_then(|mut sdp| {
+                    let offer = r.offer.as_ref()?;
+                    let (offerer, answerer) = negotiate::answer_for_offerer(offer, &mut sdp, None)?;
+                    Some((sdp, offerer, answerer, offer.direction()))
+                });
             match narrowed {
                 Some((mut sdp, offerer, answerer, direction)) => {
                     point_media(media, leg_of(to_side), &sdp);
@@ -1335,7 +1355,7 @@ impl Call {
 
     /// Stores per-leg media statistics and the finished recording.
     fn store_media_report(&self, report: MediaReport) {
-        for (i, stats) in report.pipeline.legs.into_iter().enumerate() {
+        for (i, stats) in report.pipeline.legs.iter().cloned().enumerate() {
             let Some(stats) = stats else {
                 continue;
             };
@@ -1352,11 +1372,16 @@ impl Call {
             );
             self.ctx.writer.send(StoreCmd::LegMedia {
                 leg_id: self.legs[i],
+                codec: report.pipeline.codecs[i].map(|c| c.name().to_owned()),
                 stats,
             });
         }
-        if let Some(summary) = report.recording {
-            self.ctx.writer.send(StoreCmd::RecordingFinished(summary));
+        if let Some(id) = self.recording {
+            let ended = match &report.recording {
+                Some(summary) => EndedRecording::complete(id, summary),
+                None => EndedRecording::failed(id, crate::clock::unix_ms()),
+            };
+            self.ctx.writer.send(StoreCmd::RecordingEnded(ended));
         }
     }
 }

@@ -67,8 +67,10 @@ pub struct MediaContext {
     pub pipeline: PipelineConfig,
     /// Record every bridged call (`recording.record_calls`, `serve --record-calls`).
     pub record_calls: bool,
-    /// Recording settings (where, which rate, mixed companion).
-    pub recording: crate::media::recorder::RecordingSettings,
+    /// Recording settings (rate, mixed companion).
+    pub recording: crate::config::RecordingConfig,
+    /// Recordings go under `<data_dir>/recordings/`.
+    pub data_dir: std::path::PathBuf,
     /// Offer codecs the caller lacks to the callee and transcode (`media.transcoding`).
     pub transcoding: bool,
     /// Dialled numbers starting with this join the conference room named by the rest

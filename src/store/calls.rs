@@ -196,7 +196,7 @@ pub struct CallRecord {
 }
 
 /// A stored call leg.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct LegRecord {
     /// Leg id.
     pub id: LegId,
@@ -216,6 +216,20 @@ pub struct LegRecord {
     pub ended_ms: Option<i64>,
     /// Final SIP status code.
     pub final_code: Option<u16>,
+    /// Media quality, once the leg's media ended.
+    pub media: Option<LegMediaRecord>,
+}
+
+/// A leg's media statistics as stored.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct LegMediaRecord {
+    pub codec: Option<String>,
+    pub packets_received: i64,
+    pub packets_sent: i64,
+    pub packets_lost: i64,
+    pub jitter_ms: f64,
+    pub rtt_ms: Option<f64>,
+    pub mos: Option<f64>,
 }
 
 const CALL_COLUMNS: &str = "id, session_id, sip_call_id, direction, caller, callee, started_ms, \
@@ -274,7 +288,8 @@ impl Store {
     pub async fn legs_for_call(&self, call: CallId) -> Result<Vec<LegRecord>, StoreError> {
         let rows = sqlx::query(
             "SELECT id, call_id, role, sip_call_id, remote_uri, started_ms, answered_ms, ended_ms,
-                    final_code
+                    final_code, codec, rtp_packets_received, rtp_packets_sent, rtp_packets_lost,
+                    jitter_ms, rtt_ms, mos
              FROM call_legs WHERE call_id = $1 ORDER BY started_ms, id",
         )
         .bind(call.to_string())
@@ -539,6 +554,31 @@ pub(super) async fn leg_ended(
     Ok(())
 }
 
+pub(super) async fn leg_media(
+    conn: &mut AnyConnection,
+    leg: LegId,
+    codec: Option<&str>,
+    stats: &crate::media::rtp::LegStats,
+) -> Result<(), sqlx::Error> {
+    let count = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+    sqlx::query(
+        "UPDATE call_legs SET codec = $1, rtp_packets_received = $2, rtp_packets_sent = $3,
+                rtp_packets_lost = $4, jitter_ms = $5, rtt_ms = $6, mos = $7
+         WHERE id = $8",
+    )
+    .bind(codec.map(str::to_owned))
+    .bind(count(stats.packets_received))
+    .bind(count(stats.packets_sent))
+    .bind(count(stats.packets_lost))
+    .bind(stats.jitter_ms)
+    .bind(stats.rtt_ms)
+    .bind(stats.mos)
+    .bind(leg.to_string())
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
 /// `UPDATE calls` closing a call at `$1`; `filter` may use `$5` and beyond. Durations are
 /// rounded to the nearest second and never negative.
 fn end_call_query<'q>(
@@ -615,6 +655,22 @@ fn leg_from_row(row: &AnyRow) -> Result<LegRecord, StoreError> {
         answered_ms: row.try_get("answered_ms")?,
         ended_ms: row.try_get("ended_ms")?,
         final_code: code(T, row.try_get("final_code")?)?,
+        media: match row.try_get::<Option<i64>, _>("rtp_packets_received")? {
+            None => None,
+            Some(packets_received) => Some(LegMediaRecord {
+                codec: row.try_get("codec")?,
+                packets_received,
+                packets_sent: row
+                    .try_get::<Option<i64>, _>("rtp_packets_sent")?
+                    .unwrap_or(0),
+                packets_lost: row
+                    .try_get::<Option<i64>, _>("rtp_packets_lost")?
+                    .unwrap_or(0),
+                jitter_ms: row.try_get::<Option<f64>, _>("jitter_ms")?.unwrap_or(0.0),
+                rtt_ms: row.try_get("rtt_ms")?,
+                mos: row.try_get("mos")?,
+            }),
+        },
     })
 }
 

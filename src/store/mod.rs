@@ -39,8 +39,8 @@ use tokio::sync::broadcast;
 
 pub use bindings::Binding;
 pub use calls::{
-    CallRecord, Direction, HangupBy, Identity, IdentityKind, LegRecord, LegRole, NewCall, NewLeg,
-    NewSession, SessionRecord,
+    CallRecord, Direction, HangupBy, Identity, IdentityKind, LegMediaRecord, LegRecord, LegRole,
+    NewCall, NewLeg, NewSession, SessionRecord,
 };
 pub use events::EventRecord;
 pub use ids::{CallId, CustomerId, LegId, SessionId};

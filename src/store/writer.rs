@@ -94,6 +94,15 @@ pub enum StoreCmd {
         /// Final SIP status code.
         final_code: Option<u16>,
     },
+    /// A leg's media statistics, when its media session ends.
+    LegMedia {
+        /// Leg.
+        leg_id: LegId,
+        /// The codec the leg used (`PCMU`, `opus`, …).
+        codec: Option<String>,
+        /// RTP statistics and MOS.
+        stats: crate::media::rtp::LegStats,
+    },
     /// Append to the event log (numbered by the writer).
     Event {
         /// When, Unix ms.
@@ -320,6 +329,11 @@ impl Writer {
                 at_ms,
                 final_code,
             } => calls::leg_ended(conn, *leg_id, *at_ms, *final_code).await,
+            StoreCmd::LegMedia {
+                leg_id,
+                codec,
+                stats,
+            } => calls::leg_media(conn, *leg_id, codec.as_deref(), stats).await,
             StoreCmd::Event {
                 at_ms,
                 kind,
@@ -368,6 +382,7 @@ fn cmd_name(cmd: &StoreCmd) -> &'static str {
         StoreCmd::LegStarted(_) => "LegStarted",
         StoreCmd::LegAnswered { .. } => "LegAnswered",
         StoreCmd::LegEnded { .. } => "LegEnded",
+        StoreCmd::LegMedia { .. } => "LegMedia",
         StoreCmd::Event { .. } => "Event",
         StoreCmd::RecordingStarted(_) => "RecordingStarted",
         StoreCmd::RecordingEnded(_) => "RecordingEnded",

@@ -47,7 +47,7 @@ impl Rooms {
         let room = Arc::new(Room {
             name: name.to_owned(),
             inner: Mutex::new(Inner {
-                mixer: Conference::new(ROOM_RATE),
+                mixer: Conference::new(ROOM_RATE).expect("ROOM_RATE is a supported mixer rate"),
                 next_mix: None,
                 next_id: 1,
             }),
@@ -68,23 +68,25 @@ impl Room {
         let mut inner = self.lock();
         let id = PartyId(inner.next_id);
         inner.next_id += 1;
-        inner.mixer.join(id);
+        if let Err(error) = inner.mixer.join(id) {
+            tracing::warn!(%error, room = %self.name, "cannot join the room");
+        }
         id
     }
 
     /// Removes a party; the others hear the leave tone.
     pub fn leave(&self, id: PartyId) {
-        self.lock().mixer.leave(id);
+        let _ = self.lock().mixer.leave(id);
     }
 
     /// Mutes a party (nobody hears it).
     pub fn set_muted(&self, id: PartyId, muted: bool) {
-        self.lock().mixer.set_muted(id, muted);
+        let _ = self.lock().mixer.set_muted(id, muted);
     }
 
     /// Deafens a party (it hears nothing).
     pub fn set_deaf(&self, id: PartyId, deaf: bool) {
-        self.lock().mixer.set_deaf(id, deaf);
+        let _ = self.lock().mixer.set_deaf(id, deaf);
     }
 
     /// Number of parties.
@@ -101,14 +103,16 @@ impl Room {
     /// first party in this frame period, and copies what it hears into `out` (`n` samples).
     pub fn exchange(&self, now: Instant, id: PartyId, said: &[i16], out: &mut Vec<i16>, n: usize) {
         let mut inner = self.lock();
-        inner.mixer.push(id, said);
+        if inner.mixer.push(id, said).is_err() {
+            tracing::trace!(room = %self.name, "frame not pushed");
+        }
         if inner.next_mix.is_none_or(|t| now >= t) {
             inner.mixer.mix();
             let next = inner.next_mix.map_or(now, |t| t.max(now - FRAME)) + FRAME;
             inner.next_mix = Some(next);
         }
         out.clear();
-        out.extend_from_slice(inner.mixer.output(id));
+        out.extend_from_slice(inner.mixer.output(id).unwrap_or_default());
         out.resize(n, 0);
     }
 

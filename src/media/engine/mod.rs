@@ -16,13 +16,12 @@ pub mod conference;
 pub mod pipeline;
 
 use std::future::Future;
-use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
+use metrics::Counter;
 use tokio::io::ReadBuf;
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot};
@@ -33,7 +32,7 @@ pub use pipeline::{
 };
 
 use super::dtmf::Digit;
-use super::latch::{self, Latch, Verdict};
+use super::latch::{self, DropReason, Latch, Verdict};
 use super::recorder::RecordingSummary;
 use super::relay::{self, Leg, MAX_BATCH, MAX_DATAGRAM, PortPair, PortPool, RelayError};
 use crate::clock;
@@ -77,6 +76,7 @@ struct Driver {
     _pairs: Vec<PortPair>,
     commands: mpsc::UnboundedReceiver<Cmd>,
     events: mpsc::UnboundedSender<MediaEvent>,
+    metrics: Metrics,
     sleep: Pin<Box<tokio::time::Sleep>>,
     armed: Option<Instant>,
     buf: Box<[u8; MAX_DATAGRAM]>,
@@ -109,11 +109,14 @@ impl MediaSession {
         let now = clock::now();
         let driver = Driver {
             pipeline: Pipeline::new(config, now),
-            latches: (0..legs).map(|_| [Latch::new(None), Latch::new(None)]).collect(),
+            latches: (0..legs)
+                .map(|_| [Latch::new(None), Latch::new(None)])
+                .collect(),
             sockets,
             _pairs: pairs,
             commands: rx,
             events,
+            metrics: Metrics::new(),
             sleep: Box::pin(tokio::time::sleep_until(far_future().into())),
             armed: None,
             buf: Box::new([0; MAX_DATAGRAM]),
@@ -186,7 +189,13 @@ impl Driver {
         let stop = std::future::poll_fn(|cx| self.poll(cx)).await;
         self.pipeline.leave_conference();
         let recording = match self.pipeline.take_recorder() {
-            Some(recorder) => recorder.stop().await.ok(),
+            Some(recorder) => match recorder.stop().await {
+                Ok(summary) => Some(summary),
+                Err(error) => {
+                    tracing::error!(%error, "recording not finalised");
+                    None
+                }
+            },
             None => None,
         };
         let report = MediaReport {
@@ -215,7 +224,7 @@ impl Driver {
             if let Poll::Ready(false) = self.poll_sockets(cx, now) {
                 return Poll::Ready(None);
             }
-            self.pipeline.on_timeout_if_due(now);
+            self.pipeline.on_timeout(now);
             self.flush();
             match self.pipeline.poll_timeout() {
                 Some(deadline) if deadline <= clock::now() => continue,
@@ -295,11 +304,11 @@ impl Driver {
         } else {
             latch::check_rtcp(&self.buf[..len])
         };
-        if valid.is_err() {
-            return;
+        if let Err(reason) = valid {
+            return self.metrics.dropped(reason);
         }
         if self.latches[leg][kind].on_packet(now, src) == Verdict::Rejected {
-            return;
+            return self.metrics.dropped(DropReason::ForeignSource);
         }
         let this = leg_of(leg);
         if !is_rtp {
@@ -313,7 +322,12 @@ impl Driver {
                 self.sockets.get(out),
                 self.latches.get(out).and_then(|l| l[0].destination()),
             ) {
-                let _ = sockets[0].try_send_to(&self.buf[..len], dest);
+                match sockets[0].try_send_to(&self.buf[..len], dest) {
+                    Ok(_) => self.metrics.relayed(),
+                    Err(_) => self.metrics.dropped(DropReason::SendFailed),
+                }
+            } else {
+                self.metrics.dropped(DropReason::NoDestination);
             }
         }
     }
@@ -325,15 +339,78 @@ impl Driver {
             if let (Some(sockets), Some(dest)) = (
                 self.sockets.get(i),
                 self.latches.get(i).and_then(|l| l[kind].destination()),
-            ) && let Err(error) = sockets[kind].try_send_to(&t.bytes, dest)
-                && error.kind() != io::ErrorKind::WouldBlock
-            {
-                tracing::trace!(%error, %dest, "media send failed");
+            ) {
+                match sockets[kind].try_send_to(&t.bytes, dest) {
+                    Ok(_) => self.metrics.generated(t.rtcp),
+                    Err(error) => {
+                        tracing::trace!(%error, %dest, "media send failed");
+                        self.metrics.dropped(DropReason::SendFailed);
+                    }
+                }
             }
         }
         while let Some(ev) = self.pipeline.poll_event() {
             let _ = self.events.send(ev);
         }
+    }
+}
+
+/// Prometheus counters, resolved once per session; relayed and generated packets are added
+/// in batches (a shared counter per packet costs).
+struct Metrics {
+    relayed: Counter,
+    generated_rtp: Counter,
+    generated_rtcp: Counter,
+    dropped: [Counter; 4],
+    unpublished: [u64; 3],
+}
+
+/// Packets counted locally before they are added to the Prometheus counters.
+const PUBLISH_EVERY: u64 = 64;
+
+impl Metrics {
+    fn new() -> Self {
+        Self {
+            relayed: metrics::counter!("switchboard_rtp_packets_relayed_total", "kind" => "rtp"),
+            generated_rtp: metrics::counter!("switchboard_media_packets_generated_total", "kind" => "rtp"),
+            generated_rtcp: metrics::counter!("switchboard_media_packets_generated_total", "kind" => "rtcp"),
+            dropped: DropReason::ALL.map(|r| {
+                metrics::counter!("switchboard_rtp_packets_dropped_total", "reason" => r.as_str())
+            }),
+            unpublished: [0; 3],
+        }
+    }
+
+    fn relayed(&mut self) {
+        self.count(0);
+    }
+
+    fn generated(&mut self, rtcp: bool) {
+        self.count(if rtcp { 2 } else { 1 });
+    }
+
+    fn count(&mut self, i: usize) {
+        self.unpublished[i] += 1;
+        if self.unpublished.iter().sum::<u64>() >= PUBLISH_EVERY {
+            self.publish();
+        }
+    }
+
+    fn dropped(&self, reason: DropReason) {
+        self.dropped[reason.index()].increment(1);
+    }
+
+    fn publish(&mut self) {
+        let [r, g, c] = std::mem::take(&mut self.unpublished);
+        self.relayed.increment(r);
+        self.generated_rtp.increment(g);
+        self.generated_rtcp.increment(c);
+    }
+}
+
+impl Drop for Metrics {
+    fn drop(&mut self) {
+        self.publish();
     }
 }
 

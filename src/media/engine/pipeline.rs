@@ -100,7 +100,11 @@ pub enum MediaEvent {
         source: DigitSource,
     },
     /// A playback ended: finished, or `interrupted` (stopped, replaced, or barged in).
-    PlaybackFinished { leg: Leg, id: u64, interrupted: bool },
+    PlaybackFinished {
+        leg: Leg,
+        id: u64,
+        interrupted: bool,
+    },
 }
 
 /// How a digit arrived.
@@ -154,6 +158,7 @@ pub struct PipelineConfig {
 #[derive(Debug, Clone, Default)]
 pub struct PipelineReport {
     pub legs: [Option<LegStats>; 2],
+    pub codecs: [Option<CodecKind>; 2],
 }
 
 /// The pipeline of one call.
@@ -404,7 +409,10 @@ impl Pipeline {
                     bytes: report,
                 });
             }
-            if self.legs[i].dtmf_in.poll_timeout().is_some_and(|t| t <= now)
+            if self.legs[i]
+                .dtmf_in
+                .poll_timeout()
+                .is_some_and(|t| t <= now)
                 && let Some(ev) = self.legs[i].dtmf_in.on_timeout(now)
             {
                 self.on_digit_in(now, leg, ev.digit, DigitSource::Rfc4733);
@@ -427,6 +435,7 @@ impl Pipeline {
     pub fn report(&self) -> PipelineReport {
         PipelineReport {
             legs: [0, 1].map(|i| self.legs[i].media.map(|_| self.legs[i].rtp.stats())),
+            codecs: [0, 1].map(|i| self.legs[i].media.map(|m| m.codec)),
         }
     }
 
@@ -485,7 +494,12 @@ impl Pipeline {
         if let Some(tap) = &mut self.recording {
             let to = tap.recorder_rate();
             tap.resample = (to != rate)
-                .then(|| Some([Resampler::new(rate, to).ok()?, Resampler::new(rate, to).ok()?]))
+                .then(|| {
+                    Some([
+                        Resampler::new(rate, to).ok()?,
+                        Resampler::new(rate, to).ok()?,
+                    ])
+                })
                 .flatten();
         }
         for leg in [Leg::A, Leg::B] {
@@ -578,7 +592,8 @@ impl Pipeline {
     }
 
     fn on_digit_in(&mut self, now: Instant, leg: Leg, digit: Digit, source: DigitSource) {
-        self.events.push_back(MediaEvent::Digit { leg, digit, source });
+        self.events
+            .push_back(MediaEvent::Digit { leg, digit, source });
         self.barge_in(leg);
         if self.room.is_some() {
             return;
@@ -684,7 +699,9 @@ impl Pipeline {
             && let Some(ev) = sender.poll_packet()
         {
             let step = media.codec.rtp_timestamp_step();
-            let mut header = this.rtp.next_header(now, ev.payload_type, ev.marker, step, 4);
+            let mut header = this
+                .rtp
+                .next_header(now, ev.payload_type, ev.marker, step, 4);
             header.timestamp = ev.rtp_timestamp(header.timestamp);
             this.payload.clear();
             let mut bytes = Vec::with_capacity(16);
@@ -777,7 +794,7 @@ impl LegState {
         let ssrc = Ssrc(rand::random());
         let cname = format!("switchboard-{:08x}", ssrc.0);
         let mut config = SessionConfig::new(ssrc, cname, rand::random());
-        config.ntp_at_start = crate::clock::unix_duration();
+        config.ntp_at_start = rtp::NtpTime::from_unix(crate::clock::unix_duration());
         Self {
             leg,
             media: None,
@@ -831,7 +848,11 @@ impl LegState {
             return;
         };
         let codec_rate = codec_pcm_rate(m.codec, rate);
-        if self.decoder.as_ref().is_none_or(|d| d.pcm_rate() != codec_rate) {
+        if self
+            .decoder
+            .as_ref()
+            .is_none_or(|d| d.pcm_rate() != codec_rate)
+        {
             self.decoder = codec::decoder(m.codec, codec_rate)
                 .inspect_err(|error| tracing::error!(%error, "no decoder"))
                 .ok();
@@ -914,9 +935,9 @@ impl LegState {
             return None;
         }
         let step = media.codec.rtp_timestamp_step();
-        let header =
-            self.rtp
-                .next_header(now, media.payload_type, false, step, self.payload.len());
+        let header = self
+            .rtp
+            .next_header(now, media.payload_type, false, step, self.payload.len());
         let mut bytes = Vec::with_capacity(12 + self.payload.len());
         header.write(&self.payload, &mut bytes);
         Some(bytes)
