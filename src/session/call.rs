@@ -729,6 +729,7 @@ impl Call {
             at_ms: now,
         });
         tracing::info!("call answered");
+        self.event("call.answered", serde_json::json!({}));
         self.cancel_forks();
     }
 
@@ -814,7 +815,9 @@ impl Call {
             Ok(recorder) => {
                 tracing::info!(path = %recorder.path().display(), "recording");
                 self.recording = Some(row.id);
+                let data = serde_json::json!({"recording_id": row.id.to_string()});
                 self.ctx.writer.send(StoreCmd::RecordingStarted(row));
+                self.event("recording.started", data);
                 media.command(MediaCommand::StartRecording(recorder));
             }
             Err(error) => tracing::error!(%error, "cannot start the recording"),
@@ -825,17 +828,14 @@ impl Call {
         match event {
             MediaEvent::Digit { leg, digit, source } => {
                 tracing::info!(?leg, digit = %digit.as_char(), ?source, "DTMF");
-                self.ctx.writer.send(StoreCmd::Event {
-                    at_ms: crate::clock::unix_ms(),
-                    kind: "dtmf.received".into(),
-                    session_id: Some(self.session_id),
-                    call_id: Some(self.record_id),
-                    data: serde_json::json!({
+                self.event(
+                    "dtmf.received",
+                    serde_json::json!({
                         "digit": digit.as_char().to_string(),
                         "leg": if leg == Leg::A { "caller" } else { "callee" },
-                        "source": format!("{source:?}").to_lowercase(),
+                        "source": source.as_str(),
                     }),
-                });
+                );
             }
             MediaEvent::PlaybackFinished { .. } => {}
         }
@@ -1256,11 +1256,15 @@ impl Call {
             session_id: self.session_id,
             sip_call_id: sip_call_id.clone(),
             caller_identity: identity,
-            caller,
+            caller: caller.clone(),
             callee: callee.to_owned(),
             direction,
             started_ms: now,
         }));
+        self.event(
+            "call.created",
+            serde_json::json!({"caller": caller, "callee": callee}),
+        );
         self.ctx.writer.send(StoreCmd::LegStarted(NewLeg {
             leg_id: self.legs[0],
             call_id: self.record_id,
@@ -1293,6 +1297,10 @@ impl Call {
                 });
             }
         }
+        self.event(
+            "call.ended",
+            serde_json::json!({"cause": ending.cause, "by": ending.by.to_string(), "code": ending.code}),
+        );
         self.ctx.writer.send(StoreCmd::CallEnded {
             call_id: self.record_id,
             at_ms: now,
@@ -1353,6 +1361,17 @@ impl Call {
         self.respond_in_dialog(tx, req, StatusCode::OK);
     }
 
+    /// Appends an event about this call to the durable event log.
+    fn event(&self, kind: &str, data: serde_json::Value) {
+        self.ctx.writer.send(StoreCmd::Event {
+            at_ms: crate::clock::unix_ms(),
+            kind: kind.to_owned(),
+            session_id: Some(self.session_id),
+            call_id: Some(self.record_id),
+            data,
+        });
+    }
+
     /// Stores per-leg media statistics and the finished recording.
     fn store_media_report(&self, report: MediaReport) {
         for (i, stats) in report.pipeline.legs.iter().cloned().enumerate() {
@@ -1382,6 +1401,12 @@ impl Call {
                 None => EndedRecording::failed(id, crate::clock::unix_ms()),
             };
             self.ctx.writer.send(StoreCmd::RecordingEnded(ended));
+            let kind = if report.recording.is_some() {
+                "recording.available"
+            } else {
+                "recording.failed"
+            };
+            self.event(kind, serde_json::json!({"recording_id": id.to_string()}));
         }
     }
 }

@@ -756,14 +756,12 @@ impl Pipeline {
                 this.inband_tone = None;
             }
         }
-        if generate {
-            if let Some(bytes) = this.encode_frame(now, frame) {
-                self.transmits.push_back(Transmit {
-                    leg: this.leg,
-                    rtcp: false,
-                    bytes,
-                });
-            }
+        if generate && let Some(bytes) = this.encode_frame(now, frame) {
+            self.transmits.push_back(Transmit {
+                leg: this.leg,
+                rtcp: false,
+                bytes,
+            });
         }
     }
 }
@@ -868,7 +866,7 @@ impl LegState {
             .flatten();
         if self.jitter.is_none() {
             self.jitter = Some(JitterBuffer::new(
-                jitter.clone(),
+                *jitter,
                 m.codec.rtp_clock_rate(),
                 m.codec.rtp_timestamp_step(),
             ));
