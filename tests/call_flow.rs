@@ -6,32 +6,17 @@ mod common;
 
 use std::net::SocketAddr;
 
-use common::{GUARD, TestServer, Ua, digest_md5, md5_challenge};
-use switchboard::sip::message::{Message, Request, Response};
+use common::{
+    GUARD, TestServer, Ua, answer, call_with_sdp, digest_md5, expect_status, invite_with_sdp,
+    md5_challenge, recv_request, sdp_target,
+};
+use switchboard::sip::message::{Message, Request};
 use tokio::net::UdpSocket;
 
 fn sdp(port: u16) -> String {
     format!(
         "v=0\no=- 1 1 IN IP4 127.0.0.1\ns=-\nc=IN IP4 127.0.0.1\nt=0 0\nm=audio {port} RTP/AVP 0 8 101\na=rtpmap:0 PCMU/8000\na=rtpmap:8 PCMA/8000\na=rtpmap:101 telephone-event/8000\na=fmtp:101 0-15\na=sendrecv\n"
     )
-}
-
-/// The RTP address an SDP body points at.
-fn sdp_target(body: &[u8]) -> SocketAddr {
-    let text = String::from_utf8_lossy(body);
-    let ip = text
-        .lines()
-        .find_map(|l| l.trim().strip_prefix("c=IN IP4 "))
-        .expect("c= line")
-        .trim()
-        .to_owned();
-    let port = text
-        .lines()
-        .find_map(|l| l.trim().strip_prefix("m=audio "))
-        .and_then(|r| r.split(' ').next())
-        .expect("m= line")
-        .to_owned();
-    format!("{ip}:{port}").parse().expect("rtp address")
 }
 
 fn invite_text(
@@ -43,41 +28,12 @@ fn invite_text(
     auth: Option<&str>,
     server: SocketAddr,
 ) -> String {
-    let mut m = format!(
-        "INVITE sip:{to_ext}@{server} SIP/2.0\nVia: SIP/2.0/UDP {{addr}};branch=z9hG4bKinv{call_id}{cseq};rport\nMax-Forwards: 70\nFrom: \"Caller\" <sip:{from_ext}@switchboard>;tag=a{call_id}\nTo: <sip:{to_ext}@switchboard>\nCall-ID: {call_id}\nCSeq: {cseq} INVITE\nContact: <sip:{from_ext}@{{addr}}>\nContent-Type: application/sdp\n"
-    );
-    if let Some(a) = auth {
-        m.push_str(&format!("Proxy-Authorization: {a}\n"));
-    }
-    let body = sdp(rtp).replace('\n', "\r\n");
-    m.push_str(&format!("Content-Length: {}\n\n", body.len()));
-    m.replace('\n', "\r\n") + &body
+    invite_with_sdp(to_ext, from_ext, call_id, cseq, &sdp(rtp), auth, server)
 }
 
-/// Sends an authenticated INVITE (answering the 407) and returns the request text sent.
+/// Sends an authenticated INVITE (answering the 407).
 async fn call(a: &Ua, to: &str, from: &str, pw: &str, call_id: &str, rtp: u16) {
-    let server = a.server;
-    a.send(
-        invite_text(to, from, call_id, 1, rtp, None, server)
-            .replace("{addr}", &a.addr().to_string())
-            .as_bytes(),
-    )
-    .await;
-    let challenge = a.recv_final_or_ringing().await;
-    assert_eq!(challenge.status.0, 407, "INVITE is challenged with 407");
-    a.send_text(&format!(
-        "ACK sip:{to}@{server} SIP/2.0\nVia: SIP/2.0/UDP {{addr}};branch=z9hG4bKinv{call_id}1;rport\nMax-Forwards: 70\nFrom: \"Caller\" <sip:{from}@switchboard>;tag=a{call_id}\nTo: {}\nCall-ID: {call_id}\nCSeq: 1 ACK\nContent-Length: 0\n\n",
-        challenge.headers.get("To").expect("To")
-    ))
-    .await;
-    let ch = md5_challenge(&challenge, "Proxy-Authenticate");
-    let auth = digest_md5(&ch, from, pw, "INVITE", &format!("sip:{to}@{server}"));
-    a.send(
-        invite_text(to, from, call_id, 2, rtp, Some(&auth), server)
-            .replace("{addr}", &a.addr().to_string())
-            .as_bytes(),
-    )
-    .await;
+    call_with_sdp(a, to, from, pw, call_id, &sdp(rtp)).await;
 }
 
 /// An unauthenticated INVITE (CSeq 1) from `ua` offering RTP on `rtp`.
@@ -85,62 +41,6 @@ async fn send_invite(ua: &Ua, to: &str, from: &str, call_id: &str, rtp: u16) {
     let text = invite_text(to, from, call_id, 1, rtp, None, ua.server);
     ua.send(text.replace("{addr}", &ua.addr().to_string()).as_bytes())
         .await;
-}
-
-async fn recv_request(ua: &Ua) -> Request {
-    loop {
-        if let Message::Request(r) = ua.recv().await {
-            return r;
-        }
-    }
-}
-
-/// A response to `req` from the callee UA, with To tag and Contact.
-fn answer(
-    req: &Request,
-    code: u16,
-    reason: &str,
-    contact: SocketAddr,
-    body: Option<String>,
-) -> Vec<u8> {
-    let mut m = format!("SIP/2.0 {code} {reason}\r\n");
-    for v in req.headers.get_all("Via") {
-        m.push_str(&format!("Via: {v}\r\n"));
-    }
-    for name in ["From", "Call-ID", "CSeq"] {
-        m.push_str(&format!(
-            "{name}: {}\r\n",
-            req.headers.get(name).expect("header")
-        ));
-    }
-    let to = req.headers.get("To").expect("To");
-    if to.contains(";tag=") {
-        m.push_str(&format!("To: {to}\r\n"));
-    } else {
-        m.push_str(&format!("To: {to};tag=callee\r\n"));
-    }
-    m.push_str(&format!("Contact: <sip:callee@{contact}>\r\n"));
-    match body {
-        Some(b) => {
-            let b = b.replace('\n', "\r\n");
-            m.push_str(&format!(
-                "Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{b}",
-                b.len()
-            ));
-        }
-        None => m.push_str("Content-Length: 0\r\n\r\n"),
-    }
-    m.into_bytes()
-}
-
-async fn expect_status(ua: &Ua, code: u16) -> Response {
-    let r = ua.recv_final_or_ringing().await;
-    assert_eq!(
-        r.status.0, code,
-        "expected {code}, got {} {}",
-        r.status.0, r.reason
-    );
-    r
 }
 
 async fn rtp_roundtrip(from: &UdpSocket, to_server: SocketAddr, receiver: &UdpSocket, seq: u16) {

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use switchboard::config::Config;
 use switchboard::server::Server;
-use switchboard::sip::message::{Framing, Message, Response, parse};
+use switchboard::sip::message::{Framing, Message, Request, Response, parse};
 use switchboard::sip::transport::Transport;
 use tokio::net::UdpSocket;
 
@@ -244,4 +244,126 @@ impl Ua {
         .await;
         self.recv_final_or_ringing().await
     }
+}
+
+/// The RTP address an SDP body points at.
+pub fn sdp_target(body: &[u8]) -> SocketAddr {
+    let text = String::from_utf8_lossy(body);
+    let ip = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("c=IN IP4 "))
+        .expect("c= line")
+        .trim()
+        .to_owned();
+    let port = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("m=audio "))
+        .and_then(|r| r.split(' ').next())
+        .expect("m= line")
+        .to_owned();
+    format!("{ip}:{port}").parse().expect("rtp address")
+}
+
+pub async fn recv_request(ua: &Ua) -> Request {
+    loop {
+        if let Message::Request(r) = ua.recv().await {
+            return r;
+        }
+    }
+}
+
+/// A response to `req` from the callee UA, with To tag and Contact.
+pub fn answer(
+    req: &Request,
+    code: u16,
+    reason: &str,
+    contact: SocketAddr,
+    body: Option<String>,
+) -> Vec<u8> {
+    let mut m = format!("SIP/2.0 {code} {reason}\r\n");
+    for v in req.headers.get_all("Via") {
+        m.push_str(&format!("Via: {v}\r\n"));
+    }
+    for name in ["From", "Call-ID", "CSeq"] {
+        m.push_str(&format!(
+            "{name}: {}\r\n",
+            req.headers.get(name).expect("header")
+        ));
+    }
+    let to = req.headers.get("To").expect("To");
+    if to.contains(";tag=") {
+        m.push_str(&format!("To: {to}\r\n"));
+    } else {
+        m.push_str(&format!("To: {to};tag=callee\r\n"));
+    }
+    m.push_str(&format!("Contact: <sip:callee@{contact}>\r\n"));
+    match body {
+        Some(b) => {
+            let b = b.replace('\n', "\r\n");
+            m.push_str(&format!(
+                "Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{b}",
+                b.len()
+            ));
+        }
+        None => m.push_str("Content-Length: 0\r\n\r\n"),
+    }
+    m.into_bytes()
+}
+
+pub async fn expect_status(ua: &Ua, code: u16) -> Response {
+    let r = ua.recv_final_or_ringing().await;
+    assert_eq!(
+        r.status.0, code,
+        "expected {code}, got {} {}",
+        r.status.0, r.reason
+    );
+    r
+}
+
+/// An INVITE from `from_ext` to `to_ext` carrying `sdp` (`\n` line ends, turned into CRLF);
+/// `{addr}` stands for the sender's address.
+pub fn invite_with_sdp(
+    to_ext: &str,
+    from_ext: &str,
+    call_id: &str,
+    cseq: u32,
+    sdp: &str,
+    auth: Option<&str>,
+    server: SocketAddr,
+) -> String {
+    let mut m = format!(
+        "INVITE sip:{to_ext}@{server} SIP/2.0\nVia: SIP/2.0/UDP {{addr}};branch=z9hG4bKinv{call_id}{cseq};rport\nMax-Forwards: 70\nFrom: \"Caller\" <sip:{from_ext}@switchboard>;tag=a{call_id}\nTo: <sip:{to_ext}@switchboard>\nCall-ID: {call_id}\nCSeq: {cseq} INVITE\nContact: <sip:{from_ext}@{{addr}}>\nContent-Type: application/sdp\n"
+    );
+    if let Some(a) = auth {
+        m.push_str(&format!("Proxy-Authorization: {a}\n"));
+    }
+    let body = sdp.replace('\n', "\r\n");
+    m.push_str(&format!("Content-Length: {}\n\n", body.len()));
+    m.replace('\n', "\r\n") + &body
+}
+
+/// Sends an INVITE carrying `sdp`, answers the 407 with digest credentials and sends it again.
+pub async fn call_with_sdp(a: &Ua, to: &str, from: &str, pw: &str, call_id: &str, sdp: &str) {
+    let server = a.server;
+    a.send(
+        invite_with_sdp(to, from, call_id, 1, sdp, None, server)
+            .replace("{addr}", &a.addr().to_string())
+            .as_bytes(),
+    )
+    .await;
+    let challenge = a.recv_final_or_ringing().await;
+    assert_eq!(challenge.status.0, 407, "INVITE is challenged with 407");
+    a.send_text(&format!(
+        "ACK sip:{to}@{server} SIP/2.0\nVia: SIP/2.0/UDP {{addr}};branch=z9hG4bKinv{call_id}1;rport\nMax-Forwards: 70\nFrom: \"Caller\" <sip:{from}@switchboard>;tag=a{call_id}\nTo: {}\nCall-ID: {call_id}\nCSeq: 1 ACK\nContent-Length: 0\n\n",
+        challenge.headers.get("To").expect("To")
+    ))
+    .await;
+    let ch = md5_challenge(&challenge, "Proxy-Authenticate");
+    let auth = digest_md5(&ch, from, pw, "INVITE", &format!("sip:{to}@{server}"));
+    a.send(
+        invite_with_sdp(to, from, call_id, 2, sdp, Some(&auth), server)
+            .replace("{addr}", &a.addr().to_string())
+            .as_bytes(),
+    )
+    .await;
 }
