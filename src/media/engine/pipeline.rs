@@ -18,7 +18,8 @@
 //!   replaces what that leg would hear. DTMF sent to a leg goes as RFC 4733 events if it
 //!   negotiated telephone-event, as in-band tones otherwise.
 //! * **DTMF in**: RFC 4733 events (relayed as events when the other leg takes them, reported
-//!   once at their end) and, for legs without telephone-event, in-band Goertzel detection.
+//!   once at their end) and, for G.711 legs without telephone-event, in-band Goertzel
+//!   detection.
 //!   A digit that cannot cross as it came is re-sent in the form the other leg negotiated.
 //! * **Conference**: a one-leg call joined to a room pushes what its party says and plays
 //!   the room's mix of everyone else ([`super::conference`]).
@@ -871,7 +872,11 @@ impl LegState {
                 m.codec.rtp_timestamp_step(),
             ));
         }
-        self.detector = (inband && m.telephone_event.is_none()).then(|| DtmfDetector::new(rate));
+        // In-band digits are a narrowband trunk habit; decoding every Opus or G.722 frame of
+        // a leg just to listen for them would cost more than it finds.
+        let narrowband = matches!(m.codec, CodecKind::Pcmu | CodecKind::Pcma);
+        self.detector =
+            (inband && narrowband && m.telephone_event.is_none()).then(|| DtmfDetector::new(rate));
         self.pending.clear();
     }
 
@@ -963,5 +968,334 @@ fn resample_whole(pcm: &Arc<[i16]>, from: u32, to: u32) -> Arc<[i16]> {
             tracing::warn!(%error, "prompt not resampled");
             Arc::clone(pcm)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::media::analysis::sine;
+    use crate::media::rtp::RtpHeader;
+
+    const PCMU: LegMedia = LegMedia {
+        codec: CodecKind::Pcmu,
+        payload_type: 0,
+        telephone_event: Some(101),
+    };
+
+    fn pipeline(now: Instant, a: LegMedia, b: LegMedia) -> Pipeline {
+        let mut p = Pipeline::new(
+            PipelineConfig {
+                inband_dtmf: true,
+                ..PipelineConfig::default()
+            },
+            now,
+        );
+        p.command(
+            now,
+            MediaCommand::SetMedia {
+                leg: Leg::A,
+                media: Some(a),
+            },
+        );
+        p.command(
+            now,
+            MediaCommand::SetMedia {
+                leg: Leg::B,
+                media: Some(b),
+            },
+        );
+        p
+    }
+
+    /// An RTP packet of `kind` carrying frame `i` of a 1 kHz tone.
+    fn voice(kind: CodecKind, pt: u8, i: u16, enc: &mut Box<dyn Encoder>) -> Vec<u8> {
+        let rate = enc.pcm_rate();
+        let pcm = sine(1000.0, rate, -12.0, frame_len(rate) * (usize::from(i) + 1));
+        let mut payload = Vec::new();
+        enc.encode(&pcm[frame_len(rate) * usize::from(i)..], &mut payload)
+            .expect("encode");
+        let mut out = Vec::new();
+        RtpHeader {
+            marker: i == 0,
+            payload_type: pt,
+            sequence: 1000 + i,
+            timestamp: 5000 + u32::from(i) * kind.rtp_timestamp_step(),
+            ssrc: Ssrc(0xabcd),
+        }
+        .write(&payload, &mut out);
+        out
+    }
+
+    fn transmits(p: &mut Pipeline) -> Vec<Transmit> {
+        std::iter::from_fn(|| p.poll_transmit()).collect()
+    }
+
+    #[test]
+    fn a_shared_codec_is_restamped_into_the_other_legs_stream() {
+        let t0 = Instant::now();
+        let opus_a = LegMedia {
+            codec: CodecKind::Opus,
+            payload_type: 111,
+            telephone_event: None,
+        };
+        let opus_b = LegMedia {
+            payload_type: 96,
+            ..opus_a
+        };
+        let mut p = pipeline(t0, opus_a, opus_b);
+        assert!(!p.is_transcoding());
+        let mut enc = codec::encoder(CodecKind::Opus, 16_000).expect("encoder");
+        let mut seqs = Vec::new();
+        for i in 0..3u16 {
+            let mut pkt = voice(CodecKind::Opus, 111, i, &mut enc);
+            let payload = pkt[12..].to_vec();
+            let now = t0 + FRAME * u32::from(i);
+            assert_eq!(p.on_rtp(now, Leg::A, &mut pkt), RtpAction::Forward);
+            let out = RtpPacket::parse(&pkt).expect("still RTP");
+            assert_eq!(out.payload_type(), 96, "the callee's payload type number");
+            assert_ne!(out.ssrc(), Ssrc(0xabcd), "our SSRC on the other leg");
+            assert_eq!(out.payload(), &payload[..], "payload untouched");
+            seqs.push(out.sequence());
+        }
+        assert_eq!(seqs[1], seqs[0].wrapping_add(1));
+        assert_eq!(seqs[2], seqs[1].wrapping_add(1));
+        // Nothing is decoded or generated: no frame clock runs, only RTCP is due.
+        assert!(p.clock.is_none());
+        assert!(transmits(&mut p).is_empty());
+    }
+
+    #[test]
+    fn different_codecs_are_transcoded_on_the_frame_clock() {
+        let t0 = Instant::now();
+        let g722 = LegMedia {
+            codec: CodecKind::G722,
+            payload_type: 9,
+            telephone_event: None,
+        };
+        let mut p = pipeline(t0, PCMU, g722);
+        assert!(p.is_transcoding());
+        assert_eq!(p.rate(), 16_000);
+        let mut enc = codec::encoder(CodecKind::Pcmu, 8000).expect("encoder");
+        let mut out = Vec::new();
+        for i in 0..50u16 {
+            let now = t0 + FRAME * u32::from(i);
+            let mut pkt = voice(CodecKind::Pcmu, 0, i, &mut enc);
+            assert_eq!(p.on_rtp(now, Leg::A, &mut pkt), RtpAction::Consume);
+            p.on_timeout(now);
+            out.extend(
+                transmits(&mut p)
+                    .into_iter()
+                    .filter(|t| t.leg == Leg::B && !t.rtcp),
+            );
+        }
+        // One G.722 packet per 20 ms tick (the first ticks may be silence while the jitter
+        // buffer fills), continuous sequence numbers, 160 timestamp units apart.
+        assert!(out.len() >= 48, "{} packets", out.len());
+        let pkts: Vec<_> = out
+            .iter()
+            .map(|t| RtpPacket::parse(&t.bytes).expect("rtp"))
+            .collect();
+        for w in pkts.windows(2) {
+            assert_eq!(w[1].sequence(), w[0].sequence().wrapping_add(1));
+            assert_eq!(w[1].timestamp(), w[0].timestamp().wrapping_add(160));
+            assert_eq!(w[1].payload_type(), 9);
+        }
+        let mut dec = codec::decoder(CodecKind::G722, 16_000).expect("decoder");
+        let mut pcm = Vec::new();
+        for pkt in &pkts[pkts.len() - 25..] {
+            dec.decode(pkt.payload(), &mut pcm).expect("decode");
+        }
+        let f = crate::media::analysis::dominant_frequency(&pcm, 16_000).expect("tone");
+        assert!(
+            (f - 1000.0).abs() < 10.0,
+            "1 kHz crosses the transcoder: {f}"
+        );
+    }
+
+    #[test]
+    fn a_digit_sent_to_a_leg_with_telephone_event_goes_as_rfc4733_with_three_ends() {
+        let t0 = Instant::now();
+        let mut p = pipeline(t0, PCMU, PCMU);
+        p.command(
+            t0,
+            MediaCommand::SendDigit {
+                leg: Leg::B,
+                digit: Digit::D7,
+                duration: Duration::from_millis(100),
+            },
+        );
+        let mut events = Vec::new();
+        for i in 0..20u32 {
+            p.on_timeout(t0 + FRAME * i);
+            for t in transmits(&mut p) {
+                let pkt = RtpPacket::parse(&t.bytes).expect("rtp");
+                if pkt.payload_type() == 101 {
+                    assert_eq!(t.leg, Leg::B);
+                    events.push((pkt.marker(), pkt.timestamp(), pkt.payload().to_vec()));
+                }
+            }
+        }
+        assert!(events[0].0, "the first event packet has the marker bit");
+        assert!(
+            events.iter().all(|e| e.1 == events[0].1),
+            "one timestamp per event"
+        );
+        assert!(events.iter().all(|e| e.2[0] == 7), "event code 7");
+        let ends = events.iter().filter(|e| e.2[1] & 0x80 != 0).count();
+        assert_eq!(ends, 3, "the end is sent three times");
+        // Done: the frame clock stops again.
+        assert!(p.clock.is_none());
+    }
+
+    #[test]
+    fn rfc4733_digits_from_a_leg_are_reported_once_and_in_band_to_a_leg_without_events() {
+        let t0 = Instant::now();
+        let plain = LegMedia {
+            telephone_event: None,
+            ..PCMU
+        };
+        let mut p = pipeline(t0, PCMU, plain);
+        // "3", 3 packets + 3 ends, all with timestamp 8000.
+        let mut digits = Vec::new();
+        let mut tone_packets = 0;
+        for i in 0..6u16 {
+            let duration = 160 * (i.min(3) + 1);
+            let end = if i >= 3 { 0x80 } else { 0 };
+            let mut pkt = Vec::new();
+            RtpHeader {
+                marker: i == 0,
+                payload_type: 101,
+                sequence: 10 + i,
+                timestamp: 8000,
+                ssrc: Ssrc(7),
+            }
+            .write(
+                &[3, end | 10, (duration >> 8) as u8, duration as u8],
+                &mut pkt,
+            );
+            let now = t0 + FRAME * u32::from(i);
+            assert_eq!(
+                p.on_rtp(now, Leg::A, &mut pkt),
+                RtpAction::Consume,
+                "events are not relayed to a leg without telephone-event"
+            );
+            p.on_timeout(now);
+        }
+        for i in 6..20u32 {
+            p.on_timeout(t0 + FRAME * i);
+        }
+        while let Some(ev) = p.poll_event() {
+            if let MediaEvent::Digit { leg, digit, source } = ev {
+                digits.push((leg, digit, source));
+            }
+        }
+        for t in transmits(&mut p) {
+            if t.leg == Leg::B && !t.rtcp {
+                tone_packets += 1;
+            }
+        }
+        assert_eq!(digits, [(Leg::A, Digit::D3, DigitSource::Rfc4733)]);
+        assert!(
+            tone_packets >= 5,
+            "the digit is played in-band to the callee"
+        );
+    }
+
+    #[test]
+    fn in_band_digits_are_detected_on_a_leg_without_telephone_event() {
+        let t0 = Instant::now();
+        let plain = LegMedia {
+            telephone_event: None,
+            ..PCMU
+        };
+        let mut p = pipeline(t0, plain, PCMU);
+        let tone = crate::media::dtmf::dual_tone(Digit::D9, 8000, Duration::from_millis(100));
+        let mut pcm = vec![0i16; 800];
+        pcm.extend(tone);
+        pcm.resize(8000, 0);
+        let mut enc = codec::encoder(CodecKind::Pcmu, 8000).expect("encoder");
+        for (i, chunk) in pcm.chunks(160).enumerate() {
+            let mut payload = Vec::new();
+            enc.encode(chunk, &mut payload).expect("encode");
+            let mut pkt = Vec::new();
+            RtpHeader {
+                marker: i == 0,
+                payload_type: 0,
+                sequence: i as u16,
+                timestamp: i as u32 * 160,
+                ssrc: Ssrc(9),
+            }
+            .write(&payload, &mut pkt);
+            let now = t0 + FRAME * i as u32;
+            p.on_rtp(now, Leg::A, &mut pkt);
+            p.on_timeout(now);
+        }
+        for i in 50..60u32 {
+            p.on_timeout(t0 + FRAME * i);
+        }
+        let digits: Vec<_> = std::iter::from_fn(|| p.poll_event())
+            .filter_map(|e| match e {
+                MediaEvent::Digit { digit, source, .. } => Some((digit, source)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(digits, [(Digit::D9, DigitSource::Inband)]);
+    }
+
+    #[test]
+    fn a_digit_barges_in_on_a_prompt_and_the_prompt_end_is_reported() {
+        let t0 = Instant::now();
+        let mut p = pipeline(t0, PCMU, PCMU);
+        let prompt: Arc<[i16]> = Arc::from(sine(500.0, 8000, -12.0, 8000));
+        p.command(
+            t0,
+            MediaCommand::Play {
+                leg: Leg::A,
+                id: 7,
+                source: PlaySource::Prompt {
+                    pcm: Arc::clone(&prompt),
+                    rate: 8000,
+                    looped: false,
+                },
+                barge_in: true,
+            },
+        );
+        p.on_timeout(t0);
+        let played = transmits(&mut p).iter().filter(|t| t.leg == Leg::A).count();
+        assert_eq!(
+            played, 1,
+            "the prompt replaces what the caller hears, frame by frame"
+        );
+        p.digit_from_info(t0 + FRAME, Leg::A, Digit::D1, Duration::from_millis(100));
+        let events: Vec<_> = std::iter::from_fn(|| p.poll_event()).collect();
+        assert!(events.contains(&MediaEvent::PlaybackFinished {
+            leg: Leg::A,
+            id: 7,
+            interrupted: true
+        }));
+        // A prompt without barge-in plays to its end.
+        p.command(
+            t0,
+            MediaCommand::Play {
+                leg: Leg::A,
+                id: 8,
+                source: PlaySource::Prompt {
+                    pcm: Arc::from(&prompt[..1600]),
+                    rate: 8000,
+                    looped: false,
+                },
+                barge_in: false,
+            },
+        );
+        for i in 2..20u32 {
+            p.on_timeout(t0 + FRAME * i);
+        }
+        let events: Vec<_> = std::iter::from_fn(|| p.poll_event()).collect();
+        assert!(events.contains(&MediaEvent::PlaybackFinished {
+            leg: Leg::A,
+            id: 8,
+            interrupted: false
+        }));
     }
 }
