@@ -202,6 +202,9 @@ struct LegState {
     jitter: Option<JitterBuffer>,
     decoder: Option<Box<dyn Decoder>>,
     encoder: Option<Box<dyn Encoder>>,
+    /// The pipeline rate and jitter settings this leg was configured with.
+    rate: u32,
+    jitter_config: JitterConfig,
     /// Codec rate → pipeline rate, and back.
     up: Option<Resampler>,
     down: Option<Resampler>,
@@ -345,8 +348,11 @@ impl Pipeline {
             // Comfort noise or a codec we did not select: the other side may not know it.
             return RtpAction::Consume;
         }
-        if needs_audio && let Some(j) = &mut this.jitter {
-            j.push(now, seq, ts, pt, marker, packet.payload());
+        if needs_audio {
+            this.ensure_decoding();
+            if let Some(j) = &mut this.jitter {
+                j.push(now, seq, ts, pt, marker, packet.payload());
+            }
         }
         self.forward(now, leg, buf, false)
     }
@@ -806,6 +812,8 @@ impl LegState {
             jitter: None,
             decoder: None,
             encoder: None,
+            rate: 8000,
+            jitter_config: JitterConfig::default(),
             up: None,
             down: None,
             playing: None,
@@ -842,42 +850,66 @@ impl LegState {
         self.dtmf_out = m.telephone_event.map(|pt| EventSender::new(pt, clock));
     }
 
+    /// Settles what this leg needs at pipeline rate `rate`. Codecs, resamplers and the
+    /// jitter buffer are created on first use ([`Self::ensure_decoding`],
+    /// [`Self::ensure_encoding`]): a relayed call never pays for them.
     fn configure(&mut self, rate: u32, jitter: &JitterConfig, inband: bool) {
         let Some(m) = self.media else {
             return;
         };
-        let codec_rate = codec_pcm_rate(m.codec, rate);
-        if self
-            .decoder
-            .as_ref()
-            .is_none_or(|d| d.pcm_rate() != codec_rate)
-        {
-            self.decoder = codec::decoder(m.codec, codec_rate)
-                .inspect_err(|error| tracing::error!(%error, "no decoder"))
-                .ok();
-            self.encoder = codec::encoder(m.codec, codec_rate)
-                .inspect_err(|error| tracing::error!(%error, "no encoder"))
-                .ok();
+        if self.rate != rate {
+            self.decoder = None;
+            self.encoder = None;
+            self.up = None;
+            self.down = None;
         }
-        self.up = (codec_rate != rate)
-            .then(|| Resampler::new(codec_rate, rate).ok())
-            .flatten();
-        self.down = (codec_rate != rate)
-            .then(|| Resampler::new(rate, codec_rate).ok())
-            .flatten();
-        if self.jitter.is_none() {
-            self.jitter = Some(JitterBuffer::new(
-                *jitter,
-                m.codec.rtp_clock_rate(),
-                m.codec.rtp_timestamp_step(),
-            ));
-        }
+        self.rate = rate;
+        self.jitter_config = *jitter;
         // In-band digits are a narrowband trunk habit; decoding every Opus or G.722 frame of
         // a leg just to listen for them would cost more than it finds.
         let narrowband = matches!(m.codec, CodecKind::Pcmu | CodecKind::Pcma);
         self.detector =
             (inband && narrowband && m.telephone_event.is_none()).then(|| DtmfDetector::new(rate));
         self.pending.clear();
+    }
+
+    /// The jitter buffer, decoder and resampler to the pipeline rate.
+    fn ensure_decoding(&mut self) {
+        let Some(m) = self.media else {
+            return;
+        };
+        let codec_rate = codec_pcm_rate(m.codec, self.rate);
+        if self.decoder.is_none() {
+            self.decoder = codec::decoder(m.codec, codec_rate)
+                .inspect_err(|error| tracing::error!(%error, "no decoder"))
+                .ok();
+            self.up = (codec_rate != self.rate)
+                .then(|| Resampler::new(codec_rate, self.rate).ok())
+                .flatten();
+        }
+        if self.jitter.is_none() {
+            self.jitter = Some(JitterBuffer::new(
+                self.jitter_config,
+                m.codec.rtp_clock_rate(),
+                m.codec.rtp_timestamp_step(),
+            ));
+        }
+    }
+
+    /// The encoder and resampler from the pipeline rate.
+    fn ensure_encoding(&mut self) {
+        let Some(m) = self.media else {
+            return;
+        };
+        if self.encoder.is_none() {
+            let codec_rate = codec_pcm_rate(m.codec, self.rate);
+            self.encoder = codec::encoder(m.codec, codec_rate)
+                .inspect_err(|error| tracing::error!(%error, "no encoder"))
+                .ok();
+            self.down = (codec_rate != self.rate)
+                .then(|| Resampler::new(self.rate, codec_rate).ok())
+                .flatten();
+        }
     }
 
     /// We are sending something of our own to this party instead of relayed packets.
@@ -891,6 +923,7 @@ impl LegState {
 
     /// Pulls one frame of this party's audio, at the pipeline rate, into `heard`.
     fn decode_frame(&mut self, now: Instant, n: usize) {
+        self.ensure_decoding();
         let (Some(j), Some(dec)) = (&mut self.jitter, &mut self.decoder) else {
             return;
         };
@@ -920,6 +953,7 @@ impl LegState {
 
     /// Encodes one frame at the pipeline rate into an RTP packet for this leg.
     fn encode_frame(&mut self, now: Instant, frame: &[i16]) -> Option<Vec<u8>> {
+        self.ensure_encoding();
         let media = self.media?;
         let enc = self.encoder.as_mut()?;
         let want = frame_len(enc.pcm_rate());
