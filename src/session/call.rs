@@ -12,7 +12,7 @@ use crate::media::dtmf;
 use crate::media::engine::{MediaCommand, MediaEvent, MediaReport, MediaSession, PlaySource};
 use crate::media::negotiate::{self, LegMedia};
 use crate::media::recorder::{ChannelMode, Recorder, RecordingSpec};
-use crate::media::relay::Leg;
+use crate::media::ports::Leg;
 use crate::media::sdp::{Direction as SdpDirection, SessionDescription};
 use crate::media::tone::ToneKind;
 use crate::sip::dialog::{Dialog, new_call_id, new_tag, response_with_tag};

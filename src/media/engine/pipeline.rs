@@ -38,7 +38,7 @@ use crate::media::mixer::PartyId;
 use crate::media::negotiate::LegMedia;
 use crate::media::player::Playback;
 use crate::media::recorder::Recorder;
-use crate::media::relay::Leg;
+use crate::media::ports::Leg;
 use crate::media::resample::Resampler;
 use crate::media::rtp::{self, LegStats, RtpPacket, RtpSession, SessionConfig, Ssrc};
 use crate::media::tone::{ToneKind, ToneRegion, ToneSource};
