@@ -33,8 +33,8 @@ pub use pipeline::{
 
 use super::dtmf::Digit;
 use super::latch::{self, DropReason, Latch, Verdict};
-use super::recorder::RecordingSummary;
 use super::ports::{self, Leg, MAX_BATCH, MAX_DATAGRAM, PortError, PortPair, PortPool};
+use super::recorder::RecordingSummary;
 use crate::clock;
 
 /// What the call actor learns when the media session ends.
