@@ -7,7 +7,8 @@
 //! * [`sip::transaction`] (SANS-IO) holds the RFC 3261 §17 / RFC 6026 state machines.
 //! * [`sip::endpoint`] (DRIVER) owns the transaction table and dispatches requests to the
 //!   [`sip::registrar`] and to call actors in [`session`].
-//! * [`media`] anchors RTP: SDP rewriting ([`media::sdp`]) and the relay ([`media::relay`]).
+//! * [`media`] anchors RTP: SDP rewriting ([`media::sdp`]) and one media session per call
+//!   ([`media::engine`]) on port pairs from [`media::ports`].
 //! * [`store`] persists users, bindings, customers, sessions, calls and call records through
 //!   one writer task (SQLite by default, PostgreSQL by URL).
 //! * [`api`] serves `/healthz` and `/metrics` over HTTP.

@@ -16,7 +16,7 @@ use crate::media::engine::PipelineConfig;
 use crate::media::engine::conference::Rooms;
 use crate::media::jitter::JitterConfig;
 use crate::media::player::PromptCache;
-use crate::media::relay::PortPool;
+use crate::media::ports::PortPool;
 use crate::session::{CallContext, CallRegistry, MediaContext};
 use crate::sip::endpoint::{Endpoint, EndpointHandle, Local};
 use crate::sip::registrar::{Registrar, RegistrarSettings};

@@ -2,8 +2,9 @@
 //!
 //! * [`sdp`] (PURE): parse, print and rewrite SDP; offer/answer codec intersection
 //!   (RFC 8866, RFC 3264).
-//! * [`latch`] (SANS-IO): symmetric RTP latching and the minimal RTP validation of the relay.
-//! * [`relay`] (DRIVER): the port pool and the plain two-leg RTP/RTCP relay.
+//! * [`latch`] (SANS-IO): symmetric RTP latching and the minimal RTP/RTCP validation done
+//!   before a datagram reaches the pipeline.
+//! * [`ports`] (DRIVER): the RTP/RTCP port pool, socket binding and the [`ports::Leg`] names.
 //! * [`engine`] (DRIVER + SANS-IO pipeline): the per-call media session every call uses:
 //!   relay or transcode, record, play, DTMF, conferences.
 //! * [`negotiate`] (PURE): offer/answer across the B2BUA with transcoding.
@@ -29,8 +30,8 @@ pub mod latch;
 pub mod mixer;
 pub mod negotiate;
 pub mod player;
+pub mod ports;
 pub mod recorder;
-pub mod relay;
 pub mod resample;
 pub mod rtp;
 pub mod sdp;

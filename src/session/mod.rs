@@ -21,7 +21,7 @@ use tokio::sync::mpsc;
 
 use crate::media::engine::PipelineConfig;
 use crate::media::engine::conference::Rooms;
-use crate::media::relay::PortPool;
+use crate::media::ports::PortPool;
 use crate::sip::endpoint::{EndpointHandle, Owner};
 use crate::sip::message::{Request, Response};
 use crate::sip::registrar::Registrar;

@@ -33,8 +33,8 @@ pub use pipeline::{
 
 use super::dtmf::Digit;
 use super::latch::{self, DropReason, Latch, Verdict};
+use super::ports::{self, Leg, MAX_BATCH, MAX_DATAGRAM, PortError, PortPair, PortPool};
 use super::recorder::RecordingSummary;
-use super::relay::{self, Leg, MAX_BATCH, MAX_DATAGRAM, PortPair, PortPool, RelayError};
 use crate::clock;
 
 /// What the call actor learns when the media session ends.
@@ -90,9 +90,9 @@ impl MediaSession {
         legs: usize,
         config: PipelineConfig,
         events: mpsc::UnboundedSender<MediaEvent>,
-    ) -> Result<Self, RelayError> {
+    ) -> Result<Self, PortError> {
         if tokio::runtime::Handle::try_current().is_err() {
-            return Err(RelayError::NoRuntime);
+            return Err(PortError::NoRuntime);
         }
         let legs = legs.clamp(1, 2);
         let mut sockets = Vec::with_capacity(legs);
@@ -100,7 +100,7 @@ impl MediaSession {
         let mut ports = Vec::with_capacity(legs);
         for _ in 0..legs {
             let (pair, rtp, rtcp) =
-                relay::bind_pair(pool, bind_ip, relay::default_socket_buffer())?;
+                ports::bind_pair(pool, bind_ip, ports::default_socket_buffer())?;
             ports.push(pair.rtp());
             sockets.push([UdpSocket::from_std(rtp)?, UdpSocket::from_std(rtcp)?]);
             pairs.push(pair);
@@ -279,7 +279,7 @@ impl Driver {
                             let len = rb.filled().len();
                             self.on_datagram(now, leg, kind, len, src);
                         }
-                        Poll::Ready(Err(e)) if relay::is_transient(&e) => {}
+                        Poll::Ready(Err(e)) if ports::is_transient(&e) => {}
                         Poll::Ready(Err(error)) => {
                             tracing::warn!(%error, "media socket failed; stopping the media session");
                             return Poll::Ready(false);

@@ -11,8 +11,8 @@
 //!   and the RTCP report timer (§6.3.1).
 //! * [`quality`] (PURE): the simplified ITU-T G.107 E-model and its MOS.
 //!
-//! The fast relay (`media::latch`, `media::relay`) keeps its own minimal checks; this module
-//! is for legs whose media the server looks at. Nothing here reads a clock or touches a
+//! The media sockets' loop (`media::engine`, with `media::latch`) keeps its own minimal checks
+//! before a packet reaches a leg's session here. Nothing here reads a clock or touches a
 //! socket: time comes in as `now: Instant`.
 
 pub mod packet;
