@@ -245,6 +245,11 @@ impl Endpoint {
                 true
             }
             Transport::Tcp => {
+                // In order on an open connection; only a connect (or a full queue) waits in
+                // a task of its own.
+                let Err(bytes) = self.transport.try_send_tcp(to.addr, bytes) else {
+                    return true;
+                };
                 let transport = self.transport.clone();
                 tokio::spawn(async move {
                     if let Err(e) = transport.send(to, bytes).await {

@@ -384,6 +384,17 @@ impl TransportSet {
         }
     }
 
+    /// Queues a message on the open TCP connection to `to` without waiting, so that messages
+    /// queued one after another leave in that order (a `100 Trying` before the `407` that
+    /// follows it). Gives the bytes back when there is no open connection or its queue is full:
+    /// the caller then uses [`TransportSet::send`], which may connect.
+    pub fn try_send_tcp(&self, to: SocketAddr, bytes: Bytes) -> Result<(), Bytes> {
+        if self.inner.shutdown.is_cancelled() {
+            return Err(bytes);
+        }
+        tcp::try_send(&self.inner, to, bytes)
+    }
+
     /// The sent-by address for our Via on transport `t` (the first listening socket of that
     /// transport), or `None` if we do not listen on it. A wildcard address (0.0.0.0, ::) is
     /// returned as bound: the endpoint should then use its configured public address.

@@ -85,6 +85,17 @@ pub(super) async fn accept_loop(inner: Arc<Inner>, listener: TcpListener) {
     }
 }
 
+/// Queues `bytes` on the open connection to `to` without waiting; the bytes come back when
+/// there is none or its queue is full.
+pub(super) fn try_send(inner: &Arc<Inner>, to: SocketAddr, bytes: Bytes) -> Result<(), Bytes> {
+    let Some(h) = inner.tcp.get(to) else {
+        return Err(bytes);
+    };
+    h.tx.try_send(bytes).map_err(|e| match e {
+        mpsc::error::TrySendError::Full(b) | mpsc::error::TrySendError::Closed(b) => b,
+    })
+}
+
 /// Queues `bytes` on the connection to `to`, connecting first if there is none.
 pub(super) async fn send(
     inner: &Arc<Inner>,
