@@ -43,6 +43,8 @@ const CALLS: usize = 20;
 const RUN_BEFORE_KILL: Duration = Duration::from_secs(4);
 /// Bound on waiting for all calls to be answered and recorded.
 const ANSWER_DEADLINE: Duration = Duration::from_secs(40);
+/// What the 20 callers say.
+const CALL_TONE: f64 = 500.0;
 /// A repaired recording may be this much shorter or longer than the wall-clock truth.
 const DURATION_TOLERANCE_MS: i64 = 1000;
 
@@ -136,7 +138,7 @@ fn sigkill_during_20_recorded_calls_leaves_repaired_playable_recordings() {
     };
     let db = db_path(&server);
     let tone_dir = server.dir.path().join("tone");
-    make_tone(&tone_dir, 500.0);
+    make_tone(&tone_dir, CALL_TONE);
     register_callee(&server);
 
     let callee_media = server.ports.port(CALLEE_MEDIA).to_string();
@@ -248,18 +250,39 @@ fn sigkill_during_20_recorded_calls_leaves_repaired_playable_recordings() {
         assert_eq!(i64::from(spec.channels), channels, "{rel}: channels");
         assert_eq!(spec.channels, 2, "{rel}: calls are recorded in stereo");
         assert_eq!(i64::from(spec.sample_rate), rate, "{rel}: sample rate");
-        let hound_ms = i64::from(reader.duration()) * 1000 / i64::from(spec.sample_rate);
-        let samples = reader.into_samples::<i16>().filter(Result::is_ok).count();
+        let frames = reader.duration();
+        let hound_ms = i64::from(frames) * 1000 / i64::from(spec.sample_rate);
+        let samples: Vec<i16> = reader
+            .into_samples::<i16>()
+            .collect::<Result<_, _>>()
+            .unwrap_or_else(|e| panic!("{rel}: unreadable sample: {e}"));
         assert_eq!(
-            samples as u64,
-            u64::from(spec.channels)
-                * u64::from(hound::WavReader::open(&path).expect("wav").duration()),
+            samples.len() as u64,
+            2 * u64::from(frames),
             "{rel}: every sample the header announces is there"
         );
+        // The audio is the call's: the caller's tone on the left, its echo from the callee
+        // on the right (the second half of the file, well after the answer).
+        let half = samples.len() / 4 * 2;
+        let mut levels = Vec::new();
+        for (channel, name) in [(0, "left (caller)"), (1, "right (callee)")] {
+            let pcm: Vec<i16> = samples[half..]
+                .iter()
+                .skip(channel)
+                .step_by(2)
+                .copied()
+                .collect();
+            let level = tone_power_db(&pcm, spec.sample_rate, CALL_TONE);
+            levels.push(format!("{level:.1}"));
+            assert!(
+                level > f64::from(TONE_DBFS) - 8.0,
+                "{rel}: {name} channel has the {CALL_TONE} Hz tone at only {level:.1} dBFS"
+            );
+        }
         let soxi_ms = soxi_duration_ms(&path);
         let truth_ms = killed_ms - started_ms;
         report += &format!(
-            "{rel}: row {duration_ms} ms, hound {hound_ms} ms, soxi {soxi_ms} ms, truth {truth_ms} ms\n"
+            "{rel}: row {duration_ms} ms, hound {hound_ms} ms, soxi {soxi_ms} ms, truth {truth_ms} ms, tone L/R {levels:?} dBFS\n"
         );
         assert!(
             (hound_ms - duration_ms).abs() <= 20 && (soxi_ms - duration_ms).abs() <= 20,

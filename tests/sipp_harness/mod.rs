@@ -18,6 +18,13 @@ use std::time::{Duration, Instant};
 pub const SCENARIOS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/sipp-scenarios");
 pub const SERVER_BIN: &str = env!("CARGO_BIN_EXE_switchboard");
 
+/// The server binary: `SWITCHBOARD_TEST_BIN` if set, else cargo's. (With a target directory
+/// shared by several checkouts, the uplifted `target/debug/switchboard` may be another
+/// checkout's build; point this at `target/debug/deps/switchboard-<hash>` to pin yours.)
+pub fn server_bin() -> PathBuf {
+    std::env::var_os("SWITCHBOARD_TEST_BIN").map_or_else(|| SERVER_BIN.into(), PathBuf::from)
+}
+
 /// Extensions every test server knows; the password of EXT is `pw-EXT`.
 pub const CALLER: &str = "1001";
 pub const CALLEE: &str = "2001";
@@ -172,7 +179,7 @@ impl Server {
         let data_dir = self.data_dir();
         fs::create_dir_all(&data_dir).expect("data dir");
         for ext in [CALLER, CALLEE, UNREGISTERED] {
-            let out = Command::new(SERVER_BIN)
+            let out = Command::new(server_bin())
                 .args(["user", "add", ext, "--password", &format!("pw-{ext}")])
                 .arg("--name")
                 .arg(format!("Extension {ext}"))
@@ -196,7 +203,7 @@ impl Server {
         let data_dir = self.data_dir();
         let sip = format!("127.0.0.1:{}", self.sip_port());
         let (low, high) = self.ports.rtp_range();
-        let mut cmd = Command::new(SERVER_BIN);
+        let mut cmd = Command::new(server_bin());
         cmd.arg("serve")
             .arg("--data-dir")
             .arg(&data_dir)
