@@ -297,16 +297,29 @@ fn sigkill_during_20_recorded_calls_leaves_repaired_playable_recordings() {
     eprintln!("{report}");
 
     // Every call record closed at start-up.
-    let calls = query(&db, "SELECT id, ended_ms, hangup_cause FROM calls").expect("calls");
+    let calls = query(
+        &db,
+        "SELECT id, ended_ms, hangup_cause, hangup_by FROM calls",
+    )
+    .expect("read the calls table");
     assert_eq!(calls.len(), CALLS, "one call record per call");
     for call in &calls {
         let id: String = call.get("id");
         let ended: Option<i64> = call.get("ended_ms");
+        let cause: Option<String> = call.get("hangup_cause");
+        let by: Option<String> = call.get("hangup_by");
         assert!(
             ended.is_some_and(|e| e >= killed_ms),
-            "call {id} not closed at start-up (ended_ms {ended:?})"
+            "call {id} not closed at start-up (ended_ms {ended:?}, killed at {killed_ms})"
+        );
+        assert_eq!(
+            (cause.as_deref(), by.as_deref()),
+            (Some("server_restart"), Some("system")),
+            "call {id}: hangup cause"
         );
     }
+    let open_legs = count(&db, "SELECT COUNT(*) FROM call_legs WHERE ended_ms IS NULL");
+    assert_eq!(open_legs, Some(0), "call legs left open after start-up");
     server.assert_running();
 }
 
