@@ -233,8 +233,11 @@ pub const WRITER_TICK: Duration = Duration::from_millis(10);
 /// The sample rates a recording may have.
 pub const SAMPLE_RATES: [u32; 2] = [8000, 16000];
 
-/// Bytes of buffering per open WAV file (half a second of 16 kHz stereo).
-const FILE_BUFFER: usize = 32 * 1024;
+/// Bytes of buffering per open WAV file: about half a second of 8 kHz stereo, a quarter of
+/// 16 kHz stereo. It must stay well under one second of audio: a full buffer reaches the file
+/// between the once-a-second flushes, so a `kill -9` loses at most this much (plus the frames
+/// in the queue), not a whole second (32 KiB held all of a second of 8 kHz stereo).
+const FILE_BUFFER: usize = 16 * 1024;
 /// hound keeps sizes in `u32`: stop writing before the data chunk would overflow.
 const MAX_DATA_BYTES: u64 = u32::MAX as u64 - 1024 * 1024;
 

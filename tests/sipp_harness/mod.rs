@@ -18,6 +18,13 @@ use std::time::{Duration, Instant};
 pub const SCENARIOS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/sipp-scenarios");
 pub const SERVER_BIN: &str = env!("CARGO_BIN_EXE_switchboard");
 
+/// The server binary: `SWITCHBOARD_TEST_BIN` if set, else cargo's. (With a target directory
+/// shared by several checkouts, the uplifted `target/debug/switchboard` may be another
+/// checkout's build; point this at `target/debug/deps/switchboard-<hash>` to pin yours.)
+pub fn server_bin() -> PathBuf {
+    std::env::var_os("SWITCHBOARD_TEST_BIN").map_or_else(|| SERVER_BIN.into(), PathBuf::from)
+}
+
 /// Extensions every test server knows; the password of EXT is `pw-EXT`.
 pub const CALLER: &str = "1001";
 pub const CALLEE: &str = "2001";
@@ -26,9 +33,9 @@ pub const UNKNOWN: &str = "9999";
 
 /// Ports per test: the server's SIP and HTTP ports, SIPp's SIP and media ports, the server's RTP
 /// range. Blocks start below the kernel's ephemeral range (32768+).
-pub const BLOCK_SIZE: u16 = 100;
+pub const BLOCK_SIZE: u16 = 200;
 pub const FIRST_BLOCK_PORT: u16 = 20_000;
-pub const BLOCKS: u16 = 120;
+pub const BLOCKS: u16 = 60;
 pub const SIP: u16 = 0;
 pub const HTTP: u16 = 1;
 pub const CALLEE_SIP: u16 = 10;
@@ -37,9 +44,10 @@ pub const CALLER_SIP: u16 = 20;
 pub const CALLER_MEDIA: u16 = 22;
 pub const OTHER_SIP: u16 = 30;
 pub const OTHER_MEDIA: u16 = 32;
-pub const RTP_LOW: u16 = 40;
-pub const RTP_HIGH: u16 = 79;
 pub const PEER_NG: u16 = 80;
+/// 50 even/odd pairs: 25 bridged calls (two legs each) at once.
+pub const RTP_LOW: u16 = 100;
+pub const RTP_HIGH: u16 = 199;
 
 /// How long anything may take before the test gives up on it.
 pub const READY_TRIES: u32 = 150;
@@ -121,6 +129,8 @@ pub struct Server {
     pub ports: Ports,
     pub dir: tempfile::TempDir,
     pub children: Vec<(&'static str, Child)>,
+    /// Extra `switchboard serve` arguments, kept for [`Server::restart`].
+    pub extra: Vec<String>,
     /// One SIPp test at a time: each runs a server and two SIPp processes, and on 2 cores
     /// parallel runs starve each other's timers. Dropped last, after the processes are killed.
     pub _serial: std::sync::MutexGuard<'static, ()>,
@@ -150,20 +160,26 @@ impl Server {
             ports,
             dir,
             children: Vec::new(),
+            extra: extra.iter().map(|s| s.to_string()).collect(),
             _serial: serial,
         };
         match target {
-            Target::Switchboard => server.start_switchboard(extra),
+            Target::Switchboard => server.start_switchboard(),
             Target::KamailioPeer => server.start_kamailio_peer(),
         }
         server
     }
 
-    pub fn start_switchboard(&mut self, extra: &[&str]) {
-        let data_dir = self.dir.path().join("data");
+    /// The server's data directory (database, recordings).
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    pub fn start_switchboard(&mut self) {
+        let data_dir = self.data_dir();
         fs::create_dir_all(&data_dir).expect("data dir");
         for ext in [CALLER, CALLEE, UNREGISTERED] {
-            let out = Command::new(SERVER_BIN)
+            let out = Command::new(server_bin())
                 .args(["user", "add", ext, "--password", &format!("pw-{ext}")])
                 .arg("--name")
                 .arg(format!("Extension {ext}"))
@@ -179,9 +195,15 @@ impl Server {
                 String::from_utf8_lossy(&out.stderr)
             );
         }
+        self.serve();
+    }
+
+    /// Runs `switchboard serve` on the data directory and ports and waits until it is ready.
+    pub fn serve(&mut self) {
+        let data_dir = self.data_dir();
         let sip = format!("127.0.0.1:{}", self.sip_port());
         let (low, high) = self.ports.rtp_range();
-        let mut cmd = Command::new(SERVER_BIN);
+        let mut cmd = Command::new(server_bin());
         cmd.arg("serve")
             .arg("--data-dir")
             .arg(&data_dir)
@@ -194,7 +216,7 @@ impl Server {
             .args(["--rtp-ports", &format!("{low}-{high}")])
             .args(["--public-ip", "127.0.0.1"])
             .args(["--no-answer-timeout", "30"])
-            .args(extra)
+            .args(&self.extra)
             .env(
                 "RUST_LOG",
                 std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
@@ -243,7 +265,12 @@ impl Server {
     }
 
     pub fn spawn(&mut self, name: &'static str, mut cmd: Command) {
-        let log = File::create(self.log_path(name)).expect("server log file");
+        // Appended: a restarted process continues the log of the one before.
+        let log = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_path(name))
+            .expect("server log file");
         let err = log.try_clone().expect("server log file");
         // Own process group, so that the whole tree (Kamailio forks) is ended on drop.
         cmd.stdin(Stdio::null())
@@ -277,6 +304,34 @@ impl Server {
         if let Some((name, status)) = exited {
             panic!("{name} exited early ({status})\n{}", self.logs());
         }
+    }
+
+    /// Sends SIGKILL to `switchboard serve` (no chance to clean up, like a crash or an OOM kill)
+    /// and reaps it. Returns the Unix time in ms just before the signal.
+    pub fn kill_server(&mut self) -> i64 {
+        let i = self
+            .children
+            .iter()
+            .position(|(name, _)| *name == "switchboard")
+            .expect("switchboard is running");
+        let (_, mut child) = self.children.remove(i);
+        let at = unix_ms();
+        // `Child::kill` is SIGKILL on Unix.
+        child.kill().expect("SIGKILL switchboard");
+        let status = child.wait().expect("reap switchboard");
+        assert!(!status.success(), "switchboard exited normally: {status}");
+        at
+    }
+
+    /// Starts `switchboard serve` again on the same data directory, ports and arguments (after
+    /// [`Server::kill_server`]) and waits until it is ready.
+    pub fn restart(&mut self) {
+        assert_eq!(
+            self.target,
+            Target::Switchboard,
+            "only switchboard restarts"
+        );
+        self.serve();
     }
 
     /// The tails of the server's logs, for failure messages.
@@ -331,6 +386,8 @@ pub struct SippRun<'a> {
     pub server: &'a Server,
     pub name: String,
     pub args: Vec<String>,
+    /// Working directory (where `rtp_stream` files are found); the server's directory if None.
+    pub cwd: Option<PathBuf>,
 }
 
 impl<'a> SippRun<'a> {
@@ -358,11 +415,18 @@ impl<'a> SippRun<'a> {
             server,
             name: name.into(),
             args,
+            cwd: None,
         }
     }
 
     pub fn args<I: IntoIterator<Item = S>, S: Into<String>>(mut self, a: I) -> Self {
         self.args.extend(a.into_iter().map(Into::into));
+        self
+    }
+
+    /// Runs SIPp in `dir` (relative `rtp_stream` files are opened there).
+    pub fn cwd(mut self, dir: &Path) -> Self {
+        self.cwd = Some(dir.to_path_buf());
         self
     }
 
@@ -400,7 +464,7 @@ impl<'a> SippRun<'a> {
             .arg("-trace_logs")
             .arg("-log_file")
             .arg(&logs)
-            .current_dir(dir)
+            .current_dir(self.cwd.as_deref().unwrap_or(dir))
             .stdin(Stdio::null())
             .stdout(stdout.try_clone().expect("sipp screen file"))
             .stderr(stdout)
@@ -477,12 +541,19 @@ impl Sipp {
     }
 }
 
-impl Drop for Sipp {
-    fn drop(&mut self) {
+impl Sipp {
+    /// SIGKILL (SIPp with calls in progress does not stop on SIGTERM) and reap.
+    pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
         }
+    }
+}
+
+impl Drop for Sipp {
+    fn drop(&mut self) {
+        self.kill();
     }
 }
 
@@ -556,6 +627,13 @@ pub fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
         .map_or("", |(_, b)| b)
         .to_string();
     Some((status, body))
+}
+
+/// Now, Unix time in ms.
+pub fn unix_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
 }
 
 pub fn tail(path: &Path, lines: usize) -> String {
