@@ -2,86 +2,21 @@
 //! retention. Run against SQLite (a temp dir) and, when `SWITCHBOARD_TEST_PG_URL` is set,
 //! against PostgreSQL (a fresh schema per test), like `tests/store.rs`.
 
+#[macro_use]
+mod store_harness;
+
 use std::path::{Path, PathBuf};
 
-use sqlx::Connection;
+use store_harness::TestDb;
 use switchboard::media::recorder::{
     ChannelMode, PoolConfig, RecorderPool, RecordingSpec, companion_path,
 };
 use switchboard::store::{
-    Backend, CallId, EndedRecording, NewRecording, RecordingId, RecordingState, SessionId, Store,
-    StoreCmd,
+    CallId, EndedRecording, NewRecording, RecordingId, RecordingState, SessionId, StoreCmd,
 };
 
-const PG_ENV: &str = "SWITCHBOARD_TEST_PG_URL";
 const T0: i64 = 1_700_000_000_000;
 const DAY_MS: i64 = 86_400_000;
-
-/// A database and a data directory for one test.
-struct TestDb {
-    url: String,
-    backend: Backend,
-    data: tempfile::TempDir,
-}
-
-impl TestDb {
-    fn sqlite() -> TestDb {
-        let data = tempfile::tempdir().expect("temp dir");
-        TestDb {
-            url: format!("sqlite://{}/switchboard.db", data.path().display()),
-            backend: Backend::Sqlite,
-            data,
-        }
-    }
-
-    async fn postgres() -> Option<TestDb> {
-        let base = std::env::var(PG_ENV).ok().filter(|u| !u.is_empty())?;
-        let schema = format!("t_{}", uuid::Uuid::new_v4().simple());
-        let mut conn = sqlx::PgConnection::connect(&base)
-            .await
-            .expect("connect to SWITCHBOARD_TEST_PG_URL");
-        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
-            .execute(&mut conn)
-            .await
-            .expect("create schema");
-        conn.close().await.expect("close");
-        let sep = if base.contains('?') { '&' } else { '?' };
-        Some(TestDb {
-            url: format!("{base}{sep}options=-c%20search_path%3D{schema}"),
-            backend: Backend::Postgres,
-            data: tempfile::tempdir().expect("temp dir"),
-        })
-    }
-
-    async fn open(&self) -> Store {
-        let store = Store::open(&self.url).await.expect("open store");
-        assert_eq!(store.backend(), self.backend);
-        store
-    }
-
-    fn dir(&self) -> &Path {
-        self.data.path()
-    }
-}
-
-macro_rules! on_both {
-    ($($name:ident),+ $(,)?) => {$(
-        mod $name {
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn sqlite() {
-                super::$name(super::TestDb::sqlite()).await;
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn postgres() {
-                match super::TestDb::postgres().await {
-                    Some(db) => super::$name(db).await,
-                    None => eprintln!("skipping PostgreSQL: {} not set", super::PG_ENV),
-                }
-            }
-        }
-    )+};
-}
 
 on_both!(
     recording_row_is_inserted_at_start_and_completed_at_stop,

@@ -2,91 +2,21 @@
 //! against PostgreSQL (a fresh schema per test, so tests run in parallel).
 //! `scripts/pg-test cargo test --test store` provides a throwaway PostgreSQL.
 
+#[macro_use]
+mod store_harness;
+
 use std::net::SocketAddr;
 use std::time::Instant;
 
-use sqlx::Connection;
+use store_harness::TestDb;
 use switchboard::sip::auth::{Algorithm, ha1};
 use switchboard::sip::transport::{Peer, Transport};
 use switchboard::store::{
     Backend, Binding, CallId, Direction, HangupBy, Identity, IdentityKind, LegId, LegRole, NewCall,
-    NewLeg, SessionId, Store, StoreCmd, StoreError,
+    NewLeg, SessionId, StoreCmd, StoreError,
 };
 
-const PG_ENV: &str = "SWITCHBOARD_TEST_PG_URL";
 const T0: i64 = 1_700_000_000_000;
-
-/// A database for one test: the URL to (re)open, and what keeps it alive.
-struct TestDb {
-    url: String,
-    backend: Backend,
-    _dir: Option<tempfile::TempDir>,
-}
-
-impl TestDb {
-    fn sqlite() -> TestDb {
-        let dir = tempfile::tempdir().expect("temp dir");
-        // A nested, not yet existing directory: open must create it.
-        let url = format!(
-            "sqlite://{}/data/nested/switchboard.db",
-            dir.path().display()
-        );
-        TestDb {
-            url,
-            backend: Backend::Sqlite,
-            _dir: Some(dir),
-        }
-    }
-
-    /// A fresh schema in the PostgreSQL database named by `SWITCHBOARD_TEST_PG_URL`.
-    async fn postgres() -> Option<TestDb> {
-        let base = std::env::var(PG_ENV).ok().filter(|u| !u.is_empty())?;
-        let schema = format!("t_{}", uuid::Uuid::new_v4().simple());
-        let mut conn = sqlx::PgConnection::connect(&base)
-            .await
-            .expect("connect to SWITCHBOARD_TEST_PG_URL");
-        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
-            .execute(&mut conn)
-            .await
-            .expect("create schema");
-        conn.close().await.expect("close");
-        let sep = if base.contains('?') { '&' } else { '?' };
-        Some(TestDb {
-            url: format!("{base}{sep}options=-c%20search_path%3D{schema}"),
-            backend: Backend::Postgres,
-            _dir: None,
-        })
-    }
-
-    async fn open(&self) -> Store {
-        let store = Store::open(&self.url).await.expect("open store");
-        assert_eq!(store.backend(), self.backend);
-        store
-    }
-}
-
-/// Runs an `async fn(TestDb)` as two tests: `sqlite` and `postgres`.
-macro_rules! on_both {
-    ($($name:ident),+ $(,)?) => {$(
-        mod $name {
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn sqlite() {
-                super::$name(super::TestDb::sqlite()).await;
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn postgres() {
-                match super::TestDb::postgres().await {
-                    Some(db) => super::$name(db).await,
-                    None => eprintln!(
-                        "skipping PostgreSQL: {} not set",
-                        super::PG_ENV
-                    ),
-                }
-            }
-        }
-    )+};
-}
 
 on_both!(
     migrations_are_idempotent,

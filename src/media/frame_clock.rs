@@ -160,18 +160,7 @@ mod tests {
 
     const PERIOD: Duration = Duration::from_millis(20);
 
-    struct XorShift(u64);
-
-    impl XorShift {
-        fn next(&mut self) -> u64 {
-            let mut x = self.0;
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            self.0 = x;
-            x
-        }
-    }
+    use crate::media::test_rng::XorShift;
 
     #[test]
     fn early_tick_asks_for_nothing_and_first_deadline_is_start() {

@@ -788,26 +788,7 @@ mod tests {
     const STEP: u32 = 160;
     const FRAME: Duration = Duration::from_millis(20);
 
-    struct XorShift(u64);
-
-    impl XorShift {
-        fn next(&mut self) -> u64 {
-            let mut x = self.0;
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            self.0 = x;
-            x
-        }
-
-        fn below(&mut self, n: u64) -> u64 {
-            self.next() % n
-        }
-
-        fn percent(&mut self, p: u64) -> bool {
-            self.below(100) < p
-        }
-    }
+    use crate::media::test_rng::XorShift;
 
     #[derive(Debug, Clone, Copy)]
     struct Sent {

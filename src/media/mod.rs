@@ -35,6 +35,8 @@ pub mod recorder;
 pub mod resample;
 pub mod rtp;
 pub mod sdp;
+#[cfg(test)]
+mod test_rng;
 pub mod tone;
 
 /// Every terminated media path works in frames of this many milliseconds.
