@@ -132,6 +132,13 @@ pub fn tone_power_db(samples: &[i16], rate: u32, freq: f64) -> f64 {
     20.0 * (amplitude / FULL_SCALE).log10()
 }
 
+/// Raw Goertzel power of `freq` Hz in `samples` (no window): for a full-length sine of
+/// amplitude A over n samples, about (A·n/2)². For comparing components of one signal.
+pub fn goertzel(samples: &[i16], rate: u32, freq: f64) -> f64 {
+    let x: Vec<f64> = samples.iter().map(|&s| f64::from(s)).collect();
+    goertzel_power(&x, freq / f64::from(rate.max(1)))
+}
+
 /// `samples` samples of a sine at `freq` Hz, `rate` Hz, peak `amplitude_dbfs` (0 dBFS is
 /// full scale, clamped there), starting at phase 0.
 pub fn sine(freq: f64, rate: u32, amplitude_dbfs: f64, samples: usize) -> Vec<i16> {

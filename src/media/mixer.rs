@@ -385,25 +385,15 @@ fn limit(x: i32) -> i16 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::media::analysis::goertzel;
     use std::f64::consts::PI;
 
     const RATE: u32 = 8000;
     const N: usize = 160;
 
-    fn goertzel(x: &[i16], freq: f64) -> f64 {
-        let c = 2.0 * (2.0 * PI * freq / f64::from(RATE)).cos();
-        let (mut s1, mut s2) = (0.0, 0.0);
-        for &v in x {
-            let s = f64::from(v) + c * s1 - s2;
-            s2 = s1;
-            s1 = s;
-        }
-        (s1 * s1 + s2 * s2 - c * s1 * s2).max(0.0)
-    }
-
     /// Amplitude of `freq` in `x`.
     fn amplitude(x: &[i16], freq: f64) -> f64 {
-        2.0 * goertzel(x, freq).sqrt() / x.len() as f64
+        2.0 * goertzel(x, RATE, freq).sqrt() / x.len() as f64
     }
 
     struct Talker {

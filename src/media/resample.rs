@@ -286,6 +286,7 @@ fn bessel_i0(x: f64) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::media::analysis::goertzel;
 
     fn sine(rate: u32, freq: f64, amp: f64, n: usize) -> Vec<i16> {
         (0..n)
@@ -302,19 +303,6 @@ mod tests {
 
     fn db(ratio: f64) -> f64 {
         20.0 * ratio.log10()
-    }
-
-    /// Power of `freq` in `x` (Goertzel), normalised so a full-length sine of amplitude A gives A²/4·n².
-    fn goertzel(x: &[i16], rate: u32, freq: f64) -> f64 {
-        let w = 2.0 * std::f64::consts::PI * freq / rate as f64;
-        let c = 2.0 * w.cos();
-        let (mut s1, mut s2) = (0.0, 0.0);
-        for &v in x {
-            let s = f64::from(v) + c * s1 - s2;
-            s2 = s1;
-            s1 = s;
-        }
-        s1 * s1 + s2 * s2 - c * s1 * s2
     }
 
     fn run(from: u32, to: u32, input: &[i16]) -> Vec<i16> {

@@ -338,19 +338,8 @@ impl ToneSource {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::media::analysis::goertzel;
     use crate::media::frame_len;
-
-    fn goertzel(x: &[i16], rate: u32, freq: f64) -> f64 {
-        let w = 2.0 * PI * freq / f64::from(rate);
-        let c = 2.0 * w.cos();
-        let (mut s1, mut s2) = (0.0, 0.0);
-        for &v in x {
-            let s = f64::from(v) + c * s1 - s2;
-            s2 = s1;
-            s1 = s;
-        }
-        (s1 * s1 + s2 * s2 - c * s1 * s2).max(0.0)
-    }
 
     /// Amplitude of `freq` in `x`.
     fn amplitude(x: &[i16], rate: u32, freq: f64) -> f64 {
