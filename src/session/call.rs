@@ -833,7 +833,7 @@ impl Call {
                     data: serde_json::json!({
                         "digit": digit.as_char().to_string(),
                         "leg": if leg == Leg::A { "caller" } else { "callee" },
-                        "source": format!("{source:?}").to_lowercase(),
+                        "source": source.as_str(),
                     }),
                 });
             }
