@@ -1287,6 +1287,15 @@ impl Call {
         if let Some(r) = self.reinvite.take() {
             self.respond_in_dialog(r.tx, &r.req, StatusCode::REQUEST_TERMINATED);
         }
+        // Media first: its last digits and the recording come before the call's end.
+        if let Some(media) = self.media.take() {
+            let report = media.stop().await;
+            // Digits the media session reported as it stopped.
+            while let Ok(event) = self.media_events.try_recv() {
+                self.on_media_event(event);
+            }
+            self.store_media_report(report);
+        }
         let now = crate::clock::unix_ms();
         for (i, leg) in self.legs.iter().enumerate() {
             if i == 0 || self.answered {
@@ -1308,10 +1317,6 @@ impl Call {
             hangup_by: ending.by,
             final_code: Some(ending.code),
         });
-        if let Some(media) = self.media.take() {
-            let report = media.stop().await;
-            self.store_media_report(report);
-        }
         self.ep.send(Command::RemoveDialog {
             call_id: self.invite.headers.call_id().unwrap_or_default().to_owned(),
             local_tag: self.a_tag.clone(),

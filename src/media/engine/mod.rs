@@ -187,6 +187,9 @@ impl Drop for MediaSession {
 impl Driver {
     async fn run(mut self) -> MediaReport {
         let stop = std::future::poll_fn(|cx| self.poll(cx)).await;
+        // A digit whose end packet never came is still reported, and nothing queued is lost.
+        self.pipeline.close(clock::now());
+        self.flush();
         self.pipeline.leave_conference();
         let recording = match self.pipeline.take_recorder() {
             Some(recorder) => match recorder.stop().await {

@@ -446,6 +446,23 @@ impl Pipeline {
         }
     }
 
+    /// The call is over: RFC 4733 events still open (their end never came) are reported.
+    pub fn close(&mut self, now: Instant) {
+        let later = now + Duration::from_secs(3600);
+        for i in 0..2 {
+            let leg = self.legs[i].leg;
+            if self.legs[i].dtmf_in.poll_timeout().is_some()
+                && let Some(ev) = self.legs[i].dtmf_in.on_timeout(later)
+            {
+                self.events.push_back(MediaEvent::Digit {
+                    leg,
+                    digit: ev.digit,
+                    source: DigitSource::Rfc4733,
+                });
+            }
+        }
+    }
+
     /// Leaves the conference, if any.
     pub fn leave_conference(&mut self) {
         if let Some((room, id)) = self.room.take() {
