@@ -274,6 +274,9 @@ impl RecordingSpec {
     }
 }
 
+/// The pool behind [`RecorderPool::global`].
+static GLOBAL_POOL: Mutex<Option<RecorderPool>> = Mutex::new(None);
+
 impl RecorderPool {
     /// Starts the writer and finisher threads.
     pub fn new(config: PoolConfig) -> Result<RecorderPool, RecorderError> {
@@ -317,14 +320,18 @@ impl RecorderPool {
 
     /// The process-wide pool (default sizing), started on first use.
     pub fn global() -> Result<RecorderPool, RecorderError> {
-        static GLOBAL: Mutex<Option<RecorderPool>> = Mutex::new(None);
-        let mut slot = GLOBAL.lock().map_err(|_| RecorderError::WriterGone)?;
+        let mut slot = GLOBAL_POOL.lock().map_err(|_| RecorderError::WriterGone)?;
         if let Some(pool) = slot.as_ref() {
             return Ok(pool.clone());
         }
         let pool = RecorderPool::new(PoolConfig::default())?;
         *slot = Some(pool.clone());
         Ok(pool)
+    }
+
+    /// The process-wide pool if something started it (for metrics: does not start it).
+    pub fn global_if_started() -> Option<RecorderPool> {
+        GLOBAL_POOL.lock().ok().and_then(|slot| slot.clone())
     }
 
     /// Creates the directories and the file(s), writes the header to disk and hands the
