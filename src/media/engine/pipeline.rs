@@ -391,8 +391,17 @@ impl Pipeline {
     /// Runs the frame ticks, RTCP reports and DTMF timeouts that are due at `now`.
     pub fn on_timeout(&mut self, now: Instant) {
         if let Some(clock) = &mut self.clock {
-            let due = clock.tick(now).frames;
-            for _ in 0..due {
+            let ticks = clock.tick(now);
+            if ticks.skipped > 0 {
+                // The task ran too late to catch up (a starved core): those frames are lost,
+                // but the recording keeps wall-clock time (silence in their place).
+                metrics::counter!("switchboard_media_frames_skipped_total")
+                    .increment(ticks.skipped);
+                if let Some(tap) = &mut self.recording {
+                    tap.recorder.skip_frames(ticks.skipped);
+                }
+            }
+            for _ in 0..ticks.frames {
                 self.tick(now);
             }
         }
