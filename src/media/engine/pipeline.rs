@@ -930,8 +930,17 @@ impl LegState {
                 None => self.pending.extend(self.pcm.iter().copied()),
             }
         }
+        // Copied as slices: extending a Vec from `drain(..)` goes sample by sample.
         let take = n.min(self.pending.len());
-        self.heard.extend(self.pending.drain(..take));
+        let (front, back) = self.pending.as_slices();
+        let from_front = take.min(front.len());
+        self.heard.extend_from_slice(&front[..from_front]);
+        self.heard.extend_from_slice(&back[..take - from_front]);
+        if take == self.pending.len() {
+            self.pending.clear();
+        } else {
+            self.pending.drain(..take);
+        }
     }
 
     /// Encodes one frame at the pipeline rate into an RTP packet for this leg.
