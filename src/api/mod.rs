@@ -41,6 +41,12 @@ async fn healthz(State(s): State<ApiState>) -> Response {
 
 async fn metrics(State(s): State<ApiState>) -> Response {
     metrics::gauge!("switchboard_active_calls_now").set(s.calls.active() as f64);
+    // The recorder counts its dropped frames as they happen; show the counter (and the open
+    // recordings) even while nothing was dropped, so that a scrape can tell 0 from "unknown".
+    let pool = crate::media::recorder::RecorderPool::global_if_started();
+    metrics::counter!("switchboard_recorder_dropped_frames_total").increment(0);
+    metrics::gauge!("switchboard_recordings_active")
+        .set(pool.map_or(0, |p| p.active_recordings()) as f64);
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         s.metrics.render(),

@@ -277,6 +277,9 @@ impl RecordingSpec {
     }
 }
 
+/// The pool behind [`RecorderPool::global`].
+static GLOBAL_POOL: Mutex<Option<RecorderPool>> = Mutex::new(None);
+
 impl RecorderPool {
     /// Starts the writer and finisher threads.
     pub fn new(config: PoolConfig) -> Result<RecorderPool, RecorderError> {
@@ -320,14 +323,18 @@ impl RecorderPool {
 
     /// The process-wide pool (default sizing), started on first use.
     pub fn global() -> Result<RecorderPool, RecorderError> {
-        static GLOBAL: Mutex<Option<RecorderPool>> = Mutex::new(None);
-        let mut slot = GLOBAL.lock().map_err(|_| RecorderError::WriterGone)?;
+        let mut slot = GLOBAL_POOL.lock().map_err(|_| RecorderError::WriterGone)?;
         if let Some(pool) = slot.as_ref() {
             return Ok(pool.clone());
         }
         let pool = RecorderPool::new(PoolConfig::default())?;
         *slot = Some(pool.clone());
         Ok(pool)
+    }
+
+    /// The process-wide pool if something started it (for metrics: does not start it).
+    pub fn global_if_started() -> Option<RecorderPool> {
+        GLOBAL_POOL.lock().ok().and_then(|slot| slot.clone())
     }
 
     /// Creates the directories and the file(s), writes the header to disk and hands the
@@ -475,6 +482,13 @@ impl Recorder {
                 self.count_drop();
             }
         }
+    }
+
+    /// `n` frames the media path never produced (its frame clock skipped them after a stall):
+    /// the writer records them as silence, so the file keeps the call's timing. Not counted
+    /// as dropped (nothing was offered).
+    pub fn skip_frames(&mut self, n: u64) {
+        self.offered += n;
     }
 
     /// Pauses: frames written from now on are recorded as silence.
@@ -1395,6 +1409,37 @@ mod tests {
             sha_of(&sum.path),
             "sha256 matches a recomputation"
         );
+    }
+
+    #[test]
+    fn skipped_frames_are_silence_in_place_and_keep_the_duration() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut rec = pool()
+            .start(spec(dir.path(), 8000, ChannelMode::Stereo, false))
+            .expect("starts");
+        for k in 0..10 {
+            rec.write_frame(&tone(500.0, 8000, k), &[]);
+        }
+        rec.skip_frames(15);
+        for k in 25..50 {
+            rec.write_frame(&tone(500.0, 8000, k), &[]);
+        }
+        let sum = rec.stop().wait_blocking().expect("summary");
+        assert_eq!(sum.frames, 50);
+        assert_eq!(sum.duration, Duration::from_secs(1));
+        assert_eq!(sum.dropped_frames, 0, "a skipped frame was never offered");
+        let (_, samples) = read(&sum.path);
+        let left = channel(&samples, 2, 0);
+        let n = frame_len(8000);
+        assert!(
+            left[..10 * n].iter().any(|&v| v != 0),
+            "tone before the gap"
+        );
+        assert!(
+            left[10 * n..25 * n].iter().all(|&v| v == 0),
+            "silence in the gap"
+        );
+        assert!(left[25 * n..].iter().any(|&v| v != 0), "tone after the gap");
     }
 
     #[test]
