@@ -15,7 +15,7 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use switchboard::media::codec::{self, CodecKind};
 use switchboard::media::engine::{MediaCommand, Pipeline, PipelineConfig};
 use switchboard::media::negotiate::LegMedia;
-use switchboard::media::relay::Leg;
+use switchboard::media::ports::Leg;
 
 const FRAME: Duration = Duration::from_millis(20);
 
