@@ -22,10 +22,12 @@
 
 mod sipp_harness;
 
+use sipp_harness::capture::{Capture, have_tools};
+
 use std::collections::HashMap;
-use std::fs::{self, File};
+use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -60,24 +62,6 @@ const AFTER_LAST_JOIN: f64 = 1.0;
 const BEFORE_FIRST_LEAVE: f64 = 0.3;
 /// At least this much audio with all three in the room.
 const MIN_WINDOW: f64 = 2.0;
-
-fn ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0")
-}
-
-/// Whether `tools` are on PATH; if not, a notice (or, in CI, a failure).
-fn have_tools(tools: &[&str]) -> bool {
-    let missing: Vec<_> = tools.iter().filter(|t| !on_path(t)).collect();
-    if missing.is_empty() {
-        return true;
-    }
-    assert!(
-        !ci(),
-        "CI is set but {missing:?} not on PATH: run scripts/install-test-deps"
-    );
-    eprintln!("NOTICE: skipping, {missing:?} not on PATH (scripts/install-test-deps installs it)");
-    false
-}
 
 /// Writes 5 s of a sine at `freq` Hz, `TONE_DBFS`, as raw 8 kHz µ-law `dir/tone.ul`.
 fn make_tone(dir: &Path, freq: f64) {
@@ -347,155 +331,6 @@ fn soxi_duration_ms(path: &Path) -> i64 {
 // ---------------------------------------------------------------------------------------------
 // 2. Three-party conference.
 
-/// A running `tshark` capture, killed on drop.
-struct Capture {
-    child: Option<Child>,
-    file: PathBuf,
-    log: PathBuf,
-}
-
-impl Capture {
-    /// Captures UDP to or from `ports` on loopback into `file`; None (after a notice) when
-    /// capturing does not work here.
-    fn start(dir: &Path, ports: (u16, u16)) -> Option<Capture> {
-        let file = dir.join("conference.pcap");
-        let log = dir.join("tshark.log");
-        let out = File::create(&log).expect("tshark log");
-        let child = Command::new("tshark")
-            .args(["-i", "lo", "-n", "-q", "-F", "pcap"])
-            .args(["-f", &format!("udp portrange {}-{}", ports.0, ports.1)])
-            .args(["-a", "duration:90"])
-            .arg("-w")
-            .arg(&file)
-            .stdin(Stdio::null())
-            .stdout(out.try_clone().expect("tshark log"))
-            .stderr(out)
-            .spawn()
-            .expect("start tshark");
-        let mut capture = Capture {
-            child: Some(child),
-            file,
-            log,
-        };
-        for _ in 0..READY_TRIES {
-            if fs::read_to_string(&capture.log).is_ok_and(|l| l.contains("Capturing on")) {
-                return Some(capture);
-            }
-            let exited = capture
-                .child
-                .as_mut()
-                .and_then(|c| c.try_wait().ok().flatten());
-            if exited.is_some() {
-                break;
-            }
-            thread::sleep(POLL);
-        }
-        let why = tail(&capture.log, 20);
-        assert!(!ci(), "CI is set but tshark cannot capture on lo:\n{why}");
-        eprintln!("NOTICE: skipping, tshark cannot capture on lo (not root?):\n{why}");
-        None
-    }
-
-    /// Ends the capture cleanly (SIGINT, so the file is complete) and returns the packets.
-    fn finish(mut self) -> Vec<Udp> {
-        if let Some(mut child) = self.child.take() {
-            let _ = Command::new("kill")
-                .args(["-INT", &child.id().to_string()])
-                .status();
-            let started = Instant::now();
-            while child.try_wait().ok().flatten().is_none() {
-                if started.elapsed() > Duration::from_secs(10) {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    break;
-                }
-                thread::sleep(POLL);
-            }
-        }
-        let bytes = fs::read(&self.file).unwrap_or_else(|e| {
-            panic!("read {}: {e}\n{}", self.file.display(), tail(&self.log, 20))
-        });
-        parse_pcap(&bytes).unwrap_or_else(|e| panic!("{}: {e}", self.file.display()))
-    }
-}
-
-impl Drop for Capture {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-/// One captured UDP datagram.
-#[derive(Debug)]
-struct Udp {
-    /// Capture time, s.
-    time: f64,
-    src_port: u16,
-    dst_port: u16,
-    payload: Vec<u8>,
-}
-
-/// Classic pcap (either byte order, µs or ns) of Ethernet, Linux cooked (v1, v2), BSD loopback
-/// or raw IP frames: the IPv4 UDP datagrams in it.
-fn parse_pcap(b: &[u8]) -> Result<Vec<Udp>, String> {
-    if b.len() < 24 {
-        return Err(format!("{} bytes is no pcap file", b.len()));
-    }
-    let magic = [b[0], b[1], b[2], b[3]];
-    let (le, nanos) = match magic {
-        [0xd4, 0xc3, 0xb2, 0xa1] => (true, false),
-        [0xa1, 0xb2, 0xc3, 0xd4] => (false, false),
-        [0x4d, 0x3c, 0xb2, 0xa1] => (true, true),
-        [0xa1, 0xb2, 0x3c, 0x4d] => (false, true),
-        _ => return Err(format!("not a classic pcap file (magic {magic:02x?})")),
-    };
-    let u32_at = |i: usize| {
-        let w = [b[i], b[i + 1], b[i + 2], b[i + 3]];
-        if le {
-            u32::from_le_bytes(w)
-        } else {
-            u32::from_be_bytes(w)
-        }
-    };
-    let link = u32_at(20);
-    let mut out = Vec::new();
-    let mut i = 24;
-    while i + 16 <= b.len() {
-        let (sec, frac, incl) = (u32_at(i), u32_at(i + 4), u32_at(i + 8) as usize);
-        let time = f64::from(sec) + f64::from(frac) / if nanos { 1e9 } else { 1e6 };
-        let frame = b
-            .get(i + 16..i + 16 + incl)
-            .ok_or("truncated packet record")?;
-        i += 16 + incl;
-        let ip = match link {
-            1 if frame.len() >= 14 && frame[12..14] == [0x08, 0x00] => &frame[14..],
-            113 if frame.len() >= 16 && frame[14..16] == [0x08, 0x00] => &frame[16..],
-            276 if frame.len() >= 20 && frame[0..2] == [0x08, 0x00] => &frame[20..],
-            0 | 108 if frame.len() >= 4 => &frame[4..],
-            101 | 228 => frame,
-            _ => continue,
-        };
-        if ip.len() < 20 || ip[0] >> 4 != 4 || ip[9] != 17 {
-            continue;
-        }
-        let ihl = usize::from(ip[0] & 0x0f) * 4;
-        let Some(udp) = ip.get(ihl..) else { continue };
-        if udp.len() < 8 {
-            continue;
-        }
-        out.push(Udp {
-            time,
-            src_port: u16::from_be_bytes([udp[0], udp[1]]),
-            dst_port: u16::from_be_bytes([udp[2], udp[3]]),
-            payload: udp[8..].to_vec(),
-        });
-    }
-    Ok(out)
-}
-
 /// The RTP header of a PCMU packet: (sequence number, payload).
 fn pcmu(payload: &[u8]) -> Option<(u16, &[u8])> {
     if payload.len() < 12 || payload[0] >> 6 != 2 || payload[1] & 0x7f != 0 {
@@ -521,7 +356,15 @@ fn three_party_conference_each_hears_the_other_two() {
         return;
     }
     let Some(server) = setup() else { return };
-    let Some(capture) = Capture::start(server.dir.path(), server.ports.rtp_range()) else {
+    let Some(capture) = Capture::start(
+        server.dir.path(),
+        "conference",
+        &format!(
+            "udp portrange {}-{}",
+            server.ports.rtp_range().0,
+            server.ports.rtp_range().1
+        ),
+    ) else {
         return;
     };
     let parties = [
@@ -552,7 +395,7 @@ fn three_party_conference_each_hears_the_other_two() {
     for sipp in &mut sipps {
         sipp.succeeded(&server);
     }
-    let packets = capture.finish();
+    let packets = capture.stop();
 
     // Who says what: RTP to the party's server port; who hears what: RTP from it.
     let said = |port: u16| -> Vec<f64> {

@@ -4,6 +4,8 @@
 //! to be dead there).
 #![allow(dead_code)]
 
+pub mod capture;
+
 use std::fs::{self, File};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
