@@ -365,13 +365,8 @@ impl Server {
 impl Drop for Server {
     fn drop(&mut self) {
         for (_, child) in &mut self.children {
-            // Negative pid: the process group created at spawn.
-            let _ = Command::new("kill")
-                .args(["-KILL", "--", &format!("-{}", child.id())])
-                .stderr(Stdio::null())
-                .status();
-            let _ = child.kill();
-            let _ = child.wait();
+            // The process group created at spawn.
+            capture::kill_group(child);
         }
     }
 }
