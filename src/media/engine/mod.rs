@@ -351,6 +351,7 @@ impl Driver {
                     }
                 }
             }
+            self.pipeline.recycle(t.bytes);
         }
         while let Some(ev) = self.pipeline.poll_event() {
             let _ = self.events.send(ev);

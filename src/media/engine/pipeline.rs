@@ -47,6 +47,9 @@ use crate::media::{FRAME_MS, frame_len};
 /// Frame period.
 pub const FRAME: Duration = Duration::from_millis(FRAME_MS as u64);
 
+/// Datagram buffers kept for reuse (a tick sends at most one packet per leg, plus RTCP).
+const SPARE_BUFFERS: usize = 4;
+
 /// How long a digit re-sent by us lasts when the original duration is unknown.
 const DEFAULT_DIGIT: Duration = Duration::from_millis(100);
 
@@ -179,6 +182,8 @@ pub struct Pipeline {
     room_out: Vec<i16>,
     /// The frame being built for one leg.
     frame: Vec<i16>,
+    /// Sent datagrams' buffers, reused for the next generated packets.
+    spare: Vec<Vec<u8>>,
 }
 
 /// The recorder and its resamplers (pipeline rate → recording rate).
@@ -247,6 +252,7 @@ impl Pipeline {
             events: VecDeque::new(),
             room_out: Vec::new(),
             frame: Vec::new(),
+            spare: Vec::new(),
         }
     }
 
@@ -437,9 +443,18 @@ impl Pipeline {
         self.update_clock(now);
     }
 
-    /// The next datagram to send.
+    /// The next datagram to send. Hand its buffer back with [`Pipeline::recycle`].
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
         self.transmits.pop_front()
+    }
+
+    /// Takes back a sent datagram's buffer for the next generated packet (no allocation per
+    /// frame once warm).
+    pub fn recycle(&mut self, mut bytes: Vec<u8>) {
+        if self.spare.len() < SPARE_BUFFERS {
+            bytes.clear();
+            self.spare.push(bytes);
+        }
     }
 
     /// The next event for the call actor.
@@ -748,8 +763,7 @@ impl Pipeline {
                 .rtp
                 .next_header(now, ev.payload_type, ev.marker, step, 4);
             header.timestamp = ev.rtp_timestamp(header.timestamp);
-            this.payload.clear();
-            let mut bytes = Vec::with_capacity(16);
+            let mut bytes = self.spare.pop().unwrap_or_default();
             header.write(&ev.payload, &mut bytes);
             self.transmits.push_back(Transmit {
                 leg: this.leg,
@@ -801,12 +815,17 @@ impl Pipeline {
                 this.inband_tone = None;
             }
         }
-        if generate && let Some(bytes) = this.encode_frame(now, frame) {
-            self.transmits.push_back(Transmit {
-                leg: this.leg,
-                rtcp: false,
-                bytes,
-            });
+        if generate {
+            let mut bytes = self.spare.pop().unwrap_or_default();
+            if this.encode_frame(now, frame, &mut bytes) {
+                self.transmits.push_back(Transmit {
+                    leg: this.leg,
+                    rtcp: false,
+                    bytes,
+                });
+            } else {
+                self.spare.push(bytes);
+            }
         }
     }
 }
@@ -999,11 +1018,13 @@ impl LegState {
         }
     }
 
-    /// Encodes one frame at the pipeline rate into an RTP packet for this leg.
-    fn encode_frame(&mut self, now: Instant, frame: &[i16]) -> Option<Vec<u8>> {
+    /// Encodes one frame at the pipeline rate into an RTP packet for this leg, written to
+    /// `out` (empty); false when there is nothing to send.
+    fn encode_frame(&mut self, now: Instant, frame: &[i16], out: &mut Vec<u8>) -> bool {
         self.ensure_encoding();
-        let media = self.media?;
-        let enc = self.encoder.as_mut()?;
+        let (Some(media), Some(enc)) = (self.media, self.encoder.as_mut()) else {
+            return false;
+        };
         let want = frame_len(enc.pcm_rate());
         let input: &[i16] = match &mut self.down {
             Some(down) => {
@@ -1017,15 +1038,14 @@ impl LegState {
         self.payload.clear();
         if let Err(error) = enc.encode(input, &mut self.payload) {
             tracing::debug!(%error, "encode failed");
-            return None;
+            return false;
         }
         let step = media.codec.rtp_timestamp_step();
         let header = self
             .rtp
             .next_header(now, media.payload_type, false, step, self.payload.len());
-        let mut bytes = Vec::with_capacity(12 + self.payload.len());
-        header.write(&self.payload, &mut bytes);
-        Some(bytes)
+        header.write(&self.payload, out);
+        true
     }
 }
 
