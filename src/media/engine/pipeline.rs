@@ -40,7 +40,7 @@ use crate::media::player::Playback;
 use crate::media::ports::Leg;
 use crate::media::recorder::Recorder;
 use crate::media::resample::Resampler;
-use crate::media::rtp::{self, LegStats, RtpPacket, RtpSession, SessionConfig, Ssrc};
+use crate::media::rtp::{self, Incoming, LegStats, RtpPacket, RtpSession, SessionConfig, Ssrc};
 use crate::media::tone::{ToneKind, ToneRegion, ToneSource};
 use crate::media::{FRAME_MS, frame_len};
 
@@ -330,11 +330,12 @@ impl Pipeline {
         let Ok(packet) = RtpPacket::parse(buf) else {
             return RtpAction::Consume;
         };
+        let incoming = Incoming::of(&packet);
         let (pt, seq, ts, marker) = (
-            packet.payload_type(),
-            packet.sequence(),
-            packet.timestamp(),
-            packet.marker(),
+            incoming.payload_type,
+            incoming.sequence,
+            incoming.timestamp,
+            incoming.marker,
         );
         let needs_audio = self.needs_audio(leg);
         let this = &mut self.legs[leg.index()];
@@ -348,7 +349,7 @@ impl Pipeline {
                 self.on_digit_in(now, leg, ev.digit, DigitSource::Rfc4733);
                 ended = self.legs[leg.index()].dtmf_in.poll_event();
             }
-            return self.forward(now, leg, buf, true);
+            return self.forward(now, leg, buf, incoming, true);
         }
         if pt != media.payload_type {
             // Comfort noise or a codec we did not select: the other side may not know it.
@@ -360,7 +361,7 @@ impl Pipeline {
                 j.push(now, seq, ts, pt, marker, packet.payload());
             }
         }
-        self.forward(now, leg, buf, false)
+        self.forward(now, leg, buf, incoming, false)
     }
 
     /// An RTCP packet received on `leg`: statistics only.
@@ -621,7 +622,14 @@ impl Pipeline {
     }
 
     /// Restamps a packet from `leg` into the other leg's stream, if it is relayed as is.
-    fn forward(&mut self, now: Instant, leg: Leg, buf: &mut [u8], event: bool) -> RtpAction {
+    fn forward(
+        &mut self,
+        now: Instant,
+        leg: Leg,
+        buf: &mut [u8],
+        incoming: Incoming,
+        event: bool,
+    ) -> RtpAction {
         if self.room.is_some() {
             return RtpAction::Consume;
         }
@@ -644,10 +652,7 @@ impl Pipeline {
         if out.is_generating() {
             return RtpAction::Consume;
         }
-        if out.rtp.rewrite(now, buf).is_err() {
-            return RtpAction::Consume;
-        }
-        buf[1] = (buf[1] & 0x80) | (pt & 0x7f);
+        out.rtp.restamp(now, buf, incoming, pt);
         RtpAction::Forward
     }
 

@@ -23,7 +23,7 @@ pub mod session;
 pub use packet::{RtpHeader, RtpPacket, Ssrc};
 pub use quality::{Codec, QualityInput, mos};
 pub use rtcp::{NtpTime, ReportBlock, RtcpPacket, SenderInfo};
-pub use session::{LegStats, RtpSession, SessionConfig};
+pub use session::{Incoming, LegStats, RtpSession, SessionConfig};
 
 /// Why an RTP or RTCP datagram was rejected. Every variant is about input from the network,
 /// so none of them is a bug of ours.

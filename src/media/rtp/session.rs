@@ -112,6 +112,31 @@ pub struct LegStats {
     pub mos: Option<f64>,
 }
 
+/// The header fields of a received packet that [`RtpSession::restamp`] needs, read once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Incoming {
+    pub ssrc: Ssrc,
+    pub sequence: u16,
+    pub timestamp: u32,
+    pub marker: bool,
+    pub payload_type: u8,
+    pub payload_len: usize,
+}
+
+impl Incoming {
+    /// The fields of `packet`.
+    pub fn of(packet: &RtpPacket<'_>) -> Incoming {
+        Incoming {
+            ssrc: packet.ssrc(),
+            sequence: packet.sequence(),
+            timestamp: packet.timestamp(),
+            marker: packet.marker(),
+            payload_type: packet.payload_type(),
+            payload_len: packet.payload().len(),
+        }
+    }
+}
+
 /// The RTP/RTCP state of one leg.
 #[derive(Debug, Clone)]
 pub struct RtpSession {
@@ -442,9 +467,27 @@ impl RtpSession {
     /// CSRCs, extension and payload are left alone. Counted as sent at `now`.
     pub fn rewrite(&mut self, now: Instant, packet: &mut [u8]) -> Result<RtpHeader, RtpError> {
         let p = RtpPacket::parse(packet)?;
-        let (in_ssrc, in_seq, in_ts) = (p.ssrc(), p.sequence(), p.timestamp());
-        let payload_len = p.payload().len();
-        let mut marker = p.marker();
+        let incoming = Incoming::of(&p);
+        Ok(self.restamp(now, packet, incoming, incoming.payload_type))
+    }
+
+    /// [`Self::rewrite`] for a packet already parsed (`incoming` read from `packet`), also
+    /// setting its payload type to `payload_type` (the other leg's number for the codec).
+    pub fn restamp(
+        &mut self,
+        now: Instant,
+        packet: &mut [u8],
+        incoming: Incoming,
+        payload_type: u8,
+    ) -> RtpHeader {
+        let Incoming {
+            ssrc: in_ssrc,
+            sequence: in_seq,
+            timestamp: in_ts,
+            payload_len,
+            ..
+        } = incoming;
+        let mut marker = incoming.marker;
 
         let continuing = match &mut self.send.mode {
             SendMode::Forward {
@@ -484,17 +527,17 @@ impl RtpSession {
         };
         let header = RtpHeader {
             marker,
-            payload_type: p.payload_type(),
+            payload_type,
             sequence: in_seq.wrapping_add(seq_offset),
             timestamp: in_ts.wrapping_add(ts_offset),
             ssrc: self.ssrc,
         };
-        packet[1] = (u8::from(marker) << 7) | (packet[1] & 0x7f);
+        packet[1] = (u8::from(marker) << 7) | (payload_type & 0x7f);
         packet[2..4].copy_from_slice(&header.sequence.to_be_bytes());
         packet[4..8].copy_from_slice(&header.timestamp.to_be_bytes());
         packet[8..12].copy_from_slice(&header.ssrc.0.to_be_bytes());
         self.sent(now, header.sequence, header.timestamp, payload_len);
-        Ok(header)
+        header
     }
 
     /// When the next RTCP report is due.
