@@ -78,7 +78,7 @@ pub fn widen_offer(offer: &mut SessionDescription) {
     };
     let m = &mut offer.media[audio];
     for (kind, rtpmap, static_pt, fmtp) in TRANSCODABLE {
-        if !codecs.iter().any(|c| kind_of(c) == Some(kind)) {
+        if !codecs.iter().any(|c| CodecKind::from_sdp(c) == Some(kind)) {
             add(m, &mut used, static_pt, rtpmap, fmtp);
         }
     }
@@ -94,12 +94,10 @@ pub fn widen_offer(offer: &mut SessionDescription) {
 /// `telephone-event`. For an answer, that is what the answerer will send (RFC 3264 §6.1).
 pub fn leg_media(sdp: &SessionDescription) -> Option<LegMedia> {
     let codecs = sdp.codecs();
-    let voice = codecs
-        .iter()
-        .find_map(|c| Some((kind_of(c)?, c.payload_type)))?;
+    let (codec, payload_type) = first_voice(&codecs)?;
     Some(LegMedia {
-        codec: voice.0,
-        payload_type: voice.1,
+        codec,
+        payload_type,
         telephone_event: telephone_event(&codecs),
     })
 }
@@ -120,13 +118,11 @@ pub fn answer_for_offerer(
         None => {
             let same = offered
                 .iter()
-                .find(|c| kind_of(c) == Some(answerer.codec))
+                .find(|c| CodecKind::from_sdp(c) == Some(answerer.codec))
                 .map(|c| c.payload_type);
             let (codec, payload_type) = match same {
                 Some(pt) => (answerer.codec, pt),
-                None => offered
-                    .iter()
-                    .find_map(|c| Some((kind_of(c)?, c.payload_type)))?,
+                None => first_voice(&offered)?,
             };
             LegMedia {
                 codec,
@@ -145,15 +141,7 @@ pub fn answer_for_offerer(
 /// the offerer's first voice codec and its telephone-event, direction answered per RFC 3264
 /// §6.1. The caller rewrites addresses and origin as for any answer it sends.
 pub fn early_answer(offer: &SessionDescription) -> Option<(SessionDescription, LegMedia)> {
-    let codecs = offer.codecs();
-    let (codec, payload_type) = codecs
-        .iter()
-        .find_map(|c| Some((kind_of(c)?, c.payload_type)))?;
-    let media = LegMedia {
-        codec,
-        payload_type,
-        telephone_event: telephone_event(&codecs),
-    };
+    let media = leg_media(offer)?;
     let mut answer = offer.clone();
     let audio = answer.audio_index()?;
     restrict(&mut answer.media[audio], offer, &media);
@@ -162,15 +150,11 @@ pub fn early_answer(offer: &SessionDescription) -> Option<(SessionDescription, L
     Some((answer, media))
 }
 
-/// The codec kind of an SDP payload type, if we can decode it.
-pub fn kind_of(codec: &Codec) -> Option<CodecKind> {
-    match codec.supported()? {
-        SupportedCodec::Pcmu => Some(CodecKind::Pcmu),
-        SupportedCodec::Pcma => Some(CodecKind::Pcma),
-        SupportedCodec::G722 => Some(CodecKind::G722),
-        SupportedCodec::Opus => Some(CodecKind::Opus),
-        SupportedCodec::TelephoneEvent => None,
-    }
+/// The first voice codec we can decode, with its payload type.
+fn first_voice(codecs: &[Codec]) -> Option<(CodecKind, u8)> {
+    codecs
+        .iter()
+        .find_map(|c| Some((CodecKind::from_sdp(c)?, c.payload_type)))
 }
 
 fn telephone_event(codecs: &[Codec]) -> Option<u8> {
