@@ -318,6 +318,19 @@ impl Call {
         });
         self.conference = Some(room);
         self.answer_caller(body);
+        true
+    }
+
+    /// Sends our 200 to the caller's INVITE, forms the A dialog, retransmits until ACK, and
+    /// records the answer (call, caller's leg, `call.answered`).
+    fn answer_caller(&mut self, body: Bytes) {
+        self.answered = true;
+        self.finished_a = true;
+        let mut ok = self.a_response(StatusCode::OK);
+        ok.set_body(Some("application/sdp"), body);
+        self.a_dialog = Dialog::uas(&self.invite, &self.a_tag, self.caller_peer).ok();
+        self.ep.respond(self.invite_tx, ok.clone());
+        self.await_ack(Side::Caller, ok, self.caller_peer);
         let now = crate::clock::unix_ms();
         self.ctx.writer.send(StoreCmd::CallAnswered {
             call_id: self.record_id,
@@ -327,27 +340,8 @@ impl Call {
             leg_id: self.legs[0],
             at_ms: now,
         });
-        true
-    }
-
-    /// Sends our 200 to the caller's INVITE, forms the A dialog, and retransmits until ACK.
-    fn answer_caller(&mut self, body: Bytes) {
-        self.answered = true;
-        self.finished_a = true;
-        let mut ok = self.a_response(StatusCode::OK);
-        ok.set_body(Some("application/sdp"), body);
-        self.a_dialog = Dialog::uas(&self.invite, &self.a_tag, self.caller_peer).ok();
-        self.ep.respond(self.invite_tx, ok.clone());
-        if !self.caller_peer.transport.is_reliable() {
-            self.pending_acks.push(PendingAck {
-                side: Side::Caller,
-                resp: ok,
-                peer: self.caller_peer,
-                interval: T1,
-                next: Instant::now() + T1,
-                give_up: Instant::now() + T1 * 64,
-            });
-        }
+        tracing::info!("call answered");
+        self.event("call.answered", serde_json::json!({}));
     }
 
     /// Sends one forked INVITE. An authenticated caller is presented as its own extension, not
@@ -708,10 +702,6 @@ impl Call {
             self.start_recording();
         }
         let now = crate::clock::unix_ms();
-        self.ctx.writer.send(StoreCmd::CallAnswered {
-            call_id: self.record_id,
-            at_ms: now,
-        });
         self.ctx.writer.send(StoreCmd::LegStarted(NewLeg {
             leg_id: self.legs[1],
             call_id: self.record_id,
@@ -724,12 +714,6 @@ impl Call {
             leg_id: self.legs[1],
             at_ms: now,
         });
-        self.ctx.writer.send(StoreCmd::LegAnswered {
-            leg_id: self.legs[0],
-            at_ms: now,
-        });
-        tracing::info!("call answered");
-        self.event("call.answered", serde_json::json!({}));
         self.cancel_forks();
     }
 
@@ -769,16 +753,13 @@ impl Call {
     /// Answers the caller's offer for early media and plays ringback; the SDP for the 180.
     fn start_ringback(&mut self) -> Option<Bytes> {
         let media = self.media.as_ref()?;
-        if self.ringback {
-            // Already ringing: repeat the same answer (RFC 3264 §8: unchanged).
-            let offer = self.a_offer.as_ref()?;
-            let (mut sdp, _) = negotiate::early_answer(offer)?;
-            sdp.rewrite_for_relay(self.ctx.media_ip, media.local_port(Leg::A));
-            return Some(Bytes::from(sdp.to_bytes()));
-        }
-        let offer = self.a_offer.as_ref()?;
-        let (mut sdp, a) = negotiate::early_answer(offer)?;
+        let (mut sdp, a) = negotiate::early_answer(self.a_offer.as_ref()?)?;
         sdp.rewrite_for_relay(self.ctx.media_ip, media.local_port(Leg::A));
+        let body = Bytes::from(sdp.to_bytes());
+        if self.ringback {
+            // Already ringing: the same answer again (RFC 3264 §8: unchanged).
+            return Some(body);
+        }
         media.command(MediaCommand::SetMedia {
             leg: Leg::A,
             media: Some(a),
@@ -791,7 +772,7 @@ impl Call {
         });
         self.a_promised = Some(a);
         self.ringback = true;
-        Some(Bytes::from(sdp.to_bytes()))
+        Some(body)
     }
 
     /// Starts recording the call (caller left, callee right).
@@ -1060,10 +1041,15 @@ impl Call {
             ok.set_body(Some("application/sdp"), body);
         }
         self.ep.respond(r.tx, ok.clone());
+        self.await_ack(r.from, ok, peer);
+    }
+
+    /// Over UDP, our 2xx is retransmitted until its ACK arrives (RFC 3261 §13.3.1.4).
+    fn await_ack(&mut self, side: Side, resp: Response, peer: Peer) {
         if !peer.transport.is_reliable() {
             self.pending_acks.push(PendingAck {
-                side: r.from,
-                resp: ok,
+                side,
+                resp,
                 peer,
                 interval: T1,
                 next: Instant::now() + T1,
@@ -1341,26 +1327,18 @@ impl Call {
     /// bodies are acknowledged and ignored (legacy INFO usage, RFC 6086 §2).
     fn on_info(&mut self, tx: TxId, req: &Request, side: Side) {
         let content_type = req.headers.get("Content-Type").unwrap_or_default();
-        let is_dtmf = content_type
-            .split(';')
-            .next()
-            .map(str::trim)
-            .is_some_and(|t| {
-                t.eq_ignore_ascii_case("application/dtmf-relay")
-                    || t.eq_ignore_ascii_case("application/dtmf")
-            });
-        if is_dtmf {
-            match dtmf::parse_info(content_type, &req.body) {
-                Ok((digit, duration)) => {
-                    if let Some(media) = &self.media {
-                        let duration = duration.unwrap_or(Duration::from_millis(100));
-                        media.digit_from_info(leg_of(side), digit, duration);
-                    }
+        match dtmf::parse_info(content_type, &req.body) {
+            Ok((digit, duration)) => {
+                if let Some(media) = &self.media {
+                    let duration = duration.unwrap_or(Duration::from_millis(100));
+                    media.digit_from_info(leg_of(side), digit, duration);
                 }
-                Err(error) => {
-                    tracing::info!(%error, "unusable DTMF INFO");
-                    return self.respond_in_dialog(tx, req, StatusCode::BAD_REQUEST);
-                }
+            }
+            // Not a DTMF body: acknowledged and ignored.
+            Err(dtmf::DtmfError::UnsupportedContentType(_)) => {}
+            Err(error) => {
+                tracing::info!(%error, "unusable DTMF INFO");
+                return self.respond_in_dialog(tx, req, StatusCode::BAD_REQUEST);
             }
         }
         self.respond_in_dialog(tx, req, StatusCode::OK);

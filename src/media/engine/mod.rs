@@ -44,8 +44,8 @@ pub struct MediaReport {
     pub recording: Option<RecordingSummary>,
 }
 
-/// Handle to one call's media task. Dropping it stops the task (the recording, if any, is
-/// still finalised by the recorder).
+/// Handle to one call's media task. Dropping it closes the command channel, which ends the
+/// task; the task still finalises the recording.
 pub struct MediaSession {
     bind_ip: IpAddr,
     ports: Vec<u16>,
@@ -171,15 +171,6 @@ impl MediaSession {
         match self.task.take() {
             Some(task) => task.await.unwrap_or_default(),
             None => MediaReport::default(),
-        }
-    }
-}
-
-impl Drop for MediaSession {
-    fn drop(&mut self) {
-        // Dropping the sender ends the loop; the task finalises the recording itself.
-        if let Some(task) = self.task.take() {
-            drop(task);
         }
     }
 }
