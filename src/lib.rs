@@ -19,6 +19,7 @@
 pub mod api;
 pub mod clock;
 pub mod config;
+pub mod ivr;
 pub mod media;
 pub mod server;
 pub mod session;
