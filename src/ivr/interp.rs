@@ -37,15 +37,14 @@ pub enum Action {
     },
     /// Stop whatever plays to the caller.
     StopPlayback,
-    /// Ring these extensions at once for `timeout`; reported with [`Input::DialDone`].
+    /// Ring these extensions at once; the actor gives up after `timeout` (CANCEL) and
+    /// reports [`DialOutcome::NoAnswer`]. Always reported with [`Input::DialDone`].
     /// Answered: the call is bridged and the interpreter is finished.
     Dial {
         id: u64,
         extensions: Vec<String>,
         timeout: Duration,
     },
-    /// Give up a dial still ringing (the interpreter's own timer fired first).
-    CancelDial { id: u64 },
     /// Start recording what the caller says (mono). `voicemail`: the mailbox for a
     /// voicemail, `None` for a `record` step. Silence of `silence` reported with
     /// [`Input::Silence`]. The recording's id comes back with [`Input::RecordingDone`].
