@@ -39,6 +39,8 @@ pub enum ServerError {
     Rtp(String),
     #[error("cannot create the data directory {0}: {1}")]
     DataDir(String, std::io::Error),
+    #[error("invalid dialplan ({} error(s)):\n{}", .0.len(), .0.iter().map(|d| d.to_string()).collect::<Vec<_>>().join("\n"))]
+    Dialplan(Vec<crate::ivr::parse::Diagnostic>),
 }
 
 /// The media engine's shared settings; music on hold is loaded once, at 8 and 16 kHz. A
@@ -71,6 +73,7 @@ fn media_context(settings: &Settings) -> MediaContext {
         transcoding: media.transcoding,
         conference_prefix: media.conference_prefix.clone(),
         rooms: Rooms::default(),
+        prompts: Arc::new(PromptCache::new(media.dir.clone())),
     }
 }
 
@@ -100,6 +103,14 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
 /// Starts every subsystem and returns once all sockets are bound.
 pub async fn start(settings: Settings) -> Result<Server, ServerError> {
     let metrics = metrics_handle();
+    // An invalid dialplan refuses the start, before anything is bound.
+    let plan = crate::ivr::reload::start(
+        std::path::PathBuf::from("dialplans"), // TODO(merge): settings.ivr.dialplans
+        crate::ivr::parse::CheckOptions {
+            media_dir: settings.media.dir.clone(),
+        },
+    )
+    .map_err(ServerError::Dialplan)?;
     if settings.database_url.starts_with("sqlite:") && !settings.database_url.contains(":memory:") {
         std::fs::create_dir_all(&settings.data_dir)
             .map_err(|e| ServerError::DataDir(settings.data_dir.display().to_string(), e))?;
@@ -185,6 +196,7 @@ pub async fn start(settings: Settings) -> Result<Server, ServerError> {
         rtp_bind_ip,
         no_answer_timeout: settings.no_answer_timeout,
         media: media_context(&settings),
+        plan,
     });
     tracing::info!(
         low = settings.rtp_ports.0,

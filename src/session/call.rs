@@ -1,4 +1,12 @@
 //! The call actor: one task owning one B2BUA call from INVITE to the call record.
+//!
+//! Every call (but a conference join) is routed through the dialplan: the route's flow runs in
+//! an IVR interpreter ([`crate::ivr::interp`]) whose actions the actor carries out ([`ivr`]):
+//! answering locally, prompts, digits, recordings, webhooks, and dials. A dial before any
+//! answer is the plain B2BUA (ringing and early media pass through, the callee's answer
+//! answers the caller); a dial after the IVR answered bridges the callee into the call.
+
+mod ivr;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -8,6 +16,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use super::{CallContext, CallInput};
+use crate::ivr::interp::Input;
 use crate::media::dtmf;
 use crate::media::engine::{MediaCommand, MediaEvent, MediaReport, MediaSession, PlaySource};
 use crate::media::negotiate::{self, LegMedia};
@@ -42,6 +51,8 @@ enum Side {
 
 /// One forked INVITE towards a callee contact.
 struct Fork {
+    /// The dial (interpreter action id) this fork belongs to.
+    dial: u64,
     branch: String,
     invite: Request,
     peer: Peer,
@@ -117,6 +128,27 @@ struct Call {
     reinvite: Option<Reinvite>,
     ending: Option<Ending>,
     cancel_deadline: Option<Instant>,
+    /// The caller's authenticated extension, if any.
+    caller_ext: Option<String>,
+    /// The number called (Request-URI user).
+    called: String,
+    /// The call record was written (calls refused before any flow step have none).
+    recorded: bool,
+    /// The running IVR flow; None once bridged or finished.
+    ivr: Option<crate::ivr::interp::Interpreter>,
+    /// Results of IVR work done off the actor (text to speech, webhooks).
+    ivr_tx: mpsc::UnboundedSender<ivr::IvrResult>,
+    ivr_rx: mpsc::UnboundedReceiver<ivr::IvrResult>,
+    /// The dial ringing now.
+    dial: Option<ivr::DialState>,
+    /// The offer sent to callees (kept for later dials).
+    b_offer: Option<Bytes>,
+    /// A callee answered: the call is bridged.
+    b_answered: bool,
+    /// Every callee-side dialog id registered with the endpoint (one per dial attempt).
+    b_dialog_ids: Vec<(String, String)>,
+    /// A voicemail or `record` step recording now: (interpreter id, recording).
+    ivr_recording: Option<(u64, RecordingId)>,
 }
 
 /// Runs the call to its end.
@@ -164,14 +196,28 @@ pub(super) async fn run(
         reinvite: None,
         ending: None,
         cancel_deadline: None,
+        caller_ext: None,
+        called: String::new(),
+        recorded: false,
+        ivr: None,
+        ivr_tx: mpsc::unbounded_channel().0,
+        ivr_rx: mpsc::unbounded_channel().1,
+        dial: None,
+        b_offer: None,
+        b_answered: false,
+        b_dialog_ids: Vec::new(),
+        ivr_recording: None,
     };
     drop(_enter);
     let (media_tx, media_events) = mpsc::unbounded_channel();
     call.media_tx = media_tx;
     call.media_events = media_events;
+    let (ivr_tx, ivr_rx) = mpsc::unbounded_channel();
+    call.ivr_tx = ivr_tx;
+    call.ivr_rx = ivr_rx;
+    let no_answer = Instant::now() + call.ctx.no_answer_timeout;
     let started = call.start(&mut inbox).await;
     if started {
-        let no_answer = Instant::now() + call.ctx.no_answer_timeout;
         call.event_loop(&mut inbox, no_answer).await;
         call.finish().await;
     }
@@ -211,37 +257,9 @@ impl Call {
             let room = room.to_owned();
             return self.answer_conference(caller.as_deref(), &target, room);
         }
-        if self.ctx.registrar.user(&target).await.is_none() {
-            self.reply_a_final(StatusCode::NOT_FOUND);
-            return false;
-        }
-        let contacts = self.ctx.registrar.lookup(&target);
-        if contacts.is_empty() {
-            self.reply_a_final(StatusCode::TEMPORARILY_UNAVAILABLE);
-            return false;
-        }
-        let offer = match self.prepare_media() {
-            Ok(offer) => offer,
-            Err(status) => {
-                self.reply_a_final(status);
-                return false;
-            }
-        };
-        self.record_start(caller.as_deref(), &target);
-        self.ep.send(Command::AddDialog {
-            call_id: self.invite.headers.call_id().unwrap_or_default().to_owned(),
-            local_tag: self.a_tag.clone(),
-            owner: self.me.clone(),
-        });
-        self.ep.send(Command::AddDialog {
-            call_id: self.b_call_id.clone(),
-            local_tag: self.b_tag.clone(),
-            owner: self.me.clone(),
-        });
-        for loc in contacts {
-            self.fork(&loc, &target, caller.as_deref(), offer.clone());
-        }
-        true
+        self.caller_ext = caller;
+        self.called = target;
+        self.start_flow().await
     }
 
     /// Parses the caller's offer, opens the media session, and returns the offer for the
@@ -347,7 +365,8 @@ impl Call {
     /// Sends one forked INVITE. An authenticated caller is presented as its own extension, not
     /// as whatever its From claims (no caller-ID spoofing by registered users); a trusted trunk's
     /// From user is passed through.
-    fn fork(&mut self, loc: &Location, target: &str, caller_ext: Option<&str>, offer: Bytes) {
+    fn fork(&mut self, dial: u64, loc: &Location, target: &str, offer: Bytes) {
+        let caller_ext = self.caller_ext.as_deref();
         let a = &self.invite.headers;
         let mf = a
             .max_forwards()
@@ -365,12 +384,6 @@ impl Call {
                 .and_then(|u| u.user.clone())
                 .unwrap_or_else(|| "anonymous".into()),
         };
-        let target = self
-            .invite
-            .uri
-            .as_sip()
-            .and_then(|u| u.user.clone())
-            .unwrap_or_else(|| target.to_owned());
         let display = from.as_ref().and_then(|f| f.display.clone());
         let domain = &self.ep.local.domain;
         let (via, branch) = self.ep.local.via(loc.source.transport);
@@ -397,6 +410,7 @@ impl Call {
         h.push("User-Agent", self.ep.local.server_header.clone());
         req.set_body(Some("application/sdp"), offer);
         self.forks.push(Fork {
+            dial,
             branch,
             invite: req.clone(),
             peer: loc.source,
@@ -427,8 +441,10 @@ impl Call {
                     None => return,
                 },
                 Some(event) = self.media_events.recv() => self.on_media_event(event),
+                Some(result) = self.ivr_rx.recv() => self.on_ivr_result(result),
                 _ = tokio::time::sleep_until(deadline) => self.on_timer(no_answer),
             }
+            self.pump_ivr().await;
         }
     }
 
@@ -444,6 +460,12 @@ impl Call {
         };
         if let Some(c) = self.cancel_deadline {
             d = d.min(c);
+        }
+        if let Some(dial) = &self.dial {
+            d = d.min(dial.deadline);
+        }
+        if let Some(t) = self.ivr.as_ref().and_then(|i| i.poll_timeout()) {
+            d = d.min(Instant::from_std(t));
         }
         for p in &self.pending_acks {
             d = d.min(p.next);
@@ -462,6 +484,15 @@ impl Call {
             });
             self.reply_a_final(StatusCode::TEMPORARILY_UNAVAILABLE);
             self.cancel_forks();
+            self.ivr = None;
+        }
+        if self.dial.as_ref().is_some_and(|d| now >= d.deadline) {
+            self.dial_timed_out();
+        }
+        if let Some(ivr) = &mut self.ivr
+            && ivr.poll_timeout().is_some_and(|t| Instant::from_std(t) <= now)
+        {
+            ivr.handle_timeout(now.into_std());
         }
         if self.cancel_deadline.is_some_and(|d| now >= d) {
             let mut abandoned = Vec::new();
@@ -519,6 +550,8 @@ impl Call {
                     });
                     self.reply_a_final(StatusCode::REQUEST_TERMINATED);
                     self.cancel_forks();
+                    self.ivr = None;
+                    self.dial = None;
                 }
             }
             CallInput::Request { tx, req, from } => self.on_request(tx, req, from),
@@ -528,6 +561,8 @@ impl Call {
             }
             CallInput::StrayResponse { resp, from: _ } => self.reack(&resp),
             CallInput::Shutdown => {
+                self.ivr = None;
+                self.dial = None;
                 if self.answered {
                     self.hangup(Ending {
                         cause: "shutdown",
@@ -580,6 +615,9 @@ impl Call {
                 return;
             }
             if self.answered || self.finished_a {
+                if self.answered && !self.b_answered {
+                    self.ringback_while_dialling(status);
+                }
                 return;
             }
             let mut out = self.a_response(status);
@@ -605,42 +643,56 @@ impl Call {
             return;
         }
         tracing::debug!(code = status.0, "fork failed");
+        let dial = self.forks[i].dial;
+        if self.dial.as_ref().map(|d| d.id) != Some(dial) || self.b_answered {
+            // A fork of a dial already given up (CANCELled after its timeout) or lost.
+            return;
+        }
         if better_failure(self.best_failure.as_ref().map(|r| r.status), status) {
             self.best_failure = Some(resp);
         }
         // A 6xx ends the search (§16.7 step 5): cancel the other forks and answer now.
         let global_failure = status.0 >= 600;
-        if global_failure && !self.answered && !self.finished_a {
+        if global_failure {
             self.cancel_forks();
         }
-        if !self.answered
-            && !self.finished_a
-            && (global_failure || self.forks.iter().all(|f| f.done))
-        {
-            let best = self.best_failure.take();
-            let status = best
-                .as_ref()
-                .map(|r| r.status)
-                .unwrap_or(StatusCode::TEMPORARILY_UNAVAILABLE);
-            let mut out = self.a_response(status);
-            if let Some(b) = &best {
-                out.reason.clone_from(&b.reason);
-            }
-            let cause = match status.0 {
-                486 | 600 => "busy",
-                487 => "cancelled",
-                603 => "declined",
-                408 | 480 => "no_answer",
-                _ => "failed",
-            };
-            self.ending = Some(Ending {
-                cause,
-                by: HangupBy::Callee,
-                code: status.0,
-            });
-            self.finished_a = true;
-            self.ep.respond(self.invite_tx, out);
+        if global_failure || self.forks.iter().filter(|f| f.dial == dial).all(|f| f.done) {
+            self.dial_failed();
         }
+    }
+
+    /// Answers the caller with the best failure of the last dial (passed through as the callee
+    /// gave it), or `fallback` when there was none.
+    fn fail_caller(&mut self, fallback: StatusCode, fallback_cause: &'static str) {
+        if self.finished_a {
+            return;
+        }
+        let best = self.best_failure.take();
+        let status = best.as_ref().map(|r| r.status).unwrap_or(fallback);
+        let mut out = self.a_response(status);
+        if let Some(b) = &best {
+            out.reason.clone_from(&b.reason);
+        }
+        let cause = match (best.is_some(), status.0) {
+            (false, _) => fallback_cause,
+            (_, 486 | 600) => "busy",
+            (_, 487) => "cancelled",
+            (_, 603) => "declined",
+            (_, 408 | 480) => "no_answer",
+            (_, 404) => "not_found",
+            _ => "failed",
+        };
+        self.ending = Some(Ending {
+            cause,
+            by: if best.is_some() {
+                HangupBy::Callee
+            } else {
+                HangupBy::System
+            },
+            code: status.0,
+        });
+        self.finished_a = true;
+        self.ep.respond(self.invite_tx, out);
     }
 
     fn on_fork_answered(&mut self, i: usize, resp: Response) {
@@ -665,8 +717,10 @@ impl Call {
                 return;
             }
         };
-        if self.answered || self.finished_a {
-            // A second fork answered, or the caller already left: ACK and BYE it (§13.2.2.4).
+        let current = self.dial.as_ref().map(|d| d.id) == Some(self.forks[i].dial);
+        if self.b_answered || !current || self.ending.is_some() || (self.finished_a && !self.answered) {
+            // A second fork answered, a fork of a dial given up, or the caller already left:
+            // ACK and BYE it (§13.2.2.4).
             let mut d = dialog;
             self.ep.send(Command::SendRaw {
                 to: d.peer,
@@ -685,20 +739,24 @@ impl Call {
             // The callee's answer is unusable: end its leg and fail the call.
             self.b_dialog = Some(dialog);
             self.send_ack(Side::Callee, 1);
-            self.hangup_leg(Side::Callee);
-            self.ending = Some(Ending {
+            self.hangup(Ending {
                 cause: "media_failed",
                 by: HangupBy::System,
                 code: 488,
             });
             self.reply_a_final(StatusCode::NOT_ACCEPTABLE_HERE);
             self.cancel_forks();
+            self.dial = None;
+            self.ivr = None;
             return;
         };
         self.b_dialog = Some(dialog);
+        self.b_answered = true;
         self.send_ack(Side::Callee, 1);
-        self.answer_caller(body);
-        if self.ctx.media.record_calls {
+        if !self.answered {
+            self.answer_caller(body);
+        }
+        if self.ctx.media.record_calls && self.recording.is_none() {
             self.start_recording();
         }
         let now = crate::clock::unix_ms();
@@ -715,6 +773,7 @@ impl Call {
             at_ms: now,
         });
         self.cancel_forks();
+        self.dial_answered();
     }
 
     /// Narrows a callee answer (or early-media SDP) for the caller, rewrites it for our
@@ -809,6 +868,9 @@ impl Call {
         match event {
             MediaEvent::Digit { leg, digit, source } => {
                 tracing::info!(?leg, digit = %digit.as_char(), ?source, "DTMF");
+                if leg == Leg::A {
+                    self.ivr_input(Input::Digit(digit.as_char()));
+                }
                 self.event(
                     "dtmf.received",
                     serde_json::json!({
@@ -818,6 +880,14 @@ impl Call {
                     }),
                 );
             }
+            MediaEvent::PlaybackFinished {
+                leg: Leg::A,
+                id,
+                interrupted,
+            } if id >= ivr::PLAY_ID_BASE => self.ivr_input(Input::PlaybackDone {
+                id: id - ivr::PLAY_ID_BASE,
+                interrupted,
+            }),
             MediaEvent::PlaybackFinished { .. } => {}
         }
     }
@@ -889,6 +959,14 @@ impl Call {
                 tracing::info!(by = %by, "call ended by BYE");
                 self.hangup_leg(other(side));
                 self.forget_leg(side);
+                if side == Side::Caller {
+                    // The caller left during the IVR or while a dial was ringing.
+                    self.ivr = None;
+                    self.dial = None;
+                    if self.forks.iter().any(|f| !f.done) {
+                        self.cancel_forks();
+                    }
+                }
                 self.ending = Some(Ending {
                     cause: "normal_clearing",
                     by,
@@ -1219,7 +1297,11 @@ impl Call {
         self.ep.respond(self.invite_tx, self.a_response(status));
     }
 
-    fn record_start(&self, caller_ext: Option<&str>, callee: &str) {
+    fn record_start(&mut self, caller_ext: Option<&str>, callee: &str) {
+        if self.recorded {
+            return;
+        }
+        self.recorded = true;
         let from = self.invite.headers.from().ok();
         let caller = caller_ext
             .map(str::to_owned)
@@ -1283,8 +1365,21 @@ impl Call {
             self.store_media_report(report);
         }
         let now = crate::clock::unix_ms();
+        for (id, tag) in std::mem::take(&mut self.b_dialog_ids) {
+            self.ep.send(Command::RemoveDialog {
+                call_id: id,
+                local_tag: tag,
+            });
+        }
+        if !self.recorded {
+            self.ep.send(Command::RemoveDialog {
+                call_id: self.invite.headers.call_id().unwrap_or_default().to_owned(),
+                local_tag: self.a_tag.clone(),
+            });
+            return;
+        }
         for (i, leg) in self.legs.iter().enumerate() {
-            if i == 0 || self.answered {
+            if i == 0 || self.b_answered {
                 self.ctx.writer.send(StoreCmd::LegEnded {
                     leg_id: *leg,
                     at_ms: now,
@@ -1306,10 +1401,6 @@ impl Call {
         self.ep.send(Command::RemoveDialog {
             call_id: self.invite.headers.call_id().unwrap_or_default().to_owned(),
             local_tag: self.a_tag.clone(),
-        });
-        self.ep.send(Command::RemoveDialog {
-            call_id: self.b_call_id.clone(),
-            local_tag: self.b_tag.clone(),
         });
     }
 }
@@ -1361,7 +1452,7 @@ impl Call {
             let Some(stats) = stats else {
                 continue;
             };
-            if i == 1 && !self.answered {
+            if i == 1 && !self.b_answered {
                 continue;
             }
             tracing::info!(

@@ -59,6 +59,8 @@ pub struct CallContext {
     pub rtp_bind_ip: IpAddr,
     pub no_answer_timeout: Duration,
     pub media: MediaContext,
+    /// The dialplan new calls take (reloaded on change).
+    pub plan: crate::ivr::reload::PlanHandle,
 }
 
 /// What calls need from the media engine, shared.
@@ -78,6 +80,8 @@ pub struct MediaContext {
     pub conference_prefix: String,
     /// The live conference rooms.
     pub rooms: Rooms,
+    /// Prompts under the media directory, decoded once.
+    pub prompts: Arc<crate::media::player::PromptCache>,
 }
 
 /// Spawns calls and keeps a way to reach each live one.

@@ -1,0 +1,603 @@
+//! The call actor's side of the IVR: routing a new call through the dialplan, and carrying
+//! out what the interpreter asks (answer, prompts and speech, dials and ring groups,
+//! recordings, webhooks, attributes, transfer, hang-up). Slow work (text to speech, HTTP)
+//! runs in its own task and comes back as an [`IvrResult`].
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::time::Instant;
+
+use super::{Call, Ending, Side, point_media};
+use crate::ivr::interp::{Action, Attributes, DialOutcome, Input, Interpreter};
+use crate::ivr::plan::{HangupCause, Prompt, Step};
+use crate::ivr::{parse, route, tts, webhook};
+use crate::media::engine::{MediaCommand, PlaySource};
+use crate::media::negotiate;
+use crate::media::ports::Leg;
+use crate::media::tone::ToneKind;
+use crate::sip::dialog::{new_call_id, new_tag};
+use crate::sip::endpoint::Command;
+use crate::sip::message::{NameAddr, Response, StatusCode};
+use crate::store::{HangupBy, StoreCmd};
+
+/// Media playback ids at or above this belong to the interpreter (its id + this); below are
+/// the actor's own (ringback).
+pub(super) const PLAY_ID_BASE: u64 = 1 << 32;
+
+/// Rate prompts are decoded at (the pipeline resamples to its own).
+const PROMPT_RATE: u32 = 16_000;
+
+/// Work done off the actor, coming back.
+pub(super) enum IvrResult {
+    /// Speech synthesised (mono PCM at [`PROMPT_RATE`]) for play `id`, or why not.
+    Speech {
+        id: u64,
+        barge_in: bool,
+        result: Result<Arc<[i16]>, String>,
+    },
+    /// A webhook's reply as steps, or why there are none.
+    Webhook {
+        id: u64,
+        result: Result<Vec<Step>, String>,
+    },
+}
+
+/// A dial ringing now.
+pub(super) struct DialState {
+    pub id: u64,
+    pub deadline: Instant,
+}
+
+impl Call {
+    /// Routes the call through the dialplan and starts the route's flow. False when the call
+    /// was refused at once (no route).
+    pub(super) async fn start_flow(&mut self) -> bool {
+        let plan = self.ctx.plan.current();
+        let from = self.invite.headers.from().ok();
+        let caller = self
+            .caller_ext
+            .clone()
+            .or_else(|| from.as_ref().and_then(NameAddr::sip_user))
+            .unwrap_or_else(|| "anonymous".into());
+        let Some(route) = route::select(&plan, &self.called, &caller, jiff::Timestamp::now())
+        else {
+            tracing::info!(called = %self.called, "no dialplan route");
+            self.reply_a_final(StatusCode::NOT_FOUND);
+            return false;
+        };
+        tracing::info!(route = %route.name, flow = %route.flow, "routed");
+        let flow = route.flow.clone();
+        let mut attrs = Attributes::new();
+        attrs.insert("caller".into(), caller);
+        attrs.insert(
+            "caller_name".into(),
+            from.and_then(|f| f.display).unwrap_or_default(),
+        );
+        attrs.insert("called".into(), self.called.clone());
+        attrs.insert("call_id".into(), self.record_id.to_string());
+        attrs.insert("session_id".into(), self.session_id.to_string());
+        self.ep.send(Command::AddDialog {
+            call_id: self.invite.headers.call_id().unwrap_or_default().to_owned(),
+            local_tag: self.a_tag.clone(),
+            owner: self.me.clone(),
+        });
+        self.ivr = Some(Interpreter::new(
+            plan,
+            &flow,
+            attrs,
+            std::time::Instant::now(),
+        ));
+        self.pump_ivr().await;
+        true
+    }
+
+    /// Carries out every action the interpreter has queued.
+    pub(super) async fn pump_ivr(&mut self) {
+        loop {
+            let Some(ivr) = self.ivr.as_mut() else {
+                return;
+            };
+            let Some(action) = ivr.poll_action() else {
+                if ivr.is_finished() {
+                    self.ivr = None;
+                }
+                return;
+            };
+            self.do_action(action).await;
+        }
+    }
+
+    /// Gives the interpreter an input (nothing when no flow runs any more).
+    pub(super) fn ivr_input(&mut self, input: Input) {
+        if let Some(ivr) = &mut self.ivr {
+            ivr.handle_input(std::time::Instant::now(), input);
+        }
+    }
+
+    async fn do_action(&mut self, action: Action) {
+        tracing::debug!(?action, "ivr");
+        match action {
+            Action::Answer => {
+                self.answer_locally();
+            }
+            Action::Play {
+                id,
+                prompt,
+                barge_in,
+            } => self.play(id, prompt, barge_in),
+            Action::StopPlayback => {
+                if let Some(media) = &self.media {
+                    media.command(MediaCommand::StopPlayback { leg: Leg::A });
+                }
+            }
+            Action::Dial {
+                id,
+                extensions,
+                timeout,
+            } => self.start_dial(id, extensions, timeout).await,
+            Action::StartRecording {
+                id,
+                voicemail,
+                silence,
+            } => self.start_message_recording(id, voicemail, silence),
+            Action::StopRecording { id } => self.stop_message_recording(id),
+            Action::RecordCall => {
+                if self.recording.is_none() && self.answer_locally() {
+                    self.start_recording();
+                }
+            }
+            Action::Webhook {
+                id,
+                url,
+                body,
+                timeout,
+            } => self.call_webhook(id, url, body, timeout),
+            Action::SetAttribute { name, value } => self.set_attribute(name, value),
+            Action::Transfer { number } => self.transfer(number),
+            Action::Hangup { cause } => self.ivr_hangup(cause),
+        }
+    }
+
+    /// Answers the caller ourselves (the IVR's `answer`, or a step that needs media). The
+    /// media session gets two legs: the caller's now, a callee's when a dial is answered.
+    /// False when the call cannot be answered (it is then ended).
+    pub(super) fn answer_locally(&mut self) -> bool {
+        if self.answered {
+            return true;
+        }
+        if self.finished_a {
+            return false;
+        }
+        let answer = self.caller_offer().and_then(|offer| {
+            let (mut answer, a) =
+                negotiate::early_answer(&offer).ok_or(StatusCode::NOT_ACCEPTABLE_HERE)?;
+            if self.media.is_none() {
+                let session = self.open_media(2)?;
+                point_media(&session, Leg::A, &offer);
+                self.media = Some(session);
+            }
+            let Some(media) = &self.media else {
+                return Err(StatusCode::SERVER_ERROR);
+            };
+            answer.rewrite_for_relay(self.ctx.media_ip, media.local_port(Leg::A));
+            media.command(MediaCommand::SetMedia {
+                leg: Leg::A,
+                media: Some(a),
+            });
+            self.a_promised = Some(a);
+            self.a_offer = Some(offer);
+            Ok(Bytes::from(answer.to_bytes()))
+        });
+        match answer {
+            Ok(body) => {
+                self.ensure_record();
+                self.answer_caller(body);
+                true
+            }
+            Err(status) => {
+                self.ensure_record();
+                self.ending = Some(Ending {
+                    cause: "media_failed",
+                    by: HangupBy::System,
+                    code: status.0,
+                });
+                self.reply_a_final(status);
+                self.ivr = None;
+                false
+            }
+        }
+    }
+
+    /// Writes the call record, once.
+    fn ensure_record(&mut self) {
+        let ext = self.caller_ext.clone();
+        let called = self.called.clone();
+        self.record_start(ext.as_deref(), &called);
+    }
+
+    fn play(&mut self, id: u64, prompt: Prompt, barge_in: bool) {
+        if !self.answer_locally() {
+            return;
+        }
+        let source = match prompt {
+            Prompt::File(name) => {
+                let mut name = std::path::PathBuf::from(name);
+                if name.extension().is_none() {
+                    name.set_extension("wav");
+                }
+                match self.ctx.media.prompts.load(&name, PROMPT_RATE) {
+                    Ok(pcm) => PlaySource::Prompt {
+                        pcm,
+                        rate: PROMPT_RATE,
+                        looped: false,
+                    },
+                    Err(error) => {
+                        tracing::warn!(%error, "prompt not played");
+                        self.ivr_input(Input::PlaybackFailed {
+                            id,
+                            error: error.to_string(),
+                        });
+                        return;
+                    }
+                }
+            }
+            Prompt::Tone(kind) => PlaySource::Tone(kind),
+            Prompt::Silence(_) => {
+                self.ivr_input(Input::PlaybackDone {
+                    id,
+                    interrupted: false,
+                });
+                return;
+            }
+            Prompt::Say { text, voice } => {
+                self.speak(id, text.0, voice, barge_in);
+                return;
+            }
+        };
+        self.play_source(id, source, barge_in);
+    }
+
+    fn play_source(&mut self, id: u64, source: PlaySource, barge_in: bool) {
+        match &self.media {
+            Some(media) => media.command(MediaCommand::Play {
+                leg: Leg::A,
+                id: id + PLAY_ID_BASE,
+                source,
+                barge_in,
+            }),
+            None => self.ivr_input(Input::PlaybackFailed {
+                id,
+                error: "no media session".into(),
+            }),
+        }
+    }
+
+    /// Text to speech in a task; the speech is played when it comes back.
+    fn speak(&mut self, id: u64, text: String, voice: Option<String>, barge_in: bool) {
+        let dir = self.ctx.media.data_dir.join("tts");
+        let tx = self.ivr_tx.clone();
+        tokio::spawn(async move {
+            let result = async {
+                std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+                let path = tts::synthesize(&text, voice.as_deref(), &dir)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let name = path
+                    .file_name()
+                    .map(Path::new)
+                    .ok_or_else(|| "speech file without a name".to_owned())?
+                    .to_owned();
+                let cache = crate::media::player::PromptCache::new(dir.clone());
+                tokio::task::spawn_blocking(move || cache.load(&name, PROMPT_RATE))
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .map_err(|e| e.to_string())
+            }
+            .await;
+            let _ = tx.send(IvrResult::Speech {
+                id,
+                barge_in,
+                result,
+            });
+        });
+    }
+
+    /// A result of work done off the actor.
+    pub(super) fn on_ivr_result(&mut self, result: IvrResult) {
+        match result {
+            IvrResult::Speech {
+                id,
+                barge_in,
+                result,
+            } => match result {
+                Ok(pcm) => self.play_source(
+                    id,
+                    PlaySource::Prompt {
+                        pcm,
+                        rate: PROMPT_RATE,
+                        looped: false,
+                    },
+                    barge_in,
+                ),
+                Err(error) => {
+                    tracing::error!(%error, "text to speech failed: the `say` step is skipped");
+                    self.ivr_input(Input::PlaybackFailed { id, error });
+                }
+            },
+            IvrResult::Webhook { id, result } => {
+                self.ivr_input(Input::WebhookDone { id, result });
+            }
+        }
+    }
+
+    fn call_webhook(&mut self, id: u64, url: String, body: serde_json::Value, timeout: Duration) {
+        let tx = self.ivr_tx.clone();
+        let plan = self.ctx.plan.current();
+        tracing::info!(%url, "webhook");
+        tokio::spawn(async move {
+            let result = match webhook::post(&url, &body, timeout).await {
+                Ok(reply) => parse::steps_from_json(&reply, &plan).map_err(|errors| {
+                    let list: Vec<String> = errors.iter().map(|e| e.message.clone()).collect();
+                    format!("webhook reply has invalid steps: {}", list.join("; "))
+                }),
+                Err(e) => Err(e.to_string()),
+            };
+            if let Err(error) = &result {
+                tracing::warn!(%url, %error, "webhook gave no usable reply");
+            }
+            let _ = tx.send(IvrResult::Webhook { id, result });
+        });
+    }
+
+    fn set_attribute(&mut self, name: String, value: String) {
+        tracing::info!(%name, %value, "session attribute");
+        self.ensure_record();
+        self.ctx.writer.send(StoreCmd::SessionAttribute {
+            session_id: self.session_id,
+            call_id: Some(self.record_id),
+            name: name.clone(),
+            value: value.clone(),
+            at_ms: crate::clock::unix_ms(),
+        });
+        self.event(
+            "session.attribute",
+            serde_json::json!({"name": name, "value": value}),
+        );
+    }
+
+    /// Routes the call again for `number` and runs that flow with the same attributes.
+    fn transfer(&mut self, number: String) {
+        let Some(old) = self.ivr.take() else {
+            return;
+        };
+        let plan = old.plan().clone();
+        let mut attrs = old.attributes().clone();
+        let caller = attrs.get("caller").cloned().unwrap_or_default();
+        let Some(route) = route::select(&plan, &number, &caller, jiff::Timestamp::now()) else {
+            tracing::info!(%number, "transfer to a number without a route");
+            return self.ivr_hangup(HangupCause::NotFound);
+        };
+        tracing::info!(%number, flow = %route.flow, "transfer");
+        let flow = route.flow.clone();
+        attrs.insert("transferred_from".into(), self.called.clone());
+        attrs.insert("called".into(), number.clone());
+        self.called = number;
+        self.ivr = Some(Interpreter::new(
+            plan.clone(),
+            &flow,
+            attrs,
+            std::time::Instant::now(),
+        ));
+    }
+
+    /// The flow hung up: BYE once answered; before, the last dial's failure passes through
+    /// (a plain extension call keeps the callee's 486 or 480), or the cause's status.
+    fn ivr_hangup(&mut self, cause: HangupCause) {
+        self.ivr = None;
+        if self.answered {
+            let name = match cause {
+                HangupCause::Normal => "normal_clearing",
+                other => other.as_str(),
+            };
+            tracing::info!(cause = name, "IVR hangs up");
+            self.hangup(Ending {
+                cause: name,
+                by: HangupBy::System,
+                code: 200,
+            });
+            return;
+        }
+        if self.best_failure.is_some() && cause == HangupCause::Normal {
+            self.ensure_record();
+            return self.fail_caller(StatusCode::TEMPORARILY_UNAVAILABLE, "failed");
+        }
+        let status = StatusCode(cause.status());
+        if self.recorded {
+            self.ending = Some(Ending {
+                cause: cause.as_str(),
+                by: HangupBy::System,
+                code: status.0,
+            });
+        }
+        self.reply_a_final(status);
+    }
+
+    /// Rings `extensions` (every registered contact of each) for `timeout`.
+    async fn start_dial(&mut self, id: u64, extensions: Vec<String>, timeout: Duration) {
+        self.best_failure = None;
+        let mut contacts = Vec::new();
+        let mut known = false;
+        for ext in &extensions {
+            if self.ctx.registrar.user(ext).await.is_some() {
+                known = true;
+                for loc in self.ctx.registrar.lookup(ext) {
+                    contacts.push((loc, ext.clone()));
+                }
+            }
+        }
+        if contacts.is_empty() {
+            let status = if known {
+                StatusCode::TEMPORARILY_UNAVAILABLE
+            } else {
+                StatusCode::NOT_FOUND
+            };
+            tracing::info!(?extensions, code = status.0, "nobody to ring");
+            self.best_failure = Some(Response::from_request(&self.invite, status));
+            self.ivr_input(Input::DialDone {
+                id,
+                outcome: DialOutcome::Unavailable,
+            });
+            return;
+        }
+        let offer = match self.callee_offer() {
+            Ok(offer) => offer,
+            Err(status) => {
+                self.best_failure = Some(Response::from_request(&self.invite, status));
+                self.ivr_input(Input::DialDone {
+                    id,
+                    outcome: DialOutcome::Failed,
+                });
+                return;
+            }
+        };
+        self.ensure_record();
+        // Each dial attempt is its own callee-side dialog.
+        if !self.forks.is_empty() {
+            self.b_call_id = new_call_id();
+            self.b_tag = new_tag();
+        }
+        self.ep.send(Command::AddDialog {
+            call_id: self.b_call_id.clone(),
+            local_tag: self.b_tag.clone(),
+            owner: self.me.clone(),
+        });
+        self.b_dialog_ids
+            .push((self.b_call_id.clone(), self.b_tag.clone()));
+        tracing::info!(?extensions, contacts = contacts.len(), "dialling");
+        self.dial = Some(DialState {
+            id,
+            deadline: Instant::now() + timeout,
+        });
+        for (loc, ext) in contacts {
+            self.fork(id, &loc, &ext, offer.clone());
+        }
+    }
+
+    /// The offer for a callee: the caller's, widened with what we transcode, pointing at our
+    /// callee-side port. Opens the media session when the caller is not answered yet.
+    fn callee_offer(&mut self) -> Result<Bytes, StatusCode> {
+        if let Some(offer) = &self.b_offer {
+            return Ok(offer.clone());
+        }
+        let offer = if self.media.is_none() {
+            self.prepare_media()?
+        } else {
+            let mut sdp = match &self.a_offer {
+                Some(sdp) => sdp.clone(),
+                None => self.caller_offer()?,
+            };
+            if self.ctx.media.transcoding {
+                negotiate::widen_offer(&mut sdp);
+            }
+            let Some(media) = &self.media else {
+                return Err(StatusCode::SERVER_ERROR);
+            };
+            sdp.rewrite_for_relay(self.ctx.media_ip, media.local_port(Leg::B));
+            Bytes::from(sdp.to_bytes())
+        };
+        self.b_offer = Some(offer.clone());
+        Ok(offer)
+    }
+
+    /// Every fork of the current dial failed.
+    pub(super) fn dial_failed(&mut self) {
+        let Some(dial) = self.dial.take() else {
+            return;
+        };
+        let status = self.best_failure.as_ref().map(|r| r.status.0).unwrap_or(480);
+        let outcome = match status {
+            486 | 600 | 603 => DialOutcome::Busy,
+            408 | 480 | 487 => DialOutcome::NoAnswer,
+            404 | 410 | 484 | 604 => DialOutcome::Unavailable,
+            _ => DialOutcome::Failed,
+        };
+        tracing::info!(code = status, outcome = outcome.as_str(), "dial failed");
+        self.stop_ringback();
+        self.ivr_input(Input::DialDone {
+            id: dial.id,
+            outcome,
+        });
+    }
+
+    /// Nobody answered in time: CANCEL the forks and tell the flow.
+    pub(super) fn dial_timed_out(&mut self) {
+        let Some(dial) = self.dial.take() else {
+            return;
+        };
+        tracing::info!("dial: no answer in time");
+        self.cancel_forks();
+        self.best_failure = Some(Response::from_request(
+            &self.invite,
+            StatusCode::TEMPORARILY_UNAVAILABLE,
+        ));
+        self.stop_ringback();
+        self.ivr_input(Input::DialDone {
+            id: dial.id,
+            outcome: DialOutcome::NoAnswer,
+        });
+    }
+
+    /// A callee answered the current dial: the call is bridged; the flow ends there.
+    pub(super) fn dial_answered(&mut self) {
+        if let Some(dial) = self.dial.take() {
+            self.ivr_input(Input::DialDone {
+                id: dial.id,
+                outcome: DialOutcome::Answered,
+            });
+        }
+    }
+
+    /// The caller, already answered by the IVR, hears ringback while a callee rings.
+    pub(super) fn ringback_while_dialling(&mut self, status: StatusCode) {
+        if self.ringback || self.dial.is_none() || !(status.0 == 180 || status.0 == 183) {
+            return;
+        }
+        if let Some(media) = &self.media {
+            media.command(MediaCommand::Play {
+                leg: Leg::A,
+                id: 0,
+                source: PlaySource::Tone(ToneKind::Ringback),
+                barge_in: false,
+            });
+            self.ringback = true;
+        }
+    }
+
+    /// After a failed dial: no more ringback, and the callee side forgets that callee's
+    /// media (early media of a busy callee must not stay bridged).
+    fn stop_ringback(&mut self) {
+        let Some(media) = &self.media else {
+            return;
+        };
+        if self.ringback {
+            self.ringback = false;
+            media.command(MediaCommand::StopPlayback { leg: Leg::A });
+        }
+        media.command(MediaCommand::SetMedia {
+            leg: Leg::B,
+            media: None,
+        });
+        self.b_early = false;
+    }
+
+    fn start_message_recording(&mut self, id: u64, voicemail: Option<String>, silence: Option<Duration>) {
+        let _ = (id, voicemail, silence, Side::Caller);
+    }
+
+    fn stop_message_recording(&mut self, id: u64) {
+        let _ = id;
+    }
+}
