@@ -1,7 +1,15 @@
 //! The IVR interpreter: runs one call's flow, step by step. SANS-IO (DESIGN.md §2): the call
 //! actor feeds it inputs (digits, playback done, dial and webhook results, the time) and
 //! carries out the [`Action`]s it yields; the interpreter owns every IVR timer (digit
-//! timeouts, pauses, recording limits, webhook deadlines), so each is tested in virtual time.
+//! timeouts, pauses, silence prompts, recording limits, webhook deadlines), so each is tested
+//! in virtual time.
+//!
+//! It owns: where the call is in the plan (a flow and a step, plus the steps a webhook
+//! returned and where to come back after them), the session attributes, the type-ahead digit
+//! buffer, and what the call waits for ([`Interpreter::poll_timeout`] is that wait's
+//! deadline). Steps run one after another until one must wait for an input or a timer;
+//! more than [`MAX_STEPS_WITHOUT_WAIT`] steps in a row without waiting (a `goto` loop) hangs
+//! up. Reaching the end of a flow hangs up.
 //!
 //! Driving it:
 //! ```text
@@ -12,11 +20,26 @@
 //! }
 //! ```
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use super::plan::{Dialplan, Prompt, Step};
+use super::plan::{
+    Dial, DialTarget, Dialplan, Gather, HangupCause, Menu, MenuChoice, Prompt, Step, StepKind,
+    Strategy, Target, Test,
+};
+use super::template::render;
+use crate::media::tone::ToneKind;
+
+/// A goto loop guard: this many steps in a row without waiting, and the call is hung up.
+pub const MAX_STEPS_WITHOUT_WAIT: usize = 1000;
+
+/// How long a `dial` of an extension rings when the step does not say.
+pub const DEFAULT_DIAL_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Digits typed ahead (while nothing collects them) kept for the next gather or menu.
+pub const TYPE_AHEAD_MAX: usize = 32;
 
 /// Session attributes: what the caller entered and what the plan set, by name. Built-ins set
 /// before the flow starts: `caller`, `caller_name`, `called`, `call_id`, `session_id`.
@@ -71,7 +94,7 @@ pub enum Action {
     /// actor builds a new interpreter; this one is finished).
     Transfer { number: String },
     /// Hang up (BYE when answered, `cause.status()` when not). The interpreter is finished.
-    Hangup { cause: super::plan::HangupCause },
+    Hangup { cause: HangupCause },
 }
 
 /// What the call actor tells the interpreter.
@@ -137,42 +160,253 @@ impl DialOutcome {
 pub struct Interpreter {
     plan: Arc<Dialplan>,
     attrs: Attributes,
+    /// Where the call is: a flow at the bottom, then the steps of webhook replies being run
+    /// (each frame's index is the step it runs; the frames below already point past their
+    /// webhook step, where the call goes on once the frame above has run to its end).
+    frames: Vec<Frame>,
+    wait: Wait,
+    actions: VecDeque<Action>,
+    /// The last id given to a playback, dial, recording or webhook.
+    last_id: u64,
+    answered: bool,
+    /// Digits that came while nothing collected them, for the next gather or menu.
+    type_ahead: VecDeque<char>,
+}
+
+/// A list of steps being run, and the step it is at.
+#[derive(Debug)]
+struct Frame {
+    code: Code,
+    index: usize,
+}
+
+#[derive(Debug)]
+enum Code {
+    /// A flow of the plan, by name.
+    Flow(String),
+    /// The steps a webhook answered with.
+    Webhook(Arc<[Step]>),
+}
+
+/// What the call waits for.
+#[derive(Debug)]
+enum Wait {
+    /// Nothing: the next step runs.
+    Running,
+    /// A `play` step's prompt, or a `pause`.
+    Prompt(Playing),
+    Gather(Box<Gathering>),
+    Menu(Box<Choosing>),
+    Dial(Dialing),
+    Record(Box<Recording>),
+    Webhook {
+        id: u64,
+        /// The interpreter gives up then and runs the fallback.
+        deadline: Instant,
+        fallback: Option<Target>,
+    },
+    /// Hung up, transferred or bridged.
+    Finished,
+}
+
+/// Something being played to the caller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Playing {
+    /// An [`Action::Play`] with this id, until its [`Input::PlaybackDone`].
+    Media(u64),
+    /// Silence (a `silence:` prompt, a pause) until then: nothing to play, just a timer.
+    Silence(Instant),
+}
+
+/// The digits of one attempt of a gather or a menu: its prompts (a digit cuts them short),
+/// then the digits until the terminator, the maximum or a timeout.
+#[derive(Debug)]
+struct Collector {
+    playing: Option<Playing>,
+    /// The prompts still to play after the one playing.
+    queue: VecDeque<Prompt>,
+    digits: String,
+    /// Once the prompts are over: when the first (or next) digit is overdue.
+    deadline: Option<Instant>,
+    max_digits: usize,
+    terminator: Option<char>,
+    first_timeout: Duration,
+    inter_digit_timeout: Duration,
+}
+
+/// How an attempt of a gather or a menu went.
+#[derive(Debug, PartialEq, Eq)]
+enum Collected {
+    Waiting,
+    /// The input ended (terminator, maximum, or a timeout after some digits).
+    Digits(String),
+    /// No digit came in time.
+    TimedOut,
+}
+
+#[derive(Debug)]
+struct Gathering {
+    spec: Gather,
+    failures: u32,
+    input: Collector,
+}
+
+#[derive(Debug)]
+struct Choosing {
+    spec: Menu,
+    failures: u32,
+    input: Collector,
+}
+
+#[derive(Debug)]
+struct Dialing {
+    id: u64,
+    /// Who rings now.
+    ringing: Vec<String>,
+    /// Who rings next, in turn (sequential and round-robin groups).
+    rest: VecDeque<String>,
+    /// How long each member in turn rings.
+    ring_timeout: Duration,
+    /// The step's `timeout` for a group rung in turn: no member starts after this.
+    give_up: Option<Instant>,
+}
+
+/// A `voicemail` or `record` step.
+#[derive(Debug)]
+struct Recording {
+    /// The mailbox (voicemail) or `None` (record).
+    voicemail: Option<String>,
+    /// The attribute the recording id goes to.
+    into: String,
+    beep: bool,
+    max_length: Duration,
+    silence: Option<Duration>,
+    terminator: Option<char>,
+    phase: RecordPhase,
+}
+
+#[derive(Debug)]
+enum RecordPhase {
+    /// The greeting (or the record prompt); a digit skips it.
+    Greeting(Playing),
+    /// The beep before recording, [`Action::Play`] with this id.
+    Beep(u64),
+    /// Recording until the terminator, silence or `deadline` (the maximum length).
+    Recording { id: u64, deadline: Instant },
+    /// [`Action::StopRecording`] sent; waiting for [`Input::RecordingDone`].
+    Stopping { id: u64 },
+}
+
+/// An input or a timer, as the wait states see it.
+#[derive(Debug)]
+enum Event {
+    Digit(char),
+    /// [`Input::PlaybackDone`] or [`Input::PlaybackFailed`].
+    PlaybackEnded(u64),
+    /// The wait's deadline passed.
+    Timeout,
+    DialDone(u64, DialOutcome),
+    Silence,
+    RecordingDone(u64, Option<String>),
+    WebhookDone(u64, Result<Vec<Step>, String>),
 }
 
 impl Interpreter {
     /// Starts `flow` of `plan` (which must exist: the actor looked it up through the routes)
     /// with the built-in attributes.
     pub fn new(plan: Arc<Dialplan>, flow: &str, attrs: Attributes, now: Instant) -> Interpreter {
-        let _ = (flow, now);
-        Interpreter { plan, attrs }
+        Interpreter::start(plan, flow, attrs, now, false)
+    }
+
+    /// Like [`Interpreter::new`], for a call that is already answered (a transfer from an
+    /// answered flow): `answer` steps do nothing.
+    pub fn new_answered(
+        plan: Arc<Dialplan>,
+        flow: &str,
+        attrs: Attributes,
+        now: Instant,
+    ) -> Interpreter {
+        Interpreter::start(plan, flow, attrs, now, true)
+    }
+
+    fn start(
+        plan: Arc<Dialplan>,
+        flow: &str,
+        attrs: Attributes,
+        now: Instant,
+        answered: bool,
+    ) -> Interpreter {
+        let mut interp = Interpreter {
+            plan,
+            attrs,
+            frames: Vec::new(),
+            wait: Wait::Running,
+            actions: VecDeque::new(),
+            last_id: 0,
+            answered,
+            type_ahead: VecDeque::new(),
+        };
+        interp.jump(&Target {
+            flow: Some(flow.to_owned()),
+            label: None,
+        });
+        interp.run(now);
+        interp
     }
 
     /// The next thing to do, if any.
     pub fn poll_action(&mut self) -> Option<Action> {
-        None
+        self.actions.pop_front()
     }
 
     pub fn handle_input(&mut self, now: Instant, input: Input) {
-        let _ = (now, input);
+        let event = match input {
+            Input::Digit(d) => Event::Digit(d),
+            Input::PlaybackDone { id, .. } => Event::PlaybackEnded(id),
+            Input::PlaybackFailed { id, error } => {
+                tracing::warn!(id, %error, "playback failed: going on as if it had played");
+                Event::PlaybackEnded(id)
+            }
+            Input::DialDone { id, outcome } => Event::DialDone(id, outcome),
+            Input::Silence => Event::Silence,
+            Input::RecordingDone { id, recording_id } => Event::RecordingDone(id, recording_id),
+            Input::WebhookDone { id, result } => Event::WebhookDone(id, result),
+        };
+        self.dispatch(now, event);
     }
 
     /// When [`Interpreter::handle_timeout`] must next be called.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        None
+        match &self.wait {
+            Wait::Prompt(Playing::Silence(at)) => Some(*at),
+            Wait::Gather(g) => g.input.poll_timeout(),
+            Wait::Menu(m) => m.input.poll_timeout(),
+            Wait::Record(r) => match r.phase {
+                RecordPhase::Greeting(Playing::Silence(at)) => Some(at),
+                RecordPhase::Recording { deadline, .. } => Some(deadline),
+                _ => None,
+            },
+            Wait::Webhook { deadline, .. } => Some(*deadline),
+            Wait::Prompt(Playing::Media(_)) | Wait::Dial(_) | Wait::Running | Wait::Finished => {
+                None
+            }
+        }
     }
 
     pub fn handle_timeout(&mut self, now: Instant) {
-        let _ = now;
+        if self.poll_timeout().is_some_and(|at| at <= now) {
+            self.dispatch(now, Event::Timeout);
+        }
     }
 
     /// The call was answered by us (after [`Action::Answer`]) — or already was.
     pub fn answered(&self) -> bool {
-        false
+        self.answered
     }
 
     /// Nothing more to do: the flow ended (hang up), bridged, or transferred.
     pub fn is_finished(&self) -> bool {
-        true
+        matches!(self.wait, Wait::Finished)
     }
 
     pub fn attributes(&self) -> &Attributes {
@@ -181,5 +415,780 @@ impl Interpreter {
 
     pub fn plan(&self) -> &Arc<Dialplan> {
         &self.plan
+    }
+
+    /// Hands `event` to what the call waits for, then runs steps until the next wait.
+    fn dispatch(&mut self, now: Instant, event: Event) {
+        let wait = std::mem::replace(&mut self.wait, Wait::Running);
+        self.wait = self.on_event(now, wait, event);
+        self.run(now);
+    }
+
+    /// Runs steps until one waits (or the call is finished).
+    fn run(&mut self, now: Instant) {
+        let mut steps = 0;
+        while matches!(self.wait, Wait::Running) {
+            if steps == MAX_STEPS_WITHOUT_WAIT {
+                tracing::warn!(
+                    flow = self.flow_name(),
+                    steps,
+                    "too many steps without waiting (a goto loop?): hanging up"
+                );
+                self.finish(Action::Hangup {
+                    cause: HangupCause::Normal,
+                });
+                return;
+            }
+            steps += 1;
+            match self.current_step() {
+                Some(step) => self.wait = self.execute(now, step),
+                None if self.frames.len() > 1 => {
+                    // The webhook's steps are over: back after the webhook step.
+                    self.frames.pop();
+                }
+                None => self.finish(Action::Hangup {
+                    cause: HangupCause::Normal,
+                }),
+            }
+        }
+    }
+
+    /// Runs one step: moves on (or jumps) and returns [`Wait::Running`], or returns what the
+    /// step waits for.
+    fn execute(&mut self, now: Instant, step: Step) -> Wait {
+        match step.kind {
+            StepKind::Answer => {
+                if !self.answered {
+                    self.answered = true;
+                    self.actions.push_back(Action::Answer);
+                }
+                self.next()
+            }
+            StepKind::Play { prompt, barge_in } => Wait::Prompt(self.play(now, &prompt, barge_in)),
+            StepKind::Gather(spec) => {
+                let prompts = spec.prompt.iter().cloned().collect();
+                let input = self.collector(&spec, prompts);
+                self.gather_attempt(now, spec, 0, input)
+            }
+            StepKind::Menu(spec) => {
+                let input = self.menu_collector(&spec, vec![spec.greeting.clone()]);
+                self.menu_attempt(now, spec, 0, input)
+            }
+            StepKind::Set(list) => {
+                for (name, value) in &list {
+                    let value = render(value, &self.attrs);
+                    self.set(name, value);
+                }
+                self.next()
+            }
+            StepKind::If(cond) => {
+                let value = self.attrs.get(&cond.attr).map(String::as_str);
+                let holds = match &cond.test {
+                    Test::Present => value.is_some_and(|v| !v.is_empty()),
+                    Test::Equals(t) => value.unwrap_or("") == render(t, &self.attrs),
+                    Test::NotEquals(t) => value.unwrap_or("") != render(t, &self.attrs),
+                    Test::Matches(p) => full_match(p, value.unwrap_or("")),
+                    Test::OneOf(list) => list.iter().any(|v| value == Some(v.as_str())),
+                };
+                if holds {
+                    self.jump(&cond.then)
+                } else {
+                    self.go(cond.otherwise.as_ref())
+                }
+            }
+            StepKind::Switch(switch) => {
+                let value = self.attrs.get(&switch.attr).map(String::as_str);
+                let case = switch
+                    .cases
+                    .iter()
+                    .find(|(case, _)| value == Some(case.as_str()))
+                    .map(|(_, target)| target);
+                self.go(case.or(switch.default.as_ref()))
+            }
+            StepKind::Goto(target) => self.jump(&target),
+            StepKind::Dial(dial) => self.dial(now, &dial),
+            StepKind::Voicemail(vm) => {
+                let mailbox = render(&vm.mailbox, &self.attrs);
+                self.record(
+                    now,
+                    Recording {
+                        voicemail: Some(mailbox),
+                        into: "voicemail_recording".to_owned(),
+                        beep: vm.beep,
+                        max_length: vm.max_length,
+                        silence: vm.silence,
+                        terminator: vm.terminator,
+                        phase: RecordPhase::Stopping { id: 0 },
+                    },
+                    vm.greeting.as_ref(),
+                )
+            }
+            StepKind::Record(rec) => self.record(
+                now,
+                Recording {
+                    voicemail: None,
+                    into: rec.into,
+                    beep: rec.beep,
+                    max_length: rec.max_length,
+                    silence: rec.silence,
+                    terminator: rec.terminator,
+                    phase: RecordPhase::Stopping { id: 0 },
+                },
+                rec.prompt.as_ref(),
+            ),
+            StepKind::RecordCall => {
+                self.actions.push_back(Action::RecordCall);
+                self.next()
+            }
+            StepKind::Transfer(number) => {
+                let number = render(&number, &self.attrs);
+                self.finish(Action::Transfer { number });
+                Wait::Finished
+            }
+            StepKind::Hangup(cause) => {
+                self.finish(Action::Hangup { cause });
+                Wait::Finished
+            }
+            StepKind::Webhook(hook) => {
+                let id = self.new_id();
+                let body = self.context();
+                self.actions.push_back(Action::Webhook {
+                    id,
+                    url: render(&hook.url, &self.attrs),
+                    body,
+                    timeout: hook.timeout,
+                });
+                Wait::Webhook {
+                    id,
+                    deadline: now + hook.timeout,
+                    fallback: hook.fallback,
+                }
+            }
+            StepKind::Pause(d) => Wait::Prompt(Playing::Silence(now + d)),
+        }
+    }
+
+    /// What `event` does to `wait`; returns the new wait ([`Wait::Running`] once the step is
+    /// done and the call has moved on).
+    fn on_event(&mut self, now: Instant, wait: Wait, event: Event) -> Wait {
+        match (wait, event) {
+            (Wait::Finished, _) => Wait::Finished,
+            (Wait::Gather(mut g), event) => match self.collect(now, &mut g.input, event) {
+                Collected::Waiting => Wait::Gather(g),
+                done => self.gather_done(now, *g, done),
+            },
+            (Wait::Menu(mut m), event) => match self.collect(now, &mut m.input, event) {
+                Collected::Waiting => Wait::Menu(m),
+                done => self.menu_done(now, *m, done),
+            },
+            (Wait::Record(r), event) => self.on_record_event(now, r, event),
+            (wait, Event::Digit(d)) => {
+                self.buffer_digit(d);
+                wait
+            }
+            (Wait::Prompt(Playing::Media(id)), Event::PlaybackEnded(ended)) if id == ended => {
+                self.next()
+            }
+            (Wait::Prompt(Playing::Silence(at)), Event::Timeout) if at <= now => self.next(),
+            (Wait::Dial(dialing), Event::DialDone(id, outcome)) if dialing.id == id => {
+                self.dial_done(now, dialing, outcome)
+            }
+            (Wait::Webhook { id, fallback, .. }, Event::WebhookDone(done, result))
+                if id == done =>
+            {
+                match result {
+                    Ok(steps) => {
+                        // Back after the webhook step once its steps are over.
+                        if let Some(frame) = self.frames.last_mut() {
+                            frame.index += 1;
+                        }
+                        self.frames.push(Frame {
+                            code: Code::Webhook(steps.into()),
+                            index: 0,
+                        });
+                        Wait::Running
+                    }
+                    Err(msg) => {
+                        tracing::warn!(error = %msg, "webhook failed: running the fallback");
+                        self.go(fallback.as_ref())
+                    }
+                }
+            }
+            (
+                Wait::Webhook {
+                    deadline, fallback, ..
+                },
+                Event::Timeout,
+            ) if deadline <= now => {
+                tracing::warn!("webhook timed out: running the fallback");
+                self.go(fallback.as_ref())
+            }
+            // Stale ids, late replies, and inputs this wait does not expect.
+            (wait, event) => {
+                tracing::debug!(?event, "ignored IVR input");
+                wait
+            }
+        }
+    }
+
+    // ----- gather and menu -----
+
+    fn collector(&self, spec: &Gather, prompts: Vec<Prompt>) -> Collector {
+        Collector {
+            playing: None,
+            queue: prompts.into(),
+            digits: String::new(),
+            deadline: None,
+            max_digits: usize::try_from(spec.max_digits)
+                .unwrap_or(usize::MAX)
+                .max(1),
+            terminator: spec.terminator,
+            first_timeout: spec.first_timeout,
+            inter_digit_timeout: spec.inter_digit_timeout,
+        }
+    }
+
+    fn menu_collector(&self, spec: &Menu, prompts: Vec<Prompt>) -> Collector {
+        Collector {
+            playing: None,
+            queue: prompts.into(),
+            digits: String::new(),
+            deadline: None,
+            max_digits: 1,
+            terminator: None,
+            first_timeout: spec.timeout,
+            inter_digit_timeout: spec.timeout,
+        }
+    }
+
+    /// Starts an attempt: digits typed ahead stand for the prompts; without any, the prompts
+    /// play and then the first-digit timer runs.
+    fn begin(&mut self, now: Instant, input: &mut Collector) -> Collected {
+        if !self.type_ahead.is_empty() {
+            input.queue.clear();
+            while let Some(d) = self.type_ahead.pop_front() {
+                if let done @ (Collected::Digits(_) | Collected::TimedOut) = input.digit(now, d) {
+                    return done;
+                }
+            }
+            return Collected::Waiting;
+        }
+        self.next_prompt(now, input);
+        Collected::Waiting
+    }
+
+    /// Plays the next prompt of `input`, or (none left) starts waiting for the first digit.
+    fn next_prompt(&mut self, now: Instant, input: &mut Collector) {
+        match input.queue.pop_front() {
+            Some(prompt) => input.playing = Some(self.play(now, &prompt, true)),
+            None => {
+                input.playing = None;
+                input.deadline = Some(now + input.first_timeout);
+            }
+        }
+    }
+
+    /// What `event` does to one attempt of a gather or menu.
+    fn collect(&mut self, now: Instant, input: &mut Collector, event: Event) -> Collected {
+        match event {
+            Event::Digit(d) => {
+                if let Some(playing) = input.playing.take() {
+                    // Barge-in: the prompts are over. The media pipeline stops a barge-in
+                    // playback itself; say it too, and forget its PlaybackDone.
+                    if let Playing::Media(_) = playing {
+                        self.actions.push_back(Action::StopPlayback);
+                    }
+                    input.queue.clear();
+                }
+                input.digit(now, d)
+            }
+            Event::PlaybackEnded(id) if input.playing == Some(Playing::Media(id)) => {
+                self.next_prompt(now, input);
+                Collected::Waiting
+            }
+            Event::Timeout => match (input.playing, input.deadline) {
+                (Some(Playing::Silence(at)), _) if at <= now => {
+                    self.next_prompt(now, input);
+                    Collected::Waiting
+                }
+                (None, Some(at)) if at <= now => {
+                    if input.digits.is_empty() {
+                        Collected::TimedOut
+                    } else {
+                        Collected::Digits(std::mem::take(&mut input.digits))
+                    }
+                }
+                _ => Collected::Waiting,
+            },
+            _ => Collected::Waiting,
+        }
+    }
+
+    /// Starts (or, with type-ahead, runs) attempt number `failures + 1` of a gather.
+    fn gather_attempt(
+        &mut self,
+        now: Instant,
+        spec: Gather,
+        failures: u32,
+        mut input: Collector,
+    ) -> Wait {
+        let started = self.begin(now, &mut input);
+        let g = Gathering {
+            spec,
+            failures,
+            input,
+        };
+        match started {
+            Collected::Waiting => Wait::Gather(Box::new(g)),
+            done => self.gather_done(now, g, done),
+        }
+    }
+
+    fn gather_done(&mut self, now: Instant, g: Gathering, done: Collected) -> Wait {
+        let Gathering { spec, failures, .. } = g;
+        let retry_prompt = match done {
+            Collected::Digits(digits) => {
+                let long_enough = digits.chars().count() >= spec.min_digits as usize;
+                let matches = spec.pattern.as_ref().is_none_or(|p| full_match(p, &digits));
+                if long_enough && matches {
+                    self.set(&spec.into, digits);
+                    return self.next();
+                }
+                spec.invalid_prompt.clone()
+            }
+            Collected::TimedOut | Collected::Waiting => spec.timeout_prompt.clone(),
+        };
+        let failures = failures + 1;
+        if failures >= spec.tries.max(1) {
+            return self.go(spec.on_failure.as_ref());
+        }
+        let prompts = retry_prompt
+            .into_iter()
+            .chain(spec.prompt.clone())
+            .collect();
+        let input = self.collector(&spec, prompts);
+        self.gather_attempt(now, spec, failures, input)
+    }
+
+    fn menu_attempt(
+        &mut self,
+        now: Instant,
+        spec: Menu,
+        failures: u32,
+        mut input: Collector,
+    ) -> Wait {
+        let started = self.begin(now, &mut input);
+        let m = Choosing {
+            spec,
+            failures,
+            input,
+        };
+        match started {
+            Collected::Waiting => Wait::Menu(Box::new(m)),
+            done => self.menu_done(now, m, done),
+        }
+    }
+
+    fn menu_done(&mut self, now: Instant, m: Choosing, done: Collected) -> Wait {
+        let Choosing { spec, failures, .. } = m;
+        let retry_prompt = match done {
+            Collected::Digits(digits) => {
+                let choice = digits.chars().next().and_then(|d| {
+                    spec.options
+                        .iter()
+                        .find(|(key, _)| *key == d)
+                        .map(|(_, choice)| choice.clone())
+                });
+                match choice {
+                    Some(MenuChoice::Go(target)) => {
+                        self.set(&spec.into, digits);
+                        return self.jump(&target);
+                    }
+                    Some(MenuChoice::Repeat) => {
+                        let input = self.menu_collector(&spec, vec![spec.greeting.clone()]);
+                        return self.menu_attempt(now, spec, failures, input);
+                    }
+                    None => spec.invalid_prompt.clone(),
+                }
+            }
+            Collected::TimedOut | Collected::Waiting => spec.timeout_prompt.clone(),
+        };
+        let failures = failures + 1;
+        if failures >= spec.tries.max(1) {
+            return self.go(spec.on_failure.as_ref());
+        }
+        let short = spec
+            .short_greeting
+            .as_ref()
+            .unwrap_or(&spec.greeting)
+            .clone();
+        let prompts = retry_prompt.into_iter().chain([short]).collect();
+        let input = self.menu_collector(&spec, prompts);
+        self.menu_attempt(now, spec, failures, input)
+    }
+
+    fn buffer_digit(&mut self, d: char) {
+        if self.type_ahead.len() < TYPE_AHEAD_MAX {
+            self.type_ahead.push_back(d);
+        } else {
+            tracing::debug!(digit = %d, "type-ahead buffer full: digit dropped");
+        }
+    }
+
+    // ----- dial -----
+
+    fn dial(&mut self, now: Instant, dial: &Dial) -> Wait {
+        let (members, ring_timeout, give_up) = match &dial.to {
+            DialTarget::Extension(ext) => {
+                let ext = render(ext, &self.attrs);
+                let timeout = dial.timeout.unwrap_or(DEFAULT_DIAL_TIMEOUT);
+                (vec![vec![ext]], timeout, None)
+            }
+            DialTarget::Group(name) => {
+                let Some(group) = self.plan.ring_groups.get(name) else {
+                    tracing::warn!(group = %name, "no such ring group");
+                    return self.dial_failed(DialOutcome::Unavailable);
+                };
+                let members = &group.members;
+                match group.strategy {
+                    Strategy::Simultaneous => (
+                        vec![members.clone()],
+                        dial.timeout.unwrap_or(group.ring_timeout),
+                        None,
+                    ),
+                    Strategy::Sequential => (
+                        members.iter().map(|m| vec![m.clone()]).collect(),
+                        group.ring_timeout,
+                        dial.timeout.map(|t| now + t),
+                    ),
+                    Strategy::RoundRobin => {
+                        let start = match members.len() {
+                            0 => 0,
+                            n => group.cursor.fetch_add(1, Ordering::Relaxed) % n,
+                        };
+                        (
+                            members[start..]
+                                .iter()
+                                .chain(&members[..start])
+                                .map(|m| vec![m.clone()])
+                                .collect(),
+                            group.ring_timeout,
+                            dial.timeout.map(|t| now + t),
+                        )
+                    }
+                }
+            }
+        };
+        let mut rest: VecDeque<Vec<String>> = members.into();
+        match rest.pop_front() {
+            Some(first) if !first.is_empty() => {
+                let rest = rest.into_iter().flatten().collect();
+                self.ring(now, first, rest, ring_timeout, give_up)
+            }
+            _ => {
+                tracing::warn!("dial: nobody to ring");
+                self.dial_failed(DialOutcome::Unavailable)
+            }
+        }
+    }
+
+    /// Rings `ringing`; at most until `give_up`.
+    fn ring(
+        &mut self,
+        now: Instant,
+        ringing: Vec<String>,
+        rest: VecDeque<String>,
+        ring_timeout: Duration,
+        give_up: Option<Instant>,
+    ) -> Wait {
+        let id = self.new_id();
+        let timeout = match give_up {
+            Some(at) => ring_timeout.min(at.saturating_duration_since(now)),
+            None => ring_timeout,
+        };
+        self.actions.push_back(Action::Dial {
+            id,
+            extensions: ringing.clone(),
+            timeout,
+        });
+        Wait::Dial(Dialing {
+            id,
+            ringing,
+            rest,
+            ring_timeout,
+            give_up,
+        })
+    }
+
+    fn dial_done(&mut self, now: Instant, mut dialing: Dialing, outcome: DialOutcome) -> Wait {
+        if outcome == DialOutcome::Answered {
+            self.set("dial_status", outcome.as_str().to_owned());
+            // Who answered a simultaneous ring is the actor's to tell.
+            if let [ext] = dialing.ringing.as_slice() {
+                self.set("dialed", ext.clone());
+            }
+            return Wait::Finished;
+        }
+        let in_time = dialing.give_up.is_none_or(|at| now < at);
+        match dialing.rest.pop_front() {
+            Some(next) if in_time => self.ring(
+                now,
+                vec![next],
+                dialing.rest,
+                dialing.ring_timeout,
+                dialing.give_up,
+            ),
+            _ => self.dial_failed(outcome),
+        }
+    }
+
+    fn dial_failed(&mut self, outcome: DialOutcome) -> Wait {
+        self.set("dial_status", outcome.as_str().to_owned());
+        self.next()
+    }
+
+    // ----- voicemail and record -----
+
+    fn record(&mut self, now: Instant, rec: Recording, greeting: Option<&Prompt>) -> Wait {
+        let mut rec = Box::new(rec);
+        match greeting {
+            Some(prompt) => {
+                rec.phase = RecordPhase::Greeting(self.play(now, prompt, true));
+                Wait::Record(rec)
+            }
+            None => self.after_greeting(now, rec),
+        }
+    }
+
+    /// The beep, or (no beep) the recording itself.
+    fn after_greeting(&mut self, now: Instant, mut rec: Box<Recording>) -> Wait {
+        if rec.beep {
+            let id = self.new_id();
+            self.actions.push_back(Action::Play {
+                id,
+                prompt: Prompt::Tone(ToneKind::Beep),
+                barge_in: false,
+            });
+            rec.phase = RecordPhase::Beep(id);
+        } else {
+            rec.phase = self.start_recording(now, &rec);
+        }
+        Wait::Record(rec)
+    }
+
+    fn start_recording(&mut self, now: Instant, rec: &Recording) -> RecordPhase {
+        let id = self.new_id();
+        self.actions.push_back(Action::StartRecording {
+            id,
+            voicemail: rec.voicemail.clone(),
+            silence: rec.silence,
+        });
+        RecordPhase::Recording {
+            id,
+            deadline: now + rec.max_length,
+        }
+    }
+
+    fn on_record_event(&mut self, now: Instant, mut rec: Box<Recording>, event: Event) -> Wait {
+        match (&rec.phase, event) {
+            (RecordPhase::Greeting(playing), Event::Digit(_)) => {
+                // The digit skips the greeting and is dropped.
+                if let Playing::Media(_) = playing {
+                    self.actions.push_back(Action::StopPlayback);
+                }
+                self.after_greeting(now, rec)
+            }
+            (RecordPhase::Greeting(Playing::Media(id)), Event::PlaybackEnded(ended))
+                if *id == ended =>
+            {
+                self.after_greeting(now, rec)
+            }
+            (RecordPhase::Greeting(Playing::Silence(at)), Event::Timeout) if *at <= now => {
+                self.after_greeting(now, rec)
+            }
+            (RecordPhase::Beep(id), Event::PlaybackEnded(ended)) if *id == ended => {
+                rec.phase = self.start_recording(now, &rec);
+                Wait::Record(rec)
+            }
+            (&RecordPhase::Recording { id, deadline }, event) => {
+                let stop = match event {
+                    Event::Digit(d) => rec.terminator == Some(d),
+                    Event::Silence => true,
+                    Event::Timeout => deadline <= now,
+                    Event::RecordingDone(done, recording_id) if done == id => {
+                        return self.recorded(&rec, recording_id);
+                    }
+                    _ => false,
+                };
+                if stop {
+                    self.actions.push_back(Action::StopRecording { id });
+                    rec.phase = RecordPhase::Stopping { id };
+                }
+                Wait::Record(rec)
+            }
+            (&RecordPhase::Stopping { id }, Event::RecordingDone(done, recording_id))
+                if id == done =>
+            {
+                self.recorded(&rec, recording_id)
+            }
+            // Digits while beeping or recording are not typed ahead: they were for this step.
+            _ => Wait::Record(rec),
+        }
+    }
+
+    fn recorded(&mut self, rec: &Recording, recording_id: Option<String>) -> Wait {
+        match recording_id {
+            Some(recording_id) => self.set(&rec.into, recording_id),
+            None => tracing::warn!("the recording failed"),
+        }
+        self.next()
+    }
+
+    // ----- helpers -----
+
+    /// Plays `prompt` (templates filled), or starts the timer of a silence.
+    fn play(&mut self, now: Instant, prompt: &Prompt, barge_in: bool) -> Playing {
+        let prompt = match prompt {
+            Prompt::Silence(d) => return Playing::Silence(now + *d),
+            Prompt::Say { text, voice } => Prompt::Say {
+                text: super::plan::Template(render(text, &self.attrs)),
+                voice: voice.clone(),
+            },
+            other => other.clone(),
+        };
+        let id = self.new_id();
+        self.actions.push_back(Action::Play {
+            id,
+            prompt,
+            barge_in,
+        });
+        Playing::Media(id)
+    }
+
+    fn set(&mut self, name: &str, value: String) {
+        self.attrs.insert(name.to_owned(), value.clone());
+        self.actions.push_back(Action::SetAttribute {
+            name: name.to_owned(),
+            value,
+        });
+    }
+
+    fn new_id(&mut self) -> u64 {
+        self.last_id += 1;
+        self.last_id
+    }
+
+    fn finish(&mut self, action: Action) {
+        self.actions.push_back(action);
+        self.wait = Wait::Finished;
+    }
+
+    /// The step to run now (cloned: the plan is shared), or `None` at the end of its list.
+    fn current_step(&self) -> Option<Step> {
+        let frame = self.frames.last()?;
+        match &frame.code {
+            Code::Flow(name) => self.plan.flows.get(name)?.steps.get(frame.index).cloned(),
+            Code::Webhook(steps) => steps.get(frame.index).cloned(),
+        }
+    }
+
+    /// The flow the call is in (for webhook steps: the flow whose webhook they came from).
+    fn flow_name(&self) -> &str {
+        match self.frames.first().map(|f| &f.code) {
+            Some(Code::Flow(name)) => name,
+            _ => "",
+        }
+    }
+
+    /// On to the next step.
+    fn next(&mut self) -> Wait {
+        if let Some(frame) = self.frames.last_mut() {
+            frame.index += 1;
+        }
+        Wait::Running
+    }
+
+    /// To `target`, or (none) the next step.
+    fn go(&mut self, target: Option<&Target>) -> Wait {
+        match target {
+            Some(target) => self.jump(target),
+            None => self.next(),
+        }
+    }
+
+    /// To `target`: leaves any webhook steps for good. An unknown flow or label (the plan
+    /// checker rejects them, but webhook steps are not checked against the plan) hangs up.
+    fn jump(&mut self, target: &Target) -> Wait {
+        let flow = target
+            .flow
+            .clone()
+            .unwrap_or_else(|| self.flow_name().to_owned());
+        let index = match self.plan.flows.get(&flow) {
+            Some(f) => match &target.label {
+                Some(label) => f.label(label),
+                None => Some(0),
+            },
+            None => None,
+        };
+        let Some(index) = index else {
+            tracing::warn!(%target, "no such flow or label: hanging up");
+            self.finish(Action::Hangup {
+                cause: HangupCause::Normal,
+            });
+            return Wait::Finished;
+        };
+        self.frames.clear();
+        self.frames.push(Frame {
+            code: Code::Flow(flow),
+            index,
+        });
+        Wait::Running
+    }
+
+    /// The session context a webhook is POSTed.
+    fn context(&self) -> serde_json::Value {
+        let attr = |name: &str| self.attrs.get(name).cloned();
+        serde_json::json!({
+            "event": "ivr.webhook",
+            "session_id": attr("session_id"),
+            "call_id": attr("call_id"),
+            "caller": attr("caller"),
+            "called": attr("called"),
+            "attributes": self.attrs,
+            "flow": self.flow_name(),
+            "step": self.frames.last().map_or(0, |f| f.index),
+        })
+    }
+}
+
+impl Collector {
+    fn poll_timeout(&self) -> Option<Instant> {
+        match self.playing {
+            Some(Playing::Silence(at)) => Some(at),
+            Some(Playing::Media(_)) => None,
+            None => self.deadline,
+        }
+    }
+
+    /// A digit, once the prompts are over.
+    fn digit(&mut self, now: Instant, d: char) -> Collected {
+        if self.terminator == Some(d) {
+            return Collected::Digits(std::mem::take(&mut self.digits));
+        }
+        self.digits.push(d);
+        if self.digits.chars().count() >= self.max_digits {
+            return Collected::Digits(std::mem::take(&mut self.digits));
+        }
+        self.deadline = Some(now + self.inter_digit_timeout);
+        Collected::Waiting
+    }
+}
+
+/// `pattern` matches the whole of `s` (however the pattern is anchored).
+fn full_match(pattern: &super::plan::Pattern, s: &str) -> bool {
+    match regex::Regex::new(&format!("^(?:{})$", pattern.as_str())) {
+        Ok(whole) => whole.is_match(s),
+        // Cannot happen (the pattern compiled once already); be strict if it does.
+        Err(_) => pattern.0.find(s).is_some_and(|m| m.len() == s.len()),
     }
 }
