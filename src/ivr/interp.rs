@@ -1192,3 +1192,1342 @@ fn full_match(pattern: &super::plan::Pattern, s: &str) -> bool {
         Err(_) => pattern.0.find(s).is_some_and(|m| m.len() == s.len()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicUsize;
+
+    use super::*;
+    use crate::ivr::plan::{
+        Flow, If, Pattern, Pos, Record, RingGroup, Switch, Template, Voicemail, Webhook,
+    };
+
+    fn secs(n: u64) -> Duration {
+        Duration::from_secs(n)
+    }
+
+    fn step(kind: StepKind) -> Step {
+        Step {
+            label: None,
+            kind,
+            at: Pos::default(),
+        }
+    }
+
+    fn labelled(label: &str, kind: StepKind) -> Step {
+        Step {
+            label: Some(label.to_owned()),
+            ..step(kind)
+        }
+    }
+
+    fn plan(flows: Vec<(&str, Vec<Step>)>) -> Dialplan {
+        Dialplan {
+            flows: flows
+                .into_iter()
+                .map(|(name, steps)| {
+                    let flow = Flow {
+                        name: name.to_owned(),
+                        steps,
+                        at: Pos::default(),
+                    };
+                    (name.to_owned(), flow)
+                })
+                .collect(),
+            ..Dialplan::default()
+        }
+    }
+
+    fn add_group(plan: &mut Dialplan, members: &[&str], strategy: Strategy, cursor: usize) {
+        plan.ring_groups.insert(
+            "sales".to_owned(),
+            RingGroup {
+                name: "sales".to_owned(),
+                members: members.iter().map(|m| m.to_string()).collect(),
+                strategy,
+                ring_timeout: secs(10),
+                cursor: AtomicUsize::new(cursor),
+                at: Pos::default(),
+            },
+        );
+    }
+
+    fn attrs() -> Attributes {
+        [
+            ("caller", "1001"),
+            ("called", "2001"),
+            ("call_id", "c1"),
+            ("session_id", "s1"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect()
+    }
+
+    fn start(plan: Dialplan, now: Instant) -> Interpreter {
+        Interpreter::new(Arc::new(plan), "main", attrs(), now)
+    }
+
+    fn drain(interp: &mut Interpreter) -> Vec<Action> {
+        std::iter::from_fn(|| interp.poll_action()).collect()
+    }
+
+    fn file(name: &str) -> Prompt {
+        Prompt::File(name.to_owned())
+    }
+
+    fn play(name: &str) -> StepKind {
+        StepKind::Play {
+            prompt: file(name),
+            barge_in: false,
+        }
+    }
+
+    fn hangup(cause: HangupCause) -> StepKind {
+        StepKind::Hangup(cause)
+    }
+
+    fn played(id: u64, name: &str, barge_in: bool) -> Action {
+        Action::Play {
+            id,
+            prompt: file(name),
+            barge_in,
+        }
+    }
+
+    fn attr(name: &str, value: &str) -> Action {
+        Action::SetAttribute {
+            name: name.to_owned(),
+            value: value.to_owned(),
+        }
+    }
+
+    fn hung_up(cause: HangupCause) -> Action {
+        Action::Hangup { cause }
+    }
+
+    fn label(label: &str) -> Target {
+        Target {
+            flow: None,
+            label: Some(label.to_owned()),
+        }
+    }
+
+    fn flow(flow: &str) -> Target {
+        Target {
+            flow: Some(flow.to_owned()),
+            label: None,
+        }
+    }
+
+    fn done(id: u64) -> Input {
+        Input::PlaybackDone {
+            id,
+            interrupted: false,
+        }
+    }
+
+    fn digits(interp: &mut Interpreter, now: Instant, digits: &str) {
+        for d in digits.chars() {
+            interp.handle_input(now, Input::Digit(d));
+        }
+    }
+
+    fn pattern(re: &str) -> Pattern {
+        Pattern(regex::Regex::new(re).expect("test pattern"))
+    }
+
+    /// Enter up to 4 digits (at least 1), `#` ends; 5 s to the first digit, 3 s between.
+    fn gather() -> Gather {
+        Gather {
+            into: "acct".to_owned(),
+            prompt: Some(file("enter")),
+            min_digits: 1,
+            max_digits: 4,
+            terminator: Some('#'),
+            first_timeout: secs(5),
+            inter_digit_timeout: secs(3),
+            tries: 3,
+            invalid_prompt: Some(file("invalid")),
+            timeout_prompt: Some(file("timeout")),
+            pattern: None,
+            on_failure: None,
+        }
+    }
+
+    /// 1: the flow `sales`; 9: repeat. 5 s for the digit.
+    fn menu() -> Menu {
+        Menu {
+            greeting: file("long"),
+            short_greeting: Some(file("short")),
+            options: vec![
+                ('1', MenuChoice::Go(flow("sales"))),
+                ('9', MenuChoice::Repeat),
+            ],
+            timeout: secs(5),
+            tries: 3,
+            invalid_prompt: Some(file("invalid")),
+            timeout_prompt: Some(file("timeout")),
+            on_failure: None,
+            into: "menu".to_owned(),
+        }
+    }
+
+    // ----- basic steps -----
+
+    #[test]
+    fn answer_play_then_end_of_flow_hangs_up() {
+        let t0 = Instant::now();
+        let mut i = start(
+            plan(vec![(
+                "main",
+                vec![
+                    step(StepKind::Answer),
+                    step(StepKind::Answer),
+                    step(play("hello")),
+                ],
+            )]),
+            t0,
+        );
+        assert_eq!(drain(&mut i), [Action::Answer, played(1, "hello", false)]);
+        assert!(i.answered());
+        assert!(!i.is_finished());
+        assert_eq!(i.poll_timeout(), None);
+        i.handle_input(t0 + secs(2), done(1));
+        assert_eq!(drain(&mut i), [hung_up(HangupCause::Normal)]);
+        assert!(i.is_finished());
+    }
+
+    #[test]
+    fn hangup_step_gives_its_cause_and_later_inputs_are_ignored() {
+        let t0 = Instant::now();
+        let mut i = start(
+            plan(vec![(
+                "main",
+                vec![step(hangup(HangupCause::Busy)), step(play("never"))],
+            )]),
+            t0,
+        );
+        assert_eq!(drain(&mut i), [hung_up(HangupCause::Busy)]);
+        assert!(i.is_finished());
+        assert!(!i.answered());
+        i.handle_input(t0, Input::Digit('1'));
+        i.handle_timeout(t0 + secs(100));
+        assert_eq!(drain(&mut i), []);
+    }
+
+    #[test]
+    fn new_answered_skips_the_answer() {
+        let t0 = Instant::now();
+        let p = plan(vec![("main", vec![step(StepKind::Answer)])]);
+        let mut i = Interpreter::new_answered(Arc::new(p), "main", attrs(), t0);
+        assert_eq!(drain(&mut i), [hung_up(HangupCause::Normal)]);
+    }
+
+    #[test]
+    fn say_prompt_is_rendered_from_the_attributes() {
+        let t0 = Instant::now();
+        let say = Prompt::Say {
+            text: Template("You called {{called}} from {{ caller }}".to_owned()),
+            voice: Some("en".to_owned()),
+        };
+        let mut i = start(
+            plan(vec![(
+                "main",
+                vec![step(StepKind::Play {
+                    prompt: say,
+                    barge_in: true,
+                })],
+            )]),
+            t0,
+        );
+        let rendered = Prompt::Say {
+            text: Template("You called 2001 from 1001".to_owned()),
+            voice: Some("en".to_owned()),
+        };
+        assert_eq!(
+            drain(&mut i),
+            [Action::Play {
+                id: 1,
+                prompt: rendered,
+                barge_in: true
+            }]
+        );
+    }
+
+    #[test]
+    fn stale_playback_done_is_ignored_and_failed_playback_goes_on() {
+        let t0 = Instant::now();
+        let mut i = start(
+            plan(vec![("main", vec![step(play("a")), step(play("b"))])]),
+            t0,
+        );
+        assert_eq!(drain(&mut i), [played(1, "a", false)]);
+        i.handle_input(t0, done(7));
+        assert_eq!(drain(&mut i), []);
+        i.handle_input(
+            t0,
+            Input::PlaybackFailed {
+                id: 1,
+                error: "no such file".to_owned(),
+            },
+        );
+        assert_eq!(drain(&mut i), [played(2, "b", false)]);
+    }
+
+    #[test]
+    fn silence_prompt_and_pause_are_timers() {
+        let t0 = Instant::now();
+        let mut i = start(
+            plan(vec![(
+                "main",
+                vec![
+                    step(StepKind::Play {
+                        prompt: Prompt::Silence(secs(1)),
+                        barge_in: false,
+                    }),
+                    step(StepKind::Pause(secs(2))),
+                    step(play("after")),
+                ],
+            )]),
+            t0,
+        );
+        assert_eq!(drain(&mut i), []);
+        assert_eq!(i.poll_timeout(), Some(t0 + secs(1)));
+        i.handle_timeout(t0 + Duration::from_millis(999));
+        assert_eq!(i.poll_timeout(), Some(t0 + secs(1)));
+        i.handle_timeout(t0 + secs(1));
+        assert_eq!(i.poll_timeout(), Some(t0 + secs(3)));
+        i.handle_timeout(t0 + secs(2));
+        assert_eq!(drain(&mut i), []);
+        i.handle_timeout(t0 + secs(3));
+        assert_eq!(drain(&mut i), [played(1, "after", false)]);
+        assert_eq!(i.poll_timeout(), None);
+    }
+
+    #[test]
+    fn record_call_and_transfer() {
+        let t0 = Instant::now();
+        let mut i = start(
+            plan(vec![(
+                "main",
+                vec![
+                    step(StepKind::RecordCall),
+                    step(StepKind::Transfer(Template("9{{called}}".to_owned()))),
+                    step(play("never")),
+                ],
+            )]),
+            t0,
+        );
+        assert_eq!(
+            drain(&mut i),
+            [
+                Action::RecordCall,
+                Action::Transfer {
+                    number: "92001".to_owned()
+                }
+            ]
+        );
+        assert!(i.is_finished());
+    }
+
+    // ----- gather -----
+
+    fn gather_plan(g: Gather) -> Dialplan {
+        plan(vec![(
+            "main",
+            vec![step(StepKind::Gather(g)), step(hangup(HangupCause::Normal))],
+        )])
+    }
+
+    #[test]
+    fn gather_collects_digits_until_the_terminator() {
+        let t0 = Instant::now();
+        let mut i = start(gather_plan(gather()), t0);
+        assert_eq!(drain(&mut i), [played(1, "enter", true)]);
+        assert_eq!(i.poll_timeout(), None, "no timer while the prompt plays");
+        i.handle_input(t0 + secs(2), done(1));
+        assert_eq!(
+            i.poll_timeout(),
+            Some(t0 + secs(7)),
+            "first digit: from prompt end"
+        );
+        digits(&mut i, t0 + secs(3), "12");
+        assert_eq!(i.poll_timeout(), Some(t0 + secs(6)), "inter-digit");
+        assert_eq!(drain(&mut i), []);
+        digits(&mut i, t0 + secs(4), "#");
+        assert_eq!(
+            drain(&mut i),
+            [attr("acct", "12"), hung_up(HangupCause::Normal)]
+        );
+        assert_eq!(i.attributes().get("acct").map(String::as_str), Some("12"));
+    }
+
+    #[test]
+    fn gather_ends_at_max_digits() {
+        let t0 = Instant::now();
+        let mut i = start(gather_plan(gather()), t0);
+        i.handle_input(t0, done(1));
+        drain(&mut i);
+        digits(&mut i, t0, "123");
+        assert_eq!(drain(&mut i), []);
+        digits(&mut i, t0, "4");
+        assert_eq!(
+            drain(&mut i),
+            [attr("acct", "1234"), hung_up(HangupCause::Normal)]
+        );
+    }
+
+    #[test]
+    fn a_digit_barges_into_the_gather_prompt() {
+        let t0 = Instant::now();
+        let mut i = start(gather_plan(gather()), t0);
+        assert_eq!(drain(&mut i), [played(1, "enter", true)]);
+        digits(&mut i, t0, "5");
+        assert_eq!(drain(&mut i), [Action::StopPlayback]);
+        assert_eq!(i.poll_timeout(), Some(t0 + secs(3)));
+        // The barged prompt's PlaybackDone changes nothing.
+        i.handle_input(
+            t0,
+            Input::PlaybackDone {
+                id: 1,
+                interrupted: true,
+            },
+        );
+        digits(&mut i, t0 + secs(1), "#");
+        assert_eq!(
+            drain(&mut i),
+            [attr("acct", "5"), hung_up(HangupCause::Normal)]
+        );
+    }
+
+    #[test]
+    fn inter_digit_timeout_evaluates_partial_input() {
+        let t0 = Instant::now();
+        let mut i = start(
+            gather_plan(Gather {
+                min_digits: 2,
+                ..gather()
+            }),
+            t0,
+        );
+        i.handle_input(t0, done(1));
+        drain(&mut i);
+        digits(&mut i, t0 + secs(1), "12");
+        i.handle_timeout(t0 + secs(3));
+        assert_eq!(drain(&mut i), []);
+        i.handle_timeout(t0 + secs(4));
+        assert_eq!(
+            drain(&mut i),
+            [attr("acct", "12"), hung_up(HangupCause::Normal)]
+        );
+    }
+
+    #[test]
+    fn first_digit_timeout_plays_timeout_prompt_retries_then_on_failure() {
+        let t0 = Instant::now();
+        let g = Gather {
+            tries: 2,
+            on_failure: Some(flow("bye")),
+            ..gather()
+        };
+        let p = plan(vec![
+            (
+                "main",
+                vec![step(StepKind::Gather(g)), step(hangup(HangupCause::Busy))],
+            ),
+            ("bye", vec![step(play("bye"))]),
+        ]);
+        let mut i = start(p, t0);
+        assert_eq!(drain(&mut i), [played(1, "enter", true)]);
+        i.handle_input(t0, done(1));
+        i.handle_timeout(t0 + secs(5));
+        assert_eq!(drain(&mut i), [played(2, "timeout", true)]);
+        i.handle_input(t0 + secs(6), done(2));
+        assert_eq!(drain(&mut i), [played(3, "enter", true)]);
+        i.handle_input(t0 + secs(7), done(3));
+        assert_eq!(i.poll_timeout(), Some(t0 + secs(12)));
+        i.handle_timeout(t0 + secs(12));
+        assert_eq!(drain(&mut i), [played(4, "bye", false)]);
+        assert!(!i.attributes().contains_key("acct"));
+    }
+
+    #[test]
+    fn invalid_input_plays_the_invalid_prompt_then_the_prompt_again() {
+        let t0 = Instant::now();
+        let g = Gather {
+            pattern: Some(pattern(r"\d{3}")),
+            ..gather()
+        };
+        let mut i = start(gather_plan(g), t0);
+        i.handle_input(t0, done(1));
+        drain(&mut i);
+        // Four digits contain a match of \d{3} but the whole input must match.
+        digits(&mut i, t0, "1234");
+        assert_eq!(drain(&mut i), [played(2, "invalid", true)]);
+        i.handle_input(t0, done(2));
+        assert_eq!(drain(&mut i), [played(3, "enter", true)]);
+        i.handle_input(t0, done(3));
+        digits(&mut i, t0, "12#");
+        assert_eq!(drain(&mut i), [played(4, "invalid", true)]);
+        // A digit cuts both the invalid prompt and the prompt after it.
+        digits(&mut i, t0, "987#");
+        assert_eq!(
+            drain(&mut i),
+            [
+                Action::StopPlayback,
+                attr("acct", "987"),
+                hung_up(HangupCause::Normal)
+            ]
+        );
+    }
+
+    #[test]
+    fn too_short_input_at_the_last_try_goes_to_the_next_step() {
+        let t0 = Instant::now();
+        let g = Gather {
+            min_digits: 3,
+            tries: 1,
+            ..gather()
+        };
+        let mut i = start(gather_plan(g), t0);
+        i.handle_input(t0, done(1));
+        drain(&mut i);
+        digits(&mut i, t0, "1#");
+        assert_eq!(drain(&mut i), [hung_up(HangupCause::Normal)]);
+        assert!(!i.attributes().contains_key("acct"));
+    }
+
+    #[test]
+    fn type_ahead_during_a_plain_play_feeds_the_next_gather_without_its_prompt() {
+        let t0 = Instant::now();
+        let p = plan(vec![(
+            "main",
+            vec![
+                step(play("welcome")),
+                step(StepKind::Gather(gather())),
+                step(hangup(HangupCause::Normal)),
+            ],
+        )]);
+        let mut i = start(p, t0);
+        assert_eq!(drain(&mut i), [played(1, "welcome", false)]);
+        digits(&mut i, t0, "42#");
+        assert_eq!(drain(&mut i), [], "a non-barge-in play goes on");
+        i.handle_input(t0 + secs(3), done(1));
+        assert_eq!(
+            drain(&mut i),
+            [attr("acct", "42"), hung_up(HangupCause::Normal)]
+        );
+    }
+
+    #[test]
+    fn partial_type_ahead_waits_for_more_digits() {
+        let t0 = Instant::now();
+        let p = plan(vec![(
+            "main",
+            vec![
+                step(StepKind::Pause(secs(1))),
+                step(StepKind::Gather(gather())),
+                step(hangup(HangupCause::Normal)),
+            ],
+        )]);
+        let mut i = start(p, t0);
+        digits(&mut i, t0, "4");
+        i.handle_timeout(t0 + secs(1));
+        assert_eq!(drain(&mut i), [], "no prompt: the caller is typing");
+        assert_eq!(i.poll_timeout(), Some(t0 + secs(4)));
+        digits(&mut i, t0 + secs(2), "2#");
+        assert_eq!(
+            drain(&mut i),
+            [attr("acct", "42"), hung_up(HangupCause::Normal)]
+        );
+    }
+
+    #[test]
+    fn type_ahead_keeps_at_most_32_digits() {
+        let t0 = Instant::now();
+        let g = Gather {
+            max_digits: 40,
+            terminator: None,
+            ..gather()
+        };
+        let p = plan(vec![(
+            "main",
+            vec![step(play("welcome")), step(StepKind::Gather(g))],
+        )]);
+        let mut i = start(p, t0);
+        drain(&mut i);
+        digits(&mut i, t0, &"1".repeat(40));
+        i.handle_input(t0, done(1));
+        assert_eq!(drain(&mut i), []);
+        i.handle_timeout(t0 + secs(3));
+        assert_eq!(drain(&mut i)[0], attr("acct", &"1".repeat(32)));
+    }
+
+    // ----- menu -----
+
+    fn menu_plan(m: Menu) -> Dialplan {
+        plan(vec![
+            (
+                "main",
+                vec![
+                    step(StepKind::Menu(m)),
+                    step(hangup(HangupCause::Busy)),
+                    labelled("fail", play("sorry")),
+                ],
+            ),
+            ("sales", vec![step(play("sales"))]),
+        ])
+    }
+
+    #[test]
+    fn menu_option_goes_to_its_flow() {
+        let t0 = Instant::now();
+        let mut i = start(menu_plan(menu()), t0);
+        assert_eq!(drain(&mut i), [played(1, "long", true)]);
+        digits(&mut i, t0, "1");
+        assert_eq!(
+            drain(&mut i),
+            [
+                Action::StopPlayback,
+                attr("menu", "1"),
+                played(2, "sales", false)
+            ]
+        );
+    }
+
+    #[test]
+    fn menu_repeat_replays_the_long_greeting_without_using_a_try() {
+        let t0 = Instant::now();
+        let mut i = start(menu_plan(Menu { tries: 2, ..menu() }), t0);
+        assert_eq!(drain(&mut i), [played(1, "long", true)]);
+        i.handle_input(t0, done(1));
+        digits(&mut i, t0, "9");
+        assert_eq!(drain(&mut i), [played(2, "long", true)]);
+        i.handle_input(t0, done(2));
+        digits(&mut i, t0, "9");
+        assert_eq!(drain(&mut i), [played(3, "long", true)]);
+        i.handle_input(t0, done(3));
+        digits(&mut i, t0, "5");
+        assert_eq!(drain(&mut i), [played(4, "invalid", true)]);
+        i.handle_input(t0, done(4));
+        assert_eq!(drain(&mut i), [played(5, "short", true)]);
+        i.handle_input(t0, done(5));
+        i.handle_timeout(t0 + secs(5));
+        // Two tries used (the repeats did not count): on to the next step.
+        assert_eq!(drain(&mut i), [hung_up(HangupCause::Busy)]);
+        assert!(!i.attributes().contains_key("menu"));
+    }
+
+    #[test]
+    fn menu_invalid_choice_plays_invalid_then_short_greeting() {
+        let t0 = Instant::now();
+        let mut i = start(menu_plan(menu()), t0);
+        i.handle_input(t0, done(1));
+        digits(&mut i, t0, "7");
+        assert_eq!(
+            drain(&mut i),
+            [played(1, "long", true), played(2, "invalid", true)]
+        );
+        i.handle_input(t0, done(2));
+        assert_eq!(drain(&mut i), [played(3, "short", true)]);
+        i.handle_input(t0, done(3));
+        digits(&mut i, t0, "1");
+        assert_eq!(
+            drain(&mut i),
+            [attr("menu", "1"), played(4, "sales", false)]
+        );
+    }
+
+    #[test]
+    fn menu_without_short_greeting_replays_the_long_one() {
+        let t0 = Instant::now();
+        let m = Menu {
+            short_greeting: None,
+            invalid_prompt: None,
+            ..menu()
+        };
+        let mut i = start(menu_plan(m), t0);
+        i.handle_input(t0, done(1));
+        digits(&mut i, t0, "7");
+        assert_eq!(
+            drain(&mut i),
+            [played(1, "long", true), played(2, "long", true)]
+        );
+    }
+
+    #[test]
+    fn menu_timeouts_go_to_on_failure() {
+        let t0 = Instant::now();
+        let m = Menu {
+            tries: 2,
+            on_failure: Some(label("fail")),
+            ..menu()
+        };
+        let mut i = start(menu_plan(m), t0);
+        assert_eq!(drain(&mut i), [played(1, "long", true)]);
+        i.handle_input(t0, done(1));
+        assert_eq!(i.poll_timeout(), Some(t0 + secs(5)));
+        i.handle_timeout(t0 + secs(5));
+        assert_eq!(drain(&mut i), [played(2, "timeout", true)]);
+        i.handle_input(t0 + secs(6), done(2));
+        assert_eq!(drain(&mut i), [played(3, "short", true)]);
+        i.handle_input(t0 + secs(7), done(3));
+        assert_eq!(i.poll_timeout(), Some(t0 + secs(12)));
+        i.handle_timeout(t0 + secs(12));
+        assert_eq!(drain(&mut i), [played(4, "sorry", false)]);
+    }
+
+    // ----- set, if, switch, goto -----
+
+    #[test]
+    fn set_if_switch_and_goto_with_labels() {
+        let t0 = Instant::now();
+        let tpl = |s: &str| Template(s.to_owned());
+        let if_ = |attr: &str, test: Test, then: Target, otherwise: Option<Target>| {
+            step(StepKind::If(If {
+                attr: attr.to_owned(),
+                test,
+                then,
+                otherwise,
+            }))
+        };
+        let bad = Target {
+            flow: Some("main".to_owned()),
+            label: Some("bad".to_owned()),
+        };
+        let p = plan(vec![
+            (
+                "main",
+                vec![
+                    step(StepKind::Set(vec![
+                        ("a".to_owned(), tpl("x")),
+                        ("b".to_owned(), tpl("{{a}}y")),
+                    ])),
+                    if_("b", Test::Equals(tpl("{{a}}y")), label("sw"), None),
+                    step(hangup(HangupCause::Busy)),
+                    labelled(
+                        "sw",
+                        StepKind::Switch(Switch {
+                            attr: "a".to_owned(),
+                            cases: vec![
+                                ("z".to_owned(), label("bad")),
+                                ("x".to_owned(), flow("other")),
+                            ],
+                            default: None,
+                        }),
+                    ),
+                    labelled("bad", hangup(HangupCause::Rejected)),
+                    labelled("done", play("done")),
+                ],
+            ),
+            (
+                "other",
+                vec![
+                    if_("missing", Test::Present, bad.clone(), None),
+                    if_("a", Test::NotEquals(tpl("x")), bad.clone(), None),
+                    if_(
+                        "a",
+                        Test::OneOf(vec!["w".into(), "x".into()]),
+                        label("m"),
+                        Some(bad.clone()),
+                    ),
+                    step(hangup(HangupCause::Busy)),
+                    Step {
+                        label: Some("m".to_owned()),
+                        ..if_(
+                            "b",
+                            Test::Matches(pattern("x")),
+                            bad.clone(),
+                            Some(label("sw")),
+                        )
+                    },
+                    step(hangup(HangupCause::Busy)),
+                    labelled(
+                        "sw",
+                        StepKind::Switch(Switch {
+                            attr: "nothing".to_owned(),
+                            cases: vec![("".to_owned(), bad)],
+                            default: Some(label("end")),
+                        }),
+                    ),
+                    step(hangup(HangupCause::Busy)),
+                    labelled(
+                        "end",
+                        StepKind::Goto(Target {
+                            flow: Some("main".to_owned()),
+                            label: Some("done".to_owned()),
+                        }),
+                    ),
+                ],
+            ),
+        ]);
+        let mut i = start(p, t0);
+        assert_eq!(
+            drain(&mut i),
+            [attr("a", "x"), attr("b", "xy"), played(1, "done", false)]
+        );
+        assert_eq!(i.attributes().get("b").map(String::as_str), Some("xy"));
+    }
+
+    #[test]
+    fn if_without_otherwise_and_switch_without_default_go_to_the_next_step() {
+        let t0 = Instant::now();
+        let p = plan(vec![(
+            "main",
+            vec![
+                step(StepKind::If(If {
+                    attr: "caller".to_owned(),
+                    test: Test::Equals(Template("9999".to_owned())),
+                    then: label("bad"),
+                    otherwise: None,
+                })),
+                step(StepKind::Switch(Switch {
+                    attr: "caller".to_owned(),
+                    cases: vec![("9999".to_owned(), label("bad"))],
+                    default: None,
+                })),
+                step(play("ok")),
+                labelled("bad", hangup(HangupCause::Rejected)),
+            ],
+        )]);
+        let mut i = start(p, t0);
+        assert_eq!(drain(&mut i), [played(1, "ok", false)]);
+    }
+
+    #[test]
+    fn goto_loop_hangs_up() {
+        let t0 = Instant::now();
+        let p = plan(vec![(
+            "main",
+            vec![
+                labelled(
+                    "top",
+                    StepKind::Set(vec![("n".to_owned(), Template("1".to_owned()))]),
+                ),
+                step(StepKind::Goto(label("top"))),
+            ],
+        )]);
+        let mut i = start(p, t0);
+        let actions = drain(&mut i);
+        assert_eq!(actions.last(), Some(&hung_up(HangupCause::Normal)));
+        // One Set in every two steps, until the guard stops the run.
+        assert_eq!(actions.len(), MAX_STEPS_WITHOUT_WAIT / 2 + 1);
+        assert!(i.is_finished());
+    }
+
+    #[test]
+    fn goto_an_unknown_label_hangs_up() {
+        let t0 = Instant::now();
+        let p = plan(vec![("main", vec![step(StepKind::Goto(label("nowhere")))])]);
+        let mut i = start(p, t0);
+        assert_eq!(drain(&mut i), [hung_up(HangupCause::Normal)]);
+    }
+
+    // ----- dial -----
+
+    fn dial_plan(to: DialTarget, timeout: Option<Duration>) -> Dialplan {
+        plan(vec![(
+            "main",
+            vec![
+                step(StepKind::Dial(Dial { to, timeout })),
+                step(play("sorry")),
+            ],
+        )])
+    }
+
+    fn dialed(id: u64, extensions: &[&str], timeout: Duration) -> Action {
+        Action::Dial {
+            id,
+            extensions: extensions.iter().map(|e| e.to_string()).collect(),
+            timeout,
+        }
+    }
+
+    fn dial_done(id: u64, outcome: DialOutcome) -> Input {
+        Input::DialDone { id, outcome }
+    }
+
+    #[test]
+    fn dial_extension_answered_finishes() {
+        let t0 = Instant::now();
+        let ext = DialTarget::Extension(Template("{{called}}".to_owned()));
+        let mut i = start(dial_plan(ext, None), t0);
+        assert_eq!(drain(&mut i), [dialed(1, &["2001"], DEFAULT_DIAL_TIMEOUT)]);
+        assert_eq!(i.poll_timeout(), None, "the actor owns the ring timeout");
+        i.handle_input(t0 + secs(4), dial_done(1, DialOutcome::Answered));
+        assert_eq!(
+            drain(&mut i),
+            [attr("dial_status", "answered"), attr("dialed", "2001")]
+        );
+        assert!(i.is_finished());
+    }
+
+    #[test]
+    fn dial_busy_sets_dial_status_and_goes_on() {
+        let t0 = Instant::now();
+        let ext = DialTarget::Extension(Template("2002".to_owned()));
+        let mut i = start(dial_plan(ext, Some(secs(12))), t0);
+        assert_eq!(drain(&mut i), [dialed(1, &["2002"], secs(12))]);
+        i.handle_input(t0, dial_done(9, DialOutcome::Answered));
+        assert_eq!(drain(&mut i), [], "stale dial id");
+        i.handle_input(t0, dial_done(1, DialOutcome::Busy));
+        assert_eq!(
+            drain(&mut i),
+            [attr("dial_status", "busy"), played(2, "sorry", false)]
+        );
+        assert!(!i.is_finished());
+    }
+
+    #[test]
+    fn sequential_group_rings_members_in_order() {
+        let t0 = Instant::now();
+        let mut p = dial_plan(DialTarget::Group("sales".to_owned()), None);
+        add_group(&mut p, &["a", "b", "c"], Strategy::Sequential, 0);
+        let mut i = start(p, t0);
+        assert_eq!(drain(&mut i), [dialed(1, &["a"], secs(10))]);
+        i.handle_input(t0 + secs(10), dial_done(1, DialOutcome::NoAnswer));
+        assert_eq!(drain(&mut i), [dialed(2, &["b"], secs(10))]);
+        i.handle_input(t0 + secs(11), dial_done(2, DialOutcome::Busy));
+        assert_eq!(drain(&mut i), [dialed(3, &["c"], secs(10))]);
+        i.handle_input(t0 + secs(12), dial_done(3, DialOutcome::Unavailable));
+        assert_eq!(
+            drain(&mut i),
+            [
+                attr("dial_status", "unavailable"),
+                played(4, "sorry", false)
+            ]
+        );
+    }
+
+    #[test]
+    fn sequential_group_answered_by_the_second_member() {
+        let t0 = Instant::now();
+        let mut p = dial_plan(DialTarget::Group("sales".to_owned()), None);
+        add_group(&mut p, &["a", "b", "c"], Strategy::Sequential, 0);
+        let mut i = start(p, t0);
+        i.handle_input(t0, dial_done(1, DialOutcome::Failed));
+        i.handle_input(t0, dial_done(2, DialOutcome::Answered));
+        assert_eq!(
+            drain(&mut i),
+            [
+                dialed(1, &["a"], secs(10)),
+                dialed(2, &["b"], secs(10)),
+                attr("dial_status", "answered"),
+                attr("dialed", "b")
+            ]
+        );
+        assert!(i.is_finished());
+    }
+
+    #[test]
+    fn sequential_group_dial_timeout_caps_the_total() {
+        let t0 = Instant::now();
+        let mut p = dial_plan(DialTarget::Group("sales".to_owned()), Some(secs(25)));
+        add_group(&mut p, &["a", "b", "c", "d"], Strategy::Sequential, 0);
+        let mut i = start(p, t0);
+        assert_eq!(drain(&mut i), [dialed(1, &["a"], secs(10))]);
+        i.handle_input(t0 + secs(10), dial_done(1, DialOutcome::NoAnswer));
+        assert_eq!(drain(&mut i), [dialed(2, &["b"], secs(10))]);
+        i.handle_input(t0 + secs(20), dial_done(2, DialOutcome::NoAnswer));
+        assert_eq!(drain(&mut i), [dialed(3, &["c"], secs(5))], "what is left");
+        i.handle_input(t0 + secs(25), dial_done(3, DialOutcome::NoAnswer));
+        assert_eq!(
+            drain(&mut i),
+            [attr("dial_status", "no_answer"), played(4, "sorry", false)]
+        );
+    }
+
+    #[test]
+    fn round_robin_starts_at_the_cursor() {
+        let t0 = Instant::now();
+        let mut p = dial_plan(DialTarget::Group("sales".to_owned()), None);
+        add_group(&mut p, &["a", "b", "c"], Strategy::RoundRobin, 4);
+        let p = Arc::new(p);
+        let mut i = Interpreter::new(p.clone(), "main", attrs(), t0);
+        assert_eq!(drain(&mut i), [dialed(1, &["b"], secs(10))]);
+        i.handle_input(t0, dial_done(1, DialOutcome::NoAnswer));
+        assert_eq!(drain(&mut i), [dialed(2, &["c"], secs(10))]);
+        i.handle_input(t0, dial_done(2, DialOutcome::NoAnswer));
+        assert_eq!(drain(&mut i), [dialed(3, &["a"], secs(10))]);
+        // The next call starts one further on.
+        let mut next = Interpreter::new(p, "main", attrs(), t0);
+        assert_eq!(drain(&mut next), [dialed(1, &["c"], secs(10))]);
+    }
+
+    #[test]
+    fn simultaneous_group_is_one_dial_with_every_member() {
+        let t0 = Instant::now();
+        let mut p = dial_plan(DialTarget::Group("sales".to_owned()), None);
+        add_group(&mut p, &["a", "b"], Strategy::Simultaneous, 0);
+        let mut i = start(p, t0);
+        assert_eq!(drain(&mut i), [dialed(1, &["a", "b"], secs(10))]);
+        i.handle_input(t0, dial_done(1, DialOutcome::Answered));
+        assert_eq!(drain(&mut i), [attr("dial_status", "answered")]);
+        assert!(i.is_finished());
+
+        let mut p = dial_plan(DialTarget::Group("sales".to_owned()), Some(secs(15)));
+        add_group(&mut p, &["a", "b"], Strategy::Simultaneous, 0);
+        let mut i = start(p, t0);
+        assert_eq!(drain(&mut i), [dialed(1, &["a", "b"], secs(15))]);
+        i.handle_input(t0, dial_done(1, DialOutcome::NoAnswer));
+        assert_eq!(
+            drain(&mut i),
+            [attr("dial_status", "no_answer"), played(2, "sorry", false)]
+        );
+    }
+
+    #[test]
+    fn unknown_or_empty_group_is_unavailable() {
+        let t0 = Instant::now();
+        let mut i = start(dial_plan(DialTarget::Group("nope".to_owned()), None), t0);
+        assert_eq!(
+            drain(&mut i),
+            [
+                attr("dial_status", "unavailable"),
+                played(1, "sorry", false)
+            ]
+        );
+        let mut p = dial_plan(DialTarget::Group("sales".to_owned()), None);
+        add_group(&mut p, &[], Strategy::RoundRobin, 0);
+        let mut i = start(p, t0);
+        assert_eq!(
+            drain(&mut i),
+            [
+                attr("dial_status", "unavailable"),
+                played(1, "sorry", false)
+            ]
+        );
+    }
+
+    // ----- voicemail and record -----
+
+    fn voicemail() -> Voicemail {
+        Voicemail {
+            mailbox: Template("{{called}}".to_owned()),
+            greeting: Some(file("vm")),
+            beep: true,
+            max_length: secs(60),
+            silence: Some(secs(3)),
+            terminator: Some('#'),
+        }
+    }
+
+    fn vm_plan(vm: Voicemail) -> Dialplan {
+        plan(vec![(
+            "main",
+            vec![
+                step(StepKind::Voicemail(vm)),
+                step(hangup(HangupCause::Normal)),
+            ],
+        )])
+    }
+
+    fn beep(id: u64) -> Action {
+        Action::Play {
+            id,
+            prompt: Prompt::Tone(ToneKind::Beep),
+            barge_in: false,
+        }
+    }
+
+    #[test]
+    fn voicemail_greeting_beep_record_until_the_terminator() {
+        let t0 = Instant::now();
+        let mut i = start(vm_plan(voicemail()), t0);
+        assert_eq!(drain(&mut i), [played(1, "vm", true)]);
+        i.handle_input(t0 + secs(5), done(1));
+        assert_eq!(drain(&mut i), [beep(2)]);
+        i.handle_input(t0 + secs(6), done(2));
+        assert_eq!(
+            drain(&mut i),
+            [Action::StartRecording {
+                id: 3,
+                voicemail: Some("2001".to_owned()),
+                silence: Some(secs(3)),
+            }]
+        );
+        assert_eq!(i.poll_timeout(), Some(t0 + secs(66)));
+        digits(&mut i, t0 + secs(10), "5");
+        assert_eq!(drain(&mut i), []);
+        digits(&mut i, t0 + secs(20), "#");
+        assert_eq!(drain(&mut i), [Action::StopRecording { id: 3 }]);
+        assert_eq!(i.poll_timeout(), None);
+        i.handle_input(
+            t0 + secs(20),
+            Input::RecordingDone {
+                id: 3,
+                recording_id: Some("rec-1".to_owned()),
+            },
+        );
+        assert_eq!(
+            drain(&mut i),
+            [
+                attr("voicemail_recording", "rec-1"),
+                hung_up(HangupCause::Normal)
+            ]
+        );
+    }
+
+    #[test]
+    fn a_digit_skips_the_voicemail_greeting() {
+        let t0 = Instant::now();
+        let mut i = start(vm_plan(voicemail()), t0);
+        digits(&mut i, t0, "#");
+        assert_eq!(
+            drain(&mut i),
+            [played(1, "vm", true), Action::StopPlayback, beep(2)]
+        );
+        // The greeting's late PlaybackDone does not skip the beep.
+        i.handle_input(t0, done(1));
+        assert_eq!(drain(&mut i), []);
+    }
+
+    #[test]
+    fn voicemail_stops_at_max_length() {
+        let t0 = Instant::now();
+        let vm = Voicemail {
+            greeting: None,
+            beep: false,
+            ..voicemail()
+        };
+        let mut i = start(vm_plan(vm), t0);
+        assert_eq!(
+            drain(&mut i),
+            [Action::StartRecording {
+                id: 1,
+                voicemail: Some("2001".to_owned()),
+                silence: Some(secs(3)),
+            }]
+        );
+        i.handle_timeout(t0 + secs(59));
+        assert_eq!(drain(&mut i), []);
+        i.handle_timeout(t0 + secs(60));
+        assert_eq!(drain(&mut i), [Action::StopRecording { id: 1 }]);
+        i.handle_input(
+            t0 + secs(60),
+            Input::RecordingDone {
+                id: 1,
+                recording_id: Some("rec-2".to_owned()),
+            },
+        );
+        assert_eq!(
+            drain(&mut i),
+            [
+                attr("voicemail_recording", "rec-2"),
+                hung_up(HangupCause::Normal)
+            ]
+        );
+    }
+
+    #[test]
+    fn record_stops_on_silence() {
+        let t0 = Instant::now();
+        let rec = Record {
+            into: "message".to_owned(),
+            prompt: Some(file("speak")),
+            beep: false,
+            max_length: secs(30),
+            silence: Some(secs(2)),
+            terminator: None,
+        };
+        let p = plan(vec![(
+            "main",
+            vec![step(StepKind::Record(rec)), step(play("thanks"))],
+        )]);
+        let mut i = start(p, t0);
+        assert_eq!(drain(&mut i), [played(1, "speak", true)]);
+        i.handle_input(t0, done(1));
+        assert_eq!(
+            drain(&mut i),
+            [Action::StartRecording {
+                id: 2,
+                voicemail: None,
+                silence: Some(secs(2)),
+            }]
+        );
+        digits(&mut i, t0, "#");
+        assert_eq!(drain(&mut i), [], "no terminator");
+        i.handle_input(t0 + secs(5), Input::Silence);
+        assert_eq!(drain(&mut i), [Action::StopRecording { id: 2 }]);
+        i.handle_input(
+            t0 + secs(5),
+            Input::RecordingDone {
+                id: 2,
+                recording_id: Some("rec-3".to_owned()),
+            },
+        );
+        assert_eq!(
+            drain(&mut i),
+            [attr("message", "rec-3"), played(3, "thanks", false)]
+        );
+    }
+
+    #[test]
+    fn failed_recording_sets_no_attribute() {
+        let t0 = Instant::now();
+        let vm = Voicemail {
+            greeting: None,
+            beep: false,
+            ..voicemail()
+        };
+        let mut i = start(vm_plan(vm), t0);
+        drain(&mut i);
+        i.handle_input(t0, Input::Silence);
+        i.handle_input(
+            t0,
+            Input::RecordingDone {
+                id: 1,
+                recording_id: None,
+            },
+        );
+        assert_eq!(
+            drain(&mut i),
+            [
+                Action::StopRecording { id: 1 },
+                hung_up(HangupCause::Normal)
+            ]
+        );
+    }
+
+    // ----- webhook -----
+
+    fn webhook(fallback: Option<Target>) -> StepKind {
+        StepKind::Webhook(Webhook {
+            url: Template("https://crm.example/ivr?from={{caller}}".to_owned()),
+            timeout: secs(5),
+            fallback,
+        })
+    }
+
+    fn webhook_plan(fallback: Option<Target>) -> Dialplan {
+        plan(vec![(
+            "main",
+            vec![
+                step(webhook(fallback)),
+                step(play("after")),
+                labelled("fallback", play("fallback")),
+                labelled("end", play("end")),
+            ],
+        )])
+    }
+
+    fn webhook_done(id: u64, result: Result<Vec<Step>, String>) -> Input {
+        Input::WebhookDone { id, result }
+    }
+
+    #[test]
+    fn webhook_posts_the_session_context() {
+        let t0 = Instant::now();
+        let mut i = start(webhook_plan(None), t0);
+        let body = serde_json::json!({
+            "event": "ivr.webhook",
+            "session_id": "s1",
+            "call_id": "c1",
+            "caller": "1001",
+            "called": "2001",
+            "attributes": {"caller": "1001", "called": "2001", "call_id": "c1", "session_id": "s1"},
+            "flow": "main",
+            "step": 0,
+        });
+        assert_eq!(
+            drain(&mut i),
+            [Action::Webhook {
+                id: 1,
+                url: "https://crm.example/ivr?from=1001".to_owned(),
+                body,
+                timeout: secs(5),
+            }]
+        );
+        assert_eq!(i.poll_timeout(), Some(t0 + secs(5)));
+    }
+
+    #[test]
+    fn webhook_steps_run_then_the_flow_goes_on() {
+        let t0 = Instant::now();
+        let mut i = start(webhook_plan(None), t0);
+        drain(&mut i);
+        let steps = vec![
+            step(StepKind::Set(vec![(
+                "c".to_owned(),
+                Template("1".to_owned()),
+            )])),
+            step(play("dynamic")),
+        ];
+        i.handle_input(t0 + secs(1), webhook_done(1, Ok(steps)));
+        assert_eq!(i.poll_timeout(), None);
+        assert_eq!(drain(&mut i), [attr("c", "1"), played(2, "dynamic", false)]);
+        i.handle_input(t0 + secs(2), done(2));
+        assert_eq!(drain(&mut i), [played(3, "after", false)]);
+    }
+
+    #[test]
+    fn webhook_inside_webhook_steps_returns_to_each_caller() {
+        let t0 = Instant::now();
+        let mut i = start(webhook_plan(None), t0);
+        drain(&mut i);
+        let outer = vec![step(webhook(None)), step(play("outer"))];
+        i.handle_input(t0, webhook_done(1, Ok(outer)));
+        let Some(Action::Webhook { id: 2, body, .. }) = i.poll_action() else {
+            panic!("expected the inner webhook");
+        };
+        assert_eq!(body["flow"], "main");
+        i.handle_input(t0, webhook_done(2, Ok(vec![step(play("inner"))])));
+        assert_eq!(drain(&mut i), [played(3, "inner", false)]);
+        i.handle_input(t0, done(3));
+        assert_eq!(drain(&mut i), [played(4, "outer", false)]);
+        i.handle_input(t0, done(4));
+        assert_eq!(drain(&mut i), [played(5, "after", false)]);
+    }
+
+    #[test]
+    fn goto_in_webhook_steps_leaves_them_for_good() {
+        let t0 = Instant::now();
+        let mut i = start(webhook_plan(None), t0);
+        drain(&mut i);
+        let steps = vec![step(StepKind::Goto(label("end"))), step(play("never"))];
+        i.handle_input(t0, webhook_done(1, Ok(steps)));
+        assert_eq!(drain(&mut i), [played(2, "end", false)]);
+        i.handle_input(t0, done(2));
+        assert_eq!(drain(&mut i), [hung_up(HangupCause::Normal)]);
+    }
+
+    #[test]
+    fn webhook_timeout_runs_the_fallback_and_late_replies_are_ignored() {
+        let t0 = Instant::now();
+        let mut i = start(webhook_plan(Some(label("fallback"))), t0);
+        drain(&mut i);
+        i.handle_timeout(t0 + secs(4));
+        assert_eq!(drain(&mut i), []);
+        i.handle_timeout(t0 + secs(5));
+        assert_eq!(drain(&mut i), [played(2, "fallback", false)]);
+        i.handle_input(t0 + secs(6), webhook_done(1, Ok(vec![step(play("late"))])));
+        assert_eq!(drain(&mut i), []);
+    }
+
+    #[test]
+    fn webhook_error_runs_the_fallback_or_the_next_step() {
+        let t0 = Instant::now();
+        let mut i = start(webhook_plan(Some(label("fallback"))), t0);
+        drain(&mut i);
+        i.handle_input(t0, webhook_done(1, Err("HTTP 500".to_owned())));
+        assert_eq!(drain(&mut i), [played(2, "fallback", false)]);
+
+        let mut i = start(webhook_plan(None), t0);
+        drain(&mut i);
+        i.handle_input(t0, webhook_done(1, Err("invalid JSON".to_owned())));
+        assert_eq!(drain(&mut i), [played(2, "after", false)]);
+    }
+
+    #[test]
+    fn stale_webhook_reply_is_ignored() {
+        let t0 = Instant::now();
+        let mut i = start(webhook_plan(None), t0);
+        drain(&mut i);
+        i.handle_input(t0, webhook_done(99, Ok(vec![step(play("stale"))])));
+        assert_eq!(drain(&mut i), []);
+        assert_eq!(i.poll_timeout(), Some(t0 + secs(5)));
+        i.handle_input(t0, webhook_done(1, Ok(vec![])));
+        assert_eq!(drain(&mut i), [played(2, "after", false)]);
+    }
+}
