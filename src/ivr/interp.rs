@@ -271,9 +271,16 @@ struct Dialing {
     give_up: Option<Instant>,
 }
 
-/// A `voicemail` or `record` step.
+/// A `voicemail` or `record` step being run.
 #[derive(Debug)]
 struct Recording {
+    spec: RecordSpec,
+    phase: RecordPhase,
+}
+
+/// What a `voicemail` or `record` step asks for (templates filled).
+#[derive(Debug)]
+struct RecordSpec {
     /// The mailbox (voicemail) or `None` (record).
     voicemail: Option<String>,
     /// The attribute the recording id goes to.
@@ -282,7 +289,6 @@ struct Recording {
     max_length: Duration,
     silence: Option<Duration>,
     terminator: Option<char>,
-    phase: RecordPhase,
 }
 
 #[derive(Debug)]
@@ -511,28 +517,26 @@ impl Interpreter {
                 let mailbox = render(&vm.mailbox, &self.attrs);
                 self.record(
                     now,
-                    Recording {
+                    RecordSpec {
                         voicemail: Some(mailbox),
                         into: "voicemail_recording".to_owned(),
                         beep: vm.beep,
                         max_length: vm.max_length,
                         silence: vm.silence,
                         terminator: vm.terminator,
-                        phase: RecordPhase::Stopping { id: 0 },
                     },
                     vm.greeting.as_ref(),
                 )
             }
             StepKind::Record(rec) => self.record(
                 now,
-                Recording {
+                RecordSpec {
                     voicemail: None,
                     into: rec.into,
                     beep: rec.beep,
                     max_length: rec.max_length,
                     silence: rec.silence,
                     terminator: rec.terminator,
-                    phase: RecordPhase::Stopping { id: 0 },
                 },
                 rec.prompt.as_ref(),
             ),
@@ -661,14 +665,15 @@ impl Interpreter {
         }
     }
 
-    /// Starts an attempt: digits typed ahead stand for the prompts; without any, the prompts
-    /// play and then the first-digit timer runs.
+    /// Starts an attempt: digits typed ahead stand for the prompts (all of them, an invalid or
+    /// timeout prompt too: the caller is already typing) and are used up as far as this
+    /// attempt needs; without any, the prompts play and then the first-digit timer runs.
     fn begin(&mut self, now: Instant, input: &mut Collector) -> Collected {
         if !self.type_ahead.is_empty() {
             input.queue.clear();
             while let Some(d) = self.type_ahead.pop_front() {
-                if let done @ (Collected::Digits(_) | Collected::TimedOut) = input.digit(now, d) {
-                    return done;
+                if let Collected::Digits(digits) = input.digit(now, d) {
+                    return Collected::Digits(digits);
                 }
             }
             return Collected::Waiting;
@@ -949,96 +954,93 @@ impl Interpreter {
 
     // ----- voicemail and record -----
 
-    fn record(&mut self, now: Instant, rec: Recording, greeting: Option<&Prompt>) -> Wait {
-        let mut rec = Box::new(rec);
-        match greeting {
-            Some(prompt) => {
-                rec.phase = RecordPhase::Greeting(self.play(now, prompt, true));
-                Wait::Record(rec)
-            }
-            None => self.after_greeting(now, rec),
-        }
+    /// The greeting (a digit skips it), the beep, then the recording.
+    fn record(&mut self, now: Instant, spec: RecordSpec, greeting: Option<&Prompt>) -> Wait {
+        let phase = match greeting {
+            Some(prompt) => RecordPhase::Greeting(self.play(now, prompt, true)),
+            None => self.after_greeting(now, &spec),
+        };
+        Wait::Record(Box::new(Recording { spec, phase }))
     }
 
     /// The beep, or (no beep) the recording itself.
-    fn after_greeting(&mut self, now: Instant, mut rec: Box<Recording>) -> Wait {
-        if rec.beep {
+    fn after_greeting(&mut self, now: Instant, spec: &RecordSpec) -> RecordPhase {
+        if spec.beep {
             let id = self.new_id();
             self.actions.push_back(Action::Play {
                 id,
                 prompt: Prompt::Tone(ToneKind::Beep),
                 barge_in: false,
             });
-            rec.phase = RecordPhase::Beep(id);
+            RecordPhase::Beep(id)
         } else {
-            rec.phase = self.start_recording(now, &rec);
+            self.start_recording(now, spec)
         }
-        Wait::Record(rec)
     }
 
-    fn start_recording(&mut self, now: Instant, rec: &Recording) -> RecordPhase {
+    fn start_recording(&mut self, now: Instant, spec: &RecordSpec) -> RecordPhase {
         let id = self.new_id();
         self.actions.push_back(Action::StartRecording {
             id,
-            voicemail: rec.voicemail.clone(),
-            silence: rec.silence,
+            voicemail: spec.voicemail.clone(),
+            silence: spec.silence,
         });
         RecordPhase::Recording {
             id,
-            deadline: now + rec.max_length,
+            deadline: now + spec.max_length,
         }
     }
 
     fn on_record_event(&mut self, now: Instant, mut rec: Box<Recording>, event: Event) -> Wait {
-        match (&rec.phase, event) {
+        let next_phase = match (&rec.phase, event) {
             (RecordPhase::Greeting(playing), Event::Digit(_)) => {
                 // The digit skips the greeting and is dropped.
                 if let Playing::Media(_) = playing {
                     self.actions.push_back(Action::StopPlayback);
                 }
-                self.after_greeting(now, rec)
+                self.after_greeting(now, &rec.spec)
             }
             (RecordPhase::Greeting(Playing::Media(id)), Event::PlaybackEnded(ended))
                 if *id == ended =>
             {
-                self.after_greeting(now, rec)
+                self.after_greeting(now, &rec.spec)
             }
             (RecordPhase::Greeting(Playing::Silence(at)), Event::Timeout) if *at <= now => {
-                self.after_greeting(now, rec)
+                self.after_greeting(now, &rec.spec)
             }
             (RecordPhase::Beep(id), Event::PlaybackEnded(ended)) if *id == ended => {
-                rec.phase = self.start_recording(now, &rec);
-                Wait::Record(rec)
+                self.start_recording(now, &rec.spec)
+            }
+            (
+                &RecordPhase::Recording { id, .. } | &RecordPhase::Stopping { id },
+                Event::RecordingDone(done, recording_id),
+            ) if id == done => {
+                // Normally after StopRecording; earlier when the recorder gave up.
+                return self.recorded(&rec.spec, recording_id);
             }
             (&RecordPhase::Recording { id, deadline }, event) => {
                 let stop = match event {
-                    Event::Digit(d) => rec.terminator == Some(d),
+                    Event::Digit(d) => rec.spec.terminator == Some(d),
                     Event::Silence => true,
                     Event::Timeout => deadline <= now,
-                    Event::RecordingDone(done, recording_id) if done == id => {
-                        return self.recorded(&rec, recording_id);
-                    }
                     _ => false,
                 };
-                if stop {
-                    self.actions.push_back(Action::StopRecording { id });
-                    rec.phase = RecordPhase::Stopping { id };
+                if !stop {
+                    return Wait::Record(rec);
                 }
-                Wait::Record(rec)
-            }
-            (&RecordPhase::Stopping { id }, Event::RecordingDone(done, recording_id))
-                if id == done =>
-            {
-                self.recorded(&rec, recording_id)
+                self.actions.push_back(Action::StopRecording { id });
+                RecordPhase::Stopping { id }
             }
             // Digits while beeping or recording are not typed ahead: they were for this step.
-            _ => Wait::Record(rec),
-        }
+            _ => return Wait::Record(rec),
+        };
+        rec.phase = next_phase;
+        Wait::Record(rec)
     }
 
-    fn recorded(&mut self, rec: &Recording, recording_id: Option<String>) -> Wait {
+    fn recorded(&mut self, spec: &RecordSpec, recording_id: Option<String>) -> Wait {
         match recording_id {
-            Some(recording_id) => self.set(&rec.into, recording_id),
+            Some(recording_id) => self.set(&spec.into, recording_id),
             None => tracing::warn!("the recording failed"),
         }
         self.next()
@@ -1145,7 +1147,9 @@ impl Interpreter {
         Wait::Running
     }
 
-    /// The session context a webhook is POSTed.
+    /// The session context a webhook is POSTed: `flow` is the flow the call is in, `step`
+    /// the index of the webhook step in its list (the flow, or the steps of an earlier
+    /// webhook reply).
     fn context(&self) -> serde_json::Value {
         let attr = |name: &str| self.attrs.get(name).cloned();
         serde_json::json!({
