@@ -248,3 +248,50 @@ async fn a_synthesis_over_the_time_limit_is_abandoned_and_leaves_no_file() {
         "no partial file"
     );
 }
+
+#[test]
+fn the_committed_prompts_are_16khz_mono_peak_normalised_speech() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("media/prompts");
+    for name in [
+        "main-menu",
+        "main-menu-short",
+        "invalid",
+        "no-input",
+        "connecting",
+        "leave-message",
+        "after-hours",
+        "goodbye",
+    ] {
+        let path = root.join(format!("{name}.wav"));
+        let mut reader = hound::WavReader::open(&path)
+            .unwrap_or_else(|e| panic!("{}: {e} (scripts/make-prompts)", path.display()));
+        let spec = reader.spec();
+        assert_eq!(
+            (spec.sample_rate, spec.channels, spec.bits_per_sample),
+            (16000, 1, 16),
+            "{name}"
+        );
+        let samples: Vec<i16> = reader
+            .samples::<i16>()
+            .collect::<Result<_, _>>()
+            .expect("samples");
+        let peak = samples.iter().map(|s| s.unsigned_abs()).max().unwrap_or(0);
+        let peak_db = 20.0 * (f64::from(peak) / 32768.0).log10();
+        assert!(
+            (-3.5..=-2.5).contains(&peak_db),
+            "{name}: peak {peak_db:.2} dBFS"
+        );
+        let (rms, n) = wav_rms(&path);
+        assert!(n > 16000, "{name}: over a second");
+        assert!(rms > 0.03, "{name}: RMS {rms}");
+        // 200 ms of silence at the end; speech from the start (leading silence trimmed).
+        assert!(
+            samples[n - 3000..].iter().all(|&s| s == 0),
+            "{name}: silent tail"
+        );
+        assert!(
+            samples[..800].iter().any(|&s| s.unsigned_abs() > 300),
+            "{name}: speech within the first 50 ms"
+        );
+    }
+}

@@ -98,7 +98,7 @@ pub fn cache_name(voice: &str, text: &str) -> String {
 }
 
 /// A voice name must be 1–32 characters of `[A-Za-z0-9+_-]` (espeak-ng names such as `en-us`,
-/// `en+f3`), so it can never be read as an option or a path.
+/// `en+f3`), not starting with `-`, so it can never be read as an option or a path.
 fn check_voice(voice: &str) -> Result<(), TtsError> {
     let ok = (1..=32).contains(&voice.len())
         && voice
