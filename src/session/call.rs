@@ -53,6 +53,8 @@ enum Side {
 struct Fork {
     /// The dial (interpreter action id) this fork belongs to.
     dial: u64,
+    /// The extension this fork rings.
+    extension: String,
     branch: String,
     invite: Request,
     peer: Peer,
@@ -411,6 +413,7 @@ impl Call {
         req.set_body(Some("application/sdp"), offer);
         self.forks.push(Fork {
             dial,
+            extension: target.to_owned(),
             branch,
             invite: req.clone(),
             peer: loc.source,
@@ -773,7 +776,8 @@ impl Call {
             at_ms: now,
         });
         self.cancel_forks();
-        self.dial_answered();
+        let extension = self.forks[i].extension.clone();
+        self.dial_answered(extension);
     }
 
     /// Narrows a callee answer (or early-media SDP) for the caller, rewrites it for our
@@ -1001,6 +1005,10 @@ impl Call {
         }
         if let Some(d) = self.dialog_mut(side) {
             d.refresh_target(&req.headers);
+        }
+        if side == Side::Caller && self.b_dialog.is_none() {
+            // Nobody to relay to: the IVR answers for itself.
+            return self.answer_reinvite_locally(tx, req);
         }
         let mut offer = None;
         let body = if req.body.is_empty() {

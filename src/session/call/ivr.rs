@@ -20,7 +20,9 @@ use crate::media::ports::Leg;
 use crate::media::tone::ToneKind;
 use crate::sip::dialog::{new_call_id, new_tag};
 use crate::sip::endpoint::Command;
-use crate::sip::message::{NameAddr, Response, StatusCode};
+use crate::media::sdp::SessionDescription;
+use crate::sip::message::{NameAddr, Request, Response, StatusCode};
+use crate::sip::transaction::TxId;
 use crate::store::{HangupBy, StoreCmd};
 
 /// Media playback ids at or above this belong to the interpreter (its id + this); below are
@@ -385,12 +387,12 @@ impl Call {
         attrs.insert("transferred_from".into(), self.called.clone());
         attrs.insert("called".into(), number.clone());
         self.called = number;
-        self.ivr = Some(Interpreter::new(
-            plan.clone(),
-            &flow,
-            attrs,
-            std::time::Instant::now(),
-        ));
+        let now = std::time::Instant::now();
+        self.ivr = Some(if self.answered {
+            Interpreter::new_answered(plan.clone(), &flow, attrs, now)
+        } else {
+            Interpreter::new(plan.clone(), &flow, attrs, now)
+        });
     }
 
     /// The flow hung up: BYE once answered; before, the last dial's failure passes through
@@ -551,8 +553,9 @@ impl Call {
     }
 
     /// A callee answered the current dial: the call is bridged; the flow ends there.
-    pub(super) fn dial_answered(&mut self) {
+    pub(super) fn dial_answered(&mut self, extension: String) {
         if let Some(dial) = self.dial.take() {
+            self.set_attribute("dialed".into(), extension);
             self.ivr_input(Input::DialDone {
                 id: dial.id,
                 outcome: DialOutcome::Answered,
@@ -599,5 +602,50 @@ impl Call {
 
     fn stop_message_recording(&mut self, id: u64) {
         let _ = id;
+    }
+}
+
+impl Call {
+    /// A re-INVITE from a caller talking to the IVR (no callee): answered here. A new offer
+    /// re-points the caller's media; an empty one gets our current media as the offer.
+    pub(super) fn answer_reinvite_locally(&mut self, tx: TxId, req: Request) {
+        let Some(media) = &self.media else {
+            return self.respond_in_dialog(tx, &req, StatusCode::SERVER_ERROR);
+        };
+        let offer = if req.body.is_empty() {
+            self.a_offer.clone()
+        } else {
+            let Ok(mut sdp) = SessionDescription::parse(&req.body) else {
+                return self.respond_in_dialog(tx, &req, StatusCode::NOT_ACCEPTABLE_HERE);
+            };
+            if sdp.intersect_supported().is_err() {
+                return self.respond_in_dialog(tx, &req, StatusCode::NOT_ACCEPTABLE_HERE);
+            }
+            Some(sdp)
+        };
+        let Some((mut answer, a)) = offer.as_ref().and_then(negotiate::early_answer) else {
+            return self.respond_in_dialog(tx, &req, StatusCode::NOT_ACCEPTABLE_HERE);
+        };
+        if let Some(sdp) = &offer
+            && !req.body.is_empty()
+        {
+            point_media(media, Leg::A, sdp);
+            media.command(MediaCommand::SetMedia {
+                leg: Leg::A,
+                media: Some(a),
+            });
+            self.a_promised = Some(a);
+            self.a_offer = offer.clone();
+        }
+        answer.rewrite_for_relay(self.ctx.media_ip, media.local_port(Leg::A));
+        let Some(peer) = self.a_dialog.as_ref().map(|d| d.peer) else {
+            return self.respond_in_dialog(tx, &req, StatusCode::CALL_DOES_NOT_EXIST);
+        };
+        let mut ok = Response::from_request(&req, StatusCode::OK);
+        ok.headers
+            .push("Contact", self.ep.local.contact(peer.transport));
+        ok.set_body(Some("application/sdp"), Bytes::from(answer.to_bytes()));
+        self.ep.respond(tx, ok.clone());
+        self.await_ack(Side::Caller, ok, peer);
     }
 }
