@@ -818,7 +818,9 @@ impl Call {
                     }),
                 );
             }
-            MediaEvent::PlaybackFinished { .. } => {}
+            MediaEvent::PlaybackFinished { .. }
+            | MediaEvent::Silence { .. }
+            | MediaEvent::RecordingStopped { .. } => {}
         }
     }
 
