@@ -99,7 +99,9 @@ async fn a_voicemail_stopped_mid_call_is_reported_and_a_later_recording_ends_wit
     let (session, mut events) = ivr_call(&ports);
 
     let voicemail = spec(dir.path(), ChannelMode::CallerOnly);
-    let recorder = recorders.start(voicemail.clone()).expect("voicemail starts");
+    let recorder = recorders
+        .start(voicemail.clone())
+        .expect("voicemail starts");
     session.command(MediaCommand::StartRecording(recorder));
     session.command(MediaCommand::StopRecording);
     let summary = stopped_summary(&mut events).await;
@@ -113,7 +115,9 @@ async fn a_voicemail_stopped_mid_call_is_reported_and_a_later_recording_ends_wit
     let recorder = recorders.start(later.clone()).expect("recording starts");
     session.command(MediaCommand::StartRecording(recorder));
     let report = timeout(GUARD, session.stop()).await.expect("stops");
-    let last = report.recording.expect("the running recording is finalised");
+    let last = report
+        .recording
+        .expect("the running recording is finalised");
     assert_eq!(last.path, later.path());
     assert_eq!(last.channels, 2);
     assert!(report.pipeline.legs[0].is_some());
