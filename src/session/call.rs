@@ -150,7 +150,7 @@ struct Call {
     /// Every callee-side dialog id registered with the endpoint (one per dial attempt).
     b_dialog_ids: Vec<(String, String)>,
     /// A voicemail or `record` step recording now: (interpreter id, recording).
-    ivr_recording: Option<(u64, RecordingId)>,
+    ivr_recording: Option<ivr::IvrRecording>,
 }
 
 /// Runs the call to its end.
@@ -893,6 +893,9 @@ impl Call {
                 interrupted,
             }),
             MediaEvent::PlaybackFinished { .. } => {}
+            MediaEvent::Silence { leg: Leg::A } => self.ivr_input(Input::Silence),
+            MediaEvent::Silence { .. } => {}
+            MediaEvent::RecordingStopped { result } => self.on_recording_stopped(result),
         }
     }
 
@@ -1370,6 +1373,8 @@ impl Call {
             while let Ok(event) = self.media_events.try_recv() {
                 self.on_media_event(event);
             }
+            // A voicemail stopped just before the hang-up: its summary is on its way.
+            self.await_stopped_recording().await;
             self.store_media_report(report);
         }
         let now = crate::clock::unix_ms();

@@ -23,7 +23,10 @@ use crate::sip::endpoint::Command;
 use crate::media::sdp::SessionDescription;
 use crate::sip::message::{NameAddr, Request, Response, StatusCode};
 use crate::sip::transaction::TxId;
-use crate::store::{HangupBy, StoreCmd};
+use crate::media::recorder::{ChannelMode, Recorder, RecordingSpec, RecordingSummary};
+use crate::store::{
+    EndedRecording, HangupBy, NewRecording, RecordingId, RecordingKind, StoreCmd,
+};
 
 /// Media playback ids at or above this belong to the interpreter (its id + this); below are
 /// the actor's own (ringback).
@@ -596,13 +599,143 @@ impl Call {
         self.b_early = false;
     }
 
-    fn start_message_recording(&mut self, id: u64, voicemail: Option<String>, silence: Option<Duration>) {
-        let _ = (id, voicemail, silence, Side::Caller);
+    /// Records what the caller says (a voicemail or a `record` step), mono.
+    fn start_message_recording(
+        &mut self,
+        id: u64,
+        voicemail: Option<String>,
+        silence: Option<Duration>,
+    ) {
+        if !self.answer_locally() {
+            return;
+        }
+        let Some(media) = &self.media else {
+            return;
+        };
+        let settings = &self.ctx.media.recording;
+        let spec = RecordingSpec {
+            data_dir: self.ctx.media.data_dir.clone(),
+            recording_id: RecordingId::new(),
+            session_id: self.session_id,
+            call_id: self.record_id,
+            started_ms: crate::clock::unix_ms(),
+            sample_rate: settings.sample_rate,
+            mode: ChannelMode::CallerOnly,
+            mixed_companion: false,
+        };
+        let row = NewRecording::from_spec(&spec);
+        let (kind, row) = match &voicemail {
+            Some(mailbox) => (
+                RecordingKind::Voicemail,
+                row.with_kind(RecordingKind::Voicemail, Some(mailbox.clone())),
+            ),
+            None => (RecordingKind::Message, row.with_kind(RecordingKind::Message, None)),
+        };
+        match Recorder::start(spec) {
+            Ok(recorder) => {
+                tracing::info!(path = %recorder.path().display(), kind = kind.as_str(), "recording the caller");
+                let rid = row.id;
+                let data = serde_json::json!({
+                    "recording_id": rid.to_string(),
+                    "kind": kind.as_str(),
+                    "mailbox": voicemail,
+                });
+                self.ctx.writer.send(StoreCmd::RecordingStarted(row));
+                self.event("recording.started", data);
+                media.command(MediaCommand::StartRecording(recorder));
+                media.command(MediaCommand::DetectSilence {
+                    leg: Leg::A,
+                    after: silence,
+                });
+                self.recording = Some(rid);
+                self.ivr_recording = Some(IvrRecording {
+                    id,
+                    recording: rid,
+                    stopping: false,
+                });
+            }
+            Err(error) => {
+                tracing::error!(%error, "cannot start recording the caller");
+                self.ivr_input(Input::RecordingDone {
+                    id,
+                    recording_id: None,
+                });
+            }
+        }
     }
 
     fn stop_message_recording(&mut self, id: u64) {
-        let _ = id;
+        let Some(rec) = &mut self.ivr_recording else {
+            return;
+        };
+        if rec.id != id || rec.stopping {
+            return;
+        }
+        rec.stopping = true;
+        if let Some(media) = &self.media {
+            media.command(MediaCommand::DetectSilence {
+                leg: Leg::A,
+                after: None,
+            });
+            media.command(MediaCommand::StopRecording);
+        }
     }
+
+    /// A recording stopped mid-call: its row is completed and the flow goes on.
+    pub(super) fn on_recording_stopped(&mut self, result: Result<RecordingSummary, String>) {
+        let Some(rid) = self.recording.take() else {
+            return;
+        };
+        let (ended, kind, ok) = match &result {
+            Ok(summary) => (
+                EndedRecording::complete(rid, summary),
+                "recording.available",
+                true,
+            ),
+            Err(error) => {
+                tracing::error!(%error, "recording failed");
+                (
+                    EndedRecording::failed(rid, crate::clock::unix_ms()),
+                    "recording.failed",
+                    false,
+                )
+            }
+        };
+        self.ctx.writer.send(StoreCmd::RecordingEnded(ended));
+        self.event(kind, serde_json::json!({"recording_id": rid.to_string()}));
+        if let Some(rec) = self.ivr_recording.take()
+            && rec.recording == rid
+        {
+            self.ivr_input(Input::RecordingDone {
+                id: rec.id,
+                recording_id: ok.then(|| rid.to_string()),
+            });
+        }
+    }
+
+    /// At the end of the call: a recording asked to stop just before reports its summary
+    /// shortly after the media session ended; wait for it (bounded) so its row is complete.
+    pub(super) async fn await_stopped_recording(&mut self) {
+        if !self.ivr_recording.as_ref().is_some_and(|r| r.stopping) {
+            return;
+        }
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while self.ivr_recording.is_some() {
+            match tokio::time::timeout_at(deadline, self.media_events.recv()).await {
+                Ok(Some(event)) => self.on_media_event(event),
+                _ => break,
+            }
+        }
+    }
+}
+
+/// A voicemail or `record` step's recording.
+pub(super) struct IvrRecording {
+    /// The interpreter's id for it.
+    pub id: u64,
+    pub recording: RecordingId,
+    /// StopRecording sent; the summary is awaited.
+    pub stopping: bool,
 }
 
 impl Call {
