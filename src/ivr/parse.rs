@@ -91,7 +91,8 @@ pub fn load(path: &Path, options: &CheckOptions) -> Result<Dialplan, Vec<Diagnos
     // With a file unreadable, its names are unknown: reference checks would only add noise.
     if !syntax_errors {
         let refs = std::mem::take(&mut ctx.refs);
-        check_refs(&mut ctx, &refs, &plan, None);
+        let known = std::mem::take(&mut ctx.known);
+        check_refs(&mut ctx, &refs, &known);
         check_unreachable(&mut ctx, &refs, &plan);
     }
     if ctx.diags.is_empty() {
@@ -145,9 +146,12 @@ pub fn steps_from_json(
     let steps = items
         .map(|items| decode_steps(&mut ctx, items, "steps", None))
         .unwrap_or_default();
-    let local: BTreeSet<String> = steps.iter().filter_map(|s| s.label.clone()).collect();
     let refs = std::mem::take(&mut ctx.refs);
-    check_refs(&mut ctx, &refs, plan, Some(&local));
+    let known = Known {
+        local: std::mem::take(&mut ctx.known.local),
+        ..Known::of_plan(plan)
+    };
+    check_refs(&mut ctx, &refs, &known);
     if ctx.diags.is_empty() {
         Ok(steps)
     } else {
@@ -407,6 +411,36 @@ enum RefKind {
     Calendar(String),
 }
 
+/// The names a plan defines, as written: those whose definition has errors too, so that one
+/// mistake is reported once.
+#[derive(Debug, Default)]
+struct Known {
+    calendars: BTreeSet<String>,
+    groups: BTreeSet<String>,
+    /// Each flow's labels.
+    flows: BTreeMap<String, Vec<String>>,
+    /// The labels of a webhook reply's own steps.
+    local: BTreeSet<String>,
+}
+
+impl Known {
+    fn of_plan(plan: &Dialplan) -> Known {
+        Known {
+            calendars: plan.calendars.keys().cloned().collect(),
+            groups: plan.ring_groups.keys().cloned().collect(),
+            flows: plan
+                .flows
+                .iter()
+                .map(|(name, f)| {
+                    let labels = f.steps.iter().filter_map(|s| s.label.clone()).collect();
+                    (name.clone(), labels)
+                })
+                .collect(),
+            local: BTreeSet::new(),
+        }
+    }
+}
+
 struct Ctx {
     /// Messages name the JSON path (webhook replies have no positions).
     json: bool,
@@ -416,6 +450,7 @@ struct Ctx {
     media: Vec<(String, Pos)>,
     /// Where each calendar, ring group and flow was first defined (`kind:name`).
     defined: BTreeMap<String, Pos>,
+    known: Known,
 }
 
 impl Ctx {
@@ -426,6 +461,7 @@ impl Ctx {
             refs: Vec::new(),
             media: Vec::new(),
             defined: BTreeMap::new(),
+            known: Known::default(),
         }
     }
 
@@ -571,18 +607,31 @@ fn suggest<'s>(word: &str, allowed: impl Iterator<Item = &'s str> + Clone) -> St
     }
 }
 
+/// Optimal string alignment distance: insertions, deletions, substitutions and swaps of two
+/// neighbours ("mian" is one edit from "main").
 fn edit_distance(a: &str, b: &str) -> usize {
+    let a: Vec<char> = a.chars().collect();
     let b: Vec<char> = b.chars().collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut cur = vec![i + 1; b.len() + 1];
-        for (j, cb) in b.iter().enumerate() {
-            let cost = usize::from(ca != *cb);
-            cur[j + 1] = (prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1);
-        }
-        prev = cur;
+    let mut d = vec![vec![0usize; b.len() + 1]; a.len() + 1];
+    for (i, row) in d.iter_mut().enumerate() {
+        row[0] = i;
     }
-    prev[b.len()]
+    for (j, cell) in d[0].iter_mut().enumerate() {
+        *cell = j;
+    }
+    for i in 1..=a.len() {
+        for j in 1..=b.len() {
+            let cost = usize::from(a[i - 1] != b[j - 1]);
+            let mut best = (d[i - 1][j] + 1)
+                .min(d[i][j - 1] + 1)
+                .min(d[i - 1][j - 1] + cost);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                best = best.min(d[i - 2][j - 2] + 1);
+            }
+            d[i][j] = best;
+        }
+    }
+    d[a.len()][b.len()]
 }
 
 fn list_files(path: &Path) -> Result<Vec<PathBuf>, Diagnostic> {
@@ -631,6 +680,7 @@ fn decode_file(ctx: &mut Ctx, root: &Node, plan: &mut Dialplan) {
             if duplicate(ctx, at, "calendar", name) {
                 continue;
             }
+            ctx.known.calendars.insert(name.to_owned());
             if let Some(c) = decode_calendar(ctx, name, node, format!("calendars.{name}")) {
                 plan.calendars.insert(name.to_owned(), c);
             }
@@ -641,6 +691,7 @@ fn decode_file(ctx: &mut Ctx, root: &Node, plan: &mut Dialplan) {
             if duplicate(ctx, at, "ring group", name) {
                 continue;
             }
+            ctx.known.groups.insert(name.to_owned());
             if let Some(g) = decode_group(ctx, name, at, node, format!("ring_groups.{name}")) {
                 plan.ring_groups.insert(name.to_owned(), g);
             }
@@ -920,6 +971,19 @@ fn decode_route(ctx: &mut Ctx, node: &Node, path: String, n: usize) -> Option<Ro
 fn decode_steps(ctx: &mut Ctx, items: &[Node], path: &str, flow: Option<&str>) -> Vec<Step> {
     let mut steps = Vec::new();
     let mut labels: BTreeMap<String, Pos> = BTreeMap::new();
+    let written = items.iter().filter_map(|item| match &item.v {
+        Val::Table(entries) => entries.iter().find_map(|e| match &e.value.v {
+            Val::Str(s) if e.key == "label" => Some(s.clone()),
+            _ => None,
+        }),
+        _ => None,
+    });
+    match flow {
+        Some(flow) => {
+            ctx.known.flows.insert(flow.to_owned(), written.collect());
+        }
+        None => ctx.known.local.extend(written),
+    }
     for (i, item) in items.iter().enumerate() {
         let Some(step) = decode_step(ctx, item, format!("{path}[{i}]"), flow) else {
             continue;
@@ -1798,47 +1862,40 @@ fn check_media(ctx: &mut Ctx, media_dir: &Path) {
     }
 }
 
-fn check_refs(ctx: &mut Ctx, refs: &[Ref], plan: &Dialplan, local: Option<&BTreeSet<String>>) {
+fn check_refs(ctx: &mut Ctx, refs: &[Ref], known: &Known) {
     for r in refs {
         match &r.kind {
-            RefKind::Calendar(name) if !plan.calendars.contains_key(name) => ctx.error(
+            RefKind::Calendar(name) if !known.calendars.contains(name) => ctx.error(
                 &r.at,
                 &r.path,
                 format!("no calendar \"{name}\""),
-                Some(suggest(name, plan.calendars.keys().map(String::as_str))),
+                Some(suggest(name, known.calendars.iter().map(String::as_str))),
             ),
-            RefKind::Group(name) if !plan.ring_groups.contains_key(name) => ctx.error(
+            RefKind::Group(name) if !known.groups.contains(name) => ctx.error(
                 &r.at,
                 &r.path,
                 format!("no ring group \"{name}\""),
-                Some(suggest(name, plan.ring_groups.keys().map(String::as_str))),
+                Some(suggest(name, known.groups.iter().map(String::as_str))),
             ),
             RefKind::Target(t) => {
                 let flow = t.flow.as_deref().or(r.from_flow.as_deref());
                 match (flow, &t.label) {
-                    (None, Some(label)) => {
-                        let labels = local.cloned().unwrap_or_default();
-                        if !labels.contains(label) {
-                            ctx.error(
-                                &r.at,
-                                &r.path,
-                                format!("no label \"{label}\" in these steps"),
-                                Some(suggest(label, labels.iter().map(String::as_str))),
-                            );
-                        }
-                    }
-                    (None, None) => {}
-                    (Some(flow), label) => match plan.flows.get(flow) {
+                    (None, Some(label)) if !known.local.contains(label) => ctx.error(
+                        &r.at,
+                        &r.path,
+                        format!("no label \"{label}\" in these steps"),
+                        Some(suggest(label, known.local.iter().map(String::as_str))),
+                    ),
+                    (None, _) => {}
+                    (Some(flow), label) => match known.flows.get(flow) {
                         None => ctx.error(
                             &r.at,
                             &r.path,
                             format!("no flow \"{flow}\""),
-                            Some(suggest(flow, plan.flows.keys().map(String::as_str))),
+                            Some(suggest(flow, known.flows.keys().map(String::as_str))),
                         ),
-                        Some(f) => {
-                            if let Some(label) = label.as_deref().filter(|l| f.label(l).is_none()) {
-                                let labels: Vec<&str> =
-                                    f.steps.iter().filter_map(|s| s.label.as_deref()).collect();
+                        Some(labels) => {
+                            if let Some(label) = label.as_ref().filter(|l| !labels.contains(l)) {
                                 ctx.error(
                                     &r.at,
                                     &r.path,
@@ -1846,7 +1903,7 @@ fn check_refs(ctx: &mut Ctx, refs: &[Ref], plan: &Dialplan, local: Option<&BTree
                                     Some(if labels.is_empty() {
                                         "label a step with `label = \"name\"`".into()
                                     } else {
-                                        suggest(label, labels.into_iter())
+                                        suggest(label, labels.iter().map(String::as_str))
                                     }),
                                 );
                             }

@@ -10,7 +10,9 @@ pub fn select<'a>(
     caller: &str,
     now: jiff::Timestamp,
 ) -> Option<&'a Route> {
-    plan.routes.iter().find(|r| matches(plan, r, called, caller, now))
+    plan.routes
+        .iter()
+        .find(|r| matches(plan, r, called, caller, now))
 }
 
 /// Whether `calendar` is open at `now` (its hours in its own time zone, not on a holiday).
@@ -19,7 +21,13 @@ pub fn is_open(calendar: &Calendar, now: jiff::Timestamp) -> bool {
     if calendar.holidays.contains(&local.date()) {
         return false;
     }
-    let day = usize::from(local.date().weekday().to_monday_zero_offset().unsigned_abs());
+    let day = usize::from(
+        local
+            .date()
+            .weekday()
+            .to_monday_zero_offset()
+            .unsigned_abs(),
+    );
     let time = local.time();
     calendar.hours.iter().any(|h| {
         // 24:00 is written as the last instant of the day: the end is inclusive then.
@@ -82,14 +90,23 @@ mod tests {
         let gap = calendar("Europe/London", &["daily 01:00-02:00"], &[]);
         assert!(!is_open(&gap, at("2026-03-29T00:59:00Z")), "00:59 GMT");
         assert!(!is_open(&gap, at("2026-03-29T01:00:00Z")), "02:00 BST");
-        assert!(is_open(&gap, at("2026-03-30T00:30:00Z")), "01:30 BST next day");
+        assert!(
+            is_open(&gap, at("2026-03-30T00:30:00Z")),
+            "01:30 BST next day"
+        );
     }
 
     #[test]
     fn a_holiday_is_closed_all_day_by_its_local_date() {
         let ny = calendar("America/New_York", &["daily 00:00-24:00"], &["2026-12-25"]);
-        assert!(is_open(&ny, at("2026-12-25T04:59:00Z")), "23:59 on the 24th");
-        assert!(!is_open(&ny, at("2026-12-25T05:00:00Z")), "00:00 on the 25th");
+        assert!(
+            is_open(&ny, at("2026-12-25T04:59:00Z")),
+            "23:59 on the 24th"
+        );
+        assert!(
+            !is_open(&ny, at("2026-12-25T05:00:00Z")),
+            "00:00 on the 25th"
+        );
         // 03:00 UTC on the 26th is still the 25th in New York.
         assert!(!is_open(&ny, at("2026-12-26T03:00:00Z")));
         assert!(is_open(&ny, at("2026-12-26T05:00:00Z")), "the 26th");
@@ -154,7 +171,10 @@ mod tests {
         };
         assert_eq!(name("100", "2001", monday_10), Some("day"));
         assert_eq!(name("100", "9001", monday_10), Some("vip"));
-        assert_eq!(name("100", "2001", at("2026-12-25T10:00:00Z")), Some("night"));
+        assert_eq!(
+            name("100", "2001", at("2026-12-25T10:00:00Z")),
+            Some("night")
+        );
         assert_eq!(name("0044123", "2001", monday_10), Some("intl"));
         assert_eq!(name("2001", "2002", monday_10), Some("short"));
         assert_eq!(name("12345", "2002", monday_10), None);
