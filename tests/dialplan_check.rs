@@ -327,3 +327,33 @@ fn webhook_steps_name_the_json_path_of_each_error() {
     assert!(d.iter().all(|d| d.at == Default::default()));
     assert_eq!(d[0].hint.as_deref(), Some("did you mean `max_digits`?"));
 }
+
+#[test]
+fn the_complete_example_of_the_readme_is_a_valid_plan() {
+    let readme = std::fs::read_to_string(repo("dialplans/README.md")).expect("README");
+    let (_, rest) = readme
+        .split_once("### A complete example")
+        .expect("example section");
+    let (_, rest) = rest.split_once("```toml\n").expect("toml block");
+    let (example, _) = rest.split_once("```").expect("end of block");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("example.toml");
+    std::fs::write(&file, example).expect("write");
+    let media = dummy_media(&["enter-account"]);
+    let plan = load(&file, &options(media.path()))
+        .unwrap_or_else(|d| panic!("README example:\n{}", show(&d)));
+    assert_eq!(plan.flows.len(), 2);
+
+    // The reply example: its menu names a `payments` flow, so give the plan one.
+    let reply: serde_json::Value = {
+        let (_, rest) = readme.split_once("```json\n").expect("json block");
+        let (json, _) = rest.split_once("```").expect("end of block");
+        serde_json::from_str(json).expect("valid JSON")
+    };
+    let payments =
+        "[[routes]]\nnumber = \"300\"\nflow = \"payments\"\n\n[[flows.payments]]\nhangup = true\n";
+    std::fs::write(&file, format!("{example}\n{payments}")).expect("write");
+    let plan = load(&file, &options(media.path())).unwrap_or_else(|d| panic!("{}", show(&d)));
+    let steps = steps_from_json(&reply, &plan).unwrap_or_else(|d| panic!("{}", show(&d)));
+    assert_eq!(steps.len(), 4);
+}

@@ -1423,10 +1423,10 @@ fn set_attrs(ctx: &mut Ctx, n: &Node, p: &str) -> Option<Vec<(String, Template)>
             continue;
         }
         let vp = f.child(&e.key);
-        if let Some(s) = string_or_int(ctx, &e.value, &vp) {
-            if let Some(t) = check_template(ctx, &e.value.at, &vp, &s) {
-                out.push((e.key.clone(), t));
-            }
+        if let Some(t) = string_or_int(ctx, &e.value, &vp)
+            .and_then(|s| check_template(ctx, &e.value.at, &vp, &s))
+        {
+            out.push((e.key.clone(), t));
         }
     }
     Some(out)
