@@ -159,7 +159,11 @@ pub fn steps_from_json(
     }
 }
 
-/// Parses a duration as written in a plan: `"5s"`, `"1m30s"`, `"500ms"`, `"2h"`.
+/// The longest duration a plan may write (timers beyond it are mistakes).
+pub const MAX_DURATION: Duration = Duration::from_secs(24 * 3600);
+
+/// Parses a duration as written in a plan: `"5s"`, `"1m30s"`, `"500ms"`, `"2h"`; at most
+/// [`MAX_DURATION`].
 pub fn parse_duration(s: &str) -> Option<Duration> {
     let mut total = Duration::ZERO;
     let mut rest = s.trim();
@@ -187,7 +191,7 @@ pub fn parse_duration(s: &str) -> Option<Duration> {
         rest = &rest[len..];
         total = total.checked_add(unit.checked_mul(u32::try_from(n).ok()?)?)?;
     }
-    Some(total)
+    (total <= MAX_DURATION).then_some(total)
 }
 
 /// Parses one line of opening hours: `"mon-fri 08:00-18:00"`, `"mon,wed 09:00-12:00"`,
@@ -1545,11 +1549,14 @@ fn array<T>(
     )
 }
 
-const DURATION_HINT: &str = "durations are \"5s\", \"1m30s\", \"500ms\" or whole seconds";
+const DURATION_HINT: &str =
+    "durations are \"5s\", \"1m30s\", \"500ms\" or whole seconds, at most 24h";
 
 fn duration(ctx: &mut Ctx, n: &Node, p: &str) -> Option<Duration> {
     match &n.v {
-        Val::Int(Some(i)) if *i >= 0 => Some(Duration::from_secs(i.unsigned_abs())),
+        Val::Int(Some(i)) if u64::try_from(*i).is_ok_and(|s| s <= MAX_DURATION.as_secs()) => {
+            Some(Duration::from_secs(i.unsigned_abs()))
+        }
         Val::Str(s) => match parse_duration(s) {
             Some(d) => Some(d),
             None => {
@@ -1976,6 +1983,9 @@ mod tests {
         assert_eq!(parse_duration("1m30s"), Some(Duration::from_secs(90)));
         assert_eq!(parse_duration("500ms"), Some(Duration::from_millis(500)));
         assert_eq!(parse_duration("1h"), Some(Duration::from_secs(3600)));
+        assert_eq!(parse_duration("24h"), Some(MAX_DURATION));
+        assert_eq!(parse_duration("24h1s"), None, "longer than a day");
+        assert_eq!(parse_duration("99999999999999h"), None);
         assert_eq!(parse_duration("5"), None);
         assert_eq!(parse_duration("s"), None);
         assert_eq!(parse_duration("5x"), None);
@@ -2110,5 +2120,30 @@ goto = "nowhere"
         assert!(d[0].message.contains("no dialplan files"), "{d:?}");
         let d = load(&dir.path().join("nope"), &opts).expect_err("missing");
         assert!(d[0].message.contains("cannot read"), "{d:?}");
+    }
+
+    #[test]
+    fn truncated_plans_never_panic() {
+        let text = include_str!("../../dialplans/default.toml");
+        let dir = tempfile::tempdir().expect("temp dir");
+        let file = dir.path().join("plan.toml");
+        let opts = CheckOptions {
+            media_dir: dir.path().to_owned(),
+        };
+        for cut in (0..text.len())
+            .step_by(11)
+            .filter(|&c| text.is_char_boundary(c))
+        {
+            std::fs::write(&file, &text[..cut]).expect("write");
+            let _ = load(&file, &opts);
+        }
+        for v in [
+            serde_json::json!(null),
+            serde_json::json!({"steps": 1}),
+            serde_json::json!([1, "x", {"menu": {}}, {"gather": 5, "min_digits": -1}]),
+            serde_json::json!([{"pause": 1e300}, {"dial": "group:"}, {"goto": "#"}]),
+        ] {
+            assert!(steps_from_json(&v, &Dialplan::default()).is_err(), "{v}");
+        }
     }
 }
