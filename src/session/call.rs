@@ -493,7 +493,9 @@ impl Call {
             self.dial_timed_out();
         }
         if let Some(ivr) = &mut self.ivr
-            && ivr.poll_timeout().is_some_and(|t| Instant::from_std(t) <= now)
+            && ivr
+                .poll_timeout()
+                .is_some_and(|t| Instant::from_std(t) <= now)
         {
             ivr.handle_timeout(now.into_std());
         }
@@ -721,7 +723,11 @@ impl Call {
             }
         };
         let current = self.dial.as_ref().map(|d| d.id) == Some(self.forks[i].dial);
-        if self.b_answered || !current || self.ending.is_some() || (self.finished_a && !self.answered) {
+        if self.b_answered
+            || !current
+            || self.ending.is_some()
+            || (self.finished_a && !self.answered)
+        {
             // A second fork answered, a fork of a dial given up, or the caller already left:
             // ACK and BYE it (§13.2.2.4).
             let mut d = dialog;

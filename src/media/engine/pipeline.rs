@@ -485,6 +485,11 @@ impl Pipeline {
             let ticks = clock.tick(now);
             self.frames_late += u64::from(ticks.caught_up);
             self.frames_skipped += ticks.skipped;
+            if ticks.caught_up > 0 {
+                // Frames made after their deadline (caught up in a burst).
+                metrics::counter!("switchboard_media_frames_late_total")
+                    .increment(u64::from(ticks.caught_up));
+            }
             if ticks.skipped > 0 {
                 // The task ran too late to catch up (a starved core): those frames are lost,
                 // but the recording keeps wall-clock time (silence in their place).

@@ -17,22 +17,20 @@ use crate::ivr::{parse, route, tts, webhook};
 use crate::media::engine::{MediaCommand, PlaySource};
 use crate::media::negotiate;
 use crate::media::ports::Leg;
+use crate::media::recorder::{ChannelMode, Recorder, RecordingSpec, RecordingSummary};
+use crate::media::sdp::SessionDescription;
 use crate::media::tone::ToneKind;
 use crate::sip::dialog::{new_call_id, new_tag};
 use crate::sip::endpoint::Command;
-use crate::media::sdp::SessionDescription;
 use crate::sip::message::{NameAddr, Request, Response, StatusCode};
 use crate::sip::transaction::TxId;
-use crate::media::recorder::{ChannelMode, Recorder, RecordingSpec, RecordingSummary};
-use crate::store::{
-    EndedRecording, HangupBy, NewRecording, RecordingId, RecordingKind, StoreCmd,
-};
+use crate::store::{EndedRecording, HangupBy, NewRecording, RecordingId, RecordingKind, StoreCmd};
 
 /// Media playback ids at or above this belong to the interpreter (its id + this); below are
 /// the actor's own (ringback).
 pub(super) const PLAY_ID_BASE: u64 = 1 << 32;
 
-/// Rate prompts are decoded at (the pipeline resamples to its own).
+/// Rate speech is decoded at (the pipeline resamples to its own).
 const PROMPT_RATE: u32 = 16_000;
 
 /// Work done off the actor, coming back.
@@ -233,10 +231,16 @@ impl Call {
                 if name.extension().is_none() {
                     name.set_extension("wav");
                 }
-                match self.ctx.media.prompts.load(&name, PROMPT_RATE) {
+                // Decoded (and cached) at the caller's rate, so that playing it costs no
+                // resampling: 8 kHz for G.711, 16 kHz otherwise.
+                let rate = match self.a_promised.map(|m| m.codec.native_rate()) {
+                    Some(8000) => 8000,
+                    _ => 16_000,
+                };
+                match self.ctx.media.prompts.load(&name, rate) {
                     Ok(pcm) => PlaySource::Prompt {
                         pcm,
-                        rate: PROMPT_RATE,
+                        rate,
                         looped: false,
                     },
                     Err(error) => {
@@ -522,7 +526,11 @@ impl Call {
         let Some(dial) = self.dial.take() else {
             return;
         };
-        let status = self.best_failure.as_ref().map(|r| r.status.0).unwrap_or(480);
+        let status = self
+            .best_failure
+            .as_ref()
+            .map(|r| r.status.0)
+            .unwrap_or(480);
         let outcome = match status {
             486 | 600 | 603 => DialOutcome::Busy,
             408 | 480 | 487 => DialOutcome::NoAnswer,
@@ -629,7 +637,10 @@ impl Call {
                 RecordingKind::Voicemail,
                 row.with_kind(RecordingKind::Voicemail, Some(mailbox.clone())),
             ),
-            None => (RecordingKind::Message, row.with_kind(RecordingKind::Message, None)),
+            None => (
+                RecordingKind::Message,
+                row.with_kind(RecordingKind::Message, None),
+            ),
         };
         match Recorder::start(spec) {
             Ok(recorder) => {
