@@ -1121,6 +1121,17 @@ impl Interpreter {
     /// To `target`: leaves any webhook steps for good. An unknown flow or label (the plan
     /// checker rejects them, but webhook steps are not checked against the plan) hangs up.
     fn jump(&mut self, target: &Target) -> Wait {
+        // `#label` inside a webhook's steps names a label of those steps first (the checker
+        // resolves it the same way), then one of the flow it was called from.
+        if target.flow.is_none()
+            && let Some(label) = &target.label
+            && let Some(frame) = self.frames.last_mut()
+            && let Code::Webhook(steps) = &frame.code
+            && let Some(index) = steps.iter().position(|s| s.label.as_deref() == Some(label))
+        {
+            frame.index = index;
+            return Wait::Running;
+        }
         let flow = target
             .flow
             .clone()
@@ -2018,6 +2029,47 @@ mod tests {
         // One Set in every two steps, until the guard stops the run.
         assert_eq!(actions.len(), MAX_STEPS_WITHOUT_WAIT / 2 + 1);
         assert!(i.is_finished());
+    }
+
+    #[test]
+    fn a_label_in_webhook_steps_is_found_among_those_steps() {
+        let t0 = Instant::now();
+        let p = plan(vec![(
+            "main",
+            vec![step(StepKind::Webhook(Webhook {
+                url: Template("http://x/".into()),
+                timeout: Duration::from_secs(2),
+                fallback: None,
+            }))],
+        )]);
+        let mut i = start(p, t0);
+        let id = match drain(&mut i).as_slice() {
+            [Action::Webhook { id, .. }] => *id,
+            other => panic!("expected one webhook, got {other:?}"),
+        };
+        let steps = vec![
+            step(StepKind::Goto(label("end"))),
+            step(StepKind::Set(vec![("skipped".into(), Template("1".into()))])),
+            labelled(
+                "end",
+                StepKind::Set(vec![("reached".into(), Template("1".into()))]),
+            ),
+        ];
+        i.handle_input(
+            t0,
+            Input::WebhookDone {
+                id,
+                result: Ok(steps),
+            },
+        );
+        let actions = drain(&mut i);
+        assert!(actions.contains(&Action::SetAttribute {
+            name: "reached".into(),
+            value: "1".into()
+        }));
+        assert!(!actions.iter().any(
+            |a| matches!(a, Action::SetAttribute { name, .. } if name == "skipped")
+        ));
     }
 
     #[test]

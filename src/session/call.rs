@@ -878,6 +878,8 @@ impl Call {
         match event {
             MediaEvent::Digit { leg, digit, source } => {
                 tracing::info!(?leg, digit = %digit.as_char(), ?source, "DTMF");
+                metrics::counter!("switchboard_dtmf_digits_total", "source" => source.as_str())
+                    .increment(1);
                 if leg == Leg::A {
                     self.ivr_input(Input::Digit(digit.as_char()));
                 }
