@@ -28,6 +28,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -220,11 +221,14 @@ fn caller_files(server: &Server, digit_pcap: Option<&str>, audio: &[u8]) {
     fs::write(dir.join("caller_audio.ul"), audio).expect("write caller audio");
 }
 
+/// Numbers the callers' SIPp files.
+static CALLS: AtomicU32 = AtomicU32::new(1);
+
 /// A caller (1001) dialling `number` with `scenario`, holding `hold` after its last action.
 fn caller(server: &Server, scenario: &str, number: &str, hold: Duration, extra: &[&str]) -> Sipp {
     SippRun::new(
         server,
-        &format!("caller-{number}"),
+        &format!("caller{}-{number}", CALLS.fetch_add(1, Ordering::SeqCst)),
         scenario,
         CALLER_SIP,
         CALLER_MEDIA,
