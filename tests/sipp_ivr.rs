@@ -343,7 +343,7 @@ impl Db {
         use sqlx::Column;
         let rows = self
             .rt
-            .block_on(sqlx::query(sql).fetch_all(&mut self.conn))
+            .block_on(sqlx::query(sqlx::AssertSqlSafe(sql.to_owned())).fetch_all(&mut self.conn))
             .unwrap_or_else(|e| panic!("{sql}: {e}"));
         rows.iter()
             .map(|r| {
