@@ -38,6 +38,9 @@
 //! mixed_mono = false                       # also write a mixed mono companion file
 //! retention_days = 0                       # delete recordings older than this; 0 = keep
 //! sample_rate = 8000                       # 8000 or 16000
+//!
+//! [ivr]
+//! dialplans = "dialplans"                  # a directory of *.toml dialplans, or one file
 //! ```
 //!
 //! Secrets (the nonce secret) come from the environment (`SWITCHBOARD_NONCE_SECRET`) or are
@@ -75,6 +78,7 @@ pub struct Config {
     pub shutdown: ShutdownConfig,
     pub media: MediaConfig,
     pub recording: RecordingConfig,
+    pub ivr: IvrConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -148,6 +152,15 @@ pub struct RecordingConfig {
     pub sample_rate: u32,
 }
 
+/// `[ivr]`: IVR menus and routing (`dialplans/README.md`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IvrConfig {
+    /// The dialplan: a directory (every `*.toml` in it, sorted by name) or one file; relative
+    /// paths are taken from the working directory.
+    pub dialplans: PathBuf,
+}
+
 /// A SIP listening socket, written `udp:IP:PORT` or `tcp:IP:PORT` (`udp:[::1]:5060`).
 pub use crate::sip::transport::Listen as SipListen;
 
@@ -176,6 +189,7 @@ pub struct Settings {
     pub media: MediaConfig,
     pub tone_region: crate::media::tone::ToneRegion,
     pub recording: RecordingConfig,
+    pub ivr: IvrConfig,
 }
 
 fn default_data_dir() -> PathBuf {
@@ -235,6 +249,9 @@ fn default_retention_days() -> u32 {
 fn default_recording_sample_rate() -> u32 {
     8000
 }
+fn default_dialplans() -> PathBuf {
+    PathBuf::from("dialplans")
+}
 
 impl Default for Config {
     fn default() -> Self {
@@ -247,6 +264,7 @@ impl Default for Config {
             shutdown: ShutdownConfig::default(),
             media: MediaConfig::default(),
             recording: RecordingConfig::default(),
+            ivr: IvrConfig::default(),
         }
     }
 }
@@ -320,6 +338,14 @@ impl Default for RecordingConfig {
             mixed_mono: default_mixed_mono(),
             retention_days: default_retention_days(),
             sample_rate: default_recording_sample_rate(),
+        }
+    }
+}
+
+impl Default for IvrConfig {
+    fn default() -> Self {
+        IvrConfig {
+            dialplans: default_dialplans(),
         }
     }
 }
@@ -503,6 +529,7 @@ impl Config {
             media: self.media.clone(),
             tone_region,
             recording: self.recording.clone(),
+            ivr: self.ivr.clone(),
         })
     }
 }
@@ -611,6 +638,22 @@ mod tests {
 
         let err = Config::from_toml("[recording]\nkeep_days = 3\n").expect_err("unknown key");
         assert!(err.to_string().contains("keep_days"), "{err}");
+    }
+
+    #[test]
+    fn ivr_section_defaults_to_the_dialplans_directory_and_refuses_unknown_keys() {
+        let s = Config::default().validate().expect("defaults are valid");
+        assert_eq!(s.ivr.dialplans, PathBuf::from("dialplans"));
+
+        let c =
+            Config::from_toml("[ivr]\ndialplans = \"/etc/switchboard/plans\"\n").expect("parses");
+        assert_eq!(
+            c.validate().expect("valid").ivr.dialplans,
+            PathBuf::from("/etc/switchboard/plans")
+        );
+
+        let err = Config::from_toml("[ivr]\ndialplan = \"x\"\n").expect_err("unknown key");
+        assert!(err.to_string().contains("dialplan"), "{err}");
     }
 
     #[test]

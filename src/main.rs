@@ -46,6 +46,18 @@ enum Command {
     User(UserCommand),
     /// Create or upgrade the database schema and exit.
     Migrate,
+    /// Work with dialplans (IVR menus and routing; see dialplans/README.md).
+    #[command(subcommand)]
+    Dialplan(DialplanCommand),
+}
+
+#[derive(Subcommand)]
+enum DialplanCommand {
+    /// Check a dialplan and print every problem with file:line:column (exit status 1).
+    Check {
+        /// A directory of *.toml files or one file (default: `ivr.dialplans` of the config).
+        path: Option<PathBuf>,
+    },
 }
 
 #[derive(Args, Default)]
@@ -103,7 +115,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing();
     match run(cli) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
@@ -120,13 +132,16 @@ fn init_tracing() {
         .init();
 }
 
-fn run(cli: Cli) -> anyhow::Result<()> {
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let command = cli.command.unwrap_or(Command::Serve(ServeArgs::default()));
     let serve_args = match &command {
         Command::Serve(a) => Some(a),
         _ => None,
     };
     let settings = load_settings(&cli.common, serve_args)?;
+    if let Command::Dialplan(cmd) = &command {
+        return Ok(dialplan_command(&settings, cmd));
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -143,8 +158,40 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 Ok(())
             }
             Command::User(cmd) => user_command(&settings, cmd).await,
+            Command::Dialplan(_) => Ok(()),
         }
-    })
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `dialplan check`: every diagnostic, then the count (status 1); or a summary of the plan.
+fn dialplan_command(settings: &Settings, cmd: &DialplanCommand) -> ExitCode {
+    let DialplanCommand::Check { path } = cmd;
+    let path = path.as_ref().unwrap_or(&settings.ivr.dialplans);
+    let options = switchboard::ivr::parse::CheckOptions {
+        media_dir: settings.media.dir.clone(),
+    };
+    match switchboard::ivr::parse::load(path, &options) {
+        Ok(plan) => {
+            let files: Vec<String> = plan.files.iter().map(|f| f.display().to_string()).collect();
+            println!(
+                "dialplan OK: {} routes, {} flows, {} calendars, {} ring groups (files: {})",
+                plan.routes.len(),
+                plan.flows.len(),
+                plan.calendars.len(),
+                plan.ring_groups.len(),
+                files.join(", ")
+            );
+            ExitCode::SUCCESS
+        }
+        Err(diagnostics) => {
+            for d in &diagnostics {
+                println!("{d}");
+            }
+            println!("{} error(s)", diagnostics.len());
+            ExitCode::FAILURE
+        }
+    }
 }
 
 fn load_settings(common: &CommonArgs, serve: Option<&ServeArgs>) -> anyhow::Result<Settings> {

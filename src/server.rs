@@ -105,7 +105,7 @@ pub async fn start(settings: Settings) -> Result<Server, ServerError> {
     let metrics = metrics_handle();
     // An invalid dialplan refuses the start, before anything is bound.
     let plan = crate::ivr::reload::start(
-        std::path::PathBuf::from("dialplans"), // TODO(merge): settings.ivr.dialplans
+        settings.ivr.dialplans.clone(),
         crate::ivr::parse::CheckOptions {
             media_dir: settings.media.dir.clone(),
         },

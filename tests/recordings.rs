@@ -12,7 +12,8 @@ use switchboard::media::recorder::{
     ChannelMode, PoolConfig, RecorderPool, RecordingSpec, companion_path,
 };
 use switchboard::store::{
-    CallId, EndedRecording, NewRecording, RecordingId, RecordingState, SessionId, StoreCmd,
+    CallId, EndedRecording, NewRecording, RecordingId, RecordingKind, RecordingState, SessionId,
+    StoreCmd,
 };
 
 const T0: i64 = 1_700_000_000_000;
@@ -22,6 +23,7 @@ on_both!(
     recording_row_is_inserted_at_start_and_completed_at_stop,
     open_recordings_are_repaired_at_startup_and_missing_files_fail,
     retention_purge_deletes_old_files_and_marks_rows_deleted,
+    kind_and_mailbox_are_stored_and_voicemails_are_listed_per_mailbox,
 );
 
 fn spec(data_dir: &Path, started_ms: i64) -> RecordingSpec {
@@ -256,4 +258,104 @@ async fn retention_purge_deletes_old_files_and_marks_rows_deleted(db: TestDb) {
         "deleted rows are not purged twice"
     );
     live_rec.stop().await.expect("stop");
+}
+
+async fn kind_and_mailbox_are_stored_and_voicemails_are_listed_per_mailbox(db: TestDb) {
+    let store = db.open().await;
+    let pool = test_pool();
+    let w = store.writer();
+    // One call: a voicemail for "sales" first, then the call recording (same call id).
+    let call_rec = spec(db.dir(), T0 + 10_000);
+    let mut first_vm = spec(db.dir(), T0);
+    first_vm.call_id = call_rec.call_id;
+    first_vm.mode = ChannelMode::CallerOnly;
+    let second_vm = spec(db.dir(), T0 + 60_000);
+    let support_vm = spec(db.dir(), T0 + 5_000);
+    let greeting = spec(db.dir(), T0 + 1_000);
+    let old_vm = spec(db.dir(), T0 - 40 * DAY_MS);
+    w.send(StoreCmd::RecordingStarted(
+        NewRecording::from_spec(&second_vm).voicemail("sales"),
+    ));
+    w.send(StoreCmd::RecordingStarted(
+        NewRecording::from_spec(&first_vm).voicemail("sales"),
+    ));
+    w.send(StoreCmd::RecordingStarted(NewRecording::from_spec(
+        &call_rec,
+    )));
+    w.send(StoreCmd::RecordingStarted(
+        NewRecording::from_spec(&support_vm).voicemail("support"),
+    ));
+    w.send(StoreCmd::RecordingStarted(
+        NewRecording::from_spec(&greeting).with_kind(RecordingKind::Message, Some("sales".into())),
+    ));
+    w.send(StoreCmd::RecordingStarted(
+        NewRecording::from_spec(&old_vm).voicemail("sales"),
+    ));
+    let old_summary = record(&pool, &old_vm, 5).await;
+    w.send(StoreCmd::RecordingEnded(EndedRecording::complete(
+        old_vm.recording_id,
+        &old_summary,
+    )));
+    store.flush().await.expect("flush");
+
+    let for_call = store
+        .recordings_for_call(call_rec.call_id)
+        .await
+        .expect("by call");
+    let kinds: Vec<_> = for_call
+        .iter()
+        .map(|r| (r.id, r.kind, r.mailbox.as_deref(), r.channels))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            (
+                first_vm.recording_id,
+                RecordingKind::Voicemail,
+                Some("sales"),
+                1
+            ),
+            (call_rec.recording_id, RecordingKind::Call, None, 2),
+        ]
+    );
+
+    let ids = |rows: Vec<switchboard::store::RecordingRecord>| -> Vec<RecordingId> {
+        rows.into_iter().map(|r| r.id).collect()
+    };
+    assert_eq!(
+        ids(store.voicemails("sales").await.expect("sales")),
+        [
+            old_vm.recording_id,
+            first_vm.recording_id,
+            second_vm.recording_id
+        ],
+        "voicemails only (not the greeting), oldest first"
+    );
+    assert_eq!(
+        ids(store.voicemails("support").await.expect("support")),
+        [support_vm.recording_id]
+    );
+    assert!(store.voicemails("nobody").await.expect("none").is_empty());
+
+    // Retention removes voicemails like any recording; deleted ones are no longer listed.
+    assert_eq!(
+        store
+            .purge_recordings(db.dir(), 30, T0)
+            .await
+            .expect("purge"),
+        1
+    );
+    assert_eq!(
+        ids(store.voicemails("sales").await.expect("sales")),
+        [first_vm.recording_id, second_vm.recording_id]
+    );
+    let message = store
+        .get_recording(greeting.recording_id)
+        .await
+        .expect("get")
+        .expect("row");
+    assert_eq!(
+        (message.kind, message.kind.as_str()),
+        (RecordingKind::Message, "message")
+    );
 }

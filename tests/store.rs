@@ -29,6 +29,7 @@ on_both!(
     event_seq_is_monotonic_published_after_commit_and_continues_after_reopen,
     bad_command_in_a_batch_loses_only_itself,
     session_attributes_and_end_are_stored,
+    session_attribute_upserts_last_value_wins_and_lists_by_name,
     writer_sustains_a_thousand_calls_per_second,
 );
 
@@ -689,6 +690,86 @@ async fn session_attributes_and_end_are_stored(db: TestDb) {
     assert_eq!(chats.len(), 1);
     assert_eq!(chats[0].channel, "chat");
     store.close().await.expect("close");
+}
+
+async fn session_attribute_upserts_last_value_wins_and_lists_by_name(db: TestDb) {
+    let store = db.open().await;
+    let w = store.writer();
+    let call = new_call(SessionId::new(), "+15550031", T0);
+    let other = new_call(SessionId::new(), "+15550032", T0);
+    w.send(StoreCmd::CallStarted(call.clone()));
+    w.send(StoreCmd::CallStarted(other.clone()));
+    let set =
+        |session: SessionId, name: &str, value: &str, at_ms: i64| StoreCmd::SessionAttribute {
+            session_id: session,
+            call_id: Some(call.call_id),
+            name: name.into(),
+            value: value.into(),
+            at_ms,
+        };
+    w.send(set(call.session_id, "menu", "2", T0 + 1_000));
+    w.send(set(call.session_id, "account", "111", T0 + 2_000));
+    w.send(set(other.session_id, "account", "999", T0 + 2_500));
+    // The last value written wins (the writer applies commands in order).
+    w.send(set(call.session_id, "account", "222", T0 + 3_000));
+    w.send(StoreCmd::SessionAttribute {
+        session_id: call.session_id,
+        call_id: None,
+        name: "language".into(),
+        value: "fr".into(),
+        at_ms: T0 + 4_000,
+    });
+    store.flush().await.expect("flush");
+    let failed_before = w.failed();
+    // An attribute of a session that does not exist is refused, and only it.
+    w.send(set(SessionId::new(), "account", "333", T0 + 5_000));
+    w.send(set(call.session_id, "zone", "eu", T0 + 5_000));
+    store.flush().await.expect("flush");
+    assert_eq!(w.failed(), failed_before + 1);
+
+    let pairs = |v: &[(&str, &str)]| -> Vec<(String, String)> {
+        v.iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect()
+    };
+    assert_eq!(
+        store
+            .session_attributes(call.session_id)
+            .await
+            .expect("attributes"),
+        pairs(&[
+            ("account", "222"),
+            ("language", "fr"),
+            ("menu", "2"),
+            ("zone", "eu")
+        ])
+    );
+    assert_eq!(
+        store
+            .session_attributes(other.session_id)
+            .await
+            .expect("attributes"),
+        pairs(&[("account", "999")])
+    );
+    assert!(
+        store
+            .session_attributes(SessionId::new())
+            .await
+            .expect("attributes")
+            .is_empty()
+    );
+    // Reopening keeps them.
+    store.close().await.expect("close");
+    let again = db.open().await;
+    assert_eq!(
+        again
+            .session_attributes(call.session_id)
+            .await
+            .expect("attributes")
+            .len(),
+        4
+    );
+    again.close().await.expect("close");
 }
 
 /// DESIGN target: ≥1,000 calls/s of 3–4 writes each. Measured, printed, and asserted with a

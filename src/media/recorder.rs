@@ -20,7 +20,8 @@
 //! * Layout: `<data_dir>/recordings/YYYY/MM/DD/<session_id>/<recording_id>.wav` (UTC date of
 //!   the start), plus `<recording_id>.mixed.wav` for the optional mixed-mono companion
 //!   ([`companion_path`]). Stereo files carry the caller on the left channel and the other
-//!   party on the right; mono files and the companion carry the saturating sum of both.
+//!   party on the right; mono files and the companion carry the saturating sum of both;
+//!   caller-only files (voicemail, [`ChannelMode::CallerOnly`]) carry the left channel alone.
 //! * Pause/resume: while paused the writer writes silence, so durations include paused time.
 //! * Crash safety: the RIFF and data chunk sizes are rewritten and the buffers flushed every
 //!   [`FLUSH_EVERY_FRAMES`] frames (one second of audio, via `hound::WavWriter::flush`), so a
@@ -104,6 +105,8 @@ pub enum ChannelMode {
     Stereo,
     /// One channel: both parties mixed.
     Mono,
+    /// One channel: the caller (left) only, the other party is not recorded (voicemail).
+    CallerOnly,
 }
 
 /// What to record and where.
@@ -123,7 +126,8 @@ pub struct RecordingSpec {
     pub sample_rate: u32,
     /// Stereo or mono.
     pub mode: ChannelMode,
-    /// Also write a mixed mono companion ([`companion_path`]); ignored for mono recordings.
+    /// Also write a mixed mono companion ([`companion_path`]); ignored for mono and
+    /// caller-only recordings.
     pub mixed_companion: bool,
 }
 
@@ -270,9 +274,16 @@ impl RecordingSpec {
 
     /// Channels of the main file.
     pub fn channels(&self) -> u16 {
-        match self.mode {
+        self.mode.channels()
+    }
+}
+
+impl ChannelMode {
+    /// Channels of the main file in this mode.
+    pub fn channels(self) -> u16 {
+        match self {
             ChannelMode::Stereo => 2,
-            ChannelMode::Mono => 1,
+            ChannelMode::Mono | ChannelMode::CallerOnly => 1,
         }
     }
 }
@@ -965,10 +976,7 @@ impl WriterThread {
                     None => None,
                 };
                 let job = FinishJob {
-                    channels: match a.mode {
-                        ChannelMode::Stereo => 2,
-                        ChannelMode::Mono => 1,
-                    },
+                    channels: a.mode.channels(),
                     path: a.path,
                     companion,
                     sample_rate: a.sample_rate,
@@ -1041,6 +1049,13 @@ impl Active {
                     let mut w = main.get_i16_writer(n as u32);
                     for i in 0..n {
                         w.write_sample(mix(at(left, i), at(right, i)));
+                    }
+                    w.flush()?;
+                }
+                ChannelMode::CallerOnly => {
+                    let mut w = main.get_i16_writer(n as u32);
+                    for i in 0..n {
+                        w.write_sample(at(left, i));
                     }
                     w.flush()?;
                 }
@@ -1481,6 +1496,35 @@ mod tests {
         assert_eq!(cspec.channels, 1);
         assert_eq!(csamples, want);
         assert_eq!(c.sha256, sha_of(&c.path));
+    }
+
+    #[test]
+    fn caller_only_mode_records_the_left_channel_alone_in_mono() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = pool();
+        let mut rec = p
+            .start(spec(dir.path(), 8000, ChannelMode::CallerOnly, true))
+            .expect("caller-only");
+        for k in 0..60 {
+            rec.write_frame(&tone(500.0, 8000, k), &tone(1000.0, 8000, k));
+        }
+        rec.skip_frames(2);
+        let sum = rec.stop().wait_blocking().expect("summary");
+        assert_eq!(sum.channels, 1);
+        assert!(sum.companion.is_none(), "one channel needs no companion");
+        assert!(!companion_path(&sum.path).exists());
+        assert_eq!(sum.frames, 62);
+        assert_eq!(sum.duration, Duration::from_millis(62 * 20));
+        assert_eq!(sum.sha256, sha_of(&sum.path));
+        let (wspec, samples) = read(&sum.path);
+        assert_eq!((wspec.channels, wspec.sample_rate), (1, 8000));
+        let want: Vec<i16> = (0..60).flat_map(|k| tone(500.0, 8000, k)).collect();
+        assert_eq!(&samples[..want.len()], &want[..], "the caller, not the mix");
+        assert!(
+            samples[want.len()..].iter().all(|&v| v == 0),
+            "skipped frames are silence"
+        );
+        assert_eq!(samples.len(), 62 * 160);
     }
 
     #[test]

@@ -53,6 +53,8 @@ enum Side {
 struct Fork {
     /// The dial (interpreter action id) this fork belongs to.
     dial: u64,
+    /// The extension this fork rings.
+    extension: String,
     branch: String,
     invite: Request,
     peer: Peer,
@@ -148,7 +150,7 @@ struct Call {
     /// Every callee-side dialog id registered with the endpoint (one per dial attempt).
     b_dialog_ids: Vec<(String, String)>,
     /// A voicemail or `record` step recording now: (interpreter id, recording).
-    ivr_recording: Option<(u64, RecordingId)>,
+    ivr_recording: Option<ivr::IvrRecording>,
 }
 
 /// Runs the call to its end.
@@ -411,6 +413,7 @@ impl Call {
         req.set_body(Some("application/sdp"), offer);
         self.forks.push(Fork {
             dial,
+            extension: target.to_owned(),
             branch,
             invite: req.clone(),
             peer: loc.source,
@@ -490,7 +493,9 @@ impl Call {
             self.dial_timed_out();
         }
         if let Some(ivr) = &mut self.ivr
-            && ivr.poll_timeout().is_some_and(|t| Instant::from_std(t) <= now)
+            && ivr
+                .poll_timeout()
+                .is_some_and(|t| Instant::from_std(t) <= now)
         {
             ivr.handle_timeout(now.into_std());
         }
@@ -718,7 +723,11 @@ impl Call {
             }
         };
         let current = self.dial.as_ref().map(|d| d.id) == Some(self.forks[i].dial);
-        if self.b_answered || !current || self.ending.is_some() || (self.finished_a && !self.answered) {
+        if self.b_answered
+            || !current
+            || self.ending.is_some()
+            || (self.finished_a && !self.answered)
+        {
             // A second fork answered, a fork of a dial given up, or the caller already left:
             // ACK and BYE it (§13.2.2.4).
             let mut d = dialog;
@@ -773,7 +782,8 @@ impl Call {
             at_ms: now,
         });
         self.cancel_forks();
-        self.dial_answered();
+        let extension = self.forks[i].extension.clone();
+        self.dial_answered(extension);
     }
 
     /// Narrows a callee answer (or early-media SDP) for the caller, rewrites it for our
@@ -889,6 +899,9 @@ impl Call {
                 interrupted,
             }),
             MediaEvent::PlaybackFinished { .. } => {}
+            MediaEvent::Silence { leg: Leg::A } => self.ivr_input(Input::Silence),
+            MediaEvent::Silence { .. } => {}
+            MediaEvent::RecordingStopped { result } => self.on_recording_stopped(result),
         }
     }
 
@@ -1001,6 +1014,10 @@ impl Call {
         }
         if let Some(d) = self.dialog_mut(side) {
             d.refresh_target(&req.headers);
+        }
+        if side == Side::Caller && self.b_dialog.is_none() {
+            // Nobody to relay to: the IVR answers for itself.
+            return self.answer_reinvite_locally(tx, req);
         }
         let mut offer = None;
         let body = if req.body.is_empty() {
@@ -1362,6 +1379,8 @@ impl Call {
             while let Ok(event) = self.media_events.try_recv() {
                 self.on_media_event(event);
             }
+            // A voicemail stopped just before the hang-up: its summary is on its way.
+            self.await_stopped_recording().await;
             self.store_media_report(report);
         }
         let now = crate::clock::unix_ms();

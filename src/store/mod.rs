@@ -1,5 +1,6 @@
-//! Persistence (DRIVER): users, registrar bindings, customers and their identities, sessions,
-//! call records with legs, call recordings, and the durable event log (DESIGN §4, §5).
+//! Persistence (DRIVER): users, registrar bindings, customers and their identities, sessions
+//! and their attributes, call records with legs, recordings (calls, voicemails, messages), and
+//! the durable event log (DESIGN §4, §5).
 //!
 //! * One portable schema in `migrations/` runs unchanged on SQLite and PostgreSQL through
 //!   sqlx's `Any` driver: TEXT ids (UUIDv7 made in Rust), BIGINT Unix-millisecond times,
@@ -21,6 +22,7 @@
 //!   events into one PostgreSQL would need a database sequence instead: not done yet.)
 //! * Users keep only digest HA1 values (MD5 and SHA-256, RFC 7616 §3.4.2), never passwords.
 
+mod attributes;
 mod bindings;
 mod calls;
 mod events;
@@ -45,8 +47,8 @@ pub use calls::{
 pub use events::EventRecord;
 pub use ids::{CallId, CustomerId, LegId, SessionId};
 pub use recordings::{
-    EndedRecording, NewRecording, RECORDING_PURGE_INTERVAL, RecordingId, RecordingRecord,
-    RecordingState, RepairCounts,
+    EndedRecording, NewRecording, RECORDING_PURGE_INTERVAL, RecordingId, RecordingKind,
+    RecordingRecord, RecordingState, RepairCounts,
 };
 pub use users::User;
 pub use writer::{StoreCmd, WriterHandle};

@@ -2,6 +2,9 @@
 //! `recording → complete | failed`, crash recovery at startup (`recording → repaired | failed`)
 //! and retention (`… → deleted`).
 //!
+//! * A row says what it is ([`RecordingKind`]): a call recording, a voicemail left in a
+//!   `mailbox` ([`Store::voicemails`]), or a message recorded by the IVR. Repair and retention
+//!   treat every kind alike.
 //! * Rows are written through the writer task ([`StoreCmd::RecordingStarted`] when the file is
 //!   created, [`StoreCmd::RecordingEnded`] when the recorder's summary arrives), so the call
 //!   path never awaits the database.
@@ -53,6 +56,18 @@ pub enum RecordingState {
     Deleted,
 }
 
+/// What a recording is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RecordingKind {
+    /// The conversation of a call.
+    Call,
+    /// A message left for a mailbox.
+    Voicemail,
+    /// Something recorded by the IVR for later playback (a greeting, an announcement).
+    Message,
+}
+
 /// A recording that has started (its file exists with a valid header).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewRecording {
@@ -70,6 +85,10 @@ pub struct NewRecording {
     pub sample_rate: u32,
     /// Start, Unix ms.
     pub started_ms: i64,
+    /// What it is ([`RecordingKind::Call`] from [`NewRecording::from_spec`]).
+    pub kind: RecordingKind,
+    /// The mailbox of a voicemail (or of a message), if any.
+    pub mailbox: Option<String>,
 }
 
 /// A recording that has ended (normally or not).
@@ -120,6 +139,10 @@ pub struct RecordingRecord {
     pub ended_ms: Option<i64>,
     /// Frames dropped while recording.
     pub dropped_frames: i64,
+    /// What it is.
+    pub kind: RecordingKind,
+    /// The mailbox of a voicemail, if any.
+    pub mailbox: Option<String>,
 }
 
 /// What [`Store::repair_recordings`] did.
@@ -137,7 +160,7 @@ pub const RECORDING_PURGE_INTERVAL: Duration = Duration::from_secs(3600);
 const DAY_MS: i64 = 86_400_000;
 
 const COLUMNS: &str = "id, session_id, call_id, path, state, channels, sample_rate, duration_ms, \
-     size_bytes, sha256, started_ms, ended_ms, dropped_frames";
+     size_bytes, sha256, started_ms, ended_ms, dropped_frames, kind, mailbox";
 
 impl RecordingId {
     /// A fresh UUIDv7 id.
@@ -185,6 +208,33 @@ impl RecordingState {
     }
 }
 
+impl RecordingKind {
+    /// The text stored in the database.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RecordingKind::Call => "call",
+            RecordingKind::Voicemail => "voicemail",
+            RecordingKind::Message => "message",
+        }
+    }
+
+    /// Parses the stored text.
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "call" => RecordingKind::Call,
+            "voicemail" => RecordingKind::Voicemail,
+            "message" => RecordingKind::Message,
+            _ => return None,
+        })
+    }
+}
+
+impl fmt::Display for RecordingKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 impl fmt::Display for RecordingState {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
@@ -202,7 +252,22 @@ impl NewRecording {
             channels: spec.channels(),
             sample_rate: spec.sample_rate,
             started_ms: spec.started_ms,
+            kind: RecordingKind::Call,
+            mailbox: None,
         }
+    }
+
+    /// The same row as another kind, with its mailbox:
+    /// `NewRecording::from_spec(&spec).with_kind(RecordingKind::Voicemail, Some("sales".into()))`.
+    pub fn with_kind(mut self, kind: RecordingKind, mailbox: Option<String>) -> NewRecording {
+        self.kind = kind;
+        self.mailbox = mailbox;
+        self
+    }
+
+    /// The same row as a voicemail left in `mailbox`.
+    pub fn voicemail(self, mailbox: impl Into<String>) -> NewRecording {
+        self.with_kind(RecordingKind::Voicemail, Some(mailbox.into()))
     }
 }
 
@@ -263,6 +328,20 @@ impl Store {
         call: CallId,
     ) -> Result<Vec<RecordingRecord>, StoreError> {
         self.recordings_where("call_id", call.to_string()).await
+    }
+
+    /// The voicemails left in `mailbox` and not deleted by retention, oldest first.
+    pub async fn voicemails(&self, mailbox: &str) -> Result<Vec<RecordingRecord>, StoreError> {
+        let sql = format!(
+            "SELECT {COLUMNS} FROM recordings
+             WHERE kind = 'voicemail' AND mailbox = $1 AND state <> 'deleted'
+             ORDER BY started_ms, id"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(mailbox)
+            .fetch_all(self.pool())
+            .await?;
+        rows.iter().map(recording_from_row).collect()
     }
 
     /// Repairs every recording left in state `recording` by a crash: the file's header is fixed
@@ -411,8 +490,8 @@ pub(super) async fn recording_started(
 ) -> Result<(), sqlx::Error> {
     sqlx::query(
         "INSERT INTO recordings (id, session_id, call_id, path, state, channels, sample_rate,
-                                 started_ms, dropped_frames)
-         VALUES ($1, $2, $3, $4, 'recording', $5, $6, $7, 0)",
+                                 started_ms, dropped_frames, kind, mailbox)
+         VALUES ($1, $2, $3, $4, 'recording', $5, $6, $7, 0, $8, $9)",
     )
     .bind(r.id.to_string())
     .bind(r.session_id.to_string())
@@ -421,6 +500,8 @@ pub(super) async fn recording_started(
     .bind(i64::from(r.channels))
     .bind(i64::from(r.sample_rate))
     .bind(r.started_ms)
+    .bind(r.kind.as_str())
+    .bind(r.mailbox.as_deref())
     .execute(&mut *conn)
     .await?;
     Ok(())
@@ -511,6 +592,7 @@ fn recording_from_row(row: &AnyRow) -> Result<RecordingRecord, StoreError> {
     let state: String = row.try_get("state")?;
     let channels: i64 = row.try_get("channels")?;
     let sample_rate: i64 = row.try_get("sample_rate")?;
+    let kind: String = row.try_get("kind")?;
     Ok(RecordingRecord {
         id: parse_id(T, &id)?,
         session_id: parse_id(T, &session)?,
@@ -528,5 +610,7 @@ fn recording_from_row(row: &AnyRow) -> Result<RecordingRecord, StoreError> {
         started_ms: row.try_get("started_ms")?,
         ended_ms: row.try_get("ended_ms")?,
         dropped_frames: row.try_get("dropped_frames")?,
+        kind: RecordingKind::parse(&kind).ok_or_else(|| corrupt(format!("bad kind {kind:?}")))?,
+        mailbox: row.try_get("mailbox")?,
     })
 }

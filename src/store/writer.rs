@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use sqlx::{AnyConnection, AnyPool};
 use tokio::sync::{broadcast, mpsc, oneshot};
 
+use super::attributes;
 use super::bindings::{self, Binding};
 use super::calls::{self, HangupBy, NewCall, NewLeg, NewSession};
 use super::events::{self, EventRecord};
@@ -45,6 +46,20 @@ pub enum StoreCmd {
         session_id: SessionId,
         /// New attributes.
         attributes: serde_json::Value,
+    },
+    /// Set one session attribute (insert or replace: the last value written wins), e.g. what
+    /// the caller entered in the IVR. The session row must exist.
+    SessionAttribute {
+        /// Session.
+        session_id: SessionId,
+        /// The call that set it, if any.
+        call_id: Option<CallId>,
+        /// Attribute name.
+        name: String,
+        /// Value.
+        value: String,
+        /// When, Unix ms.
+        at_ms: i64,
     },
     /// A session ends.
     SessionEnded {
@@ -296,6 +311,13 @@ impl Writer {
                 session_id,
                 attributes,
             } => calls::session_attributes(conn, *session_id, attributes).await,
+            StoreCmd::SessionAttribute {
+                session_id,
+                call_id,
+                name,
+                value,
+                at_ms,
+            } => attributes::upsert(conn, *session_id, *call_id, name, value, *at_ms).await,
             StoreCmd::SessionEnded { session_id, at_ms } => {
                 calls::session_ended(conn, *session_id, *at_ms).await
             }
@@ -375,6 +397,7 @@ fn cmd_name(cmd: &StoreCmd) -> &'static str {
         StoreCmd::PruneExpired { .. } => "PruneExpired",
         StoreCmd::SessionStarted(_) => "SessionStarted",
         StoreCmd::SessionAttributes { .. } => "SessionAttributes",
+        StoreCmd::SessionAttribute { .. } => "SessionAttribute",
         StoreCmd::SessionEnded { .. } => "SessionEnded",
         StoreCmd::CallStarted(_) => "CallStarted",
         StoreCmd::CallAnswered { .. } => "CallAnswered",

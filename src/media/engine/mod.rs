@@ -9,8 +9,9 @@
 //! packet in the receive buffer and sends it from there (no allocation per relayed packet).
 //!
 //! The call actor talks to it only through commands ([`MediaSession::command`]) and gets
-//! [`MediaEvent`]s (digits, playback ends) on the channel it passed in. [`MediaSession::stop`]
-//! ends the task and returns the per-leg statistics and the finished recording.
+//! [`MediaEvent`]s (digits, playback ends, silence, recordings stopped mid-call) on the
+//! channel it passed in. [`MediaSession::stop`] ends the task and returns the per-leg
+//! statistics and the recording still running then, finished.
 
 pub mod conference;
 pub mod pipeline;
@@ -29,6 +30,7 @@ use tokio::task::JoinHandle;
 
 pub use pipeline::{
     DigitSource, MediaCommand, MediaEvent, Pipeline, PipelineConfig, PipelineReport, PlaySource,
+    SILENCE_THRESHOLD_DBFS,
 };
 
 use super::dtmf::Digit;
@@ -41,6 +43,8 @@ use crate::clock;
 #[derive(Debug, Default)]
 pub struct MediaReport {
     pub pipeline: PipelineReport,
+    /// The recording still running at the end (one stopped earlier was reported as
+    /// [`MediaEvent::RecordingStopped`]).
     pub recording: Option<RecordingSummary>,
 }
 
@@ -346,6 +350,19 @@ impl Driver {
         }
         while let Some(ev) = self.pipeline.poll_event() {
             let _ = self.events.send(ev);
+        }
+        // A stopped recording is finalised, synced and hashed by the recorder's threads; its
+        // summary is awaited on a task of its own so this one never waits for the disk.
+        while let Some(recorder) = self.pipeline.poll_stopped_recording() {
+            let pending = recorder.stop();
+            let events = self.events.clone();
+            tokio::spawn(async move {
+                let result = pending.await.map_err(|error| {
+                    tracing::error!(%error, "recording not finalised");
+                    error.to_string()
+                });
+                let _ = events.send(MediaEvent::RecordingStopped { result });
+            });
         }
     }
 }

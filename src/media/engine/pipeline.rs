@@ -13,7 +13,13 @@
 //! * **Transcoding** when they do not: packets go through the jitter buffer; every frame tick
 //!   decodes, resamples to the pipeline rate, resamples to the other codec's rate and encodes.
 //! * **Taps**: while recording, every tick also decodes both directions (caller left, other
-//!   party right) without touching the relayed packets.
+//!   party right) without touching the relayed packets. A recording can be stopped in the
+//!   middle of the call and another started later (voicemail, then a call recording): a
+//!   stopped recorder is handed to the driver ([`Pipeline::poll_stopped_recording`]), which
+//!   waits for its summary off the media path and reports [`MediaEvent::RecordingStopped`].
+//! * **Silence detection** ([`MediaCommand::DetectSilence`]): while armed, the leg's audio is
+//!   decoded every tick (even when it is only relayed) and [`MediaEvent::Silence`] is reported
+//!   once when every frame has stayed below [`SILENCE_THRESHOLD_DBFS`] for the time asked.
 //! * **Sources**: a prompt or tone played to a leg, or music on hold while the leg is held,
 //!   replaces what that leg would hear. DTMF sent to a leg goes as RFC 4733 events if it
 //!   negotiated telephone-event, as in-band tones otherwise.
@@ -38,7 +44,7 @@ use crate::media::mixer::PartyId;
 use crate::media::negotiate::LegMedia;
 use crate::media::player::Playback;
 use crate::media::ports::Leg;
-use crate::media::recorder::Recorder;
+use crate::media::recorder::{Recorder, RecordingSummary};
 use crate::media::resample::Resampler;
 use crate::media::rtp::{self, Incoming, LegStats, RtpPacket, RtpSession, SessionConfig, Ssrc};
 use crate::media::tone::{ToneKind, ToneRegion, ToneSource};
@@ -52,6 +58,17 @@ const SPARE_BUFFERS: usize = 4;
 
 /// How long a digit re-sent by us lasts when the original duration is unknown.
 const DEFAULT_DIGIT: Duration = Duration::from_millis(100);
+
+/// A frame is silence for [`MediaCommand::DetectSilence`] when its RMS level is below this,
+/// in dBFS after AES17 (a full-scale sine reads 0 dBFS, as [`crate::media::analysis::rms_dbfs`]
+/// reads it). −45 dBFS is well under quiet speech (around −35 to −25 dBFS on a phone line)
+/// and above the idle noise of a phone or G.711 trunk (−60 dBFS or lower), so breathing and
+/// line hiss count as silence and a murmur does not.
+pub const SILENCE_THRESHOLD_DBFS: f64 = -45.0;
+
+/// [`SILENCE_THRESHOLD_DBFS`] as a mean square of 16-bit samples:
+/// (32768 · 10^(−45/20))² / 2 (the / 2 is AES17's √2 on the RMS).
+const QUIET_MEAN_SQUARE: i64 = 16_977;
 
 /// What to play to a leg.
 pub enum PlaySource {
@@ -84,8 +101,17 @@ pub enum MediaCommand {
         digit: Digit,
         duration: Duration,
     },
-    /// Taps both directions into this recorder (caller left, other party right).
+    /// Taps both directions into this recorder (caller left, other party right; the recorder's
+    /// [`crate::media::recorder::ChannelMode`] decides what is kept). A recording already
+    /// running is stopped first, as by [`MediaCommand::StopRecording`].
     StartRecording(Recorder),
+    /// Stops the current recording now; its summary comes back as
+    /// [`MediaEvent::RecordingStopped`]. Nothing happens when nothing is recorded.
+    StopRecording,
+    /// `Some(after)`: reports [`MediaEvent::Silence`] once, when what `leg`'s party says has
+    /// stayed below [`SILENCE_THRESHOLD_DBFS`] for `after` without a break (counted from now;
+    /// no packets at all is silence too). Re-arming restarts the count; `None` disarms.
+    DetectSilence { leg: Leg, after: Option<Duration> },
     /// Pauses (silence is written, so the timing stays) or resumes the recording.
     PauseRecording(bool),
     /// The party on `leg` is held by the other: it hears music on hold instead.
@@ -109,6 +135,16 @@ pub enum MediaEvent {
         id: u64,
         interrupted: bool,
     },
+    /// A recording stopped by [`MediaCommand::StopRecording`] (or replaced by a new
+    /// [`MediaCommand::StartRecording`]) is finalised: its summary (the path says which
+    /// recording it was), or why it failed. Sent by the driver once the file is synced and
+    /// hashed, so it may come after later events.
+    RecordingStopped {
+        result: Result<RecordingSummary, String>,
+    },
+    /// `leg`'s party has been silent for the time [`MediaCommand::DetectSilence`] asked
+    /// (reported once; detection is then disarmed).
+    Silence { leg: Leg },
 }
 
 /// How a digit arrived.
@@ -163,6 +199,11 @@ pub struct PipelineConfig {
 pub struct PipelineReport {
     pub legs: [Option<LegStats>; 2],
     pub codecs: [Option<CodecKind>; 2],
+    /// Frames the frame clock skipped because the task ran too late to catch up (lost audio;
+    /// also counted in `switchboard_media_frames_skipped_total`).
+    pub frames_skipped: u64,
+    /// Frames produced a period or more after their deadline (caught up, back to back).
+    pub frames_late: u64,
 }
 
 /// The pipeline of one call.
@@ -174,6 +215,8 @@ pub struct Pipeline {
     /// Internal rate: 16 kHz if a leg is wideband or the call is in a room, else 8 kHz.
     rate: u32,
     recording: Option<Tap>,
+    /// Recorders stopped and not yet handed to the driver.
+    stopped: VecDeque<Recorder>,
     room: Option<(Arc<Room>, PartyId)>,
     clock: Option<FrameClock>,
     transmits: VecDeque<Transmit>,
@@ -184,6 +227,9 @@ pub struct Pipeline {
     frame: Vec<i16>,
     /// Sent datagrams' buffers, reused for the next generated packets.
     spare: Vec<Vec<u8>>,
+    /// Frame clock counters over the whole call (the clock itself comes and goes).
+    frames_skipped: u64,
+    frames_late: u64,
 }
 
 /// The recorder and its resamplers (pipeline rate → recording rate).
@@ -216,6 +262,8 @@ struct LegState {
     playing: Option<Playing>,
     held: bool,
     moh: Option<Playback>,
+    /// Armed silence detection.
+    silence: Option<SilenceWatch>,
     /// What this party said during the current tick, at the pipeline rate.
     heard: Vec<i16>,
     /// Decoded samples not yet consumed (packets longer than a frame).
@@ -224,6 +272,12 @@ struct LegState {
     pcm: Vec<i16>,
     resampled: Vec<i16>,
     payload: Vec<u8>,
+}
+
+/// How long a leg has to stay quiet, and how long it has been.
+struct SilenceWatch {
+    after: Duration,
+    quiet: Duration,
 }
 
 struct Playing {
@@ -246,6 +300,7 @@ impl Pipeline {
             transcoding: false,
             rate: 8000,
             recording: None,
+            stopped: VecDeque::new(),
             room: None,
             clock: None,
             transmits: VecDeque::new(),
@@ -253,6 +308,8 @@ impl Pipeline {
             room_out: Vec::new(),
             frame: Vec::new(),
             spare: Vec::new(),
+            frames_skipped: 0,
+            frames_late: 0,
         }
     }
 
@@ -286,12 +343,26 @@ impl Pipeline {
                 duration,
             } => self.send_digit(leg, digit, duration),
             MediaCommand::StartRecording(recorder) => {
-                self.recording = Some(Tap {
+                let old = self.recording.replace(Tap {
                     recorder,
                     resample: None,
                     channels: [Vec::new(), Vec::new()],
                 });
+                if let Some(old) = old {
+                    self.stopped.push_back(old.recorder);
+                }
                 self.reconfigure();
+            }
+            MediaCommand::StopRecording => {
+                if let Some(tap) = self.recording.take() {
+                    self.stopped.push_back(tap.recorder);
+                }
+            }
+            MediaCommand::DetectSilence { leg, after } => {
+                self.legs[leg.index()].silence = after.map(|after| SilenceWatch {
+                    after,
+                    quiet: Duration::ZERO,
+                });
             }
             MediaCommand::PauseRecording(paused) => {
                 if let Some(tap) = &mut self.recording {
@@ -319,9 +390,15 @@ impl Pipeline {
         self.update_clock(now);
     }
 
-    /// Takes the recorder out, to stop it.
+    /// Takes the running recorder out, to stop it.
     pub fn take_recorder(&mut self) -> Option<Recorder> {
         self.recording.take().map(|t| t.recorder)
+    }
+
+    /// A recorder stopped by [`MediaCommand::StopRecording`] (or replaced): the driver calls
+    /// [`Recorder::stop`] and reports the summary as [`MediaEvent::RecordingStopped`].
+    pub fn poll_stopped_recording(&mut self) -> Option<Recorder> {
+        self.stopped.pop_front()
     }
 
     /// An RTP packet received on `leg`. When [`RtpAction::Forward`] is returned, `buf` was
@@ -406,6 +483,13 @@ impl Pipeline {
     pub fn on_timeout(&mut self, now: Instant) {
         if let Some(clock) = &mut self.clock {
             let ticks = clock.tick(now);
+            self.frames_late += u64::from(ticks.caught_up);
+            self.frames_skipped += ticks.skipped;
+            if ticks.caught_up > 0 {
+                // Frames made after their deadline (caught up in a burst).
+                metrics::counter!("switchboard_media_frames_late_total")
+                    .increment(u64::from(ticks.caught_up));
+            }
             if ticks.skipped > 0 {
                 // The task ran too late to catch up (a starved core): those frames are lost,
                 // but the recording keeps wall-clock time (silence in their place).
@@ -468,6 +552,8 @@ impl Pipeline {
         PipelineReport {
             legs: [0, 1].map(|i| self.legs[i].media.map(|_| self.legs[i].rtp.stats())),
             codecs: [0, 1].map(|i| self.legs[i].media.map(|m| m.codec)),
+            frames_skipped: self.frames_skipped,
+            frames_late: self.frames_late,
         }
     }
 
@@ -498,7 +584,11 @@ impl Pipeline {
     /// Whether what `leg`'s party says must be decoded.
     fn needs_audio(&self, leg: Leg) -> bool {
         let l = &self.legs[leg.index()];
-        self.recording.is_some() || self.transcoding || self.room.is_some() || l.detector.is_some()
+        self.recording.is_some()
+            || self.transcoding
+            || self.room.is_some()
+            || l.detector.is_some()
+            || l.silence.is_some()
     }
 
     fn needs_tick(&self) -> bool {
@@ -510,6 +600,7 @@ impl Pipeline {
                     && (l.playing.is_some()
                         || l.held
                         || l.detector.is_some()
+                        || l.silence.is_some()
                         || l.dtmf_out.as_ref().is_some_and(|s| !s.is_idle())
                         || !l.inband_out.is_empty()
                         || l.inband_tone.is_some())
@@ -722,6 +813,17 @@ impl Pipeline {
                 l.decode_frame(now, n);
             }
             l.heard.resize(n, 0);
+            if let Some(w) = &mut l.silence {
+                w.quiet = if is_quiet(&l.heard) {
+                    w.quiet + FRAME
+                } else {
+                    Duration::ZERO
+                };
+                if w.quiet >= w.after {
+                    l.silence = None;
+                    self.events.push_back(MediaEvent::Silence { leg: l.leg });
+                }
+            }
             let digit = l.detector.as_mut().and_then(|d| d.process(&l.heard));
             if let Some(digit) = digit {
                 let leg = l.leg;
@@ -881,6 +983,7 @@ impl LegState {
             playing: None,
             held: false,
             moh: None,
+            silence: None,
             // Scratch buffers grow on first use: a relayed call never touches them.
             heard: Vec::new(),
             pending: VecDeque::new(),
@@ -1062,6 +1165,12 @@ fn codec_pcm_rate(codec: CodecKind, rate: u32) -> u32 {
         // libopus decodes and encodes at the rate we ask: no resampler needed.
         CodecKind::Opus => rate,
     }
+}
+
+/// Whether a frame is below [`SILENCE_THRESHOLD_DBFS`] (an empty frame is).
+fn is_quiet(frame: &[i16]) -> bool {
+    let energy: i64 = frame.iter().map(|&s| i64::from(s) * i64::from(s)).sum();
+    frame.is_empty() || energy < QUIET_MEAN_SQUARE * frame.len() as i64
 }
 
 /// Resamples a whole prompt once when it is queued.
@@ -1404,5 +1513,474 @@ mod tests {
             id: 8,
             interrupted: false
         }));
+    }
+
+    /// An RTP packet of `pcm` (one frame) encoded as PCMU, payload type 0, sequence `i`.
+    fn pcmu_packet(i: u16, pcm: &[i16], enc: &mut Box<dyn Encoder>) -> Vec<u8> {
+        let mut payload = Vec::new();
+        enc.encode(pcm, &mut payload).expect("encode");
+        let mut out = Vec::new();
+        RtpHeader {
+            marker: i == 0,
+            payload_type: 0,
+            sequence: 2000 + i,
+            timestamp: 16_000 + u32::from(i) * 160,
+            ssrc: Ssrc(0x5151),
+        }
+        .write(&payload, &mut out);
+        out
+    }
+
+    /// Frame `i` of something speech-like: three partials whose level swings between −26 and
+    /// −20 dBFS at a syllable rate of 3 Hz.
+    fn speech_frame(i: usize) -> Vec<i16> {
+        (0..160)
+            .map(|k| {
+                let t = (i * 160 + k) as f64 / 8000.0;
+                let envelope = 0.5 + 0.5 * (2.0 * std::f64::consts::PI * 3.0 * t).sin().abs();
+                let partials: f64 = [300.0, 700.0, 1200.0]
+                    .iter()
+                    .map(|f| (2.0 * std::f64::consts::PI * f * t).sin())
+                    .sum();
+                (envelope * 1100.0 * partials).round() as i16
+            })
+            .collect()
+    }
+
+    /// Uniform noise in `-peak..=peak` (RMS = peak / √3).
+    fn noise_frame(rng: &mut crate::media::test_rng::XorShift, peak: i16) -> Vec<i16> {
+        let span = 2 * u64::from(peak.unsigned_abs()) + 1;
+        (0..160)
+            .map(|_| (rng.below(span) as i64 - i64::from(peak)) as i16)
+            .collect()
+    }
+
+    /// Feeds leg A one frame every 20 ms from `from` (frame index), ticking after each, and
+    /// returns the events with the time they came out.
+    fn feed_a(
+        p: &mut Pipeline,
+        t0: Instant,
+        from: usize,
+        frames: &[Vec<i16>],
+        enc: &mut Box<dyn Encoder>,
+    ) -> Vec<(Instant, MediaEvent)> {
+        let mut events = Vec::new();
+        for (k, pcm) in frames.iter().enumerate() {
+            let i = from + k;
+            let now = t0 + FRAME * i as u32;
+            let mut pkt = pcmu_packet(i as u16, pcm, enc);
+            p.on_rtp(now, Leg::A, &mut pkt);
+            p.on_timeout(now);
+            events.extend(std::iter::from_fn(|| p.poll_event()).map(|e| (now, e)));
+            transmits(p);
+        }
+        events
+    }
+
+    fn silences(events: &[(Instant, MediaEvent)]) -> Vec<(Instant, Leg)> {
+        events
+            .iter()
+            .filter_map(|(t, e)| match e {
+                MediaEvent::Silence { leg } => Some((*t, *leg)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_silence_threshold_is_minus_45_dbfs_as_rms_dbfs_reads_it() {
+        for (level, quiet) in [(-44.0, false), (-46.0, true), (-20.0, false)] {
+            let tone = sine(440.0, 8000, level, 160);
+            assert_eq!(is_quiet(&tone), quiet, "{level} dBFS");
+            let measured = crate::media::analysis::rms_dbfs(&tone);
+            assert_eq!(measured < SILENCE_THRESHOLD_DBFS, quiet, "{measured}");
+        }
+        assert!(is_quiet(&[0; 160]));
+    }
+
+    #[test]
+    fn silence_after_speech_is_reported_once_after_the_time_asked_while_relaying() {
+        let t0 = Instant::now();
+        let mut p = pipeline(t0, PCMU, PCMU);
+        assert!(p.clock.is_none(), "a relayed call decodes nothing");
+        p.command(
+            t0,
+            MediaCommand::DetectSilence {
+                leg: Leg::A,
+                after: Some(Duration::from_secs(1)),
+            },
+        );
+        assert!(p.clock.is_some(), "detection needs the frame clock");
+        let mut enc = codec::encoder(CodecKind::Pcmu, 8000).expect("encoder");
+        // 1.5 s of speech (longer than `after`: speech keeps resetting the count)…
+        let speech: Vec<_> = (0..75).map(speech_frame).collect();
+        let mut forwarded = 0;
+        for (i, pcm) in speech.iter().enumerate() {
+            let now = t0 + FRAME * i as u32;
+            let mut pkt = pcmu_packet(i as u16, pcm, &mut enc);
+            if p.on_rtp(now, Leg::A, &mut pkt) == RtpAction::Forward {
+                forwarded += 1;
+            }
+            p.on_timeout(now);
+            transmits(&mut p);
+        }
+        assert_eq!(
+            forwarded, 75,
+            "the audio is still relayed while it is listened to"
+        );
+        assert!(
+            silences(
+                &std::iter::from_fn(|| p.poll_event())
+                    .map(|e| (t0, e))
+                    .collect::<Vec<_>>()
+            )
+            .is_empty()
+        );
+        // …then 3 s of silence.
+        let quiet = vec![vec![0i16; 160]; 150];
+        let events = feed_a(&mut p, t0, 75, &quiet, &mut enc);
+        let found = silences(&events);
+        assert_eq!(found.len(), 1, "exactly one Silence: {found:?}");
+        let (at, leg) = found[0];
+        assert_eq!(leg, Leg::A);
+        let silence_from = t0 + FRAME * 75;
+        let after = at.duration_since(silence_from);
+        assert!(
+            after >= Duration::from_secs(1) && after <= Duration::from_millis(1200),
+            "reported {after:?} after the speech ended (1 s + the jitter buffer's delay)"
+        );
+        // Disarmed once reported: no frame clock left on a relayed call.
+        assert!(p.clock.is_none());
+        assert_eq!(p.report().frames_skipped, 0);
+        assert_eq!(p.report().frames_late, 0);
+    }
+
+    #[test]
+    fn noise_above_the_threshold_is_not_silence_and_hiss_below_it_is() {
+        let t0 = Instant::now();
+        let mut rng = crate::media::test_rng::XorShift(0x9e37_79b9_7f4a_7c15);
+        let mut enc = codec::encoder(CodecKind::Pcmu, 8000).expect("encoder");
+        // ±505 uniform: RMS 292, −38 dBFS.
+        let mut p = pipeline(t0, PCMU, PCMU);
+        let after = Some(Duration::from_millis(500));
+        p.command(t0, MediaCommand::DetectSilence { leg: Leg::A, after });
+        let loud: Vec<_> = (0..150).map(|_| noise_frame(&mut rng, 505)).collect();
+        let events = feed_a(&mut p, t0, 0, &loud, &mut enc);
+        assert!(
+            silences(&events).is_empty(),
+            "−38 dBFS of noise is not silence"
+        );
+        assert!(p.clock.is_some(), "still armed");
+        // ±100 uniform: RMS 58, −52 dBFS: line hiss.
+        let mut p = pipeline(t0, PCMU, PCMU);
+        p.command(t0, MediaCommand::DetectSilence { leg: Leg::A, after });
+        let hiss: Vec<_> = (0..150).map(|_| noise_frame(&mut rng, 100)).collect();
+        let events = feed_a(&mut p, t0, 0, &hiss, &mut enc);
+        assert_eq!(silences(&events).len(), 1, "−52 dBFS of hiss is silence");
+    }
+
+    #[test]
+    fn silence_detection_disarmed_with_none_reports_nothing_and_watches_one_leg() {
+        let t0 = Instant::now();
+        let mut p = pipeline(t0, PCMU, PCMU);
+        let after = Some(Duration::from_millis(200));
+        p.command(t0, MediaCommand::DetectSilence { leg: Leg::B, after });
+        p.command(
+            t0,
+            MediaCommand::DetectSilence {
+                leg: Leg::B,
+                after: None,
+            },
+        );
+        assert!(p.clock.is_none(), "disarmed: nothing to tick for");
+        p.command(t0, MediaCommand::DetectSilence { leg: Leg::B, after });
+        let mut events = Vec::new();
+        // Leg A talks all along; leg B sends nothing at all, which is silence too.
+        let mut enc = codec::encoder(CodecKind::Pcmu, 8000).expect("encoder");
+        let speech: Vec<_> = (0..50).map(speech_frame).collect();
+        events.extend(feed_a(&mut p, t0, 0, &speech, &mut enc));
+        let found = silences(&events);
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].1, Leg::B);
+        assert_eq!(found[0].0, t0 + FRAME * 9, "ten quiet frames of 20 ms");
+    }
+
+    fn recorder_pool() -> crate::media::recorder::RecorderPool {
+        crate::media::recorder::RecorderPool::new(crate::media::recorder::PoolConfig {
+            queue_capacity: 4096,
+            buffers_per_recording: 512,
+        })
+        .expect("recorder pool")
+    }
+
+    fn caller_only(dir: &std::path::Path) -> crate::media::recorder::RecordingSpec {
+        crate::media::recorder::RecordingSpec {
+            data_dir: dir.to_path_buf(),
+            recording_id: crate::store::RecordingId::new(),
+            session_id: crate::store::SessionId::new(),
+            call_id: crate::store::CallId::new(),
+            started_ms: 1_700_000_000_000,
+            sample_rate: 8000,
+            mode: crate::media::recorder::ChannelMode::CallerOnly,
+            mixed_companion: false,
+        }
+    }
+
+    #[test]
+    fn stop_recording_hands_the_recorder_back_and_a_later_recording_starts_afresh() {
+        let t0 = Instant::now();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let pool = recorder_pool();
+        let mut p = pipeline(t0, PCMU, PCMU);
+        p.command(t0, MediaCommand::StopRecording);
+        assert!(p.poll_stopped_recording().is_none(), "nothing to stop");
+        let first = pool.start(caller_only(dir.path())).expect("first");
+        let first_path = first.path().to_path_buf();
+        p.command(t0, MediaCommand::StartRecording(first));
+        for i in 0..10u32 {
+            p.on_timeout(t0 + FRAME * i);
+        }
+        p.command(t0 + FRAME * 10, MediaCommand::StopRecording);
+        let stopped = p.poll_stopped_recording().expect("handed back");
+        assert!(p.poll_stopped_recording().is_none());
+        assert!(
+            p.clock.is_none(),
+            "a relayed call stops ticking once not recording"
+        );
+        assert_eq!(stopped.frames(), 10);
+        let summary = stopped.stop().wait_blocking().expect("summary");
+        assert_eq!((summary.path.clone(), summary.frames), (first_path, 10));
+        assert_eq!(summary.channels, 1);
+
+        // A second recording, then a third replacing it (the second is handed back too).
+        let second = pool.start(caller_only(dir.path())).expect("second");
+        let second_path = second.path().to_path_buf();
+        p.command(t0 + FRAME * 20, MediaCommand::StartRecording(second));
+        for i in 20..25u32 {
+            p.on_timeout(t0 + FRAME * i);
+        }
+        let third = pool.start(caller_only(dir.path())).expect("third");
+        p.command(t0 + FRAME * 25, MediaCommand::StartRecording(third));
+        let replaced = p
+            .poll_stopped_recording()
+            .expect("replaced one handed back");
+        assert_eq!(replaced.path(), second_path);
+        assert_eq!(replaced.frames(), 5);
+        for i in 25..28u32 {
+            p.on_timeout(t0 + FRAME * i);
+        }
+        let running = p.take_recorder().expect("the third runs");
+        assert_eq!(running.frames(), 3);
+        replaced.stop().wait_blocking().expect("second summary");
+        running.stop().wait_blocking().expect("third summary");
+    }
+
+    #[test]
+    fn with_only_the_caller_leg_up_digits_prompts_and_a_voicemail_work_and_the_relay_starts_later()
+    {
+        let t0 = Instant::now();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let pool = recorder_pool();
+        let mut p = Pipeline::new(
+            PipelineConfig {
+                inband_dtmf: true,
+                ..PipelineConfig::default()
+            },
+            t0,
+        );
+        p.command(
+            t0,
+            MediaCommand::SetMedia {
+                leg: Leg::A,
+                media: Some(PCMU),
+            },
+        );
+        // A greeting with barge-in: played to the caller, frame by frame.
+        p.command(
+            t0,
+            MediaCommand::Play {
+                leg: Leg::A,
+                id: 1,
+                source: PlaySource::Prompt {
+                    pcm: Arc::from(sine(500.0, 8000, -12.0, 16_000)),
+                    rate: 8000,
+                    looped: false,
+                },
+                barge_in: true,
+            },
+        );
+        let mut sent = Vec::new();
+        for i in 0..5u32 {
+            p.on_timeout(t0 + FRAME * i);
+            sent.extend(transmits(&mut p));
+        }
+        assert!(sent.iter().all(|t| t.leg == Leg::A));
+        assert_eq!(
+            sent.iter().filter(|t| !t.rtcp).count(),
+            5,
+            "the prompt plays"
+        );
+        // "4" by RFC 4733: reported, barges in, relayed nowhere.
+        for i in 0..4u16 {
+            let end = if i == 3 { 0x80 } else { 0 };
+            let duration = 160 * (i + 1);
+            let mut pkt = Vec::new();
+            RtpHeader {
+                marker: i == 0,
+                payload_type: 101,
+                sequence: 10 + i,
+                timestamp: 8000,
+                ssrc: Ssrc(7),
+            }
+            .write(
+                &[4, end | 10, (duration >> 8) as u8, duration as u8],
+                &mut pkt,
+            );
+            let now = t0 + FRAME * (5 + u32::from(i));
+            assert_eq!(p.on_rtp(now, Leg::A, &mut pkt), RtpAction::Consume);
+            p.on_timeout(now);
+        }
+        // "#" by SIP INFO.
+        p.digit_from_info(t0 + FRAME * 9, Leg::A, Digit::Hash, DEFAULT_DIGIT);
+        let events: Vec<_> = std::iter::from_fn(|| p.poll_event()).collect();
+        assert_eq!(
+            events,
+            [
+                MediaEvent::Digit {
+                    leg: Leg::A,
+                    digit: Digit::D4,
+                    source: DigitSource::Rfc4733
+                },
+                MediaEvent::PlaybackFinished {
+                    leg: Leg::A,
+                    id: 1,
+                    interrupted: true
+                },
+                MediaEvent::Digit {
+                    leg: Leg::A,
+                    digit: Digit::Hash,
+                    source: DigitSource::SipInfo
+                },
+            ]
+        );
+        assert!(transmits(&mut p).iter().all(|t| t.leg == Leg::A));
+
+        // A voicemail: the caller alone, in mono.
+        let rec = pool.start(caller_only(dir.path())).expect("voicemail");
+        p.command(t0 + FRAME * 10, MediaCommand::StartRecording(rec));
+        let mut enc = codec::encoder(CodecKind::Pcmu, 8000).expect("encoder");
+        let tone = sine(1000.0, 8000, -12.0, 160 * 60);
+        for (k, pcm) in tone.chunks(160).enumerate() {
+            let now = t0 + FRAME * (10 + k as u32);
+            let mut pkt = pcmu_packet(k as u16, pcm, &mut enc);
+            assert_eq!(p.on_rtp(now, Leg::A, &mut pkt), RtpAction::Consume);
+            p.on_timeout(now);
+        }
+        p.command(t0 + FRAME * 70, MediaCommand::StopRecording);
+        let summary = p
+            .poll_stopped_recording()
+            .expect("stopped")
+            .stop()
+            .wait_blocking()
+            .expect("summary");
+        assert_eq!((summary.channels, summary.frames), (1, 60));
+        let samples: Vec<i16> = hound::WavReader::open(&summary.path)
+            .expect("wav")
+            .samples::<i16>()
+            .collect::<Result<_, _>>()
+            .expect("samples");
+        let f = crate::media::analysis::dominant_frequency(&samples[160 * 20..], 8000)
+            .expect("the caller's tone");
+        assert!((f - 1000.0).abs() < 5.0, "{f}");
+
+        // Later the IVR dials an agent: leg B gets its media and the relay starts both ways.
+        p.command(
+            t0 + FRAME * 80,
+            MediaCommand::SetMedia {
+                leg: Leg::B,
+                media: Some(LegMedia {
+                    payload_type: 0,
+                    ..PCMU
+                }),
+            },
+        );
+        assert!(!p.is_transcoding());
+        let now = t0 + FRAME * 81;
+        let mut pkt = pcmu_packet(100, &tone[..160], &mut enc);
+        assert_eq!(p.on_rtp(now, Leg::A, &mut pkt), RtpAction::Forward);
+        let mut pkt = pcmu_packet(7, &tone[..160], &mut enc);
+        assert_eq!(p.on_rtp(now, Leg::B, &mut pkt), RtpAction::Forward);
+    }
+
+    #[test]
+    fn in_band_digits_are_detected_with_only_the_caller_leg_up() {
+        let t0 = Instant::now();
+        let mut p = Pipeline::new(
+            PipelineConfig {
+                inband_dtmf: true,
+                ..PipelineConfig::default()
+            },
+            t0,
+        );
+        let plain = LegMedia {
+            telephone_event: None,
+            ..PCMU
+        };
+        p.command(
+            t0,
+            MediaCommand::SetMedia {
+                leg: Leg::A,
+                media: Some(plain),
+            },
+        );
+        let mut pcm = vec![0i16; 800];
+        pcm.extend(crate::media::dtmf::dual_tone(
+            Digit::D2,
+            8000,
+            Duration::from_millis(100),
+        ));
+        pcm.resize(8000, 0);
+        let frames: Vec<Vec<i16>> = pcm.chunks(160).map(<[i16]>::to_vec).collect();
+        let mut enc = codec::encoder(CodecKind::Pcmu, 8000).expect("encoder");
+        let events = feed_a(&mut p, t0, 0, &frames, &mut enc);
+        let digits: Vec<_> = events
+            .into_iter()
+            .filter_map(|(_, e)| match e {
+                MediaEvent::Digit { leg, digit, source } => Some((leg, digit, source)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(digits, [(Leg::A, Digit::D2, DigitSource::Inband)]);
+    }
+
+    #[test]
+    fn late_and_skipped_frames_are_counted_in_the_report() {
+        let t0 = Instant::now();
+        let mut p = pipeline(t0, PCMU, PCMU);
+        p.command(
+            t0,
+            MediaCommand::Play {
+                leg: Leg::A,
+                id: 1,
+                source: PlaySource::Tone(ToneKind::Ringback),
+                barge_in: false,
+            },
+        );
+        for i in 0..10u32 {
+            p.on_timeout(t0 + FRAME * i);
+        }
+        assert_eq!((p.report().frames_late, p.report().frames_skipped), (0, 0));
+        // The task wakes 3 frames late (caught up), then a whole second late (skips).
+        p.on_timeout(t0 + FRAME * 12);
+        assert_eq!(p.report().frames_late, 2);
+        assert_eq!(p.report().frames_skipped, 0);
+        p.on_timeout(t0 + FRAME * 62);
+        let r = p.report();
+        assert_eq!(
+            r.frames_late,
+            2 + 4,
+            "five frames back to back, four of them late"
+        );
+        assert_eq!(r.frames_skipped, 50 - 5);
     }
 }

@@ -17,17 +17,20 @@ use crate::ivr::{parse, route, tts, webhook};
 use crate::media::engine::{MediaCommand, PlaySource};
 use crate::media::negotiate;
 use crate::media::ports::Leg;
+use crate::media::recorder::{ChannelMode, Recorder, RecordingSpec, RecordingSummary};
+use crate::media::sdp::SessionDescription;
 use crate::media::tone::ToneKind;
 use crate::sip::dialog::{new_call_id, new_tag};
 use crate::sip::endpoint::Command;
-use crate::sip::message::{NameAddr, Response, StatusCode};
-use crate::store::{HangupBy, StoreCmd};
+use crate::sip::message::{NameAddr, Request, Response, StatusCode};
+use crate::sip::transaction::TxId;
+use crate::store::{EndedRecording, HangupBy, NewRecording, RecordingId, RecordingKind, StoreCmd};
 
 /// Media playback ids at or above this belong to the interpreter (its id + this); below are
 /// the actor's own (ringback).
 pub(super) const PLAY_ID_BASE: u64 = 1 << 32;
 
-/// Rate prompts are decoded at (the pipeline resamples to its own).
+/// Rate speech is decoded at (the pipeline resamples to its own).
 const PROMPT_RATE: u32 = 16_000;
 
 /// Work done off the actor, coming back.
@@ -228,10 +231,16 @@ impl Call {
                 if name.extension().is_none() {
                     name.set_extension("wav");
                 }
-                match self.ctx.media.prompts.load(&name, PROMPT_RATE) {
+                // Decoded (and cached) at the caller's rate, so that playing it costs no
+                // resampling: 8 kHz for G.711, 16 kHz otherwise.
+                let rate = match self.a_promised.map(|m| m.codec.native_rate()) {
+                    Some(8000) => 8000,
+                    _ => 16_000,
+                };
+                match self.ctx.media.prompts.load(&name, rate) {
                     Ok(pcm) => PlaySource::Prompt {
                         pcm,
-                        rate: PROMPT_RATE,
+                        rate,
                         looped: false,
                     },
                     Err(error) => {
@@ -385,12 +394,12 @@ impl Call {
         attrs.insert("transferred_from".into(), self.called.clone());
         attrs.insert("called".into(), number.clone());
         self.called = number;
-        self.ivr = Some(Interpreter::new(
-            plan.clone(),
-            &flow,
-            attrs,
-            std::time::Instant::now(),
-        ));
+        let now = std::time::Instant::now();
+        self.ivr = Some(if self.answered {
+            Interpreter::new_answered(plan.clone(), &flow, attrs, now)
+        } else {
+            Interpreter::new(plan.clone(), &flow, attrs, now)
+        });
     }
 
     /// The flow hung up: BYE once answered; before, the last dial's failure passes through
@@ -517,7 +526,11 @@ impl Call {
         let Some(dial) = self.dial.take() else {
             return;
         };
-        let status = self.best_failure.as_ref().map(|r| r.status.0).unwrap_or(480);
+        let status = self
+            .best_failure
+            .as_ref()
+            .map(|r| r.status.0)
+            .unwrap_or(480);
         let outcome = match status {
             486 | 600 | 603 => DialOutcome::Busy,
             408 | 480 | 487 => DialOutcome::NoAnswer,
@@ -551,8 +564,9 @@ impl Call {
     }
 
     /// A callee answered the current dial: the call is bridged; the flow ends there.
-    pub(super) fn dial_answered(&mut self) {
+    pub(super) fn dial_answered(&mut self, extension: String) {
         if let Some(dial) = self.dial.take() {
+            self.set_attribute("dialed".into(), extension);
             self.ivr_input(Input::DialDone {
                 id: dial.id,
                 outcome: DialOutcome::Answered,
@@ -593,11 +607,189 @@ impl Call {
         self.b_early = false;
     }
 
-    fn start_message_recording(&mut self, id: u64, voicemail: Option<String>, silence: Option<Duration>) {
-        let _ = (id, voicemail, silence, Side::Caller);
+    /// Records what the caller says (a voicemail or a `record` step), mono.
+    fn start_message_recording(
+        &mut self,
+        id: u64,
+        voicemail: Option<String>,
+        silence: Option<Duration>,
+    ) {
+        if !self.answer_locally() {
+            return;
+        }
+        let Some(media) = &self.media else {
+            return;
+        };
+        let settings = &self.ctx.media.recording;
+        let spec = RecordingSpec {
+            data_dir: self.ctx.media.data_dir.clone(),
+            recording_id: RecordingId::new(),
+            session_id: self.session_id,
+            call_id: self.record_id,
+            started_ms: crate::clock::unix_ms(),
+            sample_rate: settings.sample_rate,
+            mode: ChannelMode::CallerOnly,
+            mixed_companion: false,
+        };
+        let row = NewRecording::from_spec(&spec);
+        let (kind, row) = match &voicemail {
+            Some(mailbox) => (
+                RecordingKind::Voicemail,
+                row.with_kind(RecordingKind::Voicemail, Some(mailbox.clone())),
+            ),
+            None => (
+                RecordingKind::Message,
+                row.with_kind(RecordingKind::Message, None),
+            ),
+        };
+        match Recorder::start(spec) {
+            Ok(recorder) => {
+                tracing::info!(path = %recorder.path().display(), kind = kind.as_str(), "recording the caller");
+                let rid = row.id;
+                let data = serde_json::json!({
+                    "recording_id": rid.to_string(),
+                    "kind": kind.as_str(),
+                    "mailbox": voicemail,
+                });
+                self.ctx.writer.send(StoreCmd::RecordingStarted(row));
+                self.event("recording.started", data);
+                media.command(MediaCommand::StartRecording(recorder));
+                media.command(MediaCommand::DetectSilence {
+                    leg: Leg::A,
+                    after: silence,
+                });
+                self.recording = Some(rid);
+                self.ivr_recording = Some(IvrRecording {
+                    id,
+                    recording: rid,
+                    stopping: false,
+                });
+            }
+            Err(error) => {
+                tracing::error!(%error, "cannot start recording the caller");
+                self.ivr_input(Input::RecordingDone {
+                    id,
+                    recording_id: None,
+                });
+            }
+        }
     }
 
     fn stop_message_recording(&mut self, id: u64) {
-        let _ = id;
+        let Some(rec) = &mut self.ivr_recording else {
+            return;
+        };
+        if rec.id != id || rec.stopping {
+            return;
+        }
+        rec.stopping = true;
+        if let Some(media) = &self.media {
+            media.command(MediaCommand::DetectSilence {
+                leg: Leg::A,
+                after: None,
+            });
+            media.command(MediaCommand::StopRecording);
+        }
+    }
+
+    /// A recording stopped mid-call: its row is completed and the flow goes on.
+    pub(super) fn on_recording_stopped(&mut self, result: Result<RecordingSummary, String>) {
+        let Some(rid) = self.recording.take() else {
+            return;
+        };
+        let (ended, kind, ok) = match &result {
+            Ok(summary) => (
+                EndedRecording::complete(rid, summary),
+                "recording.available",
+                true,
+            ),
+            Err(error) => {
+                tracing::error!(%error, "recording failed");
+                (
+                    EndedRecording::failed(rid, crate::clock::unix_ms()),
+                    "recording.failed",
+                    false,
+                )
+            }
+        };
+        self.ctx.writer.send(StoreCmd::RecordingEnded(ended));
+        self.event(kind, serde_json::json!({"recording_id": rid.to_string()}));
+        if let Some(rec) = self.ivr_recording.take()
+            && rec.recording == rid
+        {
+            self.ivr_input(Input::RecordingDone {
+                id: rec.id,
+                recording_id: ok.then(|| rid.to_string()),
+            });
+        }
+    }
+
+    /// At the end of the call: a recording asked to stop just before reports its summary
+    /// shortly after the media session ended; wait for it (bounded) so its row is complete.
+    pub(super) async fn await_stopped_recording(&mut self) {
+        if !self.ivr_recording.as_ref().is_some_and(|r| r.stopping) {
+            return;
+        }
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while self.ivr_recording.is_some() {
+            match tokio::time::timeout_at(deadline, self.media_events.recv()).await {
+                Ok(Some(event)) => self.on_media_event(event),
+                _ => break,
+            }
+        }
+    }
+}
+
+/// A voicemail or `record` step's recording.
+pub(super) struct IvrRecording {
+    /// The interpreter's id for it.
+    pub id: u64,
+    pub recording: RecordingId,
+    /// StopRecording sent; the summary is awaited.
+    pub stopping: bool,
+}
+
+impl Call {
+    /// A re-INVITE from a caller talking to the IVR (no callee): answered here. A new offer
+    /// re-points the caller's media; an empty one gets our current media as the offer.
+    pub(super) fn answer_reinvite_locally(&mut self, tx: TxId, req: Request) {
+        let Some(media) = &self.media else {
+            return self.respond_in_dialog(tx, &req, StatusCode::SERVER_ERROR);
+        };
+        let offer = if req.body.is_empty() {
+            self.a_offer.clone()
+        } else {
+            let Ok(mut sdp) = SessionDescription::parse(&req.body) else {
+                return self.respond_in_dialog(tx, &req, StatusCode::NOT_ACCEPTABLE_HERE);
+            };
+            if sdp.intersect_supported().is_err() {
+                return self.respond_in_dialog(tx, &req, StatusCode::NOT_ACCEPTABLE_HERE);
+            }
+            Some(sdp)
+        };
+        let Some((mut answer, a)) = offer.as_ref().and_then(negotiate::early_answer) else {
+            return self.respond_in_dialog(tx, &req, StatusCode::NOT_ACCEPTABLE_HERE);
+        };
+        if let Some(sdp) = &offer
+            && !req.body.is_empty()
+        {
+            point_media(media, Leg::A, sdp);
+            media.command(MediaCommand::SetMedia {
+                leg: Leg::A,
+                media: Some(a),
+            });
+            self.a_promised = Some(a);
+            self.a_offer = offer.clone();
+        }
+        answer.rewrite_for_relay(self.ctx.media_ip, media.local_port(Leg::A));
+        let Some(peer) = self.a_dialog.as_ref().map(|d| d.peer) else {
+            return self.respond_in_dialog(tx, &req, StatusCode::CALL_DOES_NOT_EXIST);
+        };
+        let mut ok = Response::from_request(&req, StatusCode::OK);
+        ok.headers
+            .push("Contact", self.ep.local.contact(peer.transport));
+        ok.set_body(Some("application/sdp"), Bytes::from(answer.to_bytes()));
+        self.ep.respond(tx, ok.clone());
+        self.await_ack(Side::Caller, ok, peer);
     }
 }
