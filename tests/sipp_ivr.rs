@@ -471,7 +471,9 @@ fn names_position(line: &str, file: &str) -> bool {
 /// Calls `100` with the office open, presses `digit` (RFC 4733 capture name, or SIP INFO) 1 s
 /// after the answer, and returns how long after the call started `uas` was rung.
 fn menu_call(server: &Server, uas: &mut Uas, digit: Digit) -> Duration {
-    let hold = Duration::from_millis(2500);
+    // The flows play "connecting" before they dial; the callee answers 200 ms after the
+    // INVITE; the caller stays on a while after that.
+    let hold = Duration::from_secs_f64(prompt_seconds("prompts/connecting.wav") + 3.0);
     let started = Instant::now();
     let mut caller = match digit {
         Digit::Rfc4733(name) => {
