@@ -868,8 +868,10 @@ fn route_100_to(ext: &str) -> String {
     )
 }
 
-/// An invalid plan: an unknown key on line 4, column 1.
-const INVALID_ROUTES: &str = "[[routes]]\nnumber = \"100\"\nflow = \"to2001\"\nbogus = 1\n\n[[flows.to2001]]\ndial = \"2001\"\n";
+/// An invalid plan: an unknown key on line 4, column 1. Its route would send 100 to 2101, so a
+/// server that took it anyway would ring the wrong UAS.
+const INVALID_ROUTES: &str = "[[routes]]\nnumber = \"100\"\nflow = \"to2101\"\nbogus = 1\n\n\
+                              [[flows.to2101]]\ndial = \"2101\"\n";
 
 /// Calls 100 and checks that `uas` is the one rung.
 fn call_100_rings(server: &Server, uas: &mut Uas) {
@@ -885,9 +887,12 @@ fn call_100_rings(server: &Server, uas: &mut Uas) {
     uas.sipp.succeeded(server);
 }
 
-fn is_reload_line(line: &str) -> bool {
-    let l = line.to_ascii_lowercase();
-    l.contains("reload") && !l.contains("error") && !l.contains("warn")
+/// A successful reload (`dialplan reloaded trigger=…`), by `trigger` (`Files`, `Sighup`).
+fn is_reload_line(line: &str, trigger: &str) -> bool {
+    line.contains("dialplan reloaded")
+        && line
+            .to_ascii_lowercase()
+            .contains(&format!("trigger={}", trigger.to_ascii_lowercase()))
 }
 
 #[test]
@@ -908,12 +913,9 @@ fn plan_changes_are_taken_without_restart_and_a_bad_plan_keeps_the_last_good_one
     // A changed file: the next call takes the new route, same server process.
     let from = log_len(&server);
     plan.write("routes.toml", &route_100_to(CALLEE));
-    wait_log(
-        &server,
-        from,
-        "saying the plan was reloaded",
-        is_reload_line,
-    );
+    wait_log(&server, from, "saying the plan was reloaded", |l| {
+        is_reload_line(l, "Files")
+    });
     let mut uas = Uas::start(&server, "changed-2001", CALLEE, CALLEE_SIP, CALLEE_MEDIA);
     call_100_rings(&server, &mut uas);
 
@@ -931,9 +933,12 @@ fn plan_changes_are_taken_without_restart_and_a_bad_plan_keeps_the_last_good_one
     let mut uas = Uas::start(&server, "kept-2001", CALLEE, CALLEE_SIP, CALLEE_MEDIA);
     call_100_rings(&server, &mut uas);
 
-    // SIGHUP reloads: with the file fixed again (back to 2101) and the reload confirmed after
-    // the signal, the next call takes it.
+    // The file fixed again (back to 2101), taken on change; then SIGHUP reloads too.
+    let from = log_len(&server);
     plan.write("routes.toml", &route_100_to(SUPPORT_FIRST));
+    wait_log(&server, from, "saying the fixed plan was reloaded", |l| {
+        is_reload_line(l, "Files")
+    });
     let pid = server
         .children
         .iter()
@@ -946,12 +951,9 @@ fn plan_changes_are_taken_without_restart_and_a_bad_plan_keeps_the_last_good_one
         .status()
         .expect("run kill");
     assert!(status.success(), "kill -HUP {pid}");
-    let line = wait_log(
-        &server,
-        from,
-        "saying SIGHUP reloaded the plan",
-        is_reload_line,
-    );
+    let line = wait_log(&server, from, "saying SIGHUP reloaded the plan", |l| {
+        is_reload_line(l, "Sighup")
+    });
     eprintln!("log after SIGHUP: {line}");
     let mut uas = Uas::start(&server, "hup-2101", SUPPORT_FIRST, OTHER_SIP, OTHER_MEDIA);
     call_100_rings(&server, &mut uas);
