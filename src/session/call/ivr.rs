@@ -344,7 +344,11 @@ impl Call {
 
     fn call_webhook(&mut self, id: u64, url: String, body: serde_json::Value, timeout: Duration) {
         let tx = self.ivr_tx.clone();
-        let plan = self.ctx.plan.current();
+        // The reply is checked against the plan this call runs (not a newer one).
+        let plan = match &self.ivr {
+            Some(ivr) => ivr.plan().clone(),
+            None => self.ctx.plan.current(),
+        };
         tracing::info!(%url, "webhook");
         tokio::spawn(async move {
             let result = match webhook::post(&url, &body, timeout).await {
