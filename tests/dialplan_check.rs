@@ -357,3 +357,17 @@ fn the_complete_example_of_the_readme_is_a_valid_plan() {
     let steps = steps_from_json(&reply, &plan).unwrap_or_else(|d| panic!("{}", show(&d)));
     assert_eq!(steps.len(), 4);
 }
+
+#[test]
+fn webhook_set_keys_apply_in_the_order_written() {
+    let (_media, plan) = json_plan();
+    let reply: serde_json::Value =
+        serde_json::from_str(r#"[{"set": {"zeta": "1", "alpha": "{{zeta}}", "mid": "3"}}]"#)
+            .expect("json");
+    let steps = steps_from_json(&reply, &plan).unwrap_or_else(|d| panic!("{}", show(&d)));
+    let StepKind::Set(pairs) = &steps[0].kind else {
+        panic!("set expected: {:?}", steps[0].kind);
+    };
+    let names: Vec<&str> = pairs.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, ["zeta", "alpha", "mid"]);
+}

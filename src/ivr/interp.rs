@@ -2049,7 +2049,10 @@ mod tests {
         };
         let steps = vec![
             step(StepKind::Goto(label("end"))),
-            step(StepKind::Set(vec![("skipped".into(), Template("1".into()))])),
+            step(StepKind::Set(vec![(
+                "skipped".into(),
+                Template("1".into()),
+            )])),
             labelled(
                 "end",
                 StepKind::Set(vec![("reached".into(), Template("1".into()))]),
@@ -2067,9 +2070,11 @@ mod tests {
             name: "reached".into(),
             value: "1".into()
         }));
-        assert!(!actions.iter().any(
-            |a| matches!(a, Action::SetAttribute { name, .. } if name == "skipped")
-        ));
+        assert!(
+            !actions
+                .iter()
+                .any(|a| matches!(a, Action::SetAttribute { name, .. } if name == "skipped"))
+        );
     }
 
     #[test]

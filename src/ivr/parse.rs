@@ -1923,26 +1923,39 @@ fn check_refs(ctx: &mut Ctx, refs: &[Ref], known: &Known) {
     }
 }
 
-/// A flow that no route, and no step of another flow, refers to can never run.
+/// A flow that cannot be reached from any route — directly, or through the targets of flows
+/// that can — can never run.
 fn check_unreachable(ctx: &mut Ctx, refs: &[Ref], plan: &Dialplan) {
-    let used: BTreeSet<&str> = refs
+    let target_flow = |r: &Ref| match &r.kind {
+        RefKind::Target(t) => t.flow.clone(),
+        _ => None,
+    };
+    let mut reachable: BTreeSet<String> = refs
         .iter()
-        .filter_map(|r| match &r.kind {
-            RefKind::Target(t) => t
-                .flow
-                .as_deref()
-                .filter(|f| r.from_flow.as_deref() != Some(*f)),
-            _ => None,
-        })
+        .filter(|r| r.from_flow.is_none())
+        .filter_map(target_flow)
         .collect();
+    let mut queue: Vec<String> = reachable.iter().cloned().collect();
+    while let Some(flow) = queue.pop() {
+        for r in refs
+            .iter()
+            .filter(|r| r.from_flow.as_deref() == Some(flow.as_str()))
+        {
+            if let Some(next) = target_flow(r)
+                && reachable.insert(next.clone())
+            {
+                queue.push(next);
+            }
+        }
+    }
     for (name, flow) in &plan.flows {
-        if !used.contains(name.as_str()) {
+        if !reachable.contains(name.as_str()) {
             ctx.error(
                 &flow.at,
                 "",
                 format!("flow \"{name}\" is never used"),
                 Some(format!(
-                    "no route, goto, menu option or other flow refers to it: add a route with `flow = \"{name}\"`, or remove it"
+                    "no route leads to it (directly or through a goto, menu option or fallback of a flow a route leads to): add a route with `flow = \"{name}\"`, or remove it"
                 )),
             );
         }

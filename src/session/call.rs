@@ -844,22 +844,27 @@ impl Call {
         Some(body)
     }
 
-    /// Starts recording the call (caller left, callee right).
-    fn start_recording(&mut self) {
-        let Some(media) = &self.media else {
-            return;
-        };
+    /// A new recording of this call in `mode` (a mixed companion only for stereo, when asked).
+    fn recording_spec(&self, mode: ChannelMode) -> RecordingSpec {
         let settings = &self.ctx.media.recording;
-        let spec = RecordingSpec {
+        RecordingSpec {
             data_dir: self.ctx.media.data_dir.clone(),
             recording_id: RecordingId::new(),
             session_id: self.session_id,
             call_id: self.record_id,
             started_ms: crate::clock::unix_ms(),
             sample_rate: settings.sample_rate,
-            mode: ChannelMode::Stereo,
-            mixed_companion: settings.mixed_mono,
+            mode,
+            mixed_companion: mode == ChannelMode::Stereo && settings.mixed_mono,
+        }
+    }
+
+    /// Starts recording the call (caller left, callee right).
+    fn start_recording(&mut self) {
+        let Some(media) = &self.media else {
+            return;
         };
+        let spec = self.recording_spec(ChannelMode::Stereo);
         let row = NewRecording::from_spec(&spec);
         match Recorder::start(spec) {
             Ok(recorder) => {

@@ -17,7 +17,7 @@ use crate::ivr::{parse, route, tts, webhook};
 use crate::media::engine::{MediaCommand, PlaySource};
 use crate::media::negotiate;
 use crate::media::ports::Leg;
-use crate::media::recorder::{ChannelMode, Recorder, RecordingSpec, RecordingSummary};
+use crate::media::recorder::{ChannelMode, Recorder, RecordingSummary};
 use crate::media::sdp::SessionDescription;
 use crate::media::tone::ToneKind;
 use crate::sip::dialog::{new_call_id, new_tag};
@@ -624,17 +624,7 @@ impl Call {
         let Some(media) = &self.media else {
             return;
         };
-        let settings = &self.ctx.media.recording;
-        let spec = RecordingSpec {
-            data_dir: self.ctx.media.data_dir.clone(),
-            recording_id: RecordingId::new(),
-            session_id: self.session_id,
-            call_id: self.record_id,
-            started_ms: crate::clock::unix_ms(),
-            sample_rate: settings.sample_rate,
-            mode: ChannelMode::CallerOnly,
-            mixed_companion: false,
-        };
+        let spec = self.recording_spec(ChannelMode::CallerOnly);
         let row = NewRecording::from_spec(&spec);
         let (kind, row) = match &voicemail {
             Some(mailbox) => (
