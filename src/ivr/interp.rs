@@ -38,6 +38,27 @@ pub const MAX_STEPS_WITHOUT_WAIT: usize = 1000;
 /// How long a `dial` of an extension rings when the step does not say.
 pub const DEFAULT_DIAL_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// How long a stopped recording may take to report its end.
+pub const STOP_RECORDING_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How an interpreter starts.
+#[derive(Debug, Clone, Copy)]
+pub struct Options {
+    /// The call is already answered (a transfer from an answered flow): `answer` does nothing.
+    pub answered: bool,
+    /// How long a `dial` of an extension rings when its step sets no `timeout`.
+    pub default_dial_timeout: Duration,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options {
+            answered: false,
+            default_dial_timeout: DEFAULT_DIAL_TIMEOUT,
+        }
+    }
+}
+
 /// Digits typed ahead (while nothing collects them) kept for the next gather or menu.
 pub const TYPE_AHEAD_MAX: usize = 32;
 
@@ -171,6 +192,8 @@ pub struct Interpreter {
     answered: bool,
     /// Digits that came while nothing collected them, for the next gather or menu.
     type_ahead: VecDeque<char>,
+    /// Ring time of an extension `dial` without its own `timeout`.
+    default_dial_timeout: Duration,
 }
 
 /// A list of steps being run, and the step it is at.
@@ -299,8 +322,9 @@ enum RecordPhase {
     Beep(u64),
     /// Recording until the terminator, silence or `deadline` (the maximum length).
     Recording { id: u64, deadline: Instant },
-    /// [`Action::StopRecording`] sent; waiting for [`Input::RecordingDone`].
-    Stopping { id: u64 },
+    /// [`Action::StopRecording`] sent; waiting for [`Input::RecordingDone`] until `deadline`
+    /// (then the recording counts as failed and the flow goes on).
+    Stopping { id: u64, deadline: Instant },
 }
 
 /// An input or a timer, as the wait states see it.
@@ -321,7 +345,7 @@ impl Interpreter {
     /// Starts `flow` of `plan` (which must exist: the actor looked it up through the routes)
     /// with the built-in attributes.
     pub fn new(plan: Arc<Dialplan>, flow: &str, attrs: Attributes, now: Instant) -> Interpreter {
-        Interpreter::start(plan, flow, attrs, now, false)
+        Interpreter::with_options(plan, flow, attrs, now, Options::default())
     }
 
     /// Like [`Interpreter::new`], for a call that is already answered (a transfer from an
@@ -332,17 +356,24 @@ impl Interpreter {
         attrs: Attributes,
         now: Instant,
     ) -> Interpreter {
-        Interpreter::start(plan, flow, attrs, now, true)
+        let options = Options {
+            answered: true,
+            ..Options::default()
+        };
+        Interpreter::with_options(plan, flow, attrs, now, options)
     }
 
-    fn start(
+    /// Starts `flow` with explicit [`Options`].
+    pub fn with_options(
         plan: Arc<Dialplan>,
         flow: &str,
         attrs: Attributes,
         now: Instant,
-        answered: bool,
+        options: Options,
     ) -> Interpreter {
+        let answered = options.answered;
         let mut interp = Interpreter {
+            default_dial_timeout: options.default_dial_timeout,
             plan,
             attrs,
             frames: Vec::new(),
@@ -389,7 +420,8 @@ impl Interpreter {
             Wait::Menu(m) => m.input.poll_timeout(),
             Wait::Record(r) => match r.phase {
                 RecordPhase::Greeting(Playing::Silence(at)) => Some(at),
-                RecordPhase::Recording { deadline, .. } => Some(deadline),
+                RecordPhase::Recording { deadline, .. }
+                | RecordPhase::Stopping { deadline, .. } => Some(deadline),
                 _ => None,
             },
             Wait::Webhook { deadline, .. } => Some(*deadline),
@@ -586,6 +618,12 @@ impl Interpreter {
                 done => self.menu_done(now, *m, done),
             },
             (Wait::Record(r), event) => self.on_record_event(now, r, event),
+            // Keys pressed while a dial rings or a webhook is out answer nothing the caller
+            // heard: they are not typed ahead into the next menu.
+            (wait @ (Wait::Dial(_) | Wait::Webhook { .. }), Event::Digit(d)) => {
+                tracing::debug!(digit = %d, "digit while dialling or waiting for a webhook: dropped");
+                wait
+            }
             (wait, Event::Digit(d)) => {
                 self.buffer_digit(d);
                 wait
@@ -846,7 +884,7 @@ impl Interpreter {
         let (members, ring_timeout, give_up) = match &dial.to {
             DialTarget::Extension(ext) => {
                 let ext = render(ext, &self.attrs);
-                let timeout = dial.timeout.unwrap_or(DEFAULT_DIAL_TIMEOUT);
+                let timeout = dial.timeout.unwrap_or(self.default_dial_timeout);
                 (vec![vec![ext]], timeout, None)
             }
             DialTarget::Group(name) => {
@@ -1012,7 +1050,7 @@ impl Interpreter {
                 self.start_recording(now, &rec.spec)
             }
             (
-                &RecordPhase::Recording { id, .. } | &RecordPhase::Stopping { id },
+                &RecordPhase::Recording { id, .. } | &RecordPhase::Stopping { id, .. },
                 Event::RecordingDone(done, recording_id),
             ) if id == done => {
                 // Normally after StopRecording; earlier when the recorder gave up.
@@ -1029,7 +1067,14 @@ impl Interpreter {
                     return Wait::Record(rec);
                 }
                 self.actions.push_back(Action::StopRecording { id });
-                RecordPhase::Stopping { id }
+                RecordPhase::Stopping {
+                    id,
+                    deadline: now + STOP_RECORDING_TIMEOUT,
+                }
+            }
+            (&RecordPhase::Stopping { deadline, .. }, Event::Timeout) if deadline <= now => {
+                tracing::warn!("the recording never reported its end: going on without it");
+                return self.recorded(&rec.spec, None);
             }
             // Digits while beeping or recording are not typed ahead: they were for this step.
             _ => return Wait::Record(rec),
@@ -2141,6 +2186,50 @@ mod tests {
     }
 
     #[test]
+    fn the_default_ring_time_comes_from_the_options() {
+        let t0 = Instant::now();
+        let ext = DialTarget::Extension(Template("2001".to_owned()));
+        let options = Options {
+            answered: false,
+            default_dial_timeout: secs(7),
+        };
+        let mut i =
+            Interpreter::with_options(Arc::new(dial_plan(ext, None)), "main", attrs(), t0, options);
+        assert_eq!(drain(&mut i), [dialed(1, &["2001"], secs(7))]);
+    }
+
+    #[test]
+    fn digits_pressed_while_a_dial_rings_are_not_typed_ahead() {
+        let t0 = Instant::now();
+        let p = plan(vec![(
+            "main",
+            vec![
+                step(StepKind::Dial(Dial {
+                    to: DialTarget::Extension(Template("2001".to_owned())),
+                    timeout: None,
+                })),
+                step(StepKind::Gather(gather())),
+            ],
+        )]);
+        let mut i = start(p, t0);
+        drain(&mut i);
+        digits(&mut i, t0 + secs(1), "12");
+        i.handle_input(t0 + secs(5), dial_done(1, DialOutcome::NoAnswer));
+        let actions = drain(&mut i);
+        // The gather's prompt plays: no digit was kept for it.
+        assert!(
+            actions.iter().any(|a| matches!(a, Action::Play { .. })),
+            "{actions:?}"
+        );
+        assert!(
+            !actions
+                .iter()
+                .any(|a| matches!(a, Action::SetAttribute { name, .. } if name == "acct")),
+            "{actions:?}"
+        );
+    }
+
+    #[test]
     fn sequential_group_rings_members_in_order() {
         let t0 = Instant::now();
         let mut p = dial_plan(DialTarget::Group("sales".to_owned()), None);
@@ -2313,7 +2402,10 @@ mod tests {
         assert_eq!(drain(&mut i), []);
         digits(&mut i, t0 + secs(20), "#");
         assert_eq!(drain(&mut i), [Action::StopRecording { id: 3 }]);
-        assert_eq!(i.poll_timeout(), None);
+        assert_eq!(
+            i.poll_timeout(),
+            Some(t0 + secs(20) + STOP_RECORDING_TIMEOUT)
+        );
         i.handle_input(
             t0 + secs(20),
             Input::RecordingDone {
@@ -2328,6 +2420,23 @@ mod tests {
                 hung_up(HangupCause::Normal)
             ]
         );
+    }
+
+    #[test]
+    fn a_recording_that_never_reports_its_end_fails_after_the_stop_timeout() {
+        let t0 = Instant::now();
+        let mut i = start(vm_plan(voicemail()), t0);
+        drain(&mut i);
+        i.handle_input(t0 + secs(5), done(1));
+        i.handle_input(t0 + secs(6), done(2));
+        drain(&mut i);
+        digits(&mut i, t0 + secs(9), "#");
+        assert_eq!(drain(&mut i), [Action::StopRecording { id: 3 }]);
+        i.handle_timeout(t0 + secs(9) + STOP_RECORDING_TIMEOUT - Duration::from_millis(1));
+        assert_eq!(drain(&mut i), []);
+        i.handle_timeout(t0 + secs(9) + STOP_RECORDING_TIMEOUT);
+        // No attribute for a recording that failed; the flow goes on.
+        assert_eq!(drain(&mut i), [hung_up(HangupCause::Normal)]);
     }
 
     #[test]
