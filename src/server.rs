@@ -276,6 +276,11 @@ pub async fn start(settings: Settings) -> Result<Server, ServerError> {
 
 impl Server {
     /// The bound address of the first listener of `transport`.
+    /// Calls whose actor is still running.
+    pub fn active_calls(&self) -> usize {
+        self.calls.active()
+    }
+
     pub fn sip_addr(&self, transport: Transport) -> Option<SocketAddr> {
         self.sip
             .iter()

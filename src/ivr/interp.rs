@@ -590,7 +590,7 @@ impl Interpreter {
                 let body = self.context();
                 self.actions.push_back(Action::Webhook {
                     id,
-                    url: render(&hook.url, &self.attrs),
+                    url: super::template::render_url(&hook.url, &self.attrs),
                     body,
                     timeout: hook.timeout,
                 });

@@ -8,6 +8,24 @@ use super::plan::Template;
 
 /// Fills the placeholders of `t` from `attrs` (an unknown name becomes the empty string).
 pub fn render(t: &Template, attrs: &Attributes) -> String {
+    render_with(t, attrs, |v, out| out.push_str(v))
+}
+
+/// Like [`render`], for a URL: each value is percent-encoded (all but RFC 3986 unreserved
+/// characters), so a caller's number or name cannot add a path, query or host to it.
+pub fn render_url(t: &Template, attrs: &Attributes) -> String {
+    render_with(t, attrs, |v, out| {
+        for b in v.bytes() {
+            if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+                out.push(char::from(b));
+            } else {
+                out.push_str(&format!("%{b:02X}"));
+            }
+        }
+    })
+}
+
+fn render_with(t: &Template, attrs: &Attributes, push: impl Fn(&str, &mut String)) -> String {
     let mut out = String::with_capacity(t.0.len());
     let mut rest = t.0.as_str();
     while let Some(open) = rest.find("{{") {
@@ -17,7 +35,7 @@ pub fn render(t: &Template, attrs: &Attributes) -> String {
         out.push_str(&rest[..open]);
         let name = rest[open + 2..open + 2 + close].trim();
         if let Some(v) = attrs.get(name) {
-            out.push_str(v);
+            push(v, &mut out);
         }
         rest = &rest[open + 2 + close + 2..];
     }
@@ -55,6 +73,17 @@ mod tests {
         let t = Template("from {{caller}} acct {{ account }} x{{missing}}y".into());
         assert_eq!(render(&t, &attrs()), "from 2001 acct 42 xy");
         assert_eq!(names(&t), ["caller", "account", "missing"]);
+    }
+
+    #[test]
+    fn url_values_are_percent_encoded() {
+        let mut a = attrs();
+        a.insert("caller_name".into(), "x/../admin?y=1#z é".into());
+        let t = Template("https://hooks.example/ivr/{{caller}}?name={{caller_name}}".into());
+        assert_eq!(
+            render_url(&t, &a),
+            "https://hooks.example/ivr/2001?name=x%2F..%2Fadmin%3Fy%3D1%23z%20%C3%A9"
+        );
     }
 
     #[test]

@@ -61,6 +61,8 @@ struct Fork {
     /// A provisional response arrived, so CANCEL may be sent (§9.1).
     proceeding: bool,
     cancel_wanted: bool,
+    /// CANCELled: given up for good if no final response comes by then.
+    cancel_by: Option<Instant>,
     done: bool,
 }
 
@@ -129,7 +131,9 @@ struct Call {
     pending_acks: Vec<PendingAck>,
     reinvite: Option<Reinvite>,
     ending: Option<Ending>,
-    cancel_deadline: Option<Instant>,
+    /// An unanswered caller waits at most this long for the flow to answer it or ring
+    /// someone (`no_answer_timeout`); far away while a dial rings (it has its own timeout).
+    no_answer_at: Instant,
     /// The caller's authenticated extension, if any.
     caller_ext: Option<String>,
     /// The number called (Request-URI user).
@@ -151,6 +155,17 @@ struct Call {
     b_dialog_ids: Vec<(String, String)>,
     /// A voicemail or `record` step recording now: (interpreter id, recording).
     ivr_recording: Option<ivr::IvrRecording>,
+    /// Recordings asked to stop (or replaced by a newer one) whose summary is awaited, by
+    /// file path.
+    stopping: Vec<(RecordingId, std::path::PathBuf)>,
+    /// The path of the recording running now (`recording`).
+    recording_path: Option<std::path::PathBuf>,
+    /// `best_failure` was made up by us (nobody to ring, ring timeout), not sent by a callee.
+    best_failure_ours: bool,
+    /// Transfers so far (a plan that transfers in a circle is stopped).
+    transfers: u32,
+    /// The `say` play whose speech is being synthesised; a result for another is stale.
+    pending_speech: Option<u64>,
 }
 
 /// Runs the call to its end.
@@ -164,6 +179,7 @@ pub(super) async fn run(
     from: Peer,
 ) {
     let call_id = invite.headers.call_id().unwrap_or_default().to_owned();
+    let ctx_no_answer = ctx.no_answer_timeout;
     let span = tracing::info_span!("call", sip_call_id = %call_id);
     let _enter = span.enter();
     let mut call = Call {
@@ -197,7 +213,7 @@ pub(super) async fn run(
         pending_acks: Vec::new(),
         reinvite: None,
         ending: None,
-        cancel_deadline: None,
+        no_answer_at: Instant::now() + ctx_no_answer,
         caller_ext: None,
         called: String::new(),
         recorded: false,
@@ -209,6 +225,11 @@ pub(super) async fn run(
         b_answered: false,
         b_dialog_ids: Vec::new(),
         ivr_recording: None,
+        stopping: Vec::new(),
+        recording_path: None,
+        best_failure_ours: false,
+        transfers: 0,
+        pending_speech: None,
     };
     drop(_enter);
     let (media_tx, media_events) = mpsc::unbounded_channel();
@@ -217,10 +238,9 @@ pub(super) async fn run(
     let (ivr_tx, ivr_rx) = mpsc::unbounded_channel();
     call.ivr_tx = ivr_tx;
     call.ivr_rx = ivr_rx;
-    let no_answer = Instant::now() + call.ctx.no_answer_timeout;
     let started = call.start(&mut inbox).await;
     if started {
-        call.event_loop(&mut inbox, no_answer).await;
+        call.event_loop(&mut inbox).await;
         call.finish().await;
     }
 }
@@ -419,6 +439,7 @@ impl Call {
             peer: loc.source,
             proceeding: false,
             cancel_wanted: false,
+            cancel_by: None,
             done: false,
         });
         self.ep.send(Command::SendRequest {
@@ -428,16 +449,12 @@ impl Call {
         });
     }
 
-    async fn event_loop(
-        &mut self,
-        inbox: &mut mpsc::UnboundedReceiver<CallInput>,
-        no_answer: Instant,
-    ) {
+    async fn event_loop(&mut self, inbox: &mut mpsc::UnboundedReceiver<CallInput>) {
         loop {
             if self.is_over() {
                 return;
             }
-            let deadline = self.next_deadline(no_answer);
+            let deadline = self.next_deadline();
             tokio::select! {
                 input = inbox.recv() => match input {
                     Some(input) => self.handle(input),
@@ -445,24 +462,30 @@ impl Call {
                 },
                 Some(event) = self.media_events.recv() => self.on_media_event(event),
                 Some(result) = self.ivr_rx.recv() => self.on_ivr_result(result),
-                _ = tokio::time::sleep_until(deadline) => self.on_timer(no_answer),
+                _ = tokio::time::sleep_until(deadline) => self.on_timer(),
             }
             self.pump_ivr().await;
         }
     }
 
     fn is_over(&self) -> bool {
-        self.ending.is_some() && self.finished_a && self.forks.iter().all(|f| f.done)
+        // A caller answered with a final status by a flow that has nothing more to do is over
+        // too, even where no ending was recorded.
+        let flow_done =
+            self.ending.is_some() || (!self.answered && self.ivr.is_none() && self.dial.is_none());
+        flow_done && self.finished_a && self.forks.iter().all(|f| f.done)
     }
 
-    fn next_deadline(&self, no_answer: Instant) -> Instant {
+    fn next_deadline(&self) -> Instant {
         let mut d = if self.answered || self.finished_a {
             Instant::now() + Duration::from_secs(3600)
         } else {
-            no_answer
+            self.no_answer_at
         };
-        if let Some(c) = self.cancel_deadline {
-            d = d.min(c);
+        for f in &self.forks {
+            if let Some(c) = f.cancel_by.filter(|_| !f.done) {
+                d = d.min(c);
+            }
         }
         if let Some(dial) = &self.dial {
             d = d.min(dial.deadline);
@@ -476,9 +499,9 @@ impl Call {
         d
     }
 
-    fn on_timer(&mut self, no_answer: Instant) {
+    fn on_timer(&mut self) {
         let now = Instant::now();
-        if !self.answered && !self.finished_a && now >= no_answer {
+        if !self.answered && !self.finished_a && now >= self.no_answer_at {
             tracing::info!("no answer: giving up");
             self.ending = Some(Ending {
                 cause: "no_answer",
@@ -488,6 +511,7 @@ impl Call {
             self.reply_a_final(StatusCode::TEMPORARILY_UNAVAILABLE);
             self.cancel_forks();
             self.ivr = None;
+            self.dial = None;
         }
         if self.dial.as_ref().is_some_and(|d| now >= d.deadline) {
             self.dial_timed_out();
@@ -499,24 +523,21 @@ impl Call {
         {
             ivr.handle_timeout(now.into_std());
         }
-        if self.cancel_deadline.is_some_and(|d| now >= d) {
-            let mut abandoned = Vec::new();
-            for f in &mut self.forks {
-                if !f.done {
-                    abandoned.push(f.branch.clone());
-                }
+        let mut abandoned = Vec::new();
+        for f in &mut self.forks {
+            if !f.done && f.cancel_by.is_some_and(|d| now >= d) {
+                abandoned.push(f.branch.clone());
                 f.done = true;
             }
-            if !abandoned.is_empty() {
-                tracing::info!(
-                    forks = abandoned.len(),
-                    "callee never answered CANCEL: giving up"
-                );
-                self.ep.send(Command::Abandon {
-                    branches: abandoned,
-                });
-            }
-            self.cancel_deadline = None;
+        }
+        if !abandoned.is_empty() {
+            tracing::info!(
+                forks = abandoned.len(),
+                "callee never answered CANCEL: giving up"
+            );
+            self.ep.send(Command::Abandon {
+                branches: abandoned,
+            });
         }
         let mut expired = Vec::new();
         for (i, p) in self.pending_acks.iter_mut().enumerate() {
@@ -616,7 +637,10 @@ impl Call {
                 self.send_cancel(i);
                 return;
             }
-            if status == StatusCode::TRYING {
+            // 100, or a late 18x from a fork of a dial already given up: nothing for the
+            // caller.
+            let current = self.dial.as_ref().map(|d| d.id) == Some(self.forks[i].dial);
+            if status == StatusCode::TRYING || !current || self.forks[i].cancel_by.is_some() {
                 return;
             }
             if self.answered || self.finished_a {
@@ -655,6 +679,7 @@ impl Call {
         }
         if better_failure(self.best_failure.as_ref().map(|r| r.status), status) {
             self.best_failure = Some(resp);
+            self.best_failure_ours = false;
         }
         // A 6xx ends the search (§16.7 step 5): cancel the other forks and answer now.
         let global_failure = status.0 >= 600;
@@ -689,7 +714,7 @@ impl Call {
         };
         self.ending = Some(Ending {
             cause,
-            by: if best.is_some() {
+            by: if best.is_some() && !self.best_failure_ours {
                 HangupBy::Callee
             } else {
                 HangupBy::System
@@ -861,19 +886,21 @@ impl Call {
 
     /// Starts recording the call (caller left, callee right).
     fn start_recording(&mut self) {
-        let Some(media) = &self.media else {
+        if self.media.is_none() {
             return;
-        };
+        }
         let spec = self.recording_spec(ChannelMode::Stereo);
         let row = NewRecording::from_spec(&spec);
         match Recorder::start(spec) {
             Ok(recorder) => {
                 tracing::info!(path = %recorder.path().display(), "recording");
-                self.recording = Some(row.id);
+                self.replace_running_recording(row.id, recorder.path().to_owned());
                 let data = serde_json::json!({"recording_id": row.id.to_string()});
                 self.ctx.writer.send(StoreCmd::RecordingStarted(row));
                 self.event("recording.started", data);
-                media.command(MediaCommand::StartRecording(recorder));
+                if let Some(media) = &self.media {
+                    media.command(MediaCommand::StartRecording(recorder));
+                }
             }
             Err(error) => tracing::error!(%error, "cannot start the recording"),
         }
@@ -1247,27 +1274,32 @@ impl Call {
         }
     }
 
+    /// Ends the call: BYE to both parties, forks still ringing CANCELled, the flow stopped.
     fn hangup(&mut self, ending: Ending) {
         self.hangup_leg(Side::Caller);
         self.hangup_leg(Side::Callee);
         self.pending_acks.clear();
+        self.ivr = None;
+        self.dial = None;
+        self.cancel_forks();
         if self.ending.is_none() {
             self.ending = Some(ending);
         }
     }
 
     fn cancel_forks(&mut self) {
+        let give_up = Instant::now() + CANCEL_GRACE;
         for i in 0..self.forks.len() {
-            if self.forks[i].done {
+            if self.forks[i].done || self.forks[i].cancel_by.is_some() {
                 continue;
             }
+            self.forks[i].cancel_by = Some(give_up);
             if self.forks[i].proceeding {
                 self.send_cancel(i);
             } else {
                 self.forks[i].cancel_wanted = true;
             }
         }
-        self.cancel_deadline = Some(Instant::now() + CANCEL_GRACE);
     }
 
     /// CANCEL for a fork (§9.1): same Request-URI, Call-ID, From, To, CSeq number and top Via.

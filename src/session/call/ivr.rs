@@ -11,7 +11,7 @@ use bytes::Bytes;
 use tokio::time::Instant;
 
 use super::{Call, Ending, Side, point_media};
-use crate::ivr::interp::{Action, Attributes, DialOutcome, Input, Interpreter};
+use crate::ivr::interp::{Action, Attributes, DialOutcome, Input, Interpreter, Options};
 use crate::ivr::plan::{HangupCause, Prompt, Step};
 use crate::ivr::{parse, route, tts, webhook};
 use crate::media::engine::{MediaCommand, PlaySource};
@@ -29,6 +29,14 @@ use crate::store::{EndedRecording, HangupBy, NewRecording, RecordingId, Recordin
 /// Media playback ids at or above this belong to the interpreter (its id + this); below are
 /// the actor's own (ringback).
 pub(super) const PLAY_ID_BASE: u64 = 1 << 32;
+
+/// Actions carried out in one go without the flow waiting for anything outside (a goto
+/// loop through steps the actor answers at once, like a dial with nobody to ring): past
+/// this the flow is stopped.
+const MAX_ACTIONS_WITHOUT_WAIT: usize = 1000;
+
+/// Transfers one call may make (a plan that transfers in a circle is stopped).
+const MAX_TRANSFERS: u32 = 10;
 
 /// Rate speech is decoded at (the pipeline resamples to its own).
 const PROMPT_RATE: u32 = 16_000;
@@ -87,11 +95,16 @@ impl Call {
             local_tag: self.a_tag.clone(),
             owner: self.me.clone(),
         });
-        self.ivr = Some(Interpreter::new(
+        let options = Options {
+            answered: false,
+            default_dial_timeout: self.ctx.no_answer_timeout,
+        };
+        self.ivr = Some(Interpreter::with_options(
             plan,
             &flow,
             attrs,
             std::time::Instant::now(),
+            options,
         ));
         self.pump_ivr().await;
         true
@@ -99,10 +112,19 @@ impl Call {
 
     /// Carries out every action the interpreter has queued.
     pub(super) async fn pump_ivr(&mut self) {
+        let mut budget = MAX_ACTIONS_WITHOUT_WAIT;
         loop {
             let Some(ivr) = self.ivr.as_mut() else {
                 return;
             };
+            if budget == 0 {
+                tracing::error!(
+                    actions = MAX_ACTIONS_WITHOUT_WAIT,
+                    "the IVR flow loops without waiting for anything: hanging up"
+                );
+                return self.ivr_hangup(HangupCause::Normal);
+            }
+            budget -= 1;
             let Some(action) = ivr.poll_action() else {
                 if ivr.is_finished() {
                     self.ivr = None;
@@ -132,6 +154,7 @@ impl Call {
                 barge_in,
             } => self.play(id, prompt, barge_in),
             Action::StopPlayback => {
+                self.pending_speech = None;
                 if let Some(media) = &self.media {
                     media.command(MediaCommand::StopPlayback { leg: Leg::A });
                 }
@@ -225,6 +248,7 @@ impl Call {
         if !self.answer_locally() {
             return;
         }
+        self.pending_speech = None;
         let source = match prompt {
             Prompt::File(name) => {
                 let mut name = std::path::PathBuf::from(name);
@@ -262,6 +286,7 @@ impl Call {
                 return;
             }
             Prompt::Say { text, voice } => {
+                self.pending_speech = Some(id);
                 self.speak(id, text.0, voice, barge_in);
                 return;
             }
@@ -317,6 +342,10 @@ impl Call {
     /// A result of work done off the actor.
     pub(super) fn on_ivr_result(&mut self, result: IvrResult) {
         match result {
+            IvrResult::Speech { id, .. } if self.pending_speech != Some(id) => {
+                // The flow moved on (a digit barged in) while the speech was being made.
+                tracing::debug!(id, "speech no longer wanted");
+            }
             IvrResult::Speech {
                 id,
                 barge_in,
@@ -386,6 +415,11 @@ impl Call {
         let Some(old) = self.ivr.take() else {
             return;
         };
+        self.transfers += 1;
+        if self.transfers > MAX_TRANSFERS {
+            tracing::error!(%number, "too many transfers (the plan transfers in a circle?): hanging up");
+            return self.ivr_hangup(HangupCause::Unavailable);
+        }
         let plan = old.plan().clone();
         let mut attrs = old.attributes().clone();
         let caller = attrs.get("caller").cloned().unwrap_or_default();
@@ -398,12 +432,17 @@ impl Call {
         attrs.insert("transferred_from".into(), self.called.clone());
         attrs.insert("called".into(), number.clone());
         self.called = number;
-        let now = std::time::Instant::now();
-        self.ivr = Some(if self.answered {
-            Interpreter::new_answered(plan.clone(), &flow, attrs, now)
-        } else {
-            Interpreter::new(plan.clone(), &flow, attrs, now)
-        });
+        let options = Options {
+            answered: self.answered,
+            default_dial_timeout: self.ctx.no_answer_timeout,
+        };
+        self.ivr = Some(Interpreter::with_options(
+            plan.clone(),
+            &flow,
+            attrs,
+            std::time::Instant::now(),
+            options,
+        ));
     }
 
     /// The flow hung up: BYE once answered; before, the last dial's failure passes through
@@ -428,7 +467,7 @@ impl Call {
             return self.fail_caller(StatusCode::TEMPORARILY_UNAVAILABLE, "failed");
         }
         let status = StatusCode(cause.status());
-        if self.recorded {
+        if self.ending.is_none() {
             self.ending = Some(Ending {
                 cause: cause.as_str(),
                 by: HangupBy::System,
@@ -459,6 +498,7 @@ impl Call {
             };
             tracing::info!(?extensions, code = status.0, "nobody to ring");
             self.best_failure = Some(Response::from_request(&self.invite, status));
+            self.best_failure_ours = true;
             self.ivr_input(Input::DialDone {
                 id,
                 outcome: DialOutcome::Unavailable,
@@ -469,6 +509,7 @@ impl Call {
             Ok(offer) => offer,
             Err(status) => {
                 self.best_failure = Some(Response::from_request(&self.invite, status));
+                self.best_failure_ours = true;
                 self.ivr_input(Input::DialDone {
                     id,
                     outcome: DialOutcome::Failed,
@@ -494,6 +535,8 @@ impl Call {
             id,
             deadline: Instant::now() + timeout,
         });
+        // The dial's own timeout bounds the wait now.
+        self.no_answer_at = Instant::now() + Duration::from_secs(365 * 24 * 3600);
         for (loc, ext) in contacts {
             self.fork(id, &loc, &ext, offer.clone());
         }
@@ -543,6 +586,7 @@ impl Call {
         };
         tracing::info!(code = status, outcome = outcome.as_str(), "dial failed");
         self.stop_ringback();
+        self.no_answer_at = Instant::now() + self.ctx.no_answer_timeout;
         self.ivr_input(Input::DialDone {
             id: dial.id,
             outcome,
@@ -560,7 +604,9 @@ impl Call {
             &self.invite,
             StatusCode::TEMPORARILY_UNAVAILABLE,
         ));
+        self.best_failure_ours = true;
         self.stop_ringback();
+        self.no_answer_at = Instant::now() + self.ctx.no_answer_timeout;
         self.ivr_input(Input::DialDone {
             id: dial.id,
             outcome: DialOutcome::NoAnswer,
@@ -621,9 +667,9 @@ impl Call {
         if !self.answer_locally() {
             return;
         }
-        let Some(media) = &self.media else {
+        if self.media.is_none() {
             return;
-        };
+        }
         let spec = self.recording_spec(ChannelMode::CallerOnly);
         let row = NewRecording::from_spec(&spec);
         let (kind, row) = match &voicemail {
@@ -638,7 +684,8 @@ impl Call {
         };
         match Recorder::start(spec) {
             Ok(recorder) => {
-                tracing::info!(path = %recorder.path().display(), kind = kind.as_str(), "recording the caller");
+                let path = recorder.path().to_owned();
+                tracing::info!(path = %path.display(), kind = kind.as_str(), "recording the caller");
                 let rid = row.id;
                 let data = serde_json::json!({
                     "recording_id": rid.to_string(),
@@ -647,12 +694,14 @@ impl Call {
                 });
                 self.ctx.writer.send(StoreCmd::RecordingStarted(row));
                 self.event("recording.started", data);
-                media.command(MediaCommand::StartRecording(recorder));
-                media.command(MediaCommand::DetectSilence {
-                    leg: Leg::A,
-                    after: silence,
-                });
-                self.recording = Some(rid);
+                if let Some(media) = &self.media {
+                    media.command(MediaCommand::StartRecording(recorder));
+                    media.command(MediaCommand::DetectSilence {
+                        leg: Leg::A,
+                        after: silence,
+                    });
+                }
+                self.replace_running_recording(rid, path);
                 self.ivr_recording = Some(IvrRecording {
                     id,
                     recording: rid,
@@ -677,6 +726,9 @@ impl Call {
             return;
         }
         rec.stopping = true;
+        if let (Some(rid), Some(path)) = (self.recording.take(), self.recording_path.take()) {
+            self.stopping.push((rid, path));
+        }
         if let Some(media) = &self.media {
             media.command(MediaCommand::DetectSilence {
                 leg: Leg::A,
@@ -686,11 +738,28 @@ impl Call {
         }
     }
 
-    /// A recording stopped mid-call: its row is completed and the flow goes on.
+    /// The engine runs one recording at a time: a new one replaces (stops) the one running,
+    /// whose summary then comes back as a `RecordingStopped`.
+    pub(super) fn replace_running_recording(&mut self, rid: RecordingId, path: std::path::PathBuf) {
+        if let (Some(old), Some(old_path)) = (self.recording.take(), self.recording_path.take()) {
+            self.stopping.push((old, old_path));
+        }
+        self.recording = Some(rid);
+        self.recording_path = Some(path);
+    }
+
+    /// A recording stopped mid-call (asked to, or replaced): its row is completed and, for a
+    /// voicemail or `record` step, the flow goes on.
     pub(super) fn on_recording_stopped(&mut self, result: Result<RecordingSummary, String>) {
-        let Some(rid) = self.recording.take() else {
+        let found = match &result {
+            Ok(summary) => self.stopping.iter().position(|(_, p)| *p == summary.path),
+            Err(_) => (!self.stopping.is_empty()).then_some(0),
+        };
+        let Some(index) = found else {
+            tracing::warn!("a recording stopped that was not asked to");
             return;
         };
+        let (rid, _) = self.stopping.remove(index);
         let (ended, kind, ok) = match &result {
             Ok(summary) => (
                 EndedRecording::complete(rid, summary),
@@ -708,8 +777,11 @@ impl Call {
         };
         self.ctx.writer.send(StoreCmd::RecordingEnded(ended));
         self.event(kind, serde_json::json!({"recording_id": rid.to_string()}));
-        if let Some(rec) = self.ivr_recording.take()
-            && rec.recording == rid
+        if self
+            .ivr_recording
+            .as_ref()
+            .is_some_and(|r| r.recording == rid)
+            && let Some(rec) = self.ivr_recording.take()
         {
             self.ivr_input(Input::RecordingDone {
                 id: rec.id,
@@ -718,18 +790,24 @@ impl Call {
         }
     }
 
-    /// At the end of the call: a recording asked to stop just before reports its summary
-    /// shortly after the media session ended; wait for it (bounded) so its row is complete.
+    /// At the end of the call: recordings asked to stop just before report their summaries
+    /// shortly after the media session ended; wait for them (bounded) so their rows are
+    /// complete.
     pub(super) async fn await_stopped_recording(&mut self) {
-        if !self.ivr_recording.as_ref().is_some_and(|r| r.stopping) {
-            return;
-        }
         let deadline = Instant::now() + Duration::from_secs(5);
-        while self.ivr_recording.is_some() {
+        while !self.stopping.is_empty() {
             match tokio::time::timeout_at(deadline, self.media_events.recv()).await {
                 Ok(Some(event)) => self.on_media_event(event),
                 _ => break,
             }
+        }
+        for (rid, _) in std::mem::take(&mut self.stopping) {
+            self.ctx
+                .writer
+                .send(StoreCmd::RecordingEnded(EndedRecording::failed(
+                    rid,
+                    crate::clock::unix_ms(),
+                )));
         }
     }
 }
