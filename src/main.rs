@@ -182,6 +182,14 @@ fn dialplan_command(settings: &Settings, cmd: &DialplanCommand) -> ExitCode {
                 plan.ring_groups.len(),
                 files.join(", ")
             );
+            let speech = plan.speech_steps();
+            if !speech.is_empty() && !switchboard::ivr::tts::available() {
+                for at in speech {
+                    println!(
+                        "{at}: warning: speaks text, but espeak-ng is not installed (apt-get install espeak-ng); the step is skipped when it runs"
+                    );
+                }
+            }
             ExitCode::SUCCESS
         }
         Err(diagnostics) => {

@@ -111,6 +111,17 @@ pub async fn start(settings: Settings) -> Result<Server, ServerError> {
         },
     )
     .map_err(ServerError::Dialplan)?;
+    {
+        let current = plan.current();
+        let speech = current.speech_steps();
+        if !speech.is_empty() && !crate::ivr::tts::available() {
+            tracing::warn!(
+                steps = speech.len(),
+                first = %speech[0],
+                "the dialplan speaks text but espeak-ng is not installed (apt-get install espeak-ng): those prompts will be skipped"
+            );
+        }
+    }
     if settings.database_url.starts_with("sqlite:") && !settings.database_url.contains(":memory:") {
         std::fs::create_dir_all(&settings.data_dir)
             .map_err(|e| ServerError::DataDir(settings.data_dir.display().to_string(), e))?;
@@ -187,6 +198,9 @@ pub async fn start(settings: Settings) -> Result<Server, ServerError> {
         .map(|l| l.addr.ip())
         .next()
         .unwrap_or(settings.public_ip);
+    let media = media_context(&settings);
+    let prompts = media.prompts.clone();
+    let mut plan_changes = plan.clone();
     let calls = CallRegistry::new(CallContext {
         registrar: registrar.clone(),
         writer: store.writer(),
@@ -195,7 +209,7 @@ pub async fn start(settings: Settings) -> Result<Server, ServerError> {
         media_ip: settings.public_ip,
         rtp_bind_ip,
         no_answer_timeout: settings.no_answer_timeout,
-        media: media_context(&settings),
+        media,
         plan,
     });
     tracing::info!(
@@ -221,6 +235,22 @@ pub async fn start(settings: Settings) -> Result<Server, ServerError> {
         settings.recording.retention_days,
         stop_endpoint.clone(),
     ));
+    // A reloaded plan may name re-recorded prompts: decode them afresh (calls playing the old
+    // ones keep their copy).
+    let prompts_stop = stop_endpoint.clone();
+    tasks.spawn(async move {
+        loop {
+            tokio::select! {
+                changed = plan_changes.changed() => {
+                    if !changed {
+                        return;
+                    }
+                    prompts.clear();
+                }
+                _ = prompts_stop.cancelled() => return,
+            }
+        }
+    });
     let pruner_stop = stop_endpoint.clone();
     tasks.spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(10));

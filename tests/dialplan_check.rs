@@ -371,3 +371,18 @@ fn webhook_set_keys_apply_in_the_order_written() {
     let names: Vec<&str> = pairs.iter().map(|(n, _)| n.as_str()).collect();
     assert_eq!(names, ["zeta", "alpha", "mid"]);
 }
+
+#[test]
+fn steps_that_speak_are_listed_with_their_positions() {
+    let media = dummy_media(SHIPPED_PROMPTS);
+    let dir = tempfile::tempdir().expect("plan dir");
+    let file = dir.path().join("plan.toml");
+    std::fs::write(
+        &file,
+        "[[routes]]\nflow = \"main\"\n\n[[flows.main]]\nplay = \"prompts/goodbye\"\n\n[[flows.main]]\nsay = \"Hello {{caller}}\"\n\n[[flows.main]]\nmenu = \"say:Press 1\"\noptions = { 1 = \"main\" }\n",
+    )
+    .expect("write");
+    let plan = load(&file, &options(media.path())).unwrap_or_else(|d| panic!("{}", show(&d)));
+    let lines: Vec<u32> = plan.speech_steps().iter().map(|p| p.line).collect();
+    assert_eq!(lines, [7, 10]);
+}

@@ -130,13 +130,18 @@ async fn a_dial_that_times_out_before_the_answer_leaves_the_flow_time_to_answer(
     call_with_sdp(&a, "200", "1001", "pw-a", "late-1", &sdp(31006)).await;
     let inv = recv_method(&b, "INVITE").await;
     b.send(&answer(&inv, 180, "Ringing", b.addr(), None)).await;
-    expect_status(&a, 180).await;
+    // No early media from the callee: we answer the caller's offer for our ringback.
+    let ringing = expect_status(&a, 180).await;
+    assert!(!ringing.body.is_empty(), "180 with our early answer");
     let cancel = recv_method(&b, "CANCEL").await;
     b.send(&answer(&cancel, 200, "OK", b.addr(), None)).await;
     b.send(&answer(&inv, 487, "Request Terminated", b.addr(), None))
         .await;
     let ok = expect_status(&a, 200).await;
-    assert!(!ok.body.is_empty(), "the IVR answers with SDP");
+    assert_eq!(
+        ok.body, ringing.body,
+        "the IVR's answer repeats the early answer (RFC 6337 §3.1)"
+    );
     ack(&a, &ok, "late-1").await;
     // The flow ends with BYE after its pause.
     let bye = recv_method(&a, "BYE").await;

@@ -140,6 +140,42 @@ pub struct Flow {
     pub at: Pos,
 }
 
+impl Dialplan {
+    /// Where the plan speaks text (`say`, or a `say:` prompt of any step): they need espeak-ng.
+    pub fn speech_steps(&self) -> Vec<&Pos> {
+        self.flows
+            .values()
+            .flat_map(|f| f.steps.iter())
+            .filter(|s| s.prompts().any(|p| matches!(p, Prompt::Say { .. })))
+            .map(|s| &s.at)
+            .collect()
+    }
+}
+
+impl Step {
+    /// Every prompt the step may play.
+    pub fn prompts(&self) -> impl Iterator<Item = &Prompt> {
+        let list: Vec<&Prompt> = match &self.kind {
+            StepKind::Play { prompt, .. } => vec![prompt],
+            StepKind::Gather(g) => [&g.prompt, &g.invalid_prompt, &g.timeout_prompt]
+                .into_iter()
+                .flatten()
+                .collect(),
+            StepKind::Menu(m) => std::iter::once(&m.greeting)
+                .chain(
+                    [&m.short_greeting, &m.invalid_prompt, &m.timeout_prompt]
+                        .into_iter()
+                        .flatten(),
+                )
+                .collect(),
+            StepKind::Voicemail(v) => v.greeting.iter().collect(),
+            StepKind::Record(r) => r.prompt.iter().collect(),
+            _ => Vec::new(),
+        };
+        list.into_iter()
+    }
+}
+
 impl Flow {
     /// Index of the step labelled `label`.
     pub fn label(&self, label: &str) -> Option<usize> {

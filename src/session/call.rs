@@ -166,6 +166,8 @@ struct Call {
     transfers: u32,
     /// The `say` play whose speech is being synthesised; a result for another is stale.
     pending_speech: Option<u64>,
+    /// The SDP answer the caller got in early media (18x), if any.
+    a_early_sdp: Option<Bytes>,
 }
 
 /// Runs the call to its end.
@@ -230,6 +232,7 @@ pub(super) async fn run(
         best_failure_ours: false,
         transfers: 0,
         pending_speech: None,
+        a_early_sdp: None,
     };
     drop(_enter);
     let (media_tx, media_events) = mpsc::unbounded_channel();
@@ -662,6 +665,11 @@ impl Call {
                 if let Some(body) = self.start_ringback() {
                     out.set_body(Some("application/sdp"), body);
                 }
+            }
+            if !out.body.is_empty() {
+                // An answer already given in early media: an answer of our own later (the
+                // IVR after a failed dial) repeats it (RFC 6337 §3.1).
+                self.a_early_sdp = Some(out.body.clone());
             }
             self.ep.respond(self.invite_tx, out);
             return;

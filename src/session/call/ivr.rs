@@ -197,6 +197,22 @@ impl Call {
         if self.finished_a {
             return false;
         }
+        // Early media already gave the caller an answer (a dial that failed): the 200 repeats
+        // it, and the caller's leg keeps the codec it promised.
+        if let (Some(body), Some(a)) = (self.a_early_sdp.clone(), self.a_promised)
+            && self.media.is_some()
+        {
+            self.stop_ringback();
+            if let Some(media) = &self.media {
+                media.command(MediaCommand::SetMedia {
+                    leg: Leg::A,
+                    media: Some(a),
+                });
+            }
+            self.ensure_record();
+            self.answer_caller(body);
+            return true;
+        }
         let answer = self.caller_offer().and_then(|offer| {
             let (mut answer, a) =
                 negotiate::early_answer(&offer).ok_or(StatusCode::NOT_ACCEPTABLE_HERE)?;
