@@ -1246,8 +1246,24 @@ impl Collector {
 
 /// `pattern` matches the whole of `s` (however the pattern is anchored).
 fn full_match(pattern: &super::plan::Pattern, s: &str) -> bool {
+    // The whole-string form of each pattern, compiled once per process (plans hold a few
+    // dozen patterns; the map is emptied if reloads ever fill it).
+    static WHOLE: std::sync::Mutex<Option<std::collections::HashMap<String, regex::Regex>>> =
+        std::sync::Mutex::new(None);
+    let mut cache = WHOLE.lock().unwrap_or_else(|e| e.into_inner());
+    let map = cache.get_or_insert_with(Default::default);
+    if map.len() > 1024 {
+        map.clear();
+    }
+    if let Some(whole) = map.get(pattern.as_str()) {
+        return whole.is_match(s);
+    }
     match regex::Regex::new(&format!("^(?:{})$", pattern.as_str())) {
-        Ok(whole) => whole.is_match(s),
+        Ok(whole) => {
+            let hit = whole.is_match(s);
+            map.insert(pattern.as_str().to_owned(), whole);
+            hit
+        }
         // Cannot happen (the pattern compiled once already); be strict if it does.
         Err(_) => pattern.0.find(s).is_some_and(|m| m.len() == s.len()),
     }

@@ -41,8 +41,15 @@ pub async fn synthesize(
     voice: Option<&str>,
     cache_dir: &Path,
 ) -> Result<PathBuf, TtsError> {
+    // A burst of callers reaching a `say` at once must not start a burst of espeak-ng
+    // processes on the media cores.
+    static RUNNING: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(MAX_RUNNING);
+    let _permit = RUNNING.acquire().await.ok();
     synthesize_with(Path::new(PROGRAM), text, voice, cache_dir, SYNTH_TIMEOUT).await
 }
+
+/// espeak-ng processes run at once; more `say` steps wait their turn.
+pub const MAX_RUNNING: usize = 2;
 
 /// [`synthesize`] with the program and the time limit given: `program` is run as espeak-ng
 /// (`--stdin -v VOICE -w FILE`). Tests use it to prove the missing-program and cache paths.
