@@ -25,6 +25,10 @@
 //!
 //! [http]
 //! listen = "127.0.0.1:8080"
+//! cors_origins = []                        # origins allowed to call /v1 from a browser; none
+//! max_body_bytes = 65536                   # larger request bodies get 413
+//! rate_limit_per_sec = 50                  # requests per second per API key (429 beyond)
+//! rate_limit_burst = 100
 //!
 //! [rtp]
 //! ports = "20000-29999"
@@ -103,6 +107,14 @@ pub struct SipConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct HttpConfig {
     pub listen: SocketAddr,
+    /// Browser origins allowed by CORS on `/v1` (none: CORS off).
+    pub cors_origins: Vec<String>,
+    /// Largest request body accepted (413 beyond).
+    pub max_body_bytes: usize,
+    /// Sustained requests per second per API key.
+    pub rate_limit_per_sec: u32,
+    /// Requests a key may make at once above the sustained rate.
+    pub rate_limit_burst: u32,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -183,6 +195,8 @@ pub struct Settings {
     pub auth_failures_before_throttle: u32,
     pub auth_throttle_window: std::time::Duration,
     pub http_listen: SocketAddr,
+    /// The HTTP API's limits and CORS (`[http]`).
+    pub http: HttpConfig,
     pub rtp_ports: (u16, u16),
     pub drain_timeout: std::time::Duration,
     pub retry_after_secs: u32,
@@ -293,6 +307,10 @@ impl Default for HttpConfig {
     fn default() -> Self {
         HttpConfig {
             listen: default_http_listen(),
+            cors_origins: Vec::new(),
+            max_body_bytes: 65_536,
+            rate_limit_per_sec: 50,
+            rate_limit_burst: 100,
         }
     }
 }
@@ -523,6 +541,7 @@ impl Config {
                 self.sip.auth_throttle_window_secs,
             ),
             http_listen: self.http.listen,
+            http: self.http.clone(),
             rtp_ports,
             drain_timeout: std::time::Duration::from_secs(self.shutdown.drain_timeout_secs),
             retry_after_secs: self.shutdown.retry_after_secs,

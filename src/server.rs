@@ -252,12 +252,13 @@ pub async fn start(settings: Settings) -> Result<Server, ServerError> {
         }
     });
     let pruner_stop = stop_endpoint.clone();
+    let pruned = registrar.clone();
     tasks.spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(10));
         loop {
             tokio::select! {
                 _ = pruner_stop.cancelled() => break,
-                _ = tick.tick() => registrar.prune(),
+                _ = tick.tick() => pruned.prune(),
             }
         }
     });
@@ -280,6 +281,14 @@ pub async fn start(settings: Settings) -> Result<Server, ServerError> {
         metrics,
         calls: calls.clone(),
         draining: Arc::new(move || draining_handle.draining()),
+        store: store.clone(),
+        registrar: registrar.clone(),
+        limiter: crate::api::auth::limiter(
+            settings.http.rate_limit_per_sec,
+            settings.http.rate_limit_burst,
+        ),
+        data_dir: settings.data_dir.clone(),
+        http: settings.http.clone(),
     });
     let stop_http = CancellationToken::new();
     let http_stop = stop_http.clone();

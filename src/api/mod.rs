@@ -1,14 +1,39 @@
-//! HTTP API (axum): `/healthz` and `/metrics` (Prometheus text format). Errors are RFC 9457
-//! problem JSON.
+//! HTTP API (axum): `/healthz` and `/metrics` (no key), and the call-control API under `/v1`
+//! (issue 5): API keys with scopes ([`auth`]), RFC 9457 problem JSON for every error
+//! ([`problem`]), a rate limit per key, a request size limit, CORS only when configured, and
+//! an OpenAPI 3.1 document generated from the handlers (`/v1/openapi.json`, utoipa).
+//!
+//! Each resource lives in its own module and contributes its routes with `routes()`; a
+//! handler's `#[utoipa::path]` names its path, parameters, responses and the scope it needs.
+
+pub mod auth;
+pub mod calls;
+pub mod customers;
+pub mod events;
+pub mod keys;
+pub mod problem;
+pub mod recordings;
+pub mod records;
+pub mod registrations;
+pub mod sessions;
+pub mod users;
+pub mod webhooks;
 
 use std::sync::Arc;
 
+use axum::Json;
 use axum::Router;
-use axum::extract::State;
+use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use metrics_exporter_prometheus::PrometheusHandle;
+use utoipa::OpenApi;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+pub use problem::{ApiError, Problem, problem};
 
 /// What the handlers need.
 #[derive(Clone)]
@@ -16,15 +41,149 @@ pub struct ApiState {
     pub metrics: PrometheusHandle,
     pub calls: crate::session::CallRegistry,
     pub draining: Arc<dyn Fn() -> bool + Send + Sync>,
+    pub store: crate::store::Store,
+    pub registrar: Arc<crate::sip::registrar::Registrar>,
+    /// Per-key request rate.
+    pub limiter: Arc<auth::KeyLimiter>,
+    /// Recordings live under `<data_dir>/recordings/`.
+    pub data_dir: std::path::PathBuf,
+    /// `[http]` settings (CORS, limits).
+    pub http: crate::config::HttpConfig,
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "switchboard call-control API",
+        description = "Calls, sessions, recordings, call records, users and a durable event stream. Every request needs `Authorization: Bearer <API key>` (`switchboard apikey create`); errors are RFC 9457 problem JSON.",
+    ),
+    modifiers(&BearerAuth),
+    tags(
+        (name = "calls", description = "Live calls and call control"),
+        (name = "events", description = "The durable event log, its WebSocket stream and webhooks"),
+        (name = "records", description = "Call records"),
+        (name = "recordings", description = "Recordings and voicemails"),
+        (name = "sessions", description = "Sessions and their timeline"),
+        (name = "customers", description = "Customers and their identities"),
+        (name = "users", description = "Extensions"),
+        (name = "registrations", description = "SIP registrations"),
+        (name = "keys", description = "API keys"),
+    )
+)]
+struct ApiDoc;
+
+/// Adds the bearer-key security scheme every `/v1` operation uses.
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "api_key",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some(
+                        "An API key (`sb_…`); its scope (read, control, admin) decides what it may do",
+                    ))
+                    .build(),
+            ),
+        );
+    }
+}
+
+/// Every `/v1` route, with the OpenAPI document they make up.
+pub fn v1() -> OpenApiRouter<ApiState> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(me))
+        .merge(keys::routes())
+        .merge(calls::routes())
+        .merge(events::routes())
+        .merge(webhooks::routes())
+        .merge(records::routes())
+        .merge(recordings::routes())
+        .merge(sessions::routes())
+        .merge(customers::routes())
+        .merge(users::routes())
+        .merge(registrations::routes())
+}
+
+/// The OpenAPI document (also served at `/v1/openapi.json`).
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    v1().split_for_parts().1
 }
 
 /// The router.
 pub fn router(state: ApiState) -> Router {
+    let (v1, doc) = v1().split_for_parts();
+    let doc = Arc::new(doc);
+    let max_body = state.http.max_body_bytes;
+    let v1 = v1
+        .route(
+            "/v1/openapi.json",
+            get(move |_: auth::ReadKey| {
+                let doc = doc.clone();
+                async move { Json(doc.as_ref().clone()) }
+            }),
+        )
+        .layer(DefaultBodyLimit::max(max_body));
+    let v1 = match cors(&state.http.cors_origins) {
+        Some(layer) => v1.layer(layer),
+        None => v1,
+    };
     Router::new()
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
+        .merge(v1)
         .fallback(not_found)
         .with_state(state)
+}
+
+/// CORS for the configured origins; None (no CORS headers at all) when there are none.
+fn cors(origins: &[String]) -> Option<tower_http::cors::CorsLayer> {
+    if origins.is_empty() {
+        return None;
+    }
+    let list: Vec<header::HeaderValue> = origins
+        .iter()
+        .filter_map(|o| header::HeaderValue::from_str(o).ok())
+        .collect();
+    Some(
+        tower_http::cors::CorsLayer::new()
+            .allow_origin(list)
+            .allow_methods(tower_http::cors::Any)
+            .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE]),
+    )
+}
+
+/// Who a key is.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct Me {
+    /// The key's name.
+    pub name: String,
+    /// `read`, `control` or `admin`.
+    pub scope: String,
+    /// The key's public prefix.
+    pub prefix: String,
+}
+
+/// The API key making the request.
+#[utoipa::path(
+    get,
+    path = "/v1/me",
+    tag = "keys",
+    security(("api_key" = ["read"])),
+    responses(
+        (status = 200, description = "The key", body = Me),
+        (status = 401, description = "No or unknown key", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+async fn me(auth::ReadKey(caller): auth::ReadKey) -> Json<Me> {
+    Json(Me {
+        name: caller.key.name,
+        scope: caller.key.scope.to_string(),
+        prefix: caller.key.prefix,
+    })
 }
 
 async fn healthz(State(s): State<ApiState>) -> Response {
@@ -56,20 +215,4 @@ async fn metrics(State(s): State<ApiState>) -> Response {
 
 async fn not_found() -> Response {
     problem(StatusCode::NOT_FOUND, "Not Found", "no such resource")
-}
-
-/// An RFC 9457 problem response.
-pub fn problem(status: StatusCode, title: &str, detail: &str) -> Response {
-    let body = serde_json::json!({
-        "type": "about:blank",
-        "title": title,
-        "status": status.as_u16(),
-        "detail": detail,
-    });
-    (
-        status,
-        [(header::CONTENT_TYPE, "application/problem+json")],
-        body.to_string(),
-    )
-        .into_response()
 }

@@ -53,3 +53,7 @@ id_type!(
     /// One SIP leg of a call.
     LegId
 );
+id_type!(
+    /// An API key (its row; the key itself is never stored).
+    ApiKeyId
+);

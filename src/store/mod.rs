@@ -22,6 +22,7 @@
 //!   events into one PostgreSQL would need a database sequence instead: not done yet.)
 //! * Users keep only digest HA1 values (MD5 and SHA-256, RFC 7616 §3.4.2), never passwords.
 
+mod api_keys;
 mod attributes;
 mod bindings;
 mod calls;
@@ -39,13 +40,14 @@ use sqlx::any::AnyPoolOptions;
 use sqlx::migrate::Migrator;
 use tokio::sync::broadcast;
 
+pub use api_keys::{ApiKeyRecord, Scope, key_prefix};
 pub use bindings::Binding;
 pub use calls::{
     CallRecord, Direction, HangupBy, Identity, IdentityKind, LegMediaRecord, LegRecord, LegRole,
     NewCall, NewLeg, NewSession, SessionRecord,
 };
 pub use events::EventRecord;
-pub use ids::{CallId, CustomerId, LegId, SessionId};
+pub use ids::{ApiKeyId, CallId, CustomerId, LegId, SessionId};
 pub use recordings::{
     EndedRecording, NewRecording, RECORDING_PURGE_INTERVAL, RecordingId, RecordingKind,
     RecordingRecord, RecordingState, RepairCounts,

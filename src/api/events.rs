@@ -1,0 +1,10 @@
+//! `/v1` events (issue 5).
+
+use utoipa_axum::router::OpenApiRouter;
+
+use super::ApiState;
+
+/// This module's routes.
+pub fn routes() -> OpenApiRouter<ApiState> {
+    OpenApiRouter::new()
+}

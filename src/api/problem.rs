@@ -1,0 +1,118 @@
+//! Errors of the HTTP API as RFC 9457 problem details (`application/problem+json`).
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+/// An RFC 9457 problem document.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct Problem {
+    /// A URI naming the problem type; `about:blank` when the status says it all.
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub title: String,
+    pub status: u16,
+    pub detail: String,
+}
+
+/// An error a handler returns: its status, title and detail become a problem document.
+#[derive(Debug, Clone)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub title: &'static str,
+    pub detail: String,
+    /// Seconds, for 429 and 503.
+    pub retry_after: Option<u64>,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, title: &'static str, detail: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            title,
+            detail: detail.into(),
+            retry_after: None,
+        }
+    }
+    pub fn bad_request(detail: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::BAD_REQUEST, "Bad Request", detail)
+    }
+    pub fn not_found(detail: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::NOT_FOUND, "Not Found", detail)
+    }
+    pub fn conflict(detail: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::CONFLICT, "Conflict", detail)
+    }
+    pub fn unauthorized(detail: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::UNAUTHORIZED, "Unauthorized", detail)
+    }
+    pub fn forbidden(detail: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::FORBIDDEN, "Forbidden", detail)
+    }
+    pub fn too_many_requests(retry_after: u64) -> ApiError {
+        ApiError {
+            retry_after: Some(retry_after.max(1)),
+            ..ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "Too Many Requests",
+                "this API key is over its request rate",
+            )
+        }
+    }
+    /// A server-side failure: logged here; the client gets no internals.
+    pub fn internal(error: impl std::fmt::Display) -> ApiError {
+        tracing::error!(%error, "API request failed");
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "Internal Server Error",
+            "the server failed to complete the request",
+        )
+    }
+}
+
+impl From<crate::store::StoreError> for ApiError {
+    fn from(e: crate::store::StoreError) -> ApiError {
+        use crate::store::StoreError;
+        match e {
+            StoreError::NotFound(what) => ApiError::not_found(format!("{what} not found")),
+            StoreError::AlreadyExists(what) => ApiError::conflict(format!("{what} already exists")),
+            StoreError::Invalid(why) => ApiError::bad_request(why),
+            other => ApiError::internal(other),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = Problem {
+            kind: "about:blank".into(),
+            title: self.title.into(),
+            status: self.status.as_u16(),
+            detail: self.detail,
+        };
+        let json = serde_json::to_string(&body).unwrap_or_default();
+        let mut resp = (
+            self.status,
+            [(header::CONTENT_TYPE, "application/problem+json")],
+            json,
+        )
+            .into_response();
+        if let Some(secs) = self.retry_after
+            && let Ok(v) = HeaderValue::from_str(&secs.to_string())
+        {
+            resp.headers_mut().insert(header::RETRY_AFTER, v);
+        }
+        if self.status == StatusCode::UNAUTHORIZED {
+            resp.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"switchboard\""),
+            );
+        }
+        resp
+    }
+}
+
+/// An RFC 9457 problem response (for handlers that build one directly).
+pub fn problem(status: StatusCode, title: &'static str, detail: &str) -> Response {
+    ApiError::new(status, title, detail).into_response()
+}
