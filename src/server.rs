@@ -227,6 +227,7 @@ pub async fn start(settings: Settings) -> Result<Server, ServerError> {
         settings.retry_after_secs,
     );
     let handle = endpoint.handle();
+    calls.set_endpoint(handle.clone());
     let mut tasks = tokio::task::JoinSet::new();
     tasks.spawn(endpoint.run(inbound_rx, stop_endpoint.clone()));
 

@@ -194,6 +194,24 @@ pub struct Interpreter {
     type_ahead: VecDeque<char>,
     /// Ring time of an extension `dial` without its own `timeout`.
     default_dial_timeout: Duration,
+    /// Actions handed out so far by [`Interpreter::poll_action`].
+    popped: u64,
+    /// Steps entered, each with the number of actions queued before it (so the actor can
+    /// report a step before the actions it caused).
+    entered: VecDeque<(u64, StepEntered)>,
+}
+
+/// A step the interpreter started (for the `ivr.step` event).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StepEntered {
+    /// The flow the call is in.
+    pub flow: String,
+    /// The step's index in its flow (or in the webhook reply when `webhook`).
+    pub index: usize,
+    /// The step's kind (`play`, `gather`, `menu`, `dial`, …).
+    pub kind: &'static str,
+    /// The step came from a webhook reply.
+    pub webhook: bool,
 }
 
 /// A list of steps being run, and the step it is at.
@@ -382,6 +400,8 @@ impl Interpreter {
             last_id: 0,
             answered,
             type_ahead: VecDeque::new(),
+            popped: 0,
+            entered: VecDeque::new(),
         };
         interp.jump(&Target {
             flow: Some(flow.to_owned()),
@@ -393,7 +413,20 @@ impl Interpreter {
 
     /// The next thing to do, if any.
     pub fn poll_action(&mut self) -> Option<Action> {
-        self.actions.pop_front()
+        let action = self.actions.pop_front();
+        if action.is_some() {
+            self.popped += 1;
+        }
+        action
+    }
+
+    /// The next step entered before the next queued action (all of them once no action is
+    /// left), for reporting in order: poll this before each [`Interpreter::poll_action`].
+    pub fn poll_step(&mut self) -> Option<StepEntered> {
+        match self.entered.front() {
+            Some((before, _)) if *before <= self.popped => self.entered.pop_front().map(|e| e.1),
+            _ => None,
+        }
     }
 
     pub fn handle_input(&mut self, now: Instant, input: Input) {
@@ -479,7 +512,10 @@ impl Interpreter {
             }
             steps += 1;
             match self.current_step() {
-                Some(step) => self.wait = self.execute(now, step),
+                Some(step) => {
+                    self.note_step(&step);
+                    self.wait = self.execute(now, step);
+                }
                 None if self.frames.len() > 1 => {
                     // The webhook's steps are over: back after the webhook step.
                     self.frames.pop();
@@ -1139,6 +1175,23 @@ impl Interpreter {
         }
     }
 
+    /// Remembers that `step` starts now (bounded: a flow that never lets the actor poll
+    /// keeps only the latest).
+    fn note_step(&mut self, step: &Step) {
+        if self.entered.len() >= 256 {
+            self.entered.pop_front();
+        }
+        let index = self.frames.last().map_or(0, |f| f.index);
+        let entered = StepEntered {
+            flow: self.flow_name().to_owned(),
+            index,
+            kind: step_kind_name(&step.kind),
+            webhook: self.frames.len() > 1,
+        };
+        let before = self.popped + self.actions.len() as u64;
+        self.entered.push_back((before, entered));
+    }
+
     /// The flow the call is in (for webhook steps: the flow whose webhook they came from).
     fn flow_name(&self) -> &str {
         match self.frames.first().map(|f| &f.code) {
@@ -1266,6 +1319,28 @@ fn full_match(pattern: &super::plan::Pattern, s: &str) -> bool {
         }
         // Cannot happen (the pattern compiled once already); be strict if it does.
         Err(_) => pattern.0.find(s).is_some_and(|m| m.len() == s.len()),
+    }
+}
+
+/// The name of a step's kind, as written in a dialplan.
+fn step_kind_name(kind: &StepKind) -> &'static str {
+    match kind {
+        StepKind::Answer => "answer",
+        StepKind::Play { .. } => "play",
+        StepKind::Gather(_) => "gather",
+        StepKind::Menu(_) => "menu",
+        StepKind::Set(_) => "set",
+        StepKind::If(_) => "if",
+        StepKind::Switch(_) => "switch",
+        StepKind::Goto(_) => "goto",
+        StepKind::Dial(_) => "dial",
+        StepKind::Voicemail(_) => "voicemail",
+        StepKind::Record(_) => "record",
+        StepKind::RecordCall => "record_call",
+        StepKind::Transfer(_) => "transfer",
+        StepKind::Hangup(_) => "hangup",
+        StepKind::Webhook(_) => "webhook",
+        StepKind::Pause(_) => "pause",
     }
 }
 

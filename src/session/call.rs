@@ -6,6 +6,9 @@
 //! answer is the plain B2BUA (ringing and early media pass through, the callee's answer
 //! answers the caller); a dial after the IVR answered bridges the callee into the call.
 
+mod control;
+
+pub(super) use control::run_originate;
 mod ivr;
 
 use std::sync::Arc;
@@ -102,7 +105,9 @@ struct Call {
     session_id: SessionId,
     legs: [LegId; 2],
     invite: Request,
-    invite_tx: TxId,
+    /// The caller's INVITE transaction (None for a call the server placed: leg A is then our
+    /// own INVITE, see [`control`]).
+    invite_tx: Option<TxId>,
     caller_peer: Peer,
     a_tag: String,
     a_dialog: Option<Dialog>,
@@ -168,83 +173,138 @@ struct Call {
     pending_speech: Option<u64>,
     /// The SDP answer the caller got in early media (18x), if any.
     a_early_sdp: Option<Bytes>,
+    /// A call the server placed: its INVITE to leg A, while it rings.
+    outbound: Option<control::Outbound>,
+    /// Dial this extension once the flow may (a placed call's `connect_to`).
+    pending_connect: Option<(String, Duration)>,
+    /// A `connect_to` dial: its failure ends the call.
+    connecting: bool,
+    /// API playbacks running, by id, with the leg they play to.
+    api_plays: std::collections::HashMap<u64, Leg>,
+    /// The last API playback id given.
+    last_play: u64,
+    /// Each leg is held (music on hold) by the other.
+    held: [bool; 2],
+    /// `call.ringing` was written.
+    rang: bool,
+    /// Unix ms of the call's start and answer.
+    started_ms: i64,
+    answered_ms: Option<i64>,
+    /// Direction and parties, once the record is written.
+    direction: Direction,
+    caller_user: String,
+    /// The flow running now (for the API).
+    flow: Option<String>,
 }
 
 /// Runs the call to its end.
+#[allow(clippy::too_many_arguments)]
 pub(super) async fn run(
     ctx: Arc<CallContext>,
     ep: EndpointHandle,
     me: Owner,
     mut inbox: mpsc::UnboundedReceiver<CallInput>,
+    record_id: CallId,
     invite_tx: TxId,
     invite: Request,
     from: Peer,
 ) {
     let call_id = invite.headers.call_id().unwrap_or_default().to_owned();
-    let ctx_no_answer = ctx.no_answer_timeout;
     let span = tracing::info_span!("call", sip_call_id = %call_id);
     let _enter = span.enter();
-    let mut call = Call {
-        record_id: CallId::new(),
-        session_id: SessionId::new(),
-        legs: [LegId::new(), LegId::new()],
-        a_tag: new_tag(),
-        b_call_id: new_call_id(),
-        b_tag: new_tag(),
-        ctx,
-        ep,
-        me,
-        invite,
-        invite_tx,
-        caller_peer: from,
-        a_dialog: None,
-        b_dialog: None,
-        forks: Vec::new(),
-        best_failure: None,
-        media: None,
-        media_events: mpsc::unbounded_channel().1,
-        media_tx: mpsc::unbounded_channel().0,
-        a_offer: None,
-        a_promised: None,
-        ringback: false,
-        b_early: false,
-        conference: None,
-        recording: None,
-        answered: false,
-        finished_a: false,
-        pending_acks: Vec::new(),
-        reinvite: None,
-        ending: None,
-        no_answer_at: Instant::now() + ctx_no_answer,
-        caller_ext: None,
-        called: String::new(),
-        recorded: false,
-        ivr: None,
-        ivr_tx: mpsc::unbounded_channel().0,
-        ivr_rx: mpsc::unbounded_channel().1,
-        dial: None,
-        b_offer: None,
-        b_answered: false,
-        b_dialog_ids: Vec::new(),
-        ivr_recording: None,
-        stopping: Vec::new(),
-        recording_path: None,
-        best_failure_ours: false,
-        transfers: 0,
-        pending_speech: None,
-        a_early_sdp: None,
-    };
+    let mut call = Call::new(ctx, ep, me, record_id, invite, Some(invite_tx), from);
     drop(_enter);
-    let (media_tx, media_events) = mpsc::unbounded_channel();
-    call.media_tx = media_tx;
-    call.media_events = media_events;
-    let (ivr_tx, ivr_rx) = mpsc::unbounded_channel();
-    call.ivr_tx = ivr_tx;
-    call.ivr_rx = ivr_rx;
     let started = call.start(&mut inbox).await;
     if started {
         call.event_loop(&mut inbox).await;
         call.finish().await;
+    }
+}
+
+impl Call {
+    /// A call in its first state; `invite` is the caller's INVITE (or, for a call the server
+    /// places, our own).
+    fn new(
+        ctx: Arc<CallContext>,
+        ep: EndpointHandle,
+        me: Owner,
+        record_id: CallId,
+        invite: Request,
+        invite_tx: Option<TxId>,
+        from: Peer,
+    ) -> Call {
+        let ctx_no_answer = ctx.no_answer_timeout;
+        let (media_tx, media_events) = mpsc::unbounded_channel();
+        let (ivr_tx, ivr_rx) = mpsc::unbounded_channel();
+        Call {
+            record_id,
+            session_id: SessionId::new(),
+            legs: [LegId::new(), LegId::new()],
+            a_tag: new_tag(),
+            b_call_id: new_call_id(),
+            b_tag: new_tag(),
+            ctx,
+            ep,
+            me,
+            invite,
+            invite_tx,
+            caller_peer: from,
+            a_dialog: None,
+            b_dialog: None,
+            forks: Vec::new(),
+            best_failure: None,
+            media: None,
+            media_events,
+            media_tx,
+            a_offer: None,
+            a_promised: None,
+            ringback: false,
+            b_early: false,
+            conference: None,
+            recording: None,
+            answered: false,
+            finished_a: false,
+            pending_acks: Vec::new(),
+            reinvite: None,
+            ending: None,
+            no_answer_at: Instant::now() + ctx_no_answer,
+            caller_ext: None,
+            called: String::new(),
+            recorded: false,
+            ivr: None,
+            ivr_tx,
+            ivr_rx,
+            dial: None,
+            b_offer: None,
+            b_answered: false,
+            b_dialog_ids: Vec::new(),
+            ivr_recording: None,
+            stopping: Vec::new(),
+            recording_path: None,
+            best_failure_ours: false,
+            transfers: 0,
+            pending_speech: None,
+            a_early_sdp: None,
+            outbound: None,
+            pending_connect: None,
+            connecting: false,
+            api_plays: std::collections::HashMap::new(),
+            last_play: 0,
+            held: [false; 2],
+            rang: false,
+            started_ms: crate::clock::unix_ms(),
+            answered_ms: None,
+            direction: Direction::Inbound,
+            caller_user: String::new(),
+            flow: None,
+        }
+    }
+
+    /// Answers on the caller's INVITE transaction (nothing for a call we placed).
+    fn respond_a(&self, resp: Response) {
+        if let Some(tx) = self.invite_tx {
+            self.ep.respond(tx, resp);
+        }
     }
 }
 
@@ -258,7 +318,7 @@ impl Call {
             .await
         {
             AuthDecision::Reply(resp) => {
-                self.ep.respond(self.invite_tx, resp);
+                self.respond_a(resp);
                 return false;
             }
             AuthDecision::Allowed(user) => user,
@@ -372,9 +432,10 @@ impl Call {
         let mut ok = self.a_response(StatusCode::OK);
         ok.set_body(Some("application/sdp"), body);
         self.a_dialog = Dialog::uas(&self.invite, &self.a_tag, self.caller_peer).ok();
-        self.ep.respond(self.invite_tx, ok.clone());
+        self.respond_a(ok.clone());
         self.await_ack(Side::Caller, ok, self.caller_peer);
         let now = crate::clock::unix_ms();
+        self.answered_ms = Some(now);
         self.ctx.writer.send(StoreCmd::CallAnswered {
             call_id: self.record_id,
             at_ms: now,
@@ -493,6 +554,9 @@ impl Call {
         if let Some(dial) = &self.dial {
             d = d.min(dial.deadline);
         }
+        if let Some(o) = self.outbound.as_ref().filter(|_| !self.answered) {
+            d = d.min(o.ring_until);
+        }
         if let Some(t) = self.ivr.as_ref().and_then(|i| i.poll_timeout()) {
             d = d.min(Instant::from_std(t));
         }
@@ -518,6 +582,18 @@ impl Call {
         }
         if self.dial.as_ref().is_some_and(|d| now >= d.deadline) {
             self.dial_timed_out();
+        }
+        if !self.answered
+            && self.ending.is_none()
+            && self.outbound.as_ref().is_some_and(|o| now >= o.ring_until)
+        {
+            tracing::info!("placed call: no answer in time");
+            self.ending = Some(Ending {
+                cause: "no_answer",
+                by: HangupBy::System,
+                code: 480,
+            });
+            self.cancel_forks();
         }
         if let Some(ivr) = &mut self.ivr
             && ivr
@@ -589,6 +665,9 @@ impl Call {
                 self.pending_acks.retain(|p| Some(p.side) != side);
             }
             CallInput::StrayResponse { resp, from: _ } => self.reack(&resp),
+            CallInput::Control { cmd, reply } => {
+                let _ = reply.send(self.on_control(cmd));
+            }
             CallInput::Shutdown => {
                 self.ivr = None;
                 self.dial = None;
@@ -626,6 +705,9 @@ impl Call {
         {
             return self.on_reinvite_response(resp);
         }
+        if self.outbound.as_ref().is_some_and(|o| o.branch == branch) {
+            return self.on_outbound_response(resp);
+        }
         let Some(i) = self.forks.iter().position(|f| f.branch == branch) else {
             // A 2xx retransmission for a re-INVITE we already ACKed.
             self.reack(&resp);
@@ -645,6 +727,9 @@ impl Call {
             let current = self.dial.as_ref().map(|d| d.id) == Some(self.forks[i].dial);
             if status == StatusCode::TRYING || !current || self.forks[i].cancel_by.is_some() {
                 return;
+            }
+            if status.0 == 180 || status.0 == 183 {
+                self.note_ringing(status);
             }
             if self.answered || self.finished_a {
                 if self.answered && !self.b_answered {
@@ -671,7 +756,7 @@ impl Call {
                 // IVR after a failed dial) repeats it (RFC 6337 §3.1).
                 self.a_early_sdp = Some(out.body.clone());
             }
-            self.ep.respond(self.invite_tx, out);
+            self.respond_a(out);
             return;
         }
         self.forks[i].done = true;
@@ -730,7 +815,7 @@ impl Call {
             code: status.0,
         });
         self.finished_a = true;
-        self.ep.respond(self.invite_tx, out);
+        self.respond_a(out);
     }
 
     fn on_fork_answered(&mut self, i: usize, resp: Response) {
@@ -933,13 +1018,40 @@ impl Call {
                 );
             }
             MediaEvent::PlaybackFinished {
+                leg,
+                id,
+                interrupted,
+            } if id >= control::API_PLAY_BASE => {
+                self.api_plays.remove(&(id - control::API_PLAY_BASE));
+                self.event(
+                    "playback.finished",
+                    serde_json::json!({
+                        "playback_id": (id - control::API_PLAY_BASE).to_string(),
+                        "source": "api",
+                        "leg": party_name(leg),
+                        "interrupted": interrupted,
+                    }),
+                );
+            }
+            MediaEvent::PlaybackFinished {
                 leg: Leg::A,
                 id,
                 interrupted,
-            } if id >= ivr::PLAY_ID_BASE => self.ivr_input(Input::PlaybackDone {
-                id: id - ivr::PLAY_ID_BASE,
-                interrupted,
-            }),
+            } if id >= ivr::PLAY_ID_BASE => {
+                self.event(
+                    "playback.finished",
+                    serde_json::json!({
+                        "playback_id": format!("ivr-{}", id - ivr::PLAY_ID_BASE),
+                        "source": "ivr",
+                        "leg": "caller",
+                        "interrupted": interrupted,
+                    }),
+                );
+                self.ivr_input(Input::PlaybackDone {
+                    id: id - ivr::PLAY_ID_BASE,
+                    interrupted,
+                })
+            }
             MediaEvent::PlaybackFinished { .. } => {}
             MediaEvent::Silence { leg: Leg::A } => self.ivr_input(Input::Silence),
             MediaEvent::Silence { .. } => {}
@@ -1157,6 +1269,18 @@ impl Call {
                         leg: leg_of(to_side),
                         held,
                     });
+                    let index = usize::from(to_side == Side::Callee);
+                    if self.held[index] != held {
+                        self.held[index] = held;
+                        self.event(
+                            "call.held",
+                            serde_json::json!({
+                                "held": held,
+                                "leg": party_name(leg_of(to_side)),
+                                "by": party_name(leg_of(r.from)),
+                            }),
+                        );
+                    }
                     if self.a_promised.is_some() && r.from == Side::Caller {
                         self.a_promised = Some(offerer);
                     }
@@ -1358,7 +1482,7 @@ impl Call {
             return;
         }
         self.finished_a = true;
-        self.ep.respond(self.invite_tx, self.a_response(status));
+        self.respond_a(self.a_response(status));
     }
 
     fn record_start(&mut self, caller_ext: Option<&str>, callee: &str) {
@@ -1372,16 +1496,30 @@ impl Call {
             .or_else(|| from.as_ref().and_then(NameAddr::sip_user))
             .unwrap_or_else(|| "anonymous".into());
         // An authenticated extension is a SIP identity; a trusted trunk's caller is a number.
-        let (kind, direction) = if caller_ext.is_some() {
+        // A call the server placed is outbound; its customer is the party it rang.
+        let (kind, direction) = if self.invite_tx.is_none() {
+            (IdentityKind::Sip, Direction::Outbound)
+        } else if caller_ext.is_some() {
             (IdentityKind::Sip, Direction::Internal)
         } else {
             (IdentityKind::Phone, Direction::Inbound)
         };
-        let identity = (caller != "anonymous").then(|| Identity {
-            kind,
-            value: caller.clone(),
-        });
+        let identity = if direction == Direction::Outbound {
+            Some(Identity {
+                kind,
+                value: callee.to_owned(),
+            })
+        } else {
+            (caller != "anonymous").then(|| Identity {
+                kind,
+                value: caller.clone(),
+            })
+        };
+        self.direction = direction;
+        self.caller_user = caller.clone();
+        self.called = callee.to_owned();
         let now = crate::clock::unix_ms();
+        self.started_ms = now;
         let sip_call_id = self.invite.headers.call_id().unwrap_or_default().to_owned();
         self.ctx.writer.send(StoreCmd::CallStarted(NewCall {
             call_id: self.record_id,
@@ -1541,6 +1679,10 @@ impl Call {
                 None => EndedRecording::failed(id, crate::clock::unix_ms()),
             };
             self.ctx.writer.send(StoreCmd::RecordingEnded(ended));
+            self.event(
+                "recording.stopped",
+                serde_json::json!({"recording_id": id.to_string()}),
+            );
             let kind = if report.recording.is_some() {
                 "recording.available"
             } else {
@@ -1549,6 +1691,11 @@ impl Call {
             self.event(kind, serde_json::json!({"recording_id": id.to_string()}));
         }
     }
+}
+
+/// The API's name for the party on `leg`.
+fn party_name(leg: Leg) -> &'static str {
+    if leg == Leg::A { "caller" } else { "callee" }
 }
 
 fn leg_of(side: Side) -> Leg {

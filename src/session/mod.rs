@@ -13,11 +13,10 @@ mod call;
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 use crate::media::engine::PipelineConfig;
 use crate::media::engine::conference::Rooms;
@@ -27,7 +26,8 @@ use crate::sip::message::{Request, Response};
 use crate::sip::registrar::Registrar;
 use crate::sip::transaction::TxId;
 use crate::sip::transport::Peer;
-use crate::store::WriterHandle;
+use crate::ivr::plan::{HangupCause, Prompt};
+use crate::store::{CallId, LegId, SessionId, WriterHandle};
 
 /// What the endpoint (or the server) tells a call.
 #[derive(Debug)]
@@ -46,6 +46,145 @@ pub enum CallInput {
     Cancelled,
     /// The server is shutting down: hang up.
     Shutdown,
+    /// A command from the call-control API; the answer goes back on `reply`.
+    Control {
+        cmd: ControlCommand,
+        reply: oneshot::Sender<Result<ControlReply, ControlError>>,
+    },
+}
+
+/// One of the two parties of a call: the caller (leg A; the originated party for a call the
+/// server placed) or the callee (leg B, the party dialled).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CallParty {
+    Caller,
+    Callee,
+}
+
+/// What happens to the call's recording.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RecordAction {
+    Start,
+    Stop,
+    Pause,
+    Resume,
+}
+
+/// A playback started through the API (unique within its call).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct PlaybackId(pub u64);
+
+/// A command for a live call.
+#[derive(Debug)]
+pub enum ControlCommand {
+    /// The call's current state.
+    Info,
+    /// Hangs up both parties (CANCEL / a final response while unanswered).
+    Hangup { cause: HangupCause },
+    /// Plays a prompt (file, tone or `say:` text) to one party, replacing what it hears.
+    Play { prompt: Prompt, party: CallParty },
+    /// Stops a playback started with [`ControlCommand::Play`].
+    StopPlayback { id: PlaybackId },
+    /// Sends DTMF digits (`0-9 * # A-D`) to one party, in the form it negotiated.
+    SendDtmf { digits: String, party: CallParty },
+    /// Starts, stops, pauses or resumes the call's recording.
+    Record(RecordAction),
+    /// Runs a dialplan flow on the call (a bridged callee is hung up first).
+    Redirect { flow: String },
+}
+
+/// The answer to a [`ControlCommand`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum ControlReply {
+    Done,
+    Info(CallInfo),
+    Playback(PlaybackId),
+}
+
+/// Why a command could not be carried out.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ControlError {
+    /// No such live call (or it ended while the command was on its way).
+    #[error("no such live call")]
+    NoSuchCall,
+    /// No such playback, recording, or flow.
+    #[error("{0}")]
+    NotFound(String),
+    /// Not possible in the call's current state.
+    #[error("{0}")]
+    Conflict(String),
+    /// The command itself is unusable.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// A live call as the API shows it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct CallInfo {
+    pub id: CallId,
+    pub session_id: SessionId,
+    /// `starting`, `ringing`, `ivr`, `answered`, `bridged`, `ending`.
+    pub state: &'static str,
+    /// `inbound`, `internal` or `outbound`.
+    pub direction: &'static str,
+    pub caller: String,
+    pub callee: String,
+    /// Unix ms.
+    pub started_ms: i64,
+    /// Unix ms, once answered.
+    pub answered_ms: Option<i64>,
+    /// The flow running now, if any.
+    pub flow: Option<String>,
+    pub legs: Vec<LegInfo>,
+}
+
+/// One leg of a live call.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct LegInfo {
+    pub id: LegId,
+    pub party: CallParty,
+    /// The SIP Call-ID of the leg's dialog.
+    pub sip_call_id: String,
+    /// The party's extension or user, if known.
+    pub user: Option<String>,
+    /// `ringing`, `answered` or `held`.
+    pub state: &'static str,
+}
+
+/// A call the server places (`POST /v1/calls`).
+#[derive(Debug, Clone)]
+pub struct OriginateRequest {
+    /// Who the call is from (the From user the called party sees unless `caller_id`).
+    pub from: String,
+    /// The extension to ring.
+    pub to: String,
+    /// Runs this flow once answered.
+    pub flow: Option<String>,
+    /// Or: dials this extension once answered and bridges the two.
+    pub connect_to: Option<String>,
+    /// How long `to` (and `connect_to`) may ring.
+    pub ring_timeout: Duration,
+    /// Display name shown to the called party.
+    pub caller_id: Option<String>,
+    /// Extra headers on the INVITE (names checked by the caller: `X-` headers).
+    pub headers: Vec<(String, String)>,
+}
+
+/// Why a call could not be placed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OriginateError {
+    #[error("no such extension: {0}")]
+    UnknownExtension(String),
+    #[error("extension {0} is not registered")]
+    NotRegistered(String),
+    #[error("no such flow: {0}")]
+    UnknownFlow(String),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("the server is not ready to place calls")]
+    Unavailable,
 }
 
 /// Everything calls share.
@@ -84,43 +223,156 @@ pub struct MediaContext {
     pub prompts: Arc<crate::media::player::PromptCache>,
 }
 
+fn unregister(live: &Mutex<HashMap<CallId, Owner>>, id: CallId) {
+    live.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
+    metrics::gauge!("switchboard_active_calls").decrement(1.0);
+}
+
 /// Spawns calls and keeps a way to reach each live one.
 #[derive(Clone)]
 pub struct CallRegistry {
     ctx: Arc<CallContext>,
-    live: Arc<Mutex<HashMap<u64, Owner>>>,
-    next: Arc<AtomicU64>,
+    live: Arc<Mutex<HashMap<CallId, Owner>>>,
     tracker: tokio_util::task::TaskTracker,
+    /// The endpoint, for calls the server places (set once the endpoint exists).
+    endpoint: Arc<std::sync::OnceLock<EndpointHandle>>,
 }
+
+/// How long the API waits for a call actor to answer a command.
+const CONTROL_TIMEOUT: Duration = Duration::from_secs(5);
 
 impl CallRegistry {
     pub fn new(ctx: CallContext) -> CallRegistry {
         CallRegistry {
             ctx: Arc::new(ctx),
             live: Arc::new(Mutex::new(HashMap::new())),
-            next: Arc::new(AtomicU64::new(1)),
             tracker: tokio_util::task::TaskTracker::new(),
+            endpoint: Arc::new(std::sync::OnceLock::new()),
         }
+    }
+
+    /// The endpoint calls placed by the server send through (set once, at start-up).
+    pub fn set_endpoint(&self, ep: EndpointHandle) {
+        let _ = self.endpoint.set(ep);
     }
 
     /// Starts a call actor for a new INVITE; returns where the endpoint sends its inputs.
     pub fn spawn(&self, ep: EndpointHandle, tx: TxId, invite: Request, from: Peer) -> Owner {
         let (owner, inbox) = mpsc::unbounded_channel();
-        let id = self.next.fetch_add(1, Ordering::Relaxed);
-        self.live
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(id, owner.clone());
-        metrics::gauge!("switchboard_active_calls").increment(1.0);
+        let id = CallId::new();
+        self.register(id, owner.clone());
         let ctx = self.ctx.clone();
         let live = self.live.clone();
         let me = owner.clone();
         self.tracker.spawn(async move {
-            call::run(ctx, ep, me, inbox, tx, invite, from).await;
-            live.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
-            metrics::gauge!("switchboard_active_calls").decrement(1.0);
+            call::run(ctx, ep, me, inbox, id, tx, invite, from).await;
+            unregister(&live, id);
         });
         owner
+    }
+
+    /// Places a call (`POST /v1/calls`): checks the request, then starts a call actor that
+    /// rings `to` and returns the call's id at once (the call's progress is in its events).
+    pub async fn originate(&self, req: OriginateRequest) -> Result<CallId, OriginateError> {
+        let ep = self
+            .endpoint
+            .get()
+            .cloned()
+            .ok_or(OriginateError::Unavailable)?;
+        if ep.draining() {
+            return Err(OriginateError::Unavailable);
+        }
+        let plan = self.ctx.plan.current();
+        if let Some(flow) = &req.flow
+            && !plan.flows.contains_key(flow)
+        {
+            return Err(OriginateError::UnknownFlow(flow.clone()));
+        }
+        for ext in std::iter::once(&req.to).chain(&req.connect_to) {
+            if self.ctx.registrar.user(ext).await.is_none() {
+                return Err(OriginateError::UnknownExtension(ext.clone()));
+            }
+        }
+        let Some(target) = self.ctx.registrar.lookup(&req.to).into_iter().next() else {
+            return Err(OriginateError::NotRegistered(req.to.clone()));
+        };
+        let (owner, inbox) = mpsc::unbounded_channel();
+        let id = CallId::new();
+        self.register(id, owner.clone());
+        let ctx = self.ctx.clone();
+        let live = self.live.clone();
+        self.tracker.spawn(async move {
+            call::run_originate(ctx, ep, owner, inbox, id, req, target).await;
+            unregister(&live, id);
+        });
+        Ok(id)
+    }
+
+    /// Sends a command to a live call and waits (bounded) for its answer.
+    pub async fn control(
+        &self,
+        id: CallId,
+        cmd: ControlCommand,
+    ) -> Result<ControlReply, ControlError> {
+        let owner = self
+            .live
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&id)
+            .cloned()
+            .ok_or(ControlError::NoSuchCall)?;
+        let (reply, answer) = oneshot::channel();
+        owner
+            .send(CallInput::Control { cmd, reply })
+            .map_err(|_| ControlError::NoSuchCall)?;
+        match tokio::time::timeout(CONTROL_TIMEOUT, answer).await {
+            Ok(Ok(result)) => result,
+            // The call ended (or was still being authenticated) before it answered.
+            Ok(Err(_)) | Err(_) => Err(ControlError::NoSuchCall),
+        }
+    }
+
+    /// Every live call's state (calls that do not answer in time, e.g. still being
+    /// authenticated, are left out).
+    pub async fn list(&self) -> Vec<CallInfo> {
+        let ids: Vec<CallId> = self
+            .live
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .keys()
+            .copied()
+            .collect();
+        let mut asks = tokio::task::JoinSet::new();
+        for id in ids {
+            let me = self.clone();
+            asks.spawn(async move {
+                match tokio::time::timeout(
+                    Duration::from_secs(1),
+                    me.control(id, ControlCommand::Info),
+                )
+                .await
+                {
+                    Ok(Ok(ControlReply::Info(info))) => Some(info),
+                    _ => None,
+                }
+            });
+        }
+        let mut calls = Vec::new();
+        while let Some(done) = asks.join_next().await {
+            if let Ok(Some(info)) = done {
+                calls.push(info);
+            }
+        }
+        calls.sort_by_key(|c| (c.started_ms, c.id));
+        calls
+    }
+
+    fn register(&self, id: CallId, owner: Owner) {
+        self.live
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id, owner);
+        metrics::gauge!("switchboard_active_calls").increment(1.0);
     }
 
     /// Number of live calls.

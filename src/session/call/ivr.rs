@@ -10,7 +10,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use tokio::time::Instant;
 
-use super::{Call, Ending, Side, point_media};
+use super::{Call, Ending, Side, control, point_media};
 use crate::ivr::interp::{Action, Attributes, DialOutcome, Input, Interpreter, Options};
 use crate::ivr::plan::{HangupCause, Prompt, Step};
 use crate::ivr::{parse, route, tts, webhook};
@@ -49,6 +49,12 @@ pub(super) enum IvrResult {
         barge_in: bool,
         result: Result<Arc<[i16]>, String>,
     },
+    /// Speech for API playback `id` to `leg`.
+    ApiSpeech {
+        id: u64,
+        leg: Leg,
+        result: Result<Arc<[i16]>, String>,
+    },
     /// A webhook's reply as steps, or why there are none.
     Webhook {
         id: u64,
@@ -81,6 +87,7 @@ impl Call {
         };
         tracing::info!(route = %route.name, flow = %route.flow, "routed");
         let flow = route.flow.clone();
+        self.flow = Some(flow.clone());
         let mut attrs = Attributes::new();
         attrs.insert("caller".into(), caller);
         attrs.insert(
@@ -112,8 +119,31 @@ impl Call {
 
     /// Carries out every action the interpreter has queued.
     pub(super) async fn pump_ivr(&mut self) {
+        if let Some((to, timeout)) = self.pending_connect.take() {
+            self.connecting = true;
+            self.start_dial(control::CONNECT_DIAL_ID, vec![to], timeout)
+                .await;
+        }
         let mut budget = MAX_ACTIONS_WITHOUT_WAIT;
         loop {
+            let Some(ivr) = self.ivr.as_mut() else {
+                return;
+            };
+            let mut steps = Vec::new();
+            while let Some(step) = ivr.poll_step() {
+                steps.push(step);
+            }
+            for step in steps {
+                self.event(
+                    "ivr.step",
+                    serde_json::json!({
+                        "flow": step.flow,
+                        "index": step.index,
+                        "kind": step.kind,
+                        "webhook": step.webhook,
+                    }),
+                );
+            }
             let Some(ivr) = self.ivr.as_mut() else {
                 return;
             };
@@ -128,6 +158,7 @@ impl Call {
             let Some(action) = ivr.poll_action() else {
                 if ivr.is_finished() {
                     self.ivr = None;
+                    self.flow = None;
                 }
                 return;
             };
@@ -139,6 +170,10 @@ impl Call {
     pub(super) fn ivr_input(&mut self, input: Input) {
         if let Some(ivr) = &mut self.ivr {
             ivr.handle_input(std::time::Instant::now(), input);
+        } else if let Input::DialDone { outcome, .. } = input
+            && self.connecting
+        {
+            self.connect_done(outcome);
         }
     }
 
@@ -254,7 +289,7 @@ impl Call {
     }
 
     /// Writes the call record, once.
-    fn ensure_record(&mut self) {
+    pub(super) fn ensure_record(&mut self) {
         let ext = self.caller_ext.clone();
         let called = self.called.clone();
         self.record_start(ext.as_deref(), &called);
@@ -312,12 +347,22 @@ impl Call {
 
     fn play_source(&mut self, id: u64, source: PlaySource, barge_in: bool) {
         match &self.media {
-            Some(media) => media.command(MediaCommand::Play {
-                leg: Leg::A,
-                id: id + PLAY_ID_BASE,
-                source,
-                barge_in,
-            }),
+            Some(media) => {
+                media.command(MediaCommand::Play {
+                    leg: Leg::A,
+                    id: id + PLAY_ID_BASE,
+                    source,
+                    barge_in,
+                });
+                self.event(
+                    "playback.started",
+                    serde_json::json!({
+                        "playback_id": format!("ivr-{id}"),
+                        "source": "ivr",
+                        "leg": "caller",
+                    }),
+                );
+            }
             None => self.ivr_input(Input::PlaybackFailed {
                 id,
                 error: "no media session".into(),
@@ -330,23 +375,7 @@ impl Call {
         let dir = self.ctx.media.data_dir.join("tts");
         let tx = self.ivr_tx.clone();
         tokio::spawn(async move {
-            let result = async {
-                std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
-                let path = tts::synthesize(&text, voice.as_deref(), &dir)
-                    .await
-                    .map_err(|e| e.to_string())?;
-                let name = path
-                    .file_name()
-                    .map(Path::new)
-                    .ok_or_else(|| "speech file without a name".to_owned())?
-                    .to_owned();
-                let cache = crate::media::player::PromptCache::new(dir.clone());
-                tokio::task::spawn_blocking(move || cache.load(&name, PROMPT_RATE))
-                    .await
-                    .map_err(|e| e.to_string())?
-                    .map_err(|e| e.to_string())
-            }
-            .await;
+            let result = synthesize(dir, text, voice).await;
             let _ = tx.send(IvrResult::Speech {
                 id,
                 barge_in,
@@ -379,6 +408,27 @@ impl Call {
                 Err(error) => {
                     tracing::error!(%error, "text to speech failed: the `say` step is skipped");
                     self.ivr_input(Input::PlaybackFailed { id, error });
+                }
+            },
+            IvrResult::ApiSpeech { id, leg, result } => match result {
+                // Stopped (or the call moved on) before the speech was ready.
+                _ if !self.api_plays.contains_key(&id) => {}
+                Ok(pcm) => self.api_play_source(
+                    id,
+                    leg,
+                    PlaySource::Prompt {
+                        pcm,
+                        rate: PROMPT_RATE,
+                        looped: false,
+                    },
+                ),
+                Err(error) => {
+                    tracing::error!(%error, "text to speech failed: API playback skipped");
+                    self.api_plays.remove(&id);
+                    self.event(
+                        "playback.finished",
+                        serde_json::json!({"playback_id": id.to_string(), "source": "api", "error": error}),
+                    );
                 }
             },
             IvrResult::Webhook { id, result } => {
@@ -445,6 +495,7 @@ impl Call {
         };
         tracing::info!(%number, flow = %route.flow, "transfer");
         let flow = route.flow.clone();
+        self.flow = Some(flow.clone());
         attrs.insert("transferred_from".into(), self.called.clone());
         attrs.insert("called".into(), number.clone());
         self.called = number;
@@ -658,7 +709,7 @@ impl Call {
 
     /// After a failed dial: no more ringback, and the callee side forgets that callee's
     /// media (early media of a busy callee must not stay bridged).
-    fn stop_ringback(&mut self) {
+    pub(super) fn stop_ringback(&mut self) {
         let Some(media) = &self.media else {
             return;
         };
@@ -792,6 +843,10 @@ impl Call {
             }
         };
         self.ctx.writer.send(StoreCmd::RecordingEnded(ended));
+        self.event(
+            "recording.stopped",
+            serde_json::json!({"recording_id": rid.to_string()}),
+        );
         self.event(kind, serde_json::json!({"recording_id": rid.to_string()}));
         if self
             .ivr_recording
@@ -826,6 +881,28 @@ impl Call {
                 )));
         }
     }
+}
+
+/// Text to speech (espeak-ng, cached under `dir`), decoded at [`PROMPT_RATE`].
+pub(super) async fn synthesize(
+    dir: std::path::PathBuf,
+    text: String,
+    voice: Option<String>,
+) -> Result<Arc<[i16]>, String> {
+    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    let path = tts::synthesize(&text, voice.as_deref(), &dir)
+        .await
+        .map_err(|e| e.to_string())?;
+    let name = path
+        .file_name()
+        .map(Path::new)
+        .ok_or_else(|| "speech file without a name".to_owned())?
+        .to_owned();
+    let cache = crate::media::player::PromptCache::new(dir.clone());
+    tokio::task::spawn_blocking(move || cache.load(&name, PROMPT_RATE))
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())
 }
 
 /// A voicemail or `record` step's recording.

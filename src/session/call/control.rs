@@ -1,0 +1,681 @@
+//! The call actor's side of the call-control API (issue 5): commands from
+//! [`crate::session::CallRegistry::control`] (state, hang-up, play, DTMF, recording, redirect
+//! into a flow) and calls the server places itself (`POST /v1/calls`).
+//!
+//! A placed call is the same B2BUA with leg A turned around: the server's INVITE (RFC 3261
+//! §13.2.1) with an offer from a fresh two-leg media session rings the extension `to`; once it
+//! answers (2xx, ACKed per §13.2.2.4) it is leg A, so everything the IVR does to a caller
+//! (prompts, digits, recordings, a `dial` bridging leg B) applies unchanged.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use super::{Call, Ending, Fork, Side, ivr, party_name, point_media};
+use crate::ivr::interp::{Attributes, DialOutcome, Interpreter, Options};
+use crate::ivr::plan::{HangupCause, Prompt};
+use crate::media::dtmf::Digit;
+use crate::media::engine::{MediaCommand, PlaySource};
+use crate::media::negotiate;
+use crate::media::ports::Leg;
+use crate::media::sdp::SessionDescription;
+use crate::session::{
+    CallContext, CallInfo, CallInput, CallParty, ControlCommand, ControlError, ControlReply,
+    LegInfo, OriginateRequest, PlaybackId, RecordAction,
+};
+use crate::sip::dialog::{Dialog, new_call_id};
+use crate::sip::endpoint::{Command, EndpointHandle, Owner};
+use crate::sip::message::{Message, Method, Request, Response, StatusCode};
+use crate::sip::registrar::Location;
+use crate::store::{CallId, HangupBy, LegId, StoreCmd};
+
+/// Media playback ids at or above this are API playbacks (their id + this); they sit above
+/// the interpreter's ([`ivr::PLAY_ID_BASE`]).
+pub(super) const API_PLAY_BASE: u64 = 1 << 48;
+
+/// The dial id of a placed call's `connect_to` (interpreter ids count up from 1).
+pub(super) const CONNECT_DIAL_ID: u64 = u64::MAX - 1;
+
+/// The fork "dial" id of a placed call's own INVITE.
+const OUTBOUND_FORK: u64 = u64::MAX;
+
+/// How long each digit sent through the API lasts.
+const API_DIGIT_DURATION: Duration = Duration::from_millis(100);
+
+/// A call the server placed, while its INVITE rings.
+pub(super) struct Outbound {
+    /// The INVITE's Via branch.
+    pub branch: String,
+    /// The ring timeout: CANCEL then.
+    pub ring_until: Instant,
+    /// What to do once answered.
+    flow: Option<String>,
+    connect_to: Option<String>,
+    ring_timeout: Duration,
+}
+
+/// Runs a call the server places, from its INVITE to the call record.
+pub(in crate::session) async fn run_originate(
+    ctx: Arc<CallContext>,
+    ep: EndpointHandle,
+    me: Owner,
+    mut inbox: mpsc::UnboundedReceiver<CallInput>,
+    record_id: CallId,
+    req: OriginateRequest,
+    target: Location,
+) {
+    let span = tracing::info_span!("call", placed = %record_id);
+    let _enter = span.enter();
+    let placeholder = Request::new(Method::Invite, target.uri.clone());
+    let mut call = Call::new(ctx, ep, me, record_id, placeholder, None, target.source);
+    call.start_outbound(req, &target);
+    drop(_enter);
+    call.event_loop(&mut inbox).await;
+    call.finish().await;
+}
+
+impl Call {
+    /// Opens the media session, sends the INVITE to `target` and writes the call record.
+    fn start_outbound(&mut self, req: OriginateRequest, target: &Location) {
+        self.finished_a = true;
+        let session = self.open_media(2);
+        let body = session.as_ref().ok().and_then(|session| {
+            let ip = self.ctx.media_ip;
+            let family = if ip.is_ipv4() { "IP4" } else { "IP6" };
+            let port = session.local_port(Leg::A);
+            let version = crate::clock::unix_ms();
+            let text = format!(
+                "v=0\r\no=switchboard {version} 1 IN {family} {ip}\r\ns=switchboard\r\nc=IN {family} {ip}\r\nt=0 0\r\nm=audio {port} RTP/AVP 0 8 9 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:8 PCMA/8000\r\na=rtpmap:9 G722/8000\r\na=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-16\r\na=ptime:20\r\na=sendrecv\r\n"
+            );
+            let sdp = SessionDescription::parse(text.as_bytes()).ok()?;
+            Some((Bytes::from(text), sdp))
+        });
+        let domain = self.ep.local.domain.clone();
+        let (via, branch) = self.ep.local.via(target.source.transport);
+        let mut invite = Request::new(Method::Invite, target.uri.clone());
+        let h = &mut invite.headers;
+        h.push("Via", via);
+        h.push("Max-Forwards", "70");
+        let from = match &req.caller_id {
+            Some(name) => format!(
+                "\"{}\" <sip:{}@{domain}>;tag={}",
+                name.replace(['"', '\\', '\r', '\n'], ""),
+                req.from,
+                self.a_tag
+            ),
+            None => format!("<sip:{}@{domain}>;tag={}", req.from, self.a_tag),
+        };
+        h.push("From", from);
+        h.push("To", format!("<sip:{}@{domain}>", req.to));
+        h.push("Call-ID", new_call_id());
+        h.push("CSeq", "1 INVITE");
+        h.push("Contact", self.ep.local.contact(target.source.transport));
+        h.push("Allow", crate::sip::endpoint::ALLOW);
+        h.push("User-Agent", self.ep.local.server_header.clone());
+        for (name, value) in &req.headers {
+            h.push(name.as_str(), value.clone());
+        }
+        if let Some((body, _)) = &body {
+            invite.set_body(Some("application/sdp"), body.clone());
+        }
+        self.invite = invite;
+        self.record_start(None, &req.to);
+        let (session, (_, offer)) = match (session, body) {
+            (Ok(session), Some(body)) => (session, body),
+            _ => {
+                tracing::warn!("cannot place the call: no media session");
+                self.ending = Some(Ending {
+                    cause: "media_failed",
+                    by: HangupBy::System,
+                    code: 503,
+                });
+                return;
+            }
+        };
+        self.media = Some(session);
+        self.a_offer = Some(offer);
+        self.ep.send(Command::AddDialog {
+            call_id: self.invite.headers.call_id().unwrap_or_default().to_owned(),
+            local_tag: self.a_tag.clone(),
+            owner: self.me.clone(),
+        });
+        tracing::info!(to = %req.to, "placing a call");
+        self.forks.push(Fork {
+            dial: OUTBOUND_FORK,
+            extension: req.to.clone(),
+            branch: branch.clone(),
+            invite: self.invite.clone(),
+            peer: target.source,
+            proceeding: false,
+            cancel_wanted: false,
+            cancel_by: None,
+            done: false,
+        });
+        self.outbound = Some(Outbound {
+            branch,
+            ring_until: Instant::now() + req.ring_timeout,
+            flow: req.flow,
+            connect_to: req.connect_to,
+            ring_timeout: req.ring_timeout,
+        });
+        self.ep.send(Command::SendRequest {
+            req: self.invite.clone(),
+            to: target.source,
+            owner: self.me.clone(),
+        });
+    }
+
+    /// A response to the INVITE of a call we placed.
+    pub(super) fn on_outbound_response(&mut self, resp: Response) {
+        let Some(branch) = self.outbound.as_ref().map(|o| o.branch.clone()) else {
+            return;
+        };
+        let Some(i) = self.forks.iter().position(|f| f.branch == branch) else {
+            return;
+        };
+        let status = resp.status;
+        if status.is_provisional() {
+            self.forks[i].proceeding = true;
+            if self.forks[i].cancel_wanted {
+                self.send_cancel(i);
+            } else if status.0 == 180 || status.0 == 183 {
+                self.note_ringing(status);
+            }
+            return;
+        }
+        if self.forks[i].done {
+            // A 2xx retransmission: our ACK was lost.
+            self.reack(&resp);
+            return;
+        }
+        self.forks[i].done = true;
+        if !status.is_success() {
+            tracing::info!(code = status.0, "placed call not answered");
+            if self.ending.is_none() {
+                let cause = match status.0 {
+                    486 | 600 => "busy",
+                    603 => "declined",
+                    408 | 480 | 487 => "no_answer",
+                    404 => "not_found",
+                    _ => "failed",
+                };
+                self.ending = Some(Ending {
+                    cause,
+                    by: HangupBy::Callee,
+                    code: status.0,
+                });
+            }
+            return;
+        }
+        let peer = self.forks[i].peer;
+        let dialog = Dialog::uac(&self.forks[i].invite, &resp, peer);
+        let media = SessionDescription::parse(&resp.body)
+            .ok()
+            .and_then(|sdp| negotiate::leg_media(&sdp).map(|m| (sdp, m)));
+        let dialog = match dialog {
+            Ok(d) if self.ending.is_none() => d,
+            Ok(mut d) => {
+                // Hung up (or timed out) while it rang: ACK and BYE (§13.2.2.4).
+                self.ep.send(Command::SendRaw {
+                    to: d.peer,
+                    msg: Message::Request(self.with_via(d.ack(1), d.peer.transport)),
+                });
+                let bye = d.request(Method::Bye);
+                let bye = self.with_via(bye, d.peer.transport);
+                self.ep.send(Command::SendRequest {
+                    req: bye,
+                    to: d.peer,
+                    owner: self.me.clone(),
+                });
+                return;
+            }
+            Err(error) => {
+                tracing::info!(%error, "unusable 2xx to a placed call");
+                self.ending = Some(Ending {
+                    cause: "failed",
+                    by: HangupBy::System,
+                    code: 500,
+                });
+                return;
+            }
+        };
+        let ack = dialog.ack(1);
+        self.ep.send(Command::SendRaw {
+            to: dialog.peer,
+            msg: Message::Request(self.with_via(ack, dialog.peer.transport)),
+        });
+        self.a_dialog = Some(dialog);
+        self.answered = true;
+        let now = crate::clock::unix_ms();
+        self.answered_ms = Some(now);
+        self.ctx.writer.send(StoreCmd::CallAnswered {
+            call_id: self.record_id,
+            at_ms: now,
+        });
+        self.ctx.writer.send(StoreCmd::LegAnswered {
+            leg_id: self.legs[0],
+            at_ms: now,
+        });
+        self.event("call.answered", serde_json::json!({}));
+        let Some(((sdp, a), session)) = media.zip(self.media.as_ref()) else {
+            tracing::info!("placed call answered without usable SDP");
+            return self.hangup(Ending {
+                cause: "media_failed",
+                by: HangupBy::System,
+                code: 488,
+            });
+        };
+        point_media(session, Leg::A, &sdp);
+        session.command(MediaCommand::SetMedia {
+            leg: Leg::A,
+            media: Some(a),
+        });
+        self.a_promised = Some(a);
+        tracing::info!(codec = a.codec.name(), "placed call answered");
+        let Some(out) = self.outbound.as_ref() else {
+            return;
+        };
+        if let Some(flow) = out.flow.clone() {
+            self.run_flow(flow);
+        } else if let Some(to) = out.connect_to.clone() {
+            self.pending_connect = Some((to, out.ring_timeout));
+        }
+    }
+
+    /// The first 18x of a dial or a placed call: `call.ringing`.
+    pub(super) fn note_ringing(&mut self, status: StatusCode) {
+        if !self.rang {
+            self.rang = true;
+            self.event("call.ringing", serde_json::json!({"code": status.0}));
+        }
+    }
+
+    /// A `connect_to` dial ended: bridged, or the call ends.
+    pub(super) fn connect_done(&mut self, outcome: DialOutcome) {
+        self.connecting = false;
+        if outcome != DialOutcome::Answered {
+            tracing::info!(
+                outcome = outcome.as_str(),
+                "placed call: connect_to not reached"
+            );
+            self.hangup(Ending {
+                cause: outcome.as_str(),
+                by: HangupBy::System,
+                code: 200,
+            });
+        }
+    }
+
+    /// Starts `flow` (which exists) on the call with the built-in attributes (kept from the
+    /// flow running before, if any).
+    fn run_flow(&mut self, flow: String) {
+        let plan = self.ctx.plan.current();
+        let attrs = match self.ivr.take() {
+            Some(old) => old.attributes().clone(),
+            None => {
+                let mut attrs = Attributes::new();
+                attrs.insert("caller".into(), self.caller_user.clone());
+                attrs.insert("caller_name".into(), String::new());
+                attrs.insert("called".into(), self.called.clone());
+                attrs.insert("call_id".into(), self.record_id.to_string());
+                attrs.insert("session_id".into(), self.session_id.to_string());
+                attrs
+            }
+        };
+        let options = Options {
+            answered: self.answered,
+            default_dial_timeout: self.ctx.no_answer_timeout,
+        };
+        self.pending_speech = None;
+        self.flow = Some(flow.clone());
+        self.ivr = Some(Interpreter::with_options(
+            plan,
+            &flow,
+            attrs,
+            std::time::Instant::now(),
+            options,
+        ));
+    }
+
+    /// Carries out an API command.
+    pub(super) fn on_control(&mut self, cmd: ControlCommand) -> Result<ControlReply, ControlError> {
+        if let ControlCommand::Info = cmd {
+            return Ok(ControlReply::Info(self.info()));
+        }
+        if self.ending.is_some() || (self.finished_a && !self.answered && self.outbound.is_none())
+        {
+            return Err(ControlError::Conflict("the call is ending".into()));
+        }
+        match cmd {
+            ControlCommand::Info => Ok(ControlReply::Info(self.info())),
+            ControlCommand::Hangup { cause } => {
+                self.api_hangup(cause);
+                Ok(ControlReply::Done)
+            }
+            ControlCommand::Play { prompt, party } => self.api_play(prompt, party),
+            ControlCommand::StopPlayback { id } => {
+                let leg = self
+                    .api_plays
+                    .remove(&id.0)
+                    .ok_or_else(|| ControlError::NotFound("no such playback running".into()))?;
+                if let Some(media) = &self.media {
+                    media.command(MediaCommand::StopPlayback { leg });
+                }
+                Ok(ControlReply::Done)
+            }
+            ControlCommand::SendDtmf { digits, party } => {
+                let leg = self.live_leg(party)?;
+                let list = digits
+                    .chars()
+                    .map(Digit::from_char)
+                    .collect::<Option<Vec<_>>>()
+                    .filter(|l| !l.is_empty())
+                    .ok_or_else(|| ControlError::Invalid("digits are 0-9, *, #, A-D".into()))?;
+                let Some(media) = &self.media else {
+                    return Err(ControlError::Conflict("the call has no media".into()));
+                };
+                for digit in list {
+                    media.command(MediaCommand::SendDigit {
+                        leg,
+                        digit,
+                        duration: API_DIGIT_DURATION,
+                    });
+                }
+                self.event(
+                    "dtmf.sent",
+                    serde_json::json!({"digits": digits, "leg": party_name(leg)}),
+                );
+                Ok(ControlReply::Done)
+            }
+            ControlCommand::Record(action) => self.api_record(action),
+            ControlCommand::Redirect { flow } => self.api_redirect(flow),
+        }
+    }
+
+    /// The call as the API shows it.
+    fn info(&self) -> CallInfo {
+        let state = if self.ending.is_some() {
+            "ending"
+        } else if !self.answered && (self.outbound.is_some() || self.dial.is_some()) {
+            "ringing"
+        } else if !self.answered {
+            if self.ivr.is_some() { "ivr" } else { "starting" }
+        } else if self.b_dialog.is_some() {
+            "bridged"
+        } else if self.ivr.is_some() {
+            "ivr"
+        } else {
+            "answered"
+        };
+        let leg_state = |answered: bool, held: bool| match (answered, held) {
+            (false, _) => "ringing",
+            (true, false) => "answered",
+            (true, true) => "held",
+        };
+        let a_user = if self.outbound.is_some() {
+            self.called.clone()
+        } else {
+            self.caller_user.clone()
+        };
+        let mut legs = vec![LegInfo {
+            id: self.legs[0],
+            party: CallParty::Caller,
+            sip_call_id: self.invite.headers.call_id().unwrap_or_default().to_owned(),
+            user: Some(a_user).filter(|u| !u.is_empty()),
+            state: leg_state(self.answered, self.held[0]),
+        }];
+        let b_ringing = self.dial.is_some() && self.forks.iter().any(|f| !f.done);
+        if self.b_dialog.is_some() || b_ringing {
+            let user = self
+                .forks
+                .iter()
+                .rev()
+                .find(|f| f.dial != OUTBOUND_FORK)
+                .map(|f| f.extension.clone());
+            legs.push(LegInfo {
+                id: self.legs[1],
+                party: CallParty::Callee,
+                sip_call_id: self.b_call_id.clone(),
+                user,
+                state: leg_state(self.b_dialog.is_some(), self.held[1]),
+            });
+        }
+        CallInfo {
+            id: self.record_id,
+            session_id: self.session_id,
+            state,
+            direction: self.direction.as_str(),
+            caller: self.caller_user.clone(),
+            callee: self.called.clone(),
+            started_ms: self.started_ms,
+            answered_ms: self.answered_ms,
+            flow: self.flow.clone(),
+            legs,
+        }
+    }
+
+    /// The media leg of `party`, which must be answered.
+    fn live_leg(&self, party: CallParty) -> Result<Leg, ControlError> {
+        if !self.answered {
+            return Err(ControlError::Conflict("the call is not answered yet".into()));
+        }
+        match party {
+            CallParty::Caller => Ok(Leg::A),
+            CallParty::Callee if self.b_dialog.is_some() => Ok(Leg::B),
+            CallParty::Callee => Err(ControlError::Conflict(
+                "the call has no answered callee".into(),
+            )),
+        }
+    }
+
+    fn api_hangup(&mut self, cause: HangupCause) {
+        let name = match cause {
+            HangupCause::Normal => "normal_clearing",
+            other => other.as_str(),
+        };
+        tracing::info!(cause = name, "hung up through the API");
+        if self.answered {
+            return self.hangup(Ending {
+                cause: name,
+                by: HangupBy::System,
+                code: 200,
+            });
+        }
+        self.ivr = None;
+        self.dial = None;
+        self.cancel_forks();
+        if self.outbound.is_some() {
+            self.ending = Some(Ending {
+                cause: name,
+                by: HangupBy::System,
+                code: 487,
+            });
+            return;
+        }
+        self.ensure_record();
+        let status = StatusCode(cause.status());
+        self.ending = Some(Ending {
+            cause: name,
+            by: HangupBy::System,
+            code: status.0,
+        });
+        self.reply_a_final(status);
+    }
+
+    fn api_play(&mut self, prompt: Prompt, party: CallParty) -> Result<ControlReply, ControlError> {
+        let leg = self.live_leg(party)?;
+        if self.media.is_none() {
+            return Err(ControlError::Conflict("the call has no media".into()));
+        }
+        let source = match prompt {
+            Prompt::File(name) => {
+                let mut name = std::path::PathBuf::from(name);
+                if name.extension().is_none() {
+                    name.set_extension("wav");
+                }
+                let rate = match (leg, self.a_promised.map(|m| m.codec.native_rate())) {
+                    (Leg::A, Some(8000)) => 8000,
+                    _ => 16_000,
+                };
+                let pcm = self
+                    .ctx
+                    .media
+                    .prompts
+                    .load(&name, rate)
+                    .map_err(|e| ControlError::NotFound(format!("prompt not playable: {e}")))?;
+                Some(PlaySource::Prompt {
+                    pcm,
+                    rate,
+                    looped: false,
+                })
+            }
+            Prompt::Tone(kind) => Some(PlaySource::Tone(kind)),
+            Prompt::Silence(_) => {
+                return Err(ControlError::Invalid("nothing to play".into()));
+            }
+            Prompt::Say { text, voice } => {
+                self.last_play += 1;
+                let id = self.last_play;
+                self.api_plays.insert(id, leg);
+                let dir = self.ctx.media.data_dir.join("tts");
+                let tx = self.ivr_tx.clone();
+                tokio::spawn(async move {
+                    let result = ivr::synthesize(dir, text.0, voice).await;
+                    let _ = tx.send(ivr::IvrResult::ApiSpeech { id, leg, result });
+                });
+                return Ok(ControlReply::Playback(PlaybackId(id)));
+            }
+        };
+        self.last_play += 1;
+        let id = self.last_play;
+        if let Some(source) = source {
+            self.api_play_source(id, leg, source);
+        }
+        Ok(ControlReply::Playback(PlaybackId(id)))
+    }
+
+    /// Plays an API playback's audio now.
+    pub(super) fn api_play_source(&mut self, id: u64, leg: Leg, source: PlaySource) {
+        let Some(media) = &self.media else {
+            return;
+        };
+        media.command(MediaCommand::Play {
+            leg,
+            id: API_PLAY_BASE + id,
+            source,
+            barge_in: false,
+        });
+        self.api_plays.insert(id, leg);
+        self.event(
+            "playback.started",
+            serde_json::json!({
+                "playback_id": id.to_string(),
+                "source": "api",
+                "leg": party_name(leg),
+            }),
+        );
+    }
+
+    fn api_record(&mut self, action: RecordAction) -> Result<ControlReply, ControlError> {
+        if !self.answered || self.media.is_none() {
+            return Err(ControlError::Conflict("the call is not answered yet".into()));
+        }
+        if self.ivr_recording.is_some() {
+            return Err(ControlError::Conflict(
+                "the flow is recording a message".into(),
+            ));
+        }
+        match action {
+            RecordAction::Start => {
+                if self.recording.is_some() {
+                    return Err(ControlError::Conflict("the call is being recorded".into()));
+                }
+                self.start_recording();
+                if self.recording.is_none() {
+                    return Err(ControlError::Conflict("the recording could not start".into()));
+                }
+            }
+            RecordAction::Stop => {
+                let (Some(rid), Some(path)) = (self.recording.take(), self.recording_path.take())
+                else {
+                    return Err(ControlError::Conflict("the call is not being recorded".into()));
+                };
+                self.stopping.push((rid, path));
+                if let Some(media) = &self.media {
+                    media.command(MediaCommand::StopRecording);
+                }
+            }
+            RecordAction::Pause | RecordAction::Resume => {
+                let Some(rid) = self.recording else {
+                    return Err(ControlError::Conflict("the call is not being recorded".into()));
+                };
+                let pause = action == RecordAction::Pause;
+                if let Some(media) = &self.media {
+                    media.command(MediaCommand::PauseRecording(pause));
+                }
+                let kind = if pause {
+                    "recording.paused"
+                } else {
+                    "recording.resumed"
+                };
+                self.event(kind, serde_json::json!({"recording_id": rid.to_string()}));
+            }
+        }
+        Ok(ControlReply::Done)
+    }
+
+    /// Runs `flow` on the call: a ringing dial is given up, a bridged callee hung up.
+    fn api_redirect(&mut self, flow: String) -> Result<ControlReply, ControlError> {
+        if !self.ctx.plan.current().flows.contains_key(&flow) {
+            return Err(ControlError::NotFound(format!("no such flow: {flow}")));
+        }
+        if self.conference.is_some() {
+            return Err(ControlError::Conflict(
+                "a conference call cannot be redirected".into(),
+            ));
+        }
+        if self.reinvite.is_some() {
+            return Err(ControlError::Conflict("a re-INVITE is in progress".into()));
+        }
+        if !self.answered && self.outbound.is_some() {
+            return Err(ControlError::Conflict("the call is not answered yet".into()));
+        }
+        if self.dial.take().is_some() {
+            self.cancel_forks();
+            self.stop_ringback();
+        }
+        self.connecting = false;
+        self.pending_connect = None;
+        if self.b_dialog.is_some() {
+            self.hangup_leg(Side::Callee);
+            self.ctx.writer.send(StoreCmd::LegEnded {
+                leg_id: self.legs[1],
+                at_ms: crate::clock::unix_ms(),
+                final_code: Some(200),
+            });
+            self.legs[1] = LegId::new();
+            self.b_answered = false;
+            self.held = [false; 2];
+            if let Some(media) = &self.media {
+                media.command(MediaCommand::Hold {
+                    leg: Leg::A,
+                    held: false,
+                });
+                media.command(MediaCommand::SetMedia {
+                    leg: Leg::B,
+                    media: None,
+                });
+            }
+        }
+        tracing::info!(%flow, "redirected through the API");
+        self.event(
+            "call.transferred",
+            serde_json::json!({"flow": flow, "kind": "redirect"}),
+        );
+        self.run_flow(flow);
+        Ok(ControlReply::Done)
+    }
+}
