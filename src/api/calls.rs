@@ -1,10 +1,649 @@
-//! `/v1` calls (issue 5).
+//! `/v1/calls`: live calls and call control (issue 5). Every command goes to the call's actor
+//! through [`crate::session::CallRegistry::control`]; what it did shows up in the event log.
+//! Ended calls are not here: they are call records (`/v1/call-records`).
 
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-use super::ApiState;
+use super::auth::{ControlKey, ReadKey};
+use super::{ApiError, ApiState, Problem};
+use crate::ivr::plan::{HangupCause, Prompt, StepKind};
+use crate::session::{
+    CallInfo, CallParty, ControlCommand, ControlError, ControlReply, OriginateError,
+    OriginateRequest, PlaybackId, RecordAction,
+};
+use crate::store::CallId;
+
+/// Ring time of a placed call when the request names none.
+const DEFAULT_RING_TIMEOUT_SECS: u64 = 30;
+/// The longest ring time a request may ask for.
+const MAX_RING_TIMEOUT_SECS: u64 = 300;
+/// Extra SIP headers one placed call may carry.
+const MAX_EXTRA_HEADERS: usize = 20;
 
 /// This module's routes.
 pub fn routes() -> OpenApiRouter<ApiState> {
     OpenApiRouter::new()
+        .routes(routes!(list_calls, originate))
+        .routes(routes!(get_call, hangup))
+        .routes(routes!(play))
+        .routes(routes!(stop_playback))
+        .routes(routes!(send_dtmf))
+        .routes(routes!(record))
+        .routes(routes!(redirect))
+}
+
+/// A live call.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Call {
+    /// The call's id (also its call record's id).
+    pub id: String,
+    pub session_id: String,
+    /// `starting`, `ringing`, `ivr`, `answered`, `bridged` or `ending`.
+    pub state: String,
+    /// `inbound`, `internal` or `outbound`.
+    pub direction: String,
+    pub caller: String,
+    pub callee: String,
+    /// RFC 3339.
+    pub started: String,
+    /// RFC 3339, once answered.
+    pub answered: Option<String>,
+    /// The dialplan flow running now.
+    pub flow: Option<String>,
+}
+
+/// A live call with its legs.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CallDetail {
+    #[serde(flatten)]
+    pub call: Call,
+    pub legs: Vec<CallLeg>,
+}
+
+/// One leg of a live call.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CallLeg {
+    pub id: String,
+    /// `caller` (leg A; the party rung for a call the server placed) or `callee`.
+    pub party: CallParty,
+    /// The SIP Call-ID of the leg's dialog.
+    pub sip_call_id: String,
+    pub user: Option<String>,
+    /// `ringing`, `answered` or `held`.
+    pub state: String,
+}
+
+/// Live calls.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CallList {
+    pub calls: Vec<Call>,
+}
+
+/// A call to place.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Originate {
+    /// The caller the called party sees (an extension or number: letters, digits, `+._-`).
+    pub from: String,
+    /// The extension to ring.
+    pub to: String,
+    /// Runs this dialplan flow once answered.
+    pub flow: Option<String>,
+    /// Or: dials this extension once answered and bridges the two.
+    pub connect_to: Option<String>,
+    /// Seconds `to` (and `connect_to`) may ring (default 30, at most 300).
+    pub ring_timeout: Option<u64>,
+    /// Display name shown to the called party.
+    pub caller_id: Option<String>,
+    /// Extra SIP headers on the INVITE; names must start with `X-`.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+}
+
+/// A call was placed.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Created {
+    pub id: String,
+}
+
+/// What to play: exactly one of `file`, `tone`, `say`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Play {
+    /// A WAV prompt under the media directory (`prompts/welcome`).
+    pub file: Option<String>,
+    /// `ringback`, `busy`, `congestion` or `beep`.
+    pub tone: Option<String>,
+    /// Text to speak.
+    pub say: Option<String>,
+    /// Who hears it (default `caller`).
+    pub leg: Option<CallParty>,
+}
+
+/// A playback started.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PlaybackCreated {
+    pub playback_id: String,
+}
+
+/// Digits to send.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Dtmf {
+    /// `0-9`, `*`, `#`, `A-D`; at most 32.
+    pub digits: String,
+    /// Who receives them (default `caller`).
+    pub leg: Option<CallParty>,
+}
+
+/// A recording command.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Record {
+    pub action: RecordAction,
+}
+
+/// A flow to run on the call.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Redirect {
+    /// A flow of the dialplan.
+    pub flow: String,
+}
+
+/// How a call is hung up.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct HangupParams {
+    /// `normal` (default), `busy`, `rejected`, `unavailable` or `not_found` (the last four
+    /// set the SIP status an unanswered caller gets).
+    pub cause: Option<String>,
+}
+
+impl From<ControlError> for ApiError {
+    fn from(e: ControlError) -> ApiError {
+        match e {
+            ControlError::NoSuchCall => no_such_call(),
+            ControlError::NotFound(why) => ApiError::not_found(why),
+            ControlError::Conflict(why) => ApiError::conflict(why),
+            ControlError::Invalid(why) => ApiError::bad_request(why),
+        }
+    }
+}
+
+impl From<OriginateError> for ApiError {
+    fn from(e: OriginateError) -> ApiError {
+        match e {
+            OriginateError::NotRegistered(_) => ApiError::conflict(e.to_string()),
+            OriginateError::Unavailable => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Service Unavailable",
+                e.to_string(),
+            ),
+            other => ApiError::bad_request(other.to_string()),
+        }
+    }
+}
+
+fn no_such_call() -> ApiError {
+    ApiError::not_found("no such live call (ended calls are under /v1/call-records)")
+}
+
+fn call_id(id: &str) -> Result<CallId, ApiError> {
+    id.parse().map_err(|_| no_such_call())
+}
+
+fn body<T>(json: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
+    json.map(|Json(v)| v)
+        .map_err(|e| ApiError::bad_request(e.body_text()))
+}
+
+fn rfc3339(ms: i64) -> String {
+    jiff::Timestamp::from_millisecond(ms)
+        .map(|t| t.to_string())
+        .unwrap_or_default()
+}
+
+impl From<&CallInfo> for Call {
+    fn from(c: &CallInfo) -> Call {
+        Call {
+            id: c.id.to_string(),
+            session_id: c.session_id.to_string(),
+            state: c.state.to_owned(),
+            direction: c.direction.to_owned(),
+            caller: c.caller.clone(),
+            callee: c.callee.clone(),
+            started: rfc3339(c.started_ms),
+            answered: c.answered_ms.map(rfc3339),
+            flow: c.flow.clone(),
+        }
+    }
+}
+
+/// A user part we put into a SIP URI ourselves: letters, digits and `+._-`.
+fn check_user(what: &str, v: &str) -> Result<(), ApiError> {
+    let ok = !v.is_empty()
+        && v.len() <= 64
+        && v
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '.' | '_' | '-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::bad_request(format!(
+            "`{what}` must be 1-64 letters, digits or +._-"
+        )))
+    }
+}
+
+fn check_originate(o: &Originate) -> Result<OriginateRequest, ApiError> {
+    check_user("from", &o.from)?;
+    check_user("to", &o.to)?;
+    if let Some(c) = &o.connect_to {
+        check_user("connect_to", c)?;
+    }
+    if o.flow.is_some() && o.connect_to.is_some() {
+        return Err(ApiError::bad_request(
+            "give `flow` or `connect_to`, not both",
+        ));
+    }
+    let ring = o.ring_timeout.unwrap_or(DEFAULT_RING_TIMEOUT_SECS);
+    if !(1..=MAX_RING_TIMEOUT_SECS).contains(&ring) {
+        return Err(ApiError::bad_request(format!(
+            "`ring_timeout` is 1-{MAX_RING_TIMEOUT_SECS} seconds"
+        )));
+    }
+    if let Some(name) = &o.caller_id
+        && (name.len() > 64 || name.chars().any(char::is_control))
+    {
+        return Err(ApiError::bad_request(
+            "`caller_id` is at most 64 characters without control characters",
+        ));
+    }
+    if o.headers.len() > MAX_EXTRA_HEADERS {
+        return Err(ApiError::bad_request(format!(
+            "at most {MAX_EXTRA_HEADERS} extra headers"
+        )));
+    }
+    for (name, value) in &o.headers {
+        let token = name.len() <= 64
+            && name.len() > 2
+            && name[..2].eq_ignore_ascii_case("x-")
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-.!%*_+`'~".contains(c));
+        if !token {
+            return Err(ApiError::bad_request(format!(
+                "header `{name}`: extra headers are `X-` tokens"
+            )));
+        }
+        if value.len() > 1024 || value.chars().any(char::is_control) {
+            return Err(ApiError::bad_request(format!(
+                "header `{name}`: at most 1024 characters without control characters"
+            )));
+        }
+    }
+    Ok(OriginateRequest {
+        from: o.from.clone(),
+        to: o.to.clone(),
+        flow: o.flow.clone(),
+        connect_to: o.connect_to.clone(),
+        ring_timeout: Duration::from_secs(ring),
+        caller_id: o.caller_id.clone(),
+        headers: o
+            .headers
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+    })
+}
+
+/// The prompt a play request names, checked like a dialplan's.
+fn prompt(state: &ApiState, p: &Play) -> Result<Prompt, ApiError> {
+    let spec = match (&p.file, &p.tone, &p.say) {
+        (Some(f), None, None) => {
+            if f.contains(':') {
+                return Err(ApiError::bad_request("`file` is a path under the media directory"));
+            }
+            f.clone()
+        }
+        (None, Some(t), None) => format!("tone:{t}"),
+        (None, None, Some(s)) => {
+            if s.is_empty() || s.len() > 2000 {
+                return Err(ApiError::bad_request("`say` is 1-2000 characters"));
+            }
+            // Placeholders are not filled for API speech.
+            format!("say:{}", s.replace("{{", "{ {"))
+        }
+        _ => {
+            return Err(ApiError::bad_request(
+                "give exactly one of `file`, `tone`, `say`",
+            ));
+        }
+    };
+    let plan = state.calls.plan();
+    let steps = crate::ivr::parse::steps_from_json(&serde_json::json!([{ "play": spec }]), &plan)
+        .map_err(|errors| {
+            let list: Vec<String> = errors.iter().map(|e| e.message.clone()).collect();
+            ApiError::bad_request(list.join("; "))
+        })?;
+    match steps.into_iter().next().map(|s| s.kind) {
+        Some(StepKind::Play { prompt, .. }) => Ok(prompt),
+        _ => Err(ApiError::bad_request("not a prompt")),
+    }
+}
+
+/// Live calls.
+#[utoipa::path(
+    get,
+    path = "/v1/calls",
+    tag = "calls",
+    security(("api_key" = ["read"])),
+    responses(
+        (status = 200, description = "The live calls, oldest first", body = CallList),
+        (status = 401, description = "No or unknown key", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The key lacks the scope", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+async fn list_calls(_: ReadKey, State(s): State<ApiState>) -> Json<CallList> {
+    let calls = s.calls.list().await;
+    Json(CallList {
+        calls: calls.iter().map(Call::from).collect(),
+    })
+}
+
+/// One live call with its legs (ended calls are under `/v1/call-records`).
+#[utoipa::path(
+    get,
+    path = "/v1/calls/{id}",
+    tag = "calls",
+    security(("api_key" = ["read"])),
+    params(("id" = String, Path, description = "The call's id")),
+    responses(
+        (status = 200, description = "The call", body = CallDetail),
+        (status = 401, description = "No or unknown key", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The key lacks the scope", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such live call (ended calls are call records)", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+async fn get_call(
+    _: ReadKey,
+    State(s): State<ApiState>,
+    Path(id): Path<String>,
+) -> Result<Json<CallDetail>, ApiError> {
+    let id = call_id(&id)?;
+    match s.calls.control(id, ControlCommand::Info).await? {
+        ControlReply::Info(info) => Ok(Json(CallDetail {
+            call: Call::from(&info),
+            legs: info
+                .legs
+                .iter()
+                .map(|l| CallLeg {
+                    id: l.id.to_string(),
+                    party: l.party,
+                    sip_call_id: l.sip_call_id.clone(),
+                    user: l.user.clone(),
+                    state: l.state.to_owned(),
+                })
+                .collect(),
+        })),
+        _ => Err(ApiError::internal("unexpected reply to Info")),
+    }
+}
+
+/// Places a call: rings `to`, then runs `flow`, dials `connect_to`, or just stays up.
+/// Answers at once; the call's progress is in its events (`call.ringing`, `call.answered`,
+/// `call.ended` with cause `no_answer` after the ring timeout).
+#[utoipa::path(
+    post,
+    path = "/v1/calls",
+    tag = "calls",
+    security(("api_key" = ["control"])),
+    request_body = Originate,
+    responses(
+        (status = 201, description = "The call is being placed", body = Created),
+        (status = 400, description = "Unusable request (unknown extension or flow, bad header)", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No or unknown key", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The key lacks the scope", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`to` is not registered", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The server is shutting down", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+async fn originate(
+    _: ControlKey,
+    State(s): State<ApiState>,
+    json: Result<Json<Originate>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let req = check_originate(&body(json)?)?;
+    let id = s.calls.originate(req).await?;
+    Ok((StatusCode::CREATED, Json(Created { id: id.to_string() })).into_response())
+}
+
+/// Hangs a call up (BYE once answered; CANCEL or a final response while it rings).
+#[utoipa::path(
+    delete,
+    path = "/v1/calls/{id}",
+    tag = "calls",
+    security(("api_key" = ["control"])),
+    params(("id" = String, Path, description = "The call's id"), HangupParams),
+    responses(
+        (status = 204, description = "Hanging up"),
+        (status = 400, description = "Unknown cause", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No or unknown key", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The key lacks the scope", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such live call", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The call is already ending", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+async fn hangup(
+    _: ControlKey,
+    State(s): State<ApiState>,
+    Path(id): Path<String>,
+    Query(q): Query<HangupParams>,
+) -> Result<StatusCode, ApiError> {
+    let id = call_id(&id)?;
+    let cause = match q.cause.as_deref().unwrap_or("normal") {
+        "normal" | "normal_clearing" => HangupCause::Normal,
+        "busy" => HangupCause::Busy,
+        "rejected" => HangupCause::Rejected,
+        "unavailable" => HangupCause::Unavailable,
+        "not_found" => HangupCause::NotFound,
+        other => return Err(ApiError::bad_request(format!("unknown cause `{other}`"))),
+    };
+    s.calls.control(id, ControlCommand::Hangup { cause }).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Plays a prompt, tone or speech to one party; returns a playback id that can be stopped.
+#[utoipa::path(
+    post,
+    path = "/v1/calls/{id}/play",
+    tag = "calls",
+    security(("api_key" = ["control"])),
+    params(("id" = String, Path, description = "The call's id")),
+    request_body = Play,
+    responses(
+        (status = 201, description = "Playing (`playback.started` / `playback.finished` follow)", body = PlaybackCreated),
+        (status = 400, description = "Unusable prompt", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No or unknown key", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The key lacks the scope", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such live call, or no such prompt file", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The call or that party is not answered", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+async fn play(
+    _: ControlKey,
+    State(s): State<ApiState>,
+    Path(id): Path<String>,
+    json: Result<Json<Play>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let id = call_id(&id)?;
+    let req = body(json)?;
+    let prompt = prompt(&s, &req)?;
+    let party = req.leg.unwrap_or(CallParty::Caller);
+    match s
+        .calls
+        .control(id, ControlCommand::Play { prompt, party })
+        .await?
+    {
+        ControlReply::Playback(PlaybackId(p)) => Ok((
+            StatusCode::CREATED,
+            Json(PlaybackCreated {
+                playback_id: p.to_string(),
+            }),
+        )
+            .into_response()),
+        _ => Err(ApiError::internal("unexpected reply to Play")),
+    }
+}
+
+/// Stops a playback.
+#[utoipa::path(
+    delete,
+    path = "/v1/calls/{id}/playbacks/{playback_id}",
+    tag = "calls",
+    security(("api_key" = ["control"])),
+    params(
+        ("id" = String, Path, description = "The call's id"),
+        ("playback_id" = String, Path, description = "The playback's id"),
+    ),
+    responses(
+        (status = 204, description = "Stopped"),
+        (status = 401, description = "No or unknown key", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The key lacks the scope", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such live call or running playback", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The call is ending", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+async fn stop_playback(
+    _: ControlKey,
+    State(s): State<ApiState>,
+    Path((id, playback)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    let id = call_id(&id)?;
+    let playback = playback
+        .parse::<u64>()
+        .map_err(|_| ApiError::not_found("no such playback running"))?;
+    s.calls
+        .control(
+            id,
+            ControlCommand::StopPlayback {
+                id: PlaybackId(playback),
+            },
+        )
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Sends DTMF digits to one party (RFC 4733 when it negotiated telephone-event, else in-band).
+#[utoipa::path(
+    post,
+    path = "/v1/calls/{id}/dtmf",
+    tag = "calls",
+    security(("api_key" = ["control"])),
+    params(("id" = String, Path, description = "The call's id")),
+    request_body = Dtmf,
+    responses(
+        (status = 204, description = "Sending"),
+        (status = 400, description = "Not DTMF digits", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No or unknown key", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The key lacks the scope", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such live call", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The call or that party is not answered", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+async fn send_dtmf(
+    _: ControlKey,
+    State(s): State<ApiState>,
+    Path(id): Path<String>,
+    json: Result<Json<Dtmf>, JsonRejection>,
+) -> Result<StatusCode, ApiError> {
+    let id = call_id(&id)?;
+    let req = body(json)?;
+    if req.digits.is_empty() || req.digits.len() > 32 {
+        return Err(ApiError::bad_request("`digits` is 1-32 DTMF digits"));
+    }
+    s.calls
+        .control(
+            id,
+            ControlCommand::SendDtmf {
+                digits: req.digits,
+                party: req.leg.unwrap_or(CallParty::Caller),
+            },
+        )
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Starts, stops, pauses or resumes the call's recording (stereo: caller left, callee right).
+#[utoipa::path(
+    post,
+    path = "/v1/calls/{id}/record",
+    tag = "calls",
+    security(("api_key" = ["control"])),
+    params(("id" = String, Path, description = "The call's id")),
+    request_body = Record,
+    responses(
+        (status = 204, description = "Done (`recording.*` events follow)"),
+        (status = 400, description = "Unknown action", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No or unknown key", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The key lacks the scope", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such live call", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Not possible now (not answered, already recording, nothing recorded)", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+async fn record(
+    _: ControlKey,
+    State(s): State<ApiState>,
+    Path(id): Path<String>,
+    json: Result<Json<Record>, JsonRejection>,
+) -> Result<StatusCode, ApiError> {
+    let id = call_id(&id)?;
+    let req = body(json)?;
+    s.calls
+        .control(id, ControlCommand::Record(req.action))
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Runs a dialplan flow on the call; a bridged callee is hung up, a ringing dial given up.
+#[utoipa::path(
+    post,
+    path = "/v1/calls/{id}/redirect",
+    tag = "calls",
+    security(("api_key" = ["control"])),
+    params(("id" = String, Path, description = "The call's id")),
+    request_body = Redirect,
+    responses(
+        (status = 204, description = "The flow runs (`call.transferred`, `ivr.step` events follow)"),
+        (status = 400, description = "Unusable request", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No or unknown key", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The key lacks the scope", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such live call or flow", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Not possible now", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+async fn redirect(
+    _: ControlKey,
+    State(s): State<ApiState>,
+    Path(id): Path<String>,
+    json: Result<Json<Redirect>, JsonRejection>,
+) -> Result<StatusCode, ApiError> {
+    let id = call_id(&id)?;
+    let req = body(json)?;
+    s.calls
+        .control(id, ControlCommand::Redirect { flow: req.flow })
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
 }

@@ -55,7 +55,9 @@ pub enum CallInput {
 
 /// One of the two parties of a call: the caller (leg A; the originated party for a call the
 /// server placed) or the callee (leg B, the party dialled).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum CallParty {
     Caller,
@@ -63,7 +65,9 @@ pub enum CallParty {
 }
 
 /// What happens to the call's recording.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum RecordAction {
     Start,
@@ -373,6 +377,11 @@ impl CallRegistry {
             .unwrap_or_else(|e| e.into_inner())
             .insert(id, owner);
         metrics::gauge!("switchboard_active_calls").increment(1.0);
+    }
+
+    /// The dialplan new calls take now.
+    pub fn plan(&self) -> Arc<crate::ivr::plan::Dialplan> {
+        self.ctx.plan.current()
     }
 
     /// Number of live calls.
