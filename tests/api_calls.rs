@@ -287,7 +287,11 @@ async fn control_of_an_unknown_call_or_an_unregistered_target_is_a_problem() {
     let unknown = "0190a0a0-0000-7000-8000-000000000000";
     for (method, path, body) in [
         (reqwest::Method::GET, format!("/v1/calls/{unknown}"), None),
-        (reqwest::Method::DELETE, format!("/v1/calls/{unknown}"), None),
+        (
+            reqwest::Method::DELETE,
+            format!("/v1/calls/{unknown}"),
+            None,
+        ),
         (
             reqwest::Method::POST,
             format!("/v1/calls/{unknown}/play"),

@@ -235,8 +235,7 @@ impl From<&CallInfo> for Call {
 fn check_user(what: &str, v: &str) -> Result<(), ApiError> {
     let ok = !v.is_empty()
         && v.len() <= 64
-        && v
-            .chars()
+        && v.chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '.' | '_' | '-'));
     if ok {
         Ok(())
@@ -314,7 +313,9 @@ fn prompt(state: &ApiState, p: &Play) -> Result<Prompt, ApiError> {
     let spec = match (&p.file, &p.tone, &p.say) {
         (Some(f), None, None) => {
             if f.contains(':') {
-                return Err(ApiError::bad_request("`file` is a path under the media directory"));
+                return Err(ApiError::bad_request(
+                    "`file` is a path under the media directory",
+                ));
             }
             f.clone()
         }
@@ -335,9 +336,9 @@ fn prompt(state: &ApiState, p: &Play) -> Result<Prompt, ApiError> {
     let plan = state.calls.plan();
     let steps = crate::ivr::parse::steps_from_json(&serde_json::json!([{ "play": spec }]), &plan)
         .map_err(|errors| {
-            let list: Vec<String> = errors.iter().map(|e| e.message.clone()).collect();
-            ApiError::bad_request(list.join("; "))
-        })?;
+        let list: Vec<String> = errors.iter().map(|e| e.message.clone()).collect();
+        ApiError::bad_request(list.join("; "))
+    })?;
     match steps.into_iter().next().map(|s| s.kind) {
         Some(StepKind::Play { prompt, .. }) => Ok(prompt),
         _ => Err(ApiError::bad_request("not a prompt")),
@@ -461,7 +462,9 @@ async fn hangup(
         "not_found" => HangupCause::NotFound,
         other => return Err(ApiError::bad_request(format!("unknown cause `{other}`"))),
     };
-    s.calls.control(id, ControlCommand::Hangup { cause }).await?;
+    s.calls
+        .control(id, ControlCommand::Hangup { cause })
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

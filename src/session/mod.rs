@@ -18,6 +18,7 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 
+use crate::ivr::plan::{HangupCause, Prompt};
 use crate::media::engine::PipelineConfig;
 use crate::media::engine::conference::Rooms;
 use crate::media::ports::PortPool;
@@ -26,7 +27,6 @@ use crate::sip::message::{Request, Response};
 use crate::sip::registrar::Registrar;
 use crate::sip::transaction::TxId;
 use crate::sip::transport::Peer;
-use crate::ivr::plan::{HangupCause, Prompt};
 use crate::store::{CallId, LegId, SessionId, WriterHandle};
 
 /// What the endpoint (or the server) tells a call.

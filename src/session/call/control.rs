@@ -345,8 +345,7 @@ impl Call {
         if let ControlCommand::Info = cmd {
             return Ok(ControlReply::Info(self.info()));
         }
-        if self.ending.is_some() || (self.finished_a && !self.answered && self.outbound.is_none())
-        {
+        if self.ending.is_some() || (self.finished_a && !self.answered && self.outbound.is_none()) {
             return Err(ControlError::Conflict("the call is ending".into()));
         }
         match cmd {
@@ -402,7 +401,11 @@ impl Call {
         } else if !self.answered && (self.outbound.is_some() || self.dial.is_some()) {
             "ringing"
         } else if !self.answered {
-            if self.ivr.is_some() { "ivr" } else { "starting" }
+            if self.ivr.is_some() {
+                "ivr"
+            } else {
+                "starting"
+            }
         } else if self.b_dialog.is_some() {
             "bridged"
         } else if self.ivr.is_some() {
@@ -460,7 +463,9 @@ impl Call {
     /// The media leg of `party`, which must be answered.
     fn live_leg(&self, party: CallParty) -> Result<Leg, ControlError> {
         if !self.answered {
-            return Err(ControlError::Conflict("the call is not answered yet".into()));
+            return Err(ControlError::Conflict(
+                "the call is not answered yet".into(),
+            ));
         }
         match party {
             CallParty::Caller => Ok(Leg::A),
@@ -510,45 +515,44 @@ impl Call {
         if self.media.is_none() {
             return Err(ControlError::Conflict("the call has no media".into()));
         }
-        let source = match prompt {
-            Prompt::File(name) => {
-                let mut name = std::path::PathBuf::from(name);
-                if name.extension().is_none() {
-                    name.set_extension("wav");
+        let source =
+            match prompt {
+                Prompt::File(name) => {
+                    let mut name = std::path::PathBuf::from(name);
+                    if name.extension().is_none() {
+                        name.set_extension("wav");
+                    }
+                    let rate = match (leg, self.a_promised.map(|m| m.codec.native_rate())) {
+                        (Leg::A, Some(8000)) => 8000,
+                        _ => 16_000,
+                    };
+                    let pcm =
+                        self.ctx.media.prompts.load(&name, rate).map_err(|e| {
+                            ControlError::NotFound(format!("prompt not playable: {e}"))
+                        })?;
+                    Some(PlaySource::Prompt {
+                        pcm,
+                        rate,
+                        looped: false,
+                    })
                 }
-                let rate = match (leg, self.a_promised.map(|m| m.codec.native_rate())) {
-                    (Leg::A, Some(8000)) => 8000,
-                    _ => 16_000,
-                };
-                let pcm = self
-                    .ctx
-                    .media
-                    .prompts
-                    .load(&name, rate)
-                    .map_err(|e| ControlError::NotFound(format!("prompt not playable: {e}")))?;
-                Some(PlaySource::Prompt {
-                    pcm,
-                    rate,
-                    looped: false,
-                })
-            }
-            Prompt::Tone(kind) => Some(PlaySource::Tone(kind)),
-            Prompt::Silence(_) => {
-                return Err(ControlError::Invalid("nothing to play".into()));
-            }
-            Prompt::Say { text, voice } => {
-                self.last_play += 1;
-                let id = self.last_play;
-                self.api_plays.insert(id, leg);
-                let dir = self.ctx.media.data_dir.join("tts");
-                let tx = self.ivr_tx.clone();
-                tokio::spawn(async move {
-                    let result = ivr::synthesize(dir, text.0, voice).await;
-                    let _ = tx.send(ivr::IvrResult::ApiSpeech { id, leg, result });
-                });
-                return Ok(ControlReply::Playback(PlaybackId(id)));
-            }
-        };
+                Prompt::Tone(kind) => Some(PlaySource::Tone(kind)),
+                Prompt::Silence(_) => {
+                    return Err(ControlError::Invalid("nothing to play".into()));
+                }
+                Prompt::Say { text, voice } => {
+                    self.last_play += 1;
+                    let id = self.last_play;
+                    self.api_plays.insert(id, leg);
+                    let dir = self.ctx.media.data_dir.join("tts");
+                    let tx = self.ivr_tx.clone();
+                    tokio::spawn(async move {
+                        let result = ivr::synthesize(dir, text.0, voice).await;
+                        let _ = tx.send(ivr::IvrResult::ApiSpeech { id, leg, result });
+                    });
+                    return Ok(ControlReply::Playback(PlaybackId(id)));
+                }
+            };
         self.last_play += 1;
         let id = self.last_play;
         if let Some(source) = source {
@@ -581,7 +585,9 @@ impl Call {
 
     fn api_record(&mut self, action: RecordAction) -> Result<ControlReply, ControlError> {
         if !self.answered || self.media.is_none() {
-            return Err(ControlError::Conflict("the call is not answered yet".into()));
+            return Err(ControlError::Conflict(
+                "the call is not answered yet".into(),
+            ));
         }
         if self.ivr_recording.is_some() {
             return Err(ControlError::Conflict(
@@ -595,13 +601,17 @@ impl Call {
                 }
                 self.start_recording();
                 if self.recording.is_none() {
-                    return Err(ControlError::Conflict("the recording could not start".into()));
+                    return Err(ControlError::Conflict(
+                        "the recording could not start".into(),
+                    ));
                 }
             }
             RecordAction::Stop => {
                 let (Some(rid), Some(path)) = (self.recording.take(), self.recording_path.take())
                 else {
-                    return Err(ControlError::Conflict("the call is not being recorded".into()));
+                    return Err(ControlError::Conflict(
+                        "the call is not being recorded".into(),
+                    ));
                 };
                 self.stopping.push((rid, path));
                 if let Some(media) = &self.media {
@@ -610,7 +620,9 @@ impl Call {
             }
             RecordAction::Pause | RecordAction::Resume => {
                 let Some(rid) = self.recording else {
-                    return Err(ControlError::Conflict("the call is not being recorded".into()));
+                    return Err(ControlError::Conflict(
+                        "the call is not being recorded".into(),
+                    ));
                 };
                 let pause = action == RecordAction::Pause;
                 if let Some(media) = &self.media {
@@ -641,7 +653,9 @@ impl Call {
             return Err(ControlError::Conflict("a re-INVITE is in progress".into()));
         }
         if !self.answered && self.outbound.is_some() {
-            return Err(ControlError::Conflict("the call is not answered yet".into()));
+            return Err(ControlError::Conflict(
+                "the call is not answered yet".into(),
+            ));
         }
         if self.dial.take().is_some() {
             self.cancel_forks();
