@@ -1550,6 +1550,46 @@ mod tests {
     }
 
     #[test]
+    fn entered_steps_are_reported_before_the_actions_they_cause() {
+        let t0 = Instant::now();
+        let mut i = start(
+            plan(vec![(
+                "main",
+                vec![
+                    step(StepKind::Answer),
+                    step(StepKind::Answer),
+                    step(play("hello")),
+                ],
+            )]),
+            t0,
+        );
+        // Interleaved as the actor polls: steps first, then the next action.
+        let mut seen = Vec::new();
+        loop {
+            while let Some(s) = i.poll_step() {
+                seen.push(format!("step {} {}", s.index, s.kind));
+            }
+            match i.poll_action() {
+                Some(a) => seen.push(format!("{a:?}").chars().take(6).collect()),
+                None => break,
+            }
+        }
+        assert_eq!(
+            seen,
+            [
+                "step 0 answer",
+                "Answer",
+                "step 1 answer",
+                "step 2 play",
+                "Play {"
+            ]
+        );
+        i.handle_input(t0 + secs(2), done(1));
+        assert_eq!(i.poll_step(), None, "the end of the flow is no step");
+        assert_eq!(drain(&mut i), [hung_up(HangupCause::Normal)]);
+    }
+
+    #[test]
     fn hangup_step_gives_its_cause_and_later_inputs_are_ignored() {
         let t0 = Instant::now();
         let mut i = start(
