@@ -139,7 +139,9 @@ pub fn html(doc: &OpenApi) -> String {
     let mut ops: Vec<(String, String, String, &Value)> = Vec::new();
     if let Some(paths) = doc["paths"].as_object() {
         for (path, item) in paths {
-            for method in ["get", "put", "post", "delete", "patch", "head", "options", "trace"] {
+            for method in [
+                "get", "put", "post", "delete", "patch", "head", "options", "trace",
+            ] {
                 if let Some(op) = item.get(method) {
                     let tag = op["tags"][0].as_str().unwrap_or("other").to_owned();
                     ops.push((tag, path.clone(), method.to_owned(), op));
@@ -284,7 +286,8 @@ fn operation(out: &mut String, path: &str, method: &str, op: &Value) {
         }
         out.push_str("</table>\n");
     }
-    if let Some(body) = op["requestBody"].as_object() {
+    let body = &op["requestBody"];
+    if body.is_object() {
         out.push_str("<h4>Request body</h4>\n");
         let description = text(&body["description"]);
         if !description.is_empty() {
@@ -364,7 +367,9 @@ fn properties(out: &mut String, props: &serde_json::Map<String, Value>, required
         .flatten()
         .filter_map(Value::as_str)
         .collect();
-    out.push_str("<table>\n<tr><th>Field</th><th>Type</th><th>Required</th><th>Description</th></tr>\n");
+    out.push_str(
+        "<table>\n<tr><th>Field</th><th>Type</th><th>Required</th><th>Description</th></tr>\n",
+    );
     for (name, p) in props {
         let _ = writeln!(
             out,
@@ -394,7 +399,11 @@ fn type_of(schema: &Value) -> String {
     }
     for combinator in ["oneOf", "anyOf", "allOf"] {
         if let Some(parts) = schema[combinator].as_array() {
-            let sep = if combinator == "allOf" { " and " } else { " or " };
+            let sep = if combinator == "allOf" {
+                " and "
+            } else {
+                " or "
+            };
             let parts: Vec<String> = parts.iter().map(type_of).collect();
             return parts.join(sep);
         }
