@@ -152,7 +152,10 @@ async fn an_admin_creates_lists_and_revokes_keys_over_http() {
         .expect("request");
     assert_eq!(created.status(), 201);
     let created: serde_json::Value = created.json().await.expect("json");
-    let new_key = created["key"].as_str().expect("the key is shown").to_owned();
+    let new_key = created["key"]
+        .as_str()
+        .expect("the key is shown")
+        .to_owned();
     assert_eq!(created["scope"], "control");
     assert_eq!(created["revoked_ms"], serde_json::Value::Null);
     let id = created["id"].as_str().expect("id").to_owned();
