@@ -25,10 +25,11 @@
 //!
 //! [http]
 //! listen = "127.0.0.1:8080"
-//! cors_origins = []                        # origins allowed to call /v1 from a browser; none
-//! max_body_bytes = 65536                   # larger request bodies get 413
-//! rate_limit_per_sec = 50                  # requests per second per API key (429 beyond)
-//! rate_limit_burst = 100
+//! cors_origins = []                        # origins allowed to call /v1 from a browser
+//!                                          # ("https://app.example.com"); none: CORS off
+//! max_body_bytes = 65536                   # larger request bodies get 413 (at least 1024)
+//! rate_limit_per_sec = 50                  # requests per second per API key (429 beyond; >= 1)
+//! rate_limit_burst = 100                   # >= 1
 //!
 //! [rtp]
 //! ports = "20000-29999"
@@ -512,6 +513,7 @@ impl Config {
                 format!("{} is not 8000 or 16000", self.recording.sample_rate),
             ));
         }
+        self.http.check().map_err(|(key, m)| invalid(&key, m))?;
         let database_url = self.database_url();
         if !(database_url.starts_with("sqlite:")
             || database_url.starts_with("postgres://")
@@ -551,6 +553,88 @@ impl Config {
             ivr: self.ivr.clone(),
         })
     }
+}
+
+impl HttpConfig {
+    /// Checks the `[http]` limits and origins; the error names the key (`http.…`).
+    fn check(&self) -> Result<(), (String, String)> {
+        if self.rate_limit_per_sec == 0 {
+            return Err((
+                "http.rate_limit_per_sec".into(),
+                "must be at least 1".into(),
+            ));
+        }
+        if self.rate_limit_burst == 0 {
+            return Err(("http.rate_limit_burst".into(), "must be at least 1".into()));
+        }
+        if self.max_body_bytes < 1024 {
+            return Err((
+                "http.max_body_bytes".into(),
+                format!("{} is below the minimum of 1024", self.max_body_bytes),
+            ));
+        }
+        for (i, origin) in self.cors_origins.iter().enumerate() {
+            check_origin(origin).map_err(|m| (format!("http.cors_origins[{i}]"), m))?;
+        }
+        Ok(())
+    }
+}
+
+/// A browser origin: `scheme://host[:port]`, nothing after it (no path, no trailing slash).
+fn check_origin(origin: &str) -> Result<(), String> {
+    let bad = |why: &str| {
+        Err(format!(
+            "{origin:?} is not an origin scheme://host[:port]: {why}"
+        ))
+    };
+    let Some((scheme, rest)) = origin.split_once("://") else {
+        return bad("no scheme");
+    };
+    let scheme_ok = scheme.starts_with(|c: char| c.is_ascii_alphabetic())
+        && scheme
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c));
+    if !scheme_ok {
+        return bad("bad scheme");
+    }
+    let (host, port) = if let Some(v6) = rest.strip_prefix('[') {
+        let Some((addr, after)) = v6.split_once(']') else {
+            return bad("unclosed IPv6 bracket");
+        };
+        if addr.parse::<std::net::Ipv6Addr>().is_err() {
+            return bad("bad IPv6 address");
+        }
+        match after {
+            "" => (addr, None),
+            p => match p.strip_prefix(':') {
+                Some(port) => (addr, Some(port)),
+                None => return bad("junk after the host"),
+            },
+        }
+    } else {
+        match rest.rsplit_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (rest, None),
+        }
+    };
+    let host_ok = !host.is_empty()
+        && (rest.starts_with('[')
+            || host.split('.').all(|label| {
+                !label.is_empty()
+                    && label.len() <= 63
+                    && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+                    && !label.starts_with('-')
+                    && !label.ends_with('-')
+            }));
+    if !host_ok {
+        return bad("bad host (a path or trailing slash is not allowed)");
+    }
+    if let Some(port) = port
+        && !(port.parse::<u16>().is_ok_and(|p| p > 0) && port.bytes().all(|b| b.is_ascii_digit()))
+    {
+        return bad("bad port");
+    }
+    Ok(())
 }
 
 /// Parses `LOW-HIGH`; the range must hold at least one even/odd pair.
@@ -673,6 +757,51 @@ mod tests {
 
         let err = Config::from_toml("[ivr]\ndialplan = \"x\"\n").expect_err("unknown key");
         assert!(err.to_string().contains("dialplan"), "{err}");
+    }
+
+    #[test]
+    fn http_section_limits_and_origins_are_checked_naming_the_key() {
+        let s = Config::from_toml(
+            "[http]\ncors_origins = [\"https://app.example.com\", \"http://localhost:3000\", \"http://[::1]:8080\"]\nmax_body_bytes = 1024\nrate_limit_per_sec = 1\nrate_limit_burst = 1\n",
+        )
+        .expect("parses")
+        .validate()
+        .expect("valid");
+        assert_eq!(s.http.cors_origins.len(), 3);
+        assert_eq!(s.http.max_body_bytes, 1024);
+
+        let refused = |toml: &str, key: &str| {
+            let err = Config::from_toml(toml)
+                .expect("parses")
+                .validate()
+                .expect_err(toml);
+            assert!(err.to_string().contains(key), "{toml}: {err}");
+        };
+        refused(
+            "[http]\nrate_limit_per_sec = 0\n",
+            "http.rate_limit_per_sec",
+        );
+        refused("[http]\nrate_limit_burst = 0\n", "http.rate_limit_burst");
+        refused("[http]\nmax_body_bytes = 1023\n", "http.max_body_bytes");
+        for origin in [
+            "example.com",
+            "https://example.com/",
+            "https://example.com/app",
+            "https://",
+            "https://exa mple.com",
+            "https://example.com:0",
+            "https://example.com:99999",
+            "https://example.com:80x",
+            "*",
+            "1http://example.com",
+            "http://[::1",
+            "http://[zz]:80",
+        ] {
+            refused(
+                &format!("[http]\ncors_origins = [\"https://ok.example\", {origin:?}]\n"),
+                "http.cors_origins[1]",
+            );
+        }
     }
 
     #[test]

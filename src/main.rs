@@ -49,6 +49,34 @@ enum Command {
     /// Work with dialplans (IVR menus and routing; see dialplans/README.md).
     #[command(subcommand)]
     Dialplan(DialplanCommand),
+    /// Manage keys for the HTTP API (`Authorization: Bearer <key>`).
+    #[command(subcommand)]
+    Apikey(ApiKeyCommand),
+    /// Print the HTTP API's OpenAPI 3.1 document (JSON), or with --html its HTML reference.
+    Openapi {
+        /// The self-contained HTML reference instead of the JSON document.
+        #[arg(long)]
+        html: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum ApiKeyCommand {
+    /// Create a key. The key alone goes to stdout (one line, for scripts:
+    /// `KEY=$(switchboard apikey create ...)`); its details go to stderr. It is shown only
+    /// this once: only its hash is stored.
+    Create {
+        /// Who or what uses the key.
+        #[arg(long)]
+        name: String,
+        /// read, control (read + act on calls) or admin (everything).
+        #[arg(long, value_parser = ["read", "control", "admin"])]
+        scope: String,
+    },
+    /// List keys: id, name, prefix, scope, created, revoked.
+    List,
+    /// Revoke a key by its id or its prefix (the 12 hex digits after `sb_`).
+    Revoke { id_or_prefix: String },
 }
 
 #[derive(Subcommand)]
@@ -138,6 +166,16 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Serve(a) => Some(a),
         _ => None,
     };
+    if let Command::Openapi { html } = &command {
+        let doc = switchboard::api::openapi();
+        let text = if *html {
+            switchboard::api::docs::html(&doc)
+        } else {
+            switchboard::api::docs::json(&doc)
+        };
+        print!("{text}");
+        return Ok(ExitCode::SUCCESS);
+    }
     let settings = load_settings(&cli.common, serve_args)?;
     if let Command::Dialplan(cmd) = &command {
         return Ok(dialplan_command(&settings, cmd));
@@ -158,7 +196,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 Ok(())
             }
             Command::User(cmd) => user_command(&settings, cmd).await,
-            Command::Dialplan(_) => Ok(()),
+            Command::Apikey(cmd) => apikey_command(&settings, cmd).await,
+            Command::Dialplan(_) | Command::Openapi { .. } => Ok(()),
         }
     })?;
     Ok(ExitCode::SUCCESS)
@@ -281,6 +320,70 @@ async fn user_command(settings: &Settings, cmd: UserCommand) -> anyhow::Result<(
     Ok(())
 }
 
+async fn apikey_command(settings: &Settings, cmd: ApiKeyCommand) -> anyhow::Result<()> {
+    use switchboard::store::Scope;
+    let store = Store::open(&settings.database_url).await?;
+    match cmd {
+        ApiKeyCommand::Create { name, scope } => {
+            let scope = Scope::parse(&scope).context("scope must be read, control or admin")?;
+            let (record, key) = store.create_api_key(&name, scope).await?;
+            println!("{key}");
+            eprintln!(
+                "created API key {} (name {:?}, scope {}, prefix {})",
+                record.id, record.name, record.scope, record.prefix
+            );
+            eprintln!("the key is on stdout above; it will not be shown again");
+        }
+        ApiKeyCommand::List => {
+            println!("id\tname\tprefix\tscope\tcreated\trevoked");
+            for k in store.api_keys().await? {
+                println!(
+                    "{}\t{}\t{}\t{}\t{}\t{}",
+                    k.id,
+                    k.name,
+                    k.prefix,
+                    k.scope,
+                    utc(k.created_ms),
+                    k.revoked_ms.map(utc).unwrap_or_else(|| "-".into())
+                );
+            }
+        }
+        ApiKeyCommand::Revoke { id_or_prefix } => {
+            match store.revoke_api_key(&id_or_prefix).await {
+                Ok(()) => {}
+                Err(switchboard::store::StoreError::NotFound(_)) => {
+                    anyhow::bail!("no live API key with id or prefix {id_or_prefix}")
+                }
+                Err(e) => return Err(e.into()),
+            }
+            println!("revoked API key {id_or_prefix}");
+        }
+    }
+    Ok(())
+}
+
+/// Milliseconds since the epoch as `YYYY-MM-DDTHH:MM:SSZ` (UTC).
+fn utc(ms: i64) -> String {
+    let secs = ms.div_euclid(1000);
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
 /// Extensions are SIP user parts we route on: keep them to unreserved characters.
 fn check_extension(ext: &str) -> anyhow::Result<()> {
     let ok = !ext.is_empty()
@@ -299,5 +402,17 @@ fn redact_url(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
         (Some(s), Some(at)) if at > s => format!("{}***{}", &url[..s + 3], &url[at..]),
         _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::utc;
+
+    #[test]
+    fn epoch_milliseconds_print_as_utc() {
+        assert_eq!(utc(0), "1970-01-01T00:00:00Z");
+        assert_eq!(utc(1_700_000_000_123), "2023-11-14T22:13:20Z");
+        assert_eq!(utc(951_782_400_000), "2000-02-29T00:00:00Z");
     }
 }

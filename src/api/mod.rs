@@ -9,6 +9,7 @@
 pub mod auth;
 pub mod calls;
 pub mod customers;
+pub mod docs;
 pub mod events;
 pub mod keys;
 pub mod problem;
@@ -33,7 +34,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-pub use problem::{ApiError, Problem, problem};
+pub use problem::{ApiError, Problem, ProblemJson, problem};
 
 /// What the handlers need.
 #[derive(Clone)]
@@ -68,6 +69,7 @@ pub struct ApiState {
         (name = "users", description = "Extensions"),
         (name = "registrations", description = "SIP registrations"),
         (name = "keys", description = "API keys"),
+        (name = "docs", description = "This description of the API"),
     )
 )]
 struct ApiDoc;
@@ -96,6 +98,8 @@ impl utoipa::Modify for BearerAuth {
 pub fn v1() -> OpenApiRouter<ApiState> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(me))
+        .routes(routes!(openapi_json))
+        .routes(routes!(docs_page))
         .merge(keys::routes())
         .merge(calls::routes())
         .merge(events::routes())
@@ -108,25 +112,21 @@ pub fn v1() -> OpenApiRouter<ApiState> {
         .merge(registrations::routes())
 }
 
-/// The OpenAPI document (also served at `/v1/openapi.json`).
+/// The OpenAPI document (also served at `/v1/openapi.json`, and as HTML at `/v1/docs`).
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    v1().split_for_parts().1
+    let mut doc = v1().split_for_parts().1;
+    docs::add_standard_responses(&mut doc);
+    doc
 }
 
 /// The router.
 pub fn router(state: ApiState) -> Router {
-    let (v1, doc) = v1().split_for_parts();
-    let doc = Arc::new(doc);
+    let (v1, _) = v1().split_for_parts();
     let max_body = state.http.max_body_bytes;
     let v1 = v1
-        .route(
-            "/v1/openapi.json",
-            get(move |_: auth::ReadKey| {
-                let doc = doc.clone();
-                async move { Json(doc.as_ref().clone()) }
-            }),
-        )
-        .layer(DefaultBodyLimit::max(max_body));
+        .layer(DefaultBodyLimit::max(max_body))
+        .layer(tower_http::limit::RequestBodyLimitLayer::new(max_body))
+        .layer(axum::middleware::map_response(problem::errors_as_problems));
     let v1 = match cors(&state.http.cors_origins) {
         Some(layer) => v1.layer(layer),
         None => v1,
@@ -184,6 +184,40 @@ async fn me(auth::ReadKey(caller): auth::ReadKey) -> Json<Me> {
         scope: caller.key.scope.to_string(),
         prefix: caller.key.prefix,
     })
+}
+
+/// This OpenAPI 3.1 document.
+#[utoipa::path(
+    get,
+    path = "/v1/openapi.json",
+    tag = "docs",
+    security(("api_key" = ["read"])),
+    responses(
+        (status = 200, description = "The OpenAPI document", body = Object),
+        (status = 401, description = "No or unknown key", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+async fn openapi_json(_: auth::ReadKey) -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        docs::generated().json.as_str(),
+    )
+        .into_response()
+}
+
+/// This API's description as one HTML page (no scripts, nothing fetched).
+#[utoipa::path(
+    get,
+    path = "/v1/docs",
+    tag = "docs",
+    security(("api_key" = ["read"])),
+    responses(
+        (status = 200, description = "The API reference", body = String, content_type = "text/html"),
+        (status = 401, description = "No or unknown key", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+async fn docs_page(_: auth::ReadKey) -> Response {
+    axum::response::Html(docs::generated().html.as_str()).into_response()
 }
 
 async fn healthz(State(s): State<ApiState>) -> Response {

@@ -116,3 +116,65 @@ impl IntoResponse for ApiError {
 pub fn problem(status: StatusCode, title: &'static str, detail: &str) -> Response {
     ApiError::new(status, title, detail).into_response()
 }
+
+/// `Json<T>` whose rejections (bad JSON, wrong content type, too large) are problem JSON.
+#[derive(Debug, Clone)]
+pub struct ProblemJson<T>(pub T);
+
+impl<S, T> axum::extract::FromRequest<S> for ProblemJson<T>
+where
+    T: serde::de::DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, ApiError> {
+        match axum::Json::<T>::from_request(req, state).await {
+            Ok(axum::Json(v)) => Ok(ProblemJson(v)),
+            Err(rejection) => Err(ApiError {
+                status: rejection.status(),
+                title: rejection
+                    .status()
+                    .canonical_reason()
+                    .unwrap_or("Bad Request"),
+                detail: rejection.body_text(),
+                retry_after: None,
+            }),
+        }
+    }
+}
+
+/// Middleware: any error response that is not problem JSON yet (axum's own rejections of a
+/// path, query or body; 405; 413 from the body limit) is rewritten as one, keeping its status
+/// and headers and using its text as the detail.
+pub async fn errors_as_problems(resp: Response) -> Response {
+    let status = resp.status();
+    let is_problem = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/problem+json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_problem {
+        return resp;
+    }
+    let (mut parts, body) = resp.into_parts();
+    let text = axum::body::to_bytes(body, 16 * 1024)
+        .await
+        .ok()
+        .and_then(|b| String::from_utf8(b.to_vec()).ok())
+        .map(|t| t.trim().to_owned())
+        .unwrap_or_default();
+    let title = status.canonical_reason().unwrap_or("Error");
+    let detail = if text.is_empty() {
+        title.to_owned()
+    } else {
+        text
+    };
+    let problem = ApiError::new(status, title, detail).into_response();
+    let (problem_parts, problem_body) = problem.into_parts();
+    parts.headers.remove(header::CONTENT_LENGTH);
+    for (name, value) in &problem_parts.headers {
+        parts.headers.insert(name, value.clone());
+    }
+    Response::from_parts(parts, problem_body)
+}
