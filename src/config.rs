@@ -29,6 +29,7 @@
 //! max_body_bytes = 65536                   # larger request bodies get 413
 //! rate_limit_per_sec = 50                  # requests per second per API key (429 beyond)
 //! rate_limit_burst = 100
+//! webhook_retry_base_ms = 1000             # first webhook retry delay; doubles up to 5 min
 //!
 //! [rtp]
 //! ports = "20000-29999"
@@ -115,6 +116,8 @@ pub struct HttpConfig {
     pub rate_limit_per_sec: u32,
     /// Requests a key may make at once above the sustained rate.
     pub rate_limit_burst: u32,
+    /// First retry delay of a failed webhook delivery, in ms (doubles up to 5 minutes).
+    pub webhook_retry_base_ms: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -311,6 +314,7 @@ impl Default for HttpConfig {
             max_body_bytes: 65_536,
             rate_limit_per_sec: 50,
             rate_limit_burst: 100,
+            webhook_retry_base_ms: 1000,
         }
     }
 }
