@@ -54,7 +54,7 @@ pub use recordings::{
     RecordingRecord, RecordingState, RepairCounts,
 };
 pub use users::User;
-pub use webhooks::{EventFilter, NewWebhook, WebhookRecord};
+pub use webhooks::{EventFilter, MAX_TYPES as MAX_EVENT_TYPES, NewWebhook, WebhookRecord};
 pub use writer::{StoreCmd, WriterHandle};
 
 /// Errors of the store.

@@ -272,7 +272,7 @@ impl Store {
         let done = sqlx::query(
             "UPDATE webhooks SET last_delivered_seq = $2, attempts = 0, last_status = $3,
                  last_error = NULL, next_attempt_ms = NULL
-             WHERE id = $1 AND last_delivered_seq < $2",
+             WHERE id = $1",
         )
         .bind(id.to_string())
         .bind(seq)
