@@ -434,7 +434,7 @@ impl Registrar {
             data: serde_json::json!({
                 "ext": l.ext,
                 "contact": l.contact,
-                "transport": l.source.transport.as_str(),
+                "transport": l.source.transport.as_str().to_ascii_lowercase(),
                 "source": l.source.addr.to_string(),
             }),
         });
