@@ -11,9 +11,8 @@ use switchboard::store::{Scope, SessionId, Store, StoreCmd};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
-type Ws = tokio_tungstenite::WebSocketStream<
-    tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
->;
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 fn store(server: &TestServer) -> &Store {
     &server.server.as_ref().expect("running").store
@@ -107,7 +106,11 @@ async fn websocket_resumed_with_since_gets_every_event_once_in_order() {
         seen.push(next_event(&mut ws).await);
     }
     let seqs: Vec<i64> = seen.iter().map(|e| e.seq).collect();
-    assert_eq!(seqs, (1..=18).collect::<Vec<_>>(), "each event once, in order");
+    assert_eq!(
+        seqs,
+        (1..=18).collect::<Vec<_>>(),
+        "each event once, in order"
+    );
     let ns: Vec<i64> = seen
         .iter()
         .map(|e| e.data["n"].as_i64().expect("n"))
@@ -210,7 +213,12 @@ async fn json_page_reads_the_log_with_filters_and_a_cursor() {
     assert_eq!(rest["next_since"], 4);
 
     // A sparse filter still moves the cursor past what it skipped.
-    let calls: serde_json::Value = get("type=call.*").await.expect("r").json().await.expect("j");
+    let calls: serde_json::Value = get("type=call.*")
+        .await
+        .expect("r")
+        .json()
+        .await
+        .expect("j");
     let kinds: Vec<&str> = calls["events"]
         .as_array()
         .expect("array")
@@ -220,7 +228,13 @@ async fn json_page_reads_the_log_with_filters_and_a_cursor() {
     assert_eq!(kinds, vec!["call.created", "call.ended"]);
     assert_eq!(calls["next_since"], 4);
 
-    for bad in ["limit=0", "limit=1001", "type=Bad", "session_id=x", "since=-1"] {
+    for bad in [
+        "limit=0",
+        "limit=1001",
+        "type=Bad",
+        "session_id=x",
+        "since=-1",
+    ] {
         let resp = get(bad).await.expect("request");
         assert_eq!(resp.status(), 400, "{bad}");
         assert_eq!(resp.headers()["content-type"], "application/problem+json");

@@ -60,7 +60,11 @@ struct Receiver {
 
 async fn receiver(failures: usize, gated: bool) -> Receiver {
     let (tx, rx) = mpsc::unbounded_channel();
-    let gate = Arc::new(Semaphore::new(if gated { 0 } else { Semaphore::MAX_PERMITS }));
+    let gate = Arc::new(Semaphore::new(if gated {
+        0
+    } else {
+        Semaphore::MAX_PERMITS
+    }));
     let count = Arc::new(AtomicUsize::new(0));
     let handler_gate = gate.clone();
     let app = axum::Router::new().route(
@@ -181,7 +185,10 @@ async fn wait_cursor(server: &TestServer, admin: &str, id: &str, seq: i64) -> se
         if row.last_delivered_seq == seq {
             return get(server, admin, id).await;
         }
-        assert!(tokio::time::Instant::now() < deadline, "cursor not saved: {row:?}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "cursor not saved: {row:?}"
+        );
         tokio::task::yield_now().await;
     }
 }
@@ -219,7 +226,11 @@ async fn a_failing_receiver_gets_every_event_in_order_signed_after_retries() {
     let delivery = &state["delivery"];
     assert_eq!(delivery["attempts"], 2, "{state}");
     assert_eq!(delivery["last_status"], 500);
-    assert!(delivery["last_error"].as_str().is_some_and(|e| e.contains("500")));
+    assert!(
+        delivery["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("500"))
+    );
     assert!(delivery["next_attempt_at"].is_string());
     assert_eq!(delivery["last_delivered_seq"], 1);
     assert_eq!(delivery["pending_events"], 3);
@@ -238,7 +249,11 @@ async fn a_failing_receiver_gets_every_event_in_order_signed_after_retries() {
         assert!(!verify(&r.signature, &r.body, "another-secret-entirely"));
         let event: serde_json::Value = serde_json::from_slice(&r.body).expect("event JSON");
         assert_eq!(event["seq"].to_string(), r.event_id);
-        assert!(event["type"].as_str().is_some_and(|t| t.starts_with("call.")));
+        assert!(
+            event["type"]
+                .as_str()
+                .is_some_and(|t| t.starts_with("call."))
+        );
     }
     let state = wait_cursor(&server, &admin, &id, 5).await;
     assert_eq!(state["delivery"]["pending_events"], 0);
@@ -260,7 +275,10 @@ async fn deleting_a_subscription_stops_its_deliveries() {
         serde_json::json!({ "url": gone.url, "types": ["*"] }),
     )
     .await;
-    assert!(a["secret"].as_str().is_some_and(|s| s.len() >= 32), "a secret is generated");
+    assert!(
+        a["secret"].as_str().is_some_and(|s| s.len() >= 32),
+        "a secret is generated"
+    );
     create(
         &server,
         &admin,
@@ -281,7 +299,12 @@ async fn deleting_a_subscription_stops_its_deliveries() {
         .await
         .expect("request");
     assert_eq!(del.status(), 204);
-    let again = client.get(&url).bearer_auth(&admin).send().await.expect("r");
+    let again = client
+        .get(&url)
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .expect("r");
     assert_eq!(again.status(), 404);
 
     append(&server, "call.ended", 2);
@@ -296,7 +319,10 @@ async fn deleting_a_subscription_stops_its_deliveries() {
         .await
         .expect("json");
     assert_eq!(list["webhooks"].as_array().expect("array").len(), 1);
-    assert!(list["webhooks"][0].get("secret").is_none(), "secrets are shown once");
+    assert!(
+        list["webhooks"][0].get("secret").is_none(),
+        "secrets are shown once"
+    );
     server.stop().await;
     assert!(gone.rx.try_recv().is_err(), "no delivery after the delete");
 }

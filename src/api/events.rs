@@ -255,10 +255,8 @@ impl Stream {
         if let Err(end) = self.catch_up().await {
             return end;
         }
-        let mut ping = tokio::time::interval_at(
-            tokio::time::Instant::now() + PING_INTERVAL,
-            PING_INTERVAL,
-        );
+        let mut ping =
+            tokio::time::interval_at(tokio::time::Instant::now() + PING_INTERVAL, PING_INTERVAL);
         loop {
             tokio::select! {
                 _ = stop.cancelled() => return End::Shutdown,

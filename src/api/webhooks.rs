@@ -152,7 +152,9 @@ async fn create_webhook(
         .await?;
     match dispatcher {
         Some(Extension(d)) => d.spawn(hook.clone()),
-        None => tracing::warn!(webhook = %hook.id, "no webhook dispatcher: deliveries start at the next server start"),
+        None => {
+            tracing::warn!(webhook = %hook.id, "no webhook dispatcher: deliveries start at the next server start")
+        }
     }
     tracing::info!(webhook = %hook.id, url = %hook.url, types = ?hook.types, "webhook created");
     Ok((

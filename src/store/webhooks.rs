@@ -375,7 +375,15 @@ mod tests {
         for ok in ["call.ended", "call.*", "*", "ivr.step", "a_b.c1"] {
             assert!(EventFilter::check_type(ok).is_ok(), "{ok}");
         }
-        for bad in ["", "Call.ended", "call.", "*.ended", "call.*.x", "call%", "a..b"] {
+        for bad in [
+            "",
+            "Call.ended",
+            "call.",
+            "*.ended",
+            "call.*.x",
+            "call%",
+            "a..b",
+        ] {
             assert!(EventFilter::check_type(bad).is_err(), "{bad}");
         }
     }
