@@ -30,6 +30,7 @@
 //! max_body_bytes = 65536                   # larger request bodies get 413 (at least 1024)
 //! rate_limit_per_sec = 50                  # requests per second per API key (429 beyond; >= 1)
 //! rate_limit_burst = 100                   # >= 1
+//! webhook_retry_base_ms = 1000             # first webhook retry delay; doubles up to 5 min
 //!
 //! [rtp]
 //! ports = "20000-29999"
@@ -116,6 +117,8 @@ pub struct HttpConfig {
     pub rate_limit_per_sec: u32,
     /// Requests a key may make at once above the sustained rate.
     pub rate_limit_burst: u32,
+    /// First retry delay of a failed webhook delivery, in ms (doubles up to 5 minutes).
+    pub webhook_retry_base_ms: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -312,6 +315,7 @@ impl Default for HttpConfig {
             max_body_bytes: 65_536,
             rate_limit_per_sec: 50,
             rate_limit_burst: 100,
+            webhook_retry_base_ms: 1000,
         }
     }
 }

@@ -86,6 +86,7 @@ pub struct Server {
     calls: CallRegistry,
     stop_endpoint: CancellationToken,
     stop_http: CancellationToken,
+    webhooks: crate::api::webhooks::WebhookDispatcher,
     drain_timeout: Duration,
     tasks: tokio::task::JoinSet<()>,
 }
@@ -291,6 +292,17 @@ pub async fn start(settings: Settings) -> Result<Server, ServerError> {
         data_dir: settings.data_dir.clone(),
         http: settings.http.clone(),
     });
+    // Webhook deliveries: one task per subscription; handlers reach the dispatcher (and
+    // event streams its stop token) as a request extension.
+    let webhooks = crate::api::webhooks::WebhookDispatcher::new(
+        store.clone(),
+        crate::api::webhooks::DeliverySettings {
+            base_delay: Duration::from_millis(settings.http.webhook_retry_base_ms.max(1)),
+            ..Default::default()
+        },
+    );
+    webhooks.start().await?;
+    let app = app.layer(axum::Extension(webhooks.clone()));
     let stop_http = CancellationToken::new();
     let http_stop = stop_http.clone();
     tasks.spawn(async move {
@@ -309,6 +321,7 @@ pub async fn start(settings: Settings) -> Result<Server, ServerError> {
         calls,
         stop_endpoint,
         stop_http,
+        webhooks,
         drain_timeout: settings.drain_timeout,
         tasks,
     })
@@ -350,6 +363,7 @@ impl Server {
         if let Err(e) = self.store.flush().await {
             tracing::error!(error = %e, "could not flush the store");
         }
+        self.webhooks.shutdown().await;
         self.stop_http.cancel();
         self.stop_endpoint.cancel();
         while self.tasks.join_next().await.is_some() {}

@@ -4,6 +4,9 @@
 //! Bindings live in memory for the call path and are written through the store's writer task,
 //! so a restart reloads them; expired ones are pruned by [`Registrar::prune`]. Several contacts
 //! per extension, Expires / Min-Expires (423), `*` unregistration (§10.3 step 6).
+//! Each change is also an event in the log (issue 5): `registration.added` (a new contact),
+//! `registration.removed` (Expires 0 or `*`) and `registration.expired` (pruned), with
+//! `{ext, contact, transport, source}`.
 //!
 //! Security: an unknown extension and a wrong password get the same answer (a fresh challenge
 //! with the same headers, after the same amount of work), and a source that fails too often
@@ -286,14 +289,24 @@ impl Registrar {
     pub fn prune(&self) {
         let now = crate::clock::unix_ms();
         let mut map = self.locations.write().unwrap_or_else(|e| e.into_inner());
+        let mut expired = Vec::new();
         map.retain(|_, v| {
-            v.retain(|l| l.expires_at_ms > now);
+            v.retain(|l| {
+                let live = l.expires_at_ms > now;
+                if !live {
+                    expired.push(l.clone());
+                }
+                live
+            });
             !v.is_empty()
         });
         let count: usize = map.values().map(Vec::len).sum();
         drop(map);
         metrics::gauge!("switchboard_registrations").set(count as f64);
         self.writer.send(StoreCmd::PruneExpired { now_ms: now });
+        for l in &expired {
+            self.event("registration.expired", l, now);
+        }
     }
 
     fn apply(&self, req: &Request, ext: &str, peer: Peer) -> Result<Vec<Location>, Box<Response>> {
@@ -317,10 +330,13 @@ impl Registrar {
                     "Contact: * needs Expires: 0 and no other Contact",
                 )));
             }
-            map.remove(ext);
+            let removed = map.remove(ext).unwrap_or_default();
             self.writer.send(StoreCmd::RemoveAllBindings {
                 ext: ext.to_owned(),
             });
+            for l in &removed {
+                self.event("registration.removed", l, now);
+            }
         } else {
             // Check all before changing anything (§10.3 step 7 is atomic).
             let mut updates = Vec::new();
@@ -371,8 +387,9 @@ impl Registrar {
                         let old = entry.remove(i);
                         self.writer.send(StoreCmd::RemoveBinding {
                             ext: ext.to_owned(),
-                            contact_uri: old.contact,
+                            contact_uri: old.contact.clone(),
                         });
+                        self.event("registration.removed", &old, now);
                     }
                     continue;
                 }
@@ -391,7 +408,10 @@ impl Registrar {
                     .send(StoreCmd::UpsertBinding(binding_from_location(&loc, now)));
                 match existing {
                     Some(i) => entry[i] = loc,
-                    None => entry.push(loc),
+                    None => {
+                        self.event("registration.added", &loc, now);
+                        entry.push(loc);
+                    }
                 }
             }
             if entry.is_empty() {
@@ -402,6 +422,22 @@ impl Registrar {
         let count: usize = map.values().map(Vec::len).sum();
         metrics::gauge!("switchboard_registrations").set(count as f64);
         Ok(current)
+    }
+
+    /// Appends a `registration.*` event for `l` to the event log.
+    fn event(&self, kind: &str, l: &Location, now_ms: i64) {
+        self.writer.send(StoreCmd::Event {
+            at_ms: now_ms,
+            kind: kind.to_owned(),
+            session_id: None,
+            call_id: None,
+            data: serde_json::json!({
+                "ext": l.ext,
+                "contact": l.contact,
+                "transport": l.source.transport.as_str().to_ascii_lowercase(),
+                "source": l.source.addr.to_string(),
+            }),
+        });
     }
 
     fn challenge(&self, req: &Request, proxy: bool, stale: bool) -> Response {

@@ -57,3 +57,7 @@ id_type!(
     /// An API key (its row; the key itself is never stored).
     ApiKeyId
 );
+id_type!(
+    /// A webhook subscription.
+    WebhookId
+);

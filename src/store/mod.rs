@@ -30,6 +30,7 @@ mod events;
 mod ids;
 mod recordings;
 mod users;
+mod webhooks;
 mod writer;
 
 use std::path::{Path, PathBuf};
@@ -47,12 +48,13 @@ pub use calls::{
     NewCall, NewLeg, NewSession, SessionRecord,
 };
 pub use events::EventRecord;
-pub use ids::{ApiKeyId, CallId, CustomerId, LegId, SessionId};
+pub use ids::{ApiKeyId, CallId, CustomerId, LegId, SessionId, WebhookId};
 pub use recordings::{
     EndedRecording, NewRecording, RECORDING_PURGE_INTERVAL, RecordingId, RecordingKind,
     RecordingRecord, RecordingState, RepairCounts,
 };
 pub use users::User;
+pub use webhooks::{EventFilter, MAX_TYPES as MAX_EVENT_TYPES, NewWebhook, WebhookRecord};
 pub use writer::{StoreCmd, WriterHandle};
 
 /// Errors of the store.
