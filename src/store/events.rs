@@ -67,7 +67,7 @@ pub(super) async fn append(conn: &mut AnyConnection, e: &EventRecord) -> Result<
     Ok(())
 }
 
-fn event_from_row(row: &AnyRow) -> Result<EventRecord, StoreError> {
+pub(super) fn event_from_row(row: &AnyRow) -> Result<EventRecord, StoreError> {
     const T: &str = "events";
     let session: Option<String> = row.try_get("session_id")?;
     let call: Option<String> = row.try_get("call_id")?;
