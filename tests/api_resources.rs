@@ -247,9 +247,7 @@ async fn call_records_filter_page_and_show_legs_with_media_quality() {
     assert_eq!(only(&by_cause), vec![b.call_id.to_string()]);
     let by_callee = api.json("/v1/call-records?callee=support").await;
     assert_eq!(only(&by_callee).len(), 2);
-    let by_session = api
-        .json(&format!("/v1/call-records?session_id={s1}"))
-        .await;
+    let by_session = api.json(&format!("/v1/call-records?session_id={s1}")).await;
     assert_eq!(
         only(&by_session),
         vec![b.call_id.to_string(), a.call_id.to_string()]
@@ -275,9 +273,7 @@ async fn call_records_filter_page_and_show_legs_with_media_quality() {
     assert!(page2["next_before"].is_null());
 
     // Detail with legs and media quality.
-    let detail = api
-        .json(&format!("/v1/call-records/{}", a.call_id))
-        .await;
+    let detail = api.json(&format!("/v1/call-records/{}", a.call_id)).await;
     assert_eq!(detail["caller"], "+4930111");
     assert_eq!(detail["duration_s"], 61);
     assert_eq!(detail["billable_s"], 60);
@@ -335,7 +331,10 @@ async fn call_records_export_as_csv_with_a_header_and_rfc_4180_quoting() {
         "{}",
         lines[0]
     );
-    assert!(lines[1].starts_with(&plain.call_id.to_string()), "newest first");
+    assert!(
+        lines[1].starts_with(&plain.call_id.to_string()),
+        "newest first"
+    );
     assert!(lines[1].contains(",+4930111,sales,"), "{}", lines[1]);
     assert!(lines[1].ends_with(",busy,caller,200"), "{}", lines[1]);
     assert!(
@@ -419,7 +418,10 @@ async fn recording_audio_is_served_whole_or_by_range_and_416_outside() {
         .await;
     assert_eq!(ids(&voicemails), vec![vm.to_string()]);
     let by_call = api
-        .json(&format!("/v1/recordings?call_id={}&kind=call", call.call_id))
+        .json(&format!(
+            "/v1/recordings?call_id={}&kind=call",
+            call.call_id
+        ))
         .await;
     assert_eq!(ids(&by_call), vec![id.to_string()]);
     let none = api
@@ -456,7 +458,10 @@ async fn recording_audio_is_served_whole_or_by_range_and_416_outside() {
         .expect("request");
     assert_eq!(middle.status(), StatusCode::PARTIAL_CONTENT);
     assert_eq!(middle.headers()["content-range"], "bytes 500-599/1000");
-    assert_eq!(middle.bytes().await.expect("body").as_ref(), &bytes[500..600]);
+    assert_eq!(
+        middle.bytes().await.expect("body").as_ref(),
+        &bytes[500..600]
+    );
     let suffix = api
         .get(&audio)
         .header("Range", "bytes=-10")
@@ -506,17 +511,19 @@ async fn deleting_a_recording_removes_its_file_keeps_the_row_deleted_and_audits_
     .await;
     // One still being written: not deletable.
     let open = RecordingId::new();
-    store.writer().send(StoreCmd::RecordingStarted(NewRecording {
-        id: open,
-        session_id: call.session_id,
-        call_id: call.call_id,
-        path: format!("recordings/2023/11/14/{}/{open}.wav", call.session_id),
-        channels: 1,
-        sample_rate: 8000,
-        started_ms: T0,
-        kind: RecordingKind::Call,
-        mailbox: None,
-    }));
+    store
+        .writer()
+        .send(StoreCmd::RecordingStarted(NewRecording {
+            id: open,
+            session_id: call.session_id,
+            call_id: call.call_id,
+            path: format!("recordings/2023/11/14/{}/{open}.wav", call.session_id),
+            channels: 1,
+            sample_rate: 8000,
+            started_ms: T0,
+            kind: RecordingKind::Call,
+            mailbox: None,
+        }));
     store.flush().await.expect("flush");
     assert!(file.exists());
 
@@ -590,8 +597,7 @@ async fn deleting_a_recording_removes_its_file_keeps_the_row_deleted_and_audits_
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn session_timeline_holds_calls_recordings_attributes_and_events_and_attributes_can_be_set()
-{
+async fn session_timeline_holds_calls_recordings_attributes_and_events_and_attributes_can_be_set() {
     let server = TestServer::start(|_| {}).await;
     let api = Api::new(&server).await;
     let store = store(&server);
@@ -844,7 +850,10 @@ async fn users_are_created_read_changed_and_removed_without_exposing_hashes() {
             .bearer_auth(&api.admin)
             .send()
     };
-    assert_eq!(del().await.expect("request").status(), StatusCode::NO_CONTENT);
+    assert_eq!(
+        del().await.expect("request").status(),
+        StatusCode::NO_CONTENT
+    );
     api.problem("/v1/users/2001", 404).await;
     expect_problem(del().await.expect("request"), 404).await;
     api.problem("/v1/users/a%20b", 400).await;

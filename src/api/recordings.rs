@@ -250,10 +250,7 @@ pub fn parse_range(value: &str, len: u64) -> ByteRange {
             let end = if end.is_empty() {
                 u64::MAX
             } else {
-                match end.parse::<u64>() {
-                    Ok(e) => e,
-                    Err(_) => u64::MAX,
-                }
+                end.parse::<u64>().unwrap_or(u64::MAX) // past any file: clamped
             };
             if end < start {
                 ByteRange::Full
@@ -453,7 +450,9 @@ async fn delete_recording(
     };
     match s.store.delete_recording(&s.data_dir, id, &actor).await? {
         RecordingDeletion::Deleted => Ok(StatusCode::NO_CONTENT),
-        RecordingDeletion::NotFound => Err(ApiError::not_found(format!("recording {id} not found"))),
+        RecordingDeletion::NotFound => {
+            Err(ApiError::not_found(format!("recording {id} not found")))
+        }
         RecordingDeletion::StillRecording => Err(ApiError::conflict(format!(
             "recording {id} is still being recorded"
         ))),

@@ -6,11 +6,11 @@
 //! first; `limit` (1–500, default 50) bounds a page and `before=<id of the last item>` (given
 //! back as `next_before` when the page is full) fetches the next one.
 
+use axum::Json;
 use axum::extract::{FromRequest, FromRequestParts, Path, Request, State};
 use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -321,7 +321,10 @@ pub fn next_before<T>(items: &[T], limit: u32, id: impl Fn(&T) -> Uuid) -> Optio
 }
 
 /// A call record with its legs, read from the store.
-pub async fn call_detail(state: &ApiState, call: &CallRecord) -> Result<CallRecordDetail, ApiError> {
+pub async fn call_detail(
+    state: &ApiState,
+    call: &CallRecord,
+) -> Result<CallRecordDetail, ApiError> {
     let legs = state.store.legs_for_call(call.id).await?;
     Ok(CallRecordDetail {
         call: call.into(),
@@ -397,7 +400,10 @@ async fn export_call_records(
     }
     Ok((
         [
-            (header::CONTENT_TYPE, "text/csv; charset=utf-8; header=present"),
+            (
+                header::CONTENT_TYPE,
+                "text/csv; charset=utf-8; header=present",
+            ),
             (
                 header::CONTENT_DISPOSITION,
                 "attachment; filename=\"call-records.csv\"",
@@ -513,7 +519,10 @@ mod tests {
 
     #[test]
     fn times_are_unix_ms_or_rfc_3339() {
-        assert_eq!(parse_time("since", Some("1700000000000")).ok(), Some(Some(1_700_000_000_000)));
+        assert_eq!(
+            parse_time("since", Some("1700000000000")).ok(),
+            Some(Some(1_700_000_000_000))
+        );
         assert_eq!(
             parse_time("since", Some("2023-11-14T22:13:20Z")).ok(),
             Some(Some(1_700_000_000_000))

@@ -81,9 +81,8 @@ impl Store {
         let cols = "id, at_ms, actor_key_id, actor_name, action, target_kind, target_id, detail";
         let rows = match before {
             Some(b) => {
-                let sql = format!(
-                    "SELECT {cols} FROM audit_log WHERE id < $1 ORDER BY id DESC LIMIT $2"
-                );
+                let sql =
+                    format!("SELECT {cols} FROM audit_log WHERE id < $1 ORDER BY id DESC LIMIT $2");
                 sqlx::query(sqlx::AssertSqlSafe(sql))
                     .bind(b.hyphenated().to_string())
                     .bind(i64::from(limit))

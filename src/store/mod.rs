@@ -50,8 +50,8 @@ pub use calls::{
     NewCall, NewLeg, NewSession, SessionRecord,
 };
 pub use events::EventRecord;
-pub use queries::{CallFilter, CustomerRecord, RecordingFilter};
 pub use ids::{ApiKeyId, CallId, CustomerId, LegId, SessionId};
+pub use queries::{CallFilter, CustomerRecord, RecordingFilter};
 pub use recordings::{
     EndedRecording, NewRecording, RECORDING_PURGE_INTERVAL, RecordingId, RecordingKind,
     RecordingRecord, RecordingState, RepairCounts,

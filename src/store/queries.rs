@@ -145,9 +145,7 @@ impl Store {
             w.push("id", "<", Bind::Text(b.to_string()));
         }
         let select = format!("SELECT {CALL_COLUMNS} FROM calls");
-        let rows = w
-            .fetch(self, &select, "ORDER BY id DESC", f.limit)
-            .await?;
+        let rows = w.fetch(self, &select, "ORDER BY id DESC", f.limit).await?;
         rows.iter().map(call_from_row).collect()
     }
 
@@ -174,9 +172,7 @@ impl Store {
             w.push("id", "<", Bind::Text(b.to_string()));
         }
         let select = format!("SELECT {RECORDING_COLUMNS} FROM recordings");
-        let rows = w
-            .fetch(self, &select, "ORDER BY id DESC", f.limit)
-            .await?;
+        let rows = w.fetch(self, &select, "ORDER BY id DESC", f.limit).await?;
         rows.iter().map(recording_from_row).collect()
     }
 
@@ -198,10 +194,7 @@ impl Store {
     }
 
     /// One customer with its identities.
-    pub async fn get_customer(
-        &self,
-        id: CustomerId,
-    ) -> Result<Option<CustomerRecord>, StoreError> {
+    pub async fn get_customer(&self, id: CustomerId) -> Result<Option<CustomerRecord>, StoreError> {
         const T: &str = "customers";
         let Some(row) =
             sqlx::query("SELECT id, display_name, created_ms FROM customers WHERE id = $1")
