@@ -67,8 +67,29 @@ pub struct CallRecordQuery {
     pub session_id: Option<Uuid>,
     /// Page cursor: only calls older than this call id (`next_before` of the previous page).
     pub before: Option<Uuid>,
-    /// Page size, 1–500 (default 50). For the CSV export: rows, 1–100000 (default all
-    /// matching, up to 100000).
+    /// Page size, 1–500 (default 50).
+    #[param(minimum = 1, maximum = 500)]
+    pub limit: Option<u32>,
+}
+
+/// Filters of the CSV export: those of the list, with a larger `limit` and no cursor.
+#[derive(Debug, Clone, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct CallRecordCsvQuery {
+    /// Exact caller (as stored: number or URI).
+    pub caller: Option<String>,
+    /// Exact callee.
+    pub callee: Option<String>,
+    pub direction: Option<CallDirection>,
+    /// Exact hangup cause (`normal_clearing`, `no_answer`, `busy`, …).
+    pub hangup_cause: Option<String>,
+    /// Calls started at or after: Unix milliseconds or an RFC 3339 time.
+    pub since: Option<String>,
+    /// Calls started before: Unix milliseconds or an RFC 3339 time.
+    pub until: Option<String>,
+    /// Only the calls of this session.
+    pub session_id: Option<Uuid>,
+    /// Most rows, 1–100000 (default: every matching row, up to 100000).
     #[param(minimum = 1, maximum = 100000)]
     pub limit: Option<u32>,
 }
@@ -365,7 +386,7 @@ async fn list_call_records(
     path = "/v1/call-records.csv",
     tag = "records",
     security(("api_key" = ["read"])),
-    params(CallRecordQuery),
+    params(CallRecordCsvQuery),
     responses(
         (status = 200, description = "CSV with a header row; fields quoted per RFC 4180", body = String, content_type = "text/csv"),
         (status = 400, description = "A filter does not parse", body = Problem, content_type = "application/problem+json"),
@@ -376,13 +397,24 @@ async fn list_call_records(
 async fn export_call_records(
     _: ReadKey,
     State(s): State<ApiState>,
-    ApiQuery(q): ApiQuery<CallRecordQuery>,
+    ApiQuery(q): ApiQuery<CallRecordCsvQuery>,
 ) -> Result<Response, ApiError> {
     let wanted = match q.limit {
         None => MAX_CSV_ROWS,
         Some(n) => page_limit(Some(n), MAX_CSV_ROWS)?,
     };
-    let mut filter = q.filter(MAX_LIMIT)?;
+    let list = CallRecordQuery {
+        caller: q.caller,
+        callee: q.callee,
+        direction: q.direction,
+        hangup_cause: q.hangup_cause,
+        since: q.since,
+        until: q.until,
+        session_id: q.session_id,
+        before: None,
+        limit: None,
+    };
+    let mut filter = list.filter(MAX_LIMIT)?;
     let mut out = String::new();
     csv_row(&mut out, CSV_HEADER.iter().map(|h| (*h).to_owned()));
     let mut written = 0u32;

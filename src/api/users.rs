@@ -17,7 +17,7 @@ use crate::store::{Actor, NewAudit, User};
 
 /// Shortest password accepted.
 pub const MIN_PASSWORD: usize = 8;
-/// Longest password accepted, bytes.
+/// Longest password accepted, characters.
 pub const MAX_PASSWORD: usize = 256;
 /// Longest display name, bytes.
 pub const MAX_NAME: usize = 128;
@@ -60,10 +60,11 @@ pub struct NewUser {
     /// 1–64 of `A-Z a-z 0-9 _ . -`.
     #[schema(pattern = "^[A-Za-z0-9_.-]{1,64}$")]
     pub ext: String,
-    /// Display name.
+    /// Display name (at most 128 bytes).
+    #[schema(max_length = 128)]
     pub name: Option<String>,
-    /// At least 8 characters.
-    #[schema(min_length = 8)]
+    /// 8–256 characters.
+    #[schema(min_length = 8, max_length = 256)]
     pub password: String,
 }
 
@@ -71,11 +72,12 @@ pub struct NewUser {
 #[derive(Debug, Clone, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UserChange {
+    /// Display name (at most 128 bytes).
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, max_length = 128)]
     pub name: Option<Option<String>>,
-    /// At least 8 characters.
-    #[schema(min_length = 8)]
+    /// 8–256 characters.
+    #[schema(min_length = 8, max_length = 256)]
     pub password: Option<String>,
 }
 
@@ -307,7 +309,8 @@ fn check_path_ext(ext: &str) -> Result<(), ApiError> {
 }
 
 fn check_password(p: &str) -> Result<(), ApiError> {
-    if p.chars().count() < MIN_PASSWORD || p.len() > MAX_PASSWORD {
+    let n = p.chars().count();
+    if !(MIN_PASSWORD..=MAX_PASSWORD).contains(&n) {
         return Err(ApiError::bad_request(format!(
             "the password must have {MIN_PASSWORD} to {MAX_PASSWORD} characters"
         )));
