@@ -1,10 +1,153 @@
-//! `/v1` customers (issue 5).
+//! `/v1/customers` (issue 5): a customer with its identities and sessions, and the search by
+//! identity (phone number, email, SIP URI, chat id) that finds one. Identities are compared
+//! exactly as stored (a phone number as the caller presented it, E.164 preferred).
 
+use axum::Json;
+use axum::extract::{Path, State};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use uuid::Uuid;
 
-use super::ApiState;
+use super::auth::ReadKey;
+use super::records::{ApiQuery, parse_uuid};
+use super::sessions::SessionSummary;
+use super::{ApiError, ApiState, Problem};
+use crate::store::{CustomerId, CustomerRecord, IdentityKind};
+
+/// One way to reach a customer.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct IdentityView {
+    /// `phone`, `sip`, `email` or `chat`.
+    pub kind: String,
+    pub value: String,
+}
+
+/// A customer with its identities and sessions.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct CustomerView {
+    pub id: Uuid,
+    pub display_name: Option<String>,
+    /// First contact, Unix ms.
+    pub created_ms: i64,
+    pub identities: Vec<IdentityView>,
+    /// Its sessions, oldest first.
+    pub sessions: Vec<SessionSummary>,
+}
+
+/// The customers found.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct CustomerList {
+    pub items: Vec<CustomerView>,
+}
+
+/// Search by identity: exactly one of the parameters.
+#[derive(Debug, Clone, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct CustomerQuery {
+    /// A phone number, exactly as stored (E.164 preferred).
+    pub phone: Option<String>,
+    /// An email address.
+    pub email: Option<String>,
+    /// A SIP URI.
+    pub sip: Option<String>,
+    /// A web chat visitor id.
+    pub chat: Option<String>,
+}
 
 /// This module's routes.
 pub fn routes() -> OpenApiRouter<ApiState> {
     OpenApiRouter::new()
+        .routes(routes!(search_customers))
+        .routes(routes!(get_customer))
+}
+
+/// Find customers by identity: `?phone=`, `?email=`, `?sip=` or `?chat=` (exactly one).
+#[utoipa::path(
+    get,
+    path = "/v1/customers",
+    tag = "customers",
+    security(("api_key" = ["read"])),
+    params(CustomerQuery),
+    responses(
+        (status = 200, description = "The customers with that identity (none or one)", body = CustomerList),
+        (status = 400, description = "Not exactly one identity given", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No or unknown key", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The key lacks the scope", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+async fn search_customers(
+    _: ReadKey,
+    State(s): State<ApiState>,
+    ApiQuery(q): ApiQuery<CustomerQuery>,
+) -> Result<Json<CustomerList>, ApiError> {
+    let given: Vec<(IdentityKind, String)> = [
+        (IdentityKind::Phone, q.phone),
+        (IdentityKind::Email, q.email),
+        (IdentityKind::Sip, q.sip),
+        (IdentityKind::Chat, q.chat),
+    ]
+    .into_iter()
+    .filter_map(|(k, v)| v.map(|v| (k, v)))
+    .collect();
+    let [(kind, value)] = given.as_slice() else {
+        return Err(ApiError::bad_request(
+            "give exactly one of phone, email, sip or chat",
+        ));
+    };
+    let mut items = Vec::new();
+    if let Some(id) = s.store.customer_for_identity(*kind, value).await?
+        && let Some(c) = s.store.get_customer(id).await?
+    {
+        items.push(view(&s, c).await?);
+    }
+    Ok(Json(CustomerList { items }))
+}
+
+/// A customer with its identities and sessions.
+#[utoipa::path(
+    get,
+    path = "/v1/customers/{id}",
+    tag = "customers",
+    security(("api_key" = ["read"])),
+    params(("id" = Uuid, Path, description = "Customer id")),
+    responses(
+        (status = 200, description = "The customer", body = CustomerView),
+        (status = 400, description = "The id is not a UUID", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No or unknown key", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The key lacks the scope", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such customer", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+async fn get_customer(
+    _: ReadKey,
+    State(s): State<ApiState>,
+    Path(id): Path<String>,
+) -> Result<Json<CustomerView>, ApiError> {
+    let id = CustomerId(parse_uuid("customer id", &id)?);
+    let c = s
+        .store
+        .get_customer(id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("customer {id} not found")))?;
+    Ok(Json(view(&s, c).await?))
+}
+
+async fn view(s: &ApiState, c: CustomerRecord) -> Result<CustomerView, ApiError> {
+    let sessions = s.store.sessions_for_customer(c.id).await?;
+    Ok(CustomerView {
+        id: c.id.0,
+        display_name: c.display_name,
+        created_ms: c.created_ms,
+        identities: c
+            .identities
+            .into_iter()
+            .map(|i| IdentityView {
+                kind: i.kind.as_str().to_owned(),
+                value: i.value,
+            })
+            .collect(),
+        sessions: sessions.iter().map(SessionSummary::from).collect(),
+    })
 }

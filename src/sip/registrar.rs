@@ -169,6 +169,31 @@ impl Registrar {
         v
     }
 
+    /// Every unexpired contact of every extension (the API's registration list), by extension.
+    pub fn all_locations(&self) -> Vec<Location> {
+        let now = crate::clock::unix_ms();
+        let map = self.locations.read().unwrap_or_else(|e| e.into_inner());
+        let mut v: Vec<Location> = map
+            .values()
+            .flatten()
+            .filter(|l| l.expires_at_ms > now)
+            .cloned()
+            .collect();
+        v.sort_by(|a, b| (&a.ext, &a.contact).cmp(&(&b.ext, &b.contact)));
+        v
+    }
+
+    /// The digest realm users' HA1 values are made for.
+    pub fn realm(&self) -> &str {
+        self.auth.realm()
+    }
+
+    /// Drops a cached user record so a change made through the API shows at once.
+    pub fn forget_user(&self, ext: &str) {
+        let mut cache = self.users.lock().unwrap_or_else(|e| e.into_inner());
+        cache.remove(ext);
+    }
+
     /// The extension record, if it exists (cached for [`USER_CACHE_TTL`]).
     pub async fn user(&self, ext: &str) -> Option<User> {
         {

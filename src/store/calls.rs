@@ -232,7 +232,7 @@ pub struct LegMediaRecord {
     pub mos: Option<f64>,
 }
 
-const CALL_COLUMNS: &str = "id, session_id, sip_call_id, direction, caller, callee, started_ms, \
+pub(super) const CALL_COLUMNS: &str = "id, session_id, sip_call_id, direction, caller, callee, started_ms, \
      answered_ms, ended_ms, duration_s, billable_s, hangup_cause, hangup_by, final_code";
 
 impl Store {
@@ -613,7 +613,7 @@ fn code(table: &'static str, v: Option<i64>) -> Result<Option<u16>, StoreError> 
         .transpose()
 }
 
-fn call_from_row(row: &AnyRow) -> Result<CallRecord, StoreError> {
+pub(super) fn call_from_row(row: &AnyRow) -> Result<CallRecord, StoreError> {
     const T: &str = "calls";
     let id: String = row.try_get("id")?;
     let session: String = row.try_get("session_id")?;

@@ -24,10 +24,12 @@
 
 mod api_keys;
 mod attributes;
+mod audit;
 mod bindings;
 mod calls;
 mod events;
 mod ids;
+mod queries;
 mod recordings;
 mod users;
 mod webhooks;
@@ -42,6 +44,7 @@ use sqlx::migrate::Migrator;
 use tokio::sync::broadcast;
 
 pub use api_keys::{ApiKeyRecord, Scope, key_prefix};
+pub use audit::{Actor, AuditRecord, NewAudit, RecordingDeletion};
 pub use bindings::Binding;
 pub use calls::{
     CallRecord, Direction, HangupBy, Identity, IdentityKind, LegMediaRecord, LegRecord, LegRole,
@@ -49,6 +52,7 @@ pub use calls::{
 };
 pub use events::EventRecord;
 pub use ids::{ApiKeyId, CallId, CustomerId, LegId, SessionId, WebhookId};
+pub use queries::{CallFilter, CustomerRecord, RecordingFilter};
 pub use recordings::{
     EndedRecording, NewRecording, RECORDING_PURGE_INTERVAL, RecordingId, RecordingKind,
     RecordingRecord, RecordingState, RepairCounts,

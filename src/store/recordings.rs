@@ -159,7 +159,7 @@ pub const RECORDING_PURGE_INTERVAL: Duration = Duration::from_secs(3600);
 
 const DAY_MS: i64 = 86_400_000;
 
-const COLUMNS: &str = "id, session_id, call_id, path, state, channels, sample_rate, duration_ms, \
+pub(super) const COLUMNS: &str = "id, session_id, call_id, path, state, channels, sample_rate, duration_ms, \
      size_bytes, sha256, started_ms, ended_ms, dropped_frames, kind, mailbox";
 
 impl RecordingId {
@@ -559,7 +559,7 @@ async fn repair_files(
 
 /// Deletes a recording's files (missing ones are fine) and the directories they leave empty,
 /// up to `<data_dir>/recordings`.
-fn delete_files(data_dir: &Path, rel: &str) -> Result<(), String> {
+pub(super) fn delete_files(data_dir: &Path, rel: &str) -> Result<(), String> {
     let rel_path = Path::new(rel);
     if !is_safe_relative(rel_path) {
         return Err("stored path leaves the data directory".into());
@@ -583,7 +583,7 @@ fn delete_files(data_dir: &Path, rel: &str) -> Result<(), String> {
     Ok(())
 }
 
-fn recording_from_row(row: &AnyRow) -> Result<RecordingRecord, StoreError> {
+pub(super) fn recording_from_row(row: &AnyRow) -> Result<RecordingRecord, StoreError> {
     const T: &str = "recordings";
     let corrupt = |reason: String| StoreError::Corrupt { table: T, reason };
     let id: String = row.try_get("id")?;
