@@ -69,6 +69,7 @@ pub struct ApiState {
         (name = "users", description = "Extensions"),
         (name = "registrations", description = "SIP registrations"),
         (name = "keys", description = "API keys"),
+        (name = "audit", description = "Who changed or deleted what"),
         (name = "docs", description = "This description of the API"),
     )
 )]

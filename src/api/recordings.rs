@@ -466,7 +466,7 @@ async fn delete_recording(
 #[utoipa::path(
     get,
     path = "/v1/audit",
-    tag = "recordings",
+    tag = "audit",
     security(("api_key" = ["admin"])),
     params(AuditQuery),
     responses(

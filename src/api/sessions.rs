@@ -18,7 +18,7 @@ use super::auth::{ControlKey, ReadKey};
 use super::recordings::RecordingView;
 use super::records::{ApiJson, CallRecordDetail, call_detail, parse_uuid};
 use super::{ApiError, ApiState, Problem};
-use crate::store::{EventRecord, SessionId, SessionRecord, StoreCmd};
+use crate::store::{SessionId, SessionRecord, StoreCmd};
 
 /// Most events a timeline holds (the oldest first).
 pub const MAX_TIMELINE_EVENTS: u32 = 1000;
@@ -33,21 +33,6 @@ pub const MAX_ATTRIBUTE_VALUE: usize = 4096;
 #[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
 #[serde(transparent)]
 pub struct Attributes(pub BTreeMap<String, String>);
-
-/// One event of the session, as in the event log.
-#[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct SessionEvent {
-    /// Position in the global event log.
-    pub seq: i64,
-    /// Dotted type (`call.answered`, `dtmf.received`, `ivr.step`, `recording.started`, …).
-    #[serde(rename = "type")]
-    pub kind: String,
-    /// When, Unix ms.
-    pub time: i64,
-    pub call_id: Option<Uuid>,
-    #[schema(value_type = Object)]
-    pub data: serde_json::Value,
-}
 
 /// A session and everything that happened in it.
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -65,8 +50,8 @@ pub struct SessionTimeline {
     pub calls: Vec<CallRecordDetail>,
     /// Its recordings, oldest first.
     pub recordings: Vec<RecordingView>,
-    /// Its events in log order (at most 1000).
-    pub events: Vec<SessionEvent>,
+    /// Its events in log order (at most 1000), as the event stream sends them.
+    pub events: Vec<super::events::Event>,
 }
 
 /// A session in a list (without its timeline).
@@ -77,18 +62,6 @@ pub struct SessionSummary {
     pub channel: String,
     pub started_ms: i64,
     pub ended_ms: Option<i64>,
-}
-
-impl From<&EventRecord> for SessionEvent {
-    fn from(e: &EventRecord) -> SessionEvent {
-        SessionEvent {
-            seq: e.seq,
-            kind: e.kind.clone(),
-            time: e.at_ms,
-            call_id: e.call_id.map(|c| c.0),
-            data: e.data.clone(),
-        }
-    }
 }
 
 impl From<&SessionRecord> for SessionSummary {
@@ -149,7 +122,7 @@ async fn get_session(
         attributes: attributes(&s, session.id).await?,
         calls,
         recordings: recordings.iter().map(RecordingView::from).collect(),
-        events: events.iter().map(SessionEvent::from).collect(),
+        events: events.into_iter().map(super::events::Event::from).collect(),
     }))
 }
 
