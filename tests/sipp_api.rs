@@ -43,6 +43,8 @@ type Ws =
 const GUARD: Duration = Duration::from_secs(10);
 /// A 20 ms µ-law frame louder than this carries the beep (silence is far below).
 const AUDIBLE_DBFS: f64 = -40.0;
+/// The beep (1 kHz, 250 ms) is 12 frames of 20 ms; most of them must arrive audible.
+const BEEP_FRAMES_MIN: usize = 8;
 /// `12#` as RFC 4733 event codes.
 const DIGITS: &str = "12#";
 const DIGIT_EVENTS: [u8; 3] = [1, 2, 11];
@@ -64,7 +66,9 @@ const CALL_EVENTS: [&str; 7] = [
 /// A control key made with the CLI on the server's data directory.
 fn control_key(server: &Server) -> String {
     let out = Command::new(server_bin())
-        .args(["apikey", "create", "--name", "sipp-api", "--scope", "control"])
+        .args([
+            "apikey", "create", "--name", "sipp-api", "--scope", "control",
+        ])
         .arg("--data-dir")
         .arg(server.data_dir())
         .output()
@@ -373,7 +377,7 @@ impl Callee {
         }
         let heard = self.heard(|h| (h.pcmu, h.audible));
         assert!(
-            heard.1 >= 10,
+            heard.1 >= BEEP_FRAMES_MIN,
             "the beep is not audible at the callee: {} PCMU frames, {} above {AUDIBLE_DBFS} dBFS",
             heard.0,
             heard.1
@@ -420,11 +424,9 @@ fn listen(
                     }
                 }
                 // telephone-event (the callee answered 101): one event per timestamp.
-                101 if payload.len() == 4 => {
-                    if !h.digit_timestamps.contains(&timestamp) {
-                        h.digit_timestamps.push(timestamp);
-                        h.digits.push(payload[0]);
-                    }
+                101 if payload.len() == 4 && !h.digit_timestamps.contains(&timestamp) => {
+                    h.digit_timestamps.push(timestamp);
+                    h.digits.push(payload[0]);
                 }
                 _ => {}
             }
@@ -462,9 +464,16 @@ fn originate_play_dtmf_and_hang_up_with_exactly_the_expected_events_on_the_webso
     callee.finished(&server);
 
     assert_strictly_increasing(&seen, "the WebSocket");
-    assert!(seen.iter().all(|e| e.seq > start), "nothing from before since={start}");
+    assert!(
+        seen.iter().all(|e| e.seq > start),
+        "nothing from before since={start}"
+    );
     let ours = of_call(&seen, &call);
-    assert_eq!(kinds(&ours), CALL_EVENTS, "the call's events on the WebSocket");
+    assert_eq!(
+        kinds(&ours),
+        CALL_EVENTS,
+        "the call's events on the WebSocket"
+    );
     let by_kind = |k: &str| ours.iter().find(|e| e.kind == k).expect("listed");
     assert_eq!(by_kind("call.ringing").data["code"], 180);
     assert_eq!(by_kind("playback.started").data["playback_id"], playback);
@@ -475,7 +484,11 @@ fn originate_play_dtmf_and_hang_up_with_exactly_the_expected_events_on_the_webso
 
     // The stream is the log: the same events, seqs and contents.
     let (log, _) = rt.block_on(api.log_since(start));
-    assert_eq!(ours, of_call(&log, &call), "the WebSocket and the log differ");
+    assert_eq!(
+        ours,
+        of_call(&log, &call),
+        "the WebSocket and the log differ"
+    );
     rt.block_on(async {
         let (status, gone) = api
             .send(reqwest::Method::GET, &format!("/v1/calls/{call}"), None)
@@ -535,5 +548,9 @@ fn a_websocket_closed_mid_call_and_resumed_with_since_gets_every_remaining_event
     // Together they are the call's whole history in the log, each event once.
     let union: Vec<Event> = before.into_iter().chain(after).collect();
     let (log, _) = rt.block_on(api.log_since(start));
-    assert_eq!(union, of_call(&log, &call), "the resumed stream and the log differ");
+    assert_eq!(
+        union,
+        of_call(&log, &call),
+        "the resumed stream and the log differ"
+    );
 }
