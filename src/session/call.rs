@@ -185,6 +185,10 @@ struct Call {
     last_play: u64,
     /// Each leg is held (music on hold) by the other.
     held: [bool; 2],
+    /// Each leg is held through the API (music on hold, and muted).
+    api_held: [bool; 2],
+    /// Each leg is muted through the API.
+    muted: [bool; 2],
     /// `call.ringing` was written.
     rang: bool,
     /// Unix ms of the call's start and answer.
@@ -291,6 +295,8 @@ impl Call {
             api_plays: std::collections::HashMap::new(),
             last_play: 0,
             held: [false; 2],
+            api_held: [false; 2],
+            muted: [false; 2],
             rang: false,
             started_ms: crate::clock::unix_ms(),
             answered_ms: None,
@@ -1265,11 +1271,11 @@ impl Call {
                     });
                     // The offerer holding the other party: music on hold for it.
                     let held = matches!(direction, SdpDirection::SendOnly | SdpDirection::Inactive);
+                    let index = usize::from(to_side == Side::Callee);
                     media.command(MediaCommand::Hold {
                         leg: leg_of(to_side),
-                        held,
+                        held: held || self.api_held[index],
                     });
-                    let index = usize::from(to_side == Side::Callee);
                     if self.held[index] != held {
                         self.held[index] = held;
                         self.event(

@@ -97,6 +97,25 @@ pub enum ControlCommand {
     Record(RecordAction),
     /// Runs a dialplan flow on the call (a bridged callee is hung up first).
     Redirect { flow: String },
+    /// Holds (or resumes) one party: it hears music on hold and what it says is not passed
+    /// on. Local only: no re-INVITE is sent (the Asterisk / FreeSWITCH way for API hold), so
+    /// the party's phone does not show the call as held.
+    Hold { party: CallParty, held: bool },
+    /// Mutes (or unmutes) one party: the other hears silence instead of it.
+    Mute { party: CallParty, muted: bool },
+    /// Blind transfer of the caller: a bridged callee is hung up (BYE), a ringing dial given
+    /// up, then the caller is dialled to the extension (hearing ringback) or runs the flow.
+    Transfer(TransferTarget),
+}
+
+/// Where a blind transfer sends the caller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TransferTarget {
+    /// An extension (known to exist when the command is sent; it may be unregistered, which
+    /// ends the call with cause `unavailable`).
+    Extension(String),
+    /// A flow of the dialplan.
+    Flow(String),
 }
 
 /// The answer to a [`ControlCommand`].
@@ -155,6 +174,8 @@ pub struct LegInfo {
     pub user: Option<String>,
     /// `ringing`, `answered` or `held`.
     pub state: &'static str,
+    /// What the party says is not passed on (muted, or held through the API).
+    pub muted: bool,
 }
 
 /// A call the server places (`POST /v1/calls`).
@@ -334,6 +355,28 @@ impl CallRegistry {
             // The call ended (or was still being authenticated) before it answered.
             Ok(Err(_)) | Err(_) => Err(ControlError::NoSuchCall),
         }
+    }
+
+    /// Blind transfer (see [`ControlCommand::Transfer`]): checks that the extension or flow
+    /// exists, then tells the call.
+    pub async fn transfer(
+        &self,
+        id: CallId,
+        target: TransferTarget,
+    ) -> Result<ControlReply, ControlError> {
+        match &target {
+            TransferTarget::Extension(ext) => {
+                if self.ctx.registrar.user(ext).await.is_none() {
+                    return Err(ControlError::NotFound(format!("no such extension: {ext}")));
+                }
+            }
+            TransferTarget::Flow(flow) => {
+                if !self.ctx.plan.current().flows.contains_key(flow) {
+                    return Err(ControlError::NotFound(format!("no such flow: {flow}")));
+                }
+            }
+        }
+        self.control(id, ControlCommand::Transfer(target)).await
     }
 
     /// Every live call's state (calls that do not answer in time, e.g. still being

@@ -116,6 +116,9 @@ pub enum MediaCommand {
     PauseRecording(bool),
     /// The party on `leg` is held by the other: it hears music on hold instead.
     Hold { leg: Leg, held: bool },
+    /// What the party on `leg` says is not passed on: the other party (and a conference room
+    /// or a recording) gets silence instead. Unmuted, packets are relayed as before.
+    Mute { leg: Leg, muted: bool },
     /// Joins this one-leg call to a conference room.
     JoinConference(Arc<Room>),
 }
@@ -261,6 +264,8 @@ struct LegState {
     down: Option<Resampler>,
     playing: Option<Playing>,
     held: bool,
+    /// What this party says is replaced by silence for everyone else.
+    muted: bool,
     moh: Option<Playback>,
     /// Armed silence detection.
     silence: Option<SilenceWatch>,
@@ -380,6 +385,9 @@ impl Pipeline {
                 if held {
                     self.start_moh(leg);
                 }
+            }
+            MediaCommand::Mute { leg, muted } => {
+                self.legs[leg.index()].muted = muted;
             }
             MediaCommand::JoinConference(room) => {
                 let id = room.join();
@@ -592,7 +600,10 @@ impl Pipeline {
     }
 
     fn needs_tick(&self) -> bool {
+        let muted_to = |i: usize| self.legs[i].muted && self.legs[1 - i].media.is_some();
         self.recording.is_some()
+            || muted_to(0)
+            || muted_to(1)
             || self.transcoding
             || self.room.is_some()
             || self.legs.iter().any(|l| {
@@ -721,7 +732,7 @@ impl Pipeline {
         incoming: Incoming,
         event: bool,
     ) -> RtpAction {
-        if self.room.is_some() {
+        if self.room.is_some() || (!event && self.legs[leg.index()].muted) {
             return RtpAction::Consume;
         }
         let transcoding = self.transcoding;
@@ -825,6 +836,9 @@ impl Pipeline {
                 }
             }
             let digit = l.detector.as_mut().and_then(|d| d.process(&l.heard));
+            if l.muted {
+                l.heard.fill(0);
+            }
             if let Some(digit) = digit {
                 let leg = l.leg;
                 self.on_digit_in(now, leg, digit, DigitSource::Inband);
@@ -906,7 +920,8 @@ impl Pipeline {
         } else if self.room.is_some() && i == 0 {
             generate = true;
             frame.copy_from_slice(&self.room_out[..n]);
-        } else if self.transcoding {
+        } else if self.transcoding || other.muted {
+            // A muted party's `heard` is silence.
             generate = true;
             frame.copy_from_slice(&other.heard[..n]);
         }
@@ -982,6 +997,7 @@ impl LegState {
             down: None,
             playing: None,
             held: false,
+            muted: false,
             moh: None,
             silence: None,
             // Scratch buffers grow on first use: a relayed call never touches them.
