@@ -14,10 +14,10 @@ use std::sync::Arc;
 use common::{
     GUARD, TestServer, Ua, answer, call_with_sdp, expect_status, recv_request, sdp_target,
 };
-use tokio::net::UdpSocket;
 use serde_json::{Value, json};
 use switchboard::sip::message::Request;
 use switchboard::store::{EventRecord, Scope};
+use tokio::net::UdpSocket;
 
 fn sdp(port: u16) -> String {
     format!(
@@ -482,7 +482,11 @@ async fn bridged(server: &TestServer, api: &Api, call_id: &str) -> Bridged {
     .await;
     assert_eq!(recv_method(&b, "ACK").await.method.as_str(), "ACK");
     let (_, list) = api
-        .send(reqwest::Method::GET, "/v1/calls?state=bridged&caller=1001", None)
+        .send(
+            reqwest::Method::GET,
+            "/v1/calls?state=bridged&caller=1001",
+            None,
+        )
         .await;
     let calls = list["calls"].as_array().expect("calls");
     assert_eq!(calls.len(), 1, "{list}");
@@ -522,7 +526,11 @@ async fn talk(
             sender.send_to(&pkt, to).await.expect("send rtp");
         }
     });
-    let got = listen(receiver, Duration::from_millis(20 * u64::from(frames) + 300)).await;
+    let got = listen(
+        receiver,
+        Duration::from_millis(20 * u64::from(frames) + 300),
+    )
+    .await;
     talking.await.expect("talking");
     got
 }
@@ -593,7 +601,10 @@ async fn a_muted_or_held_caller_is_not_heard_and_a_held_one_hears_music() {
         204
     );
     let heard = talk(&call.a_rtp, call.to_a_side, &call.b_rtp, 200, 10).await;
-    assert!(heard.iter().any(|p| is_voice(p)), "heard again once unmuted");
+    assert!(
+        heard.iter().any(|p| is_voice(p)),
+        "heard again once unmuted"
+    );
 
     // Hold: the caller hears music on hold and is not heard.
     assert_eq!(post(&api, &id, "hold", json!({})).await, 204);
@@ -616,7 +627,10 @@ async fn a_muted_or_held_caller_is_not_heard_and_a_held_one_hears_music() {
 
     assert_eq!(post(&api, &id, "resume", json!({})).await, 204);
     let heard = talk(&call.a_rtp, call.to_a_side, &call.b_rtp, 400, 10).await;
-    assert!(heard.iter().any(|p| is_voice(p)), "heard again once resumed");
+    assert!(
+        heard.iter().any(|p| is_voice(p)),
+        "heard again once resumed"
+    );
 
     // Bad requests.
     assert_eq!(post(&api, &id, "mute", json!({"leg": "nobody"})).await, 422);
@@ -638,12 +652,7 @@ async fn a_muted_or_held_caller_is_not_heard_and_a_held_one_hears_music() {
     let events = events_until(&server, &id, "call.ended").await;
     let control: Vec<(&str, Value)> = events
         .iter()
-        .filter(|e| {
-            matches!(
-                e.kind.as_str(),
-                "call.muted" | "call.unmuted" | "call.held"
-            )
-        })
+        .filter(|e| matches!(e.kind.as_str(), "call.muted" | "call.unmuted" | "call.held"))
         .map(|e| (e.kind.as_str(), e.data.clone()))
         .collect();
     assert_eq!(
@@ -744,7 +753,11 @@ async fn the_call_list_filters_by_state_caller_callee_and_session() {
     let api = Api::new(&server, &key);
     let call = bridged(&server, &api, "filter-1").await;
     let (_, detail) = api
-        .send(reqwest::Method::GET, &format!("/v1/calls/{}", call.id), None)
+        .send(
+            reqwest::Method::GET,
+            &format!("/v1/calls/{}", call.id),
+            None,
+        )
         .await;
     let session = detail["session_id"].as_str().expect("session").to_owned();
     let by_session = format!("?session_id={session}");

@@ -408,13 +408,16 @@ async fn list_calls(
         q.state.as_deref().is_none_or(|v| v == c.state)
             && q.caller.as_deref().is_none_or(|v| v == c.caller)
             && q.callee.as_deref().is_none_or(|v| v == c.callee)
-            && q
-                .session_id
+            && q.session_id
                 .as_deref()
                 .is_none_or(|v| v == c.session_id.to_string())
     };
     Json(CallList {
-        calls: calls.iter().filter(|c| matches(c)).map(Call::from).collect(),
+        calls: calls
+            .iter()
+            .filter(|c| matches(c))
+            .map(Call::from)
+            .collect(),
     })
 }
 
