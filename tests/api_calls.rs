@@ -1,7 +1,8 @@
 //! `/v1/calls` in process over real sockets: placing a call to a registered phone, listing
 //! it, playing to it, sending it DTMF and hanging it up through the API (with the events the
 //! call writes), control of unknown calls, redirecting a bridged call into a flow, muting and
-//! holding a party (checked on the RTP the other party gets), blind transfer and list filters.
+//! holding a party (checked on the RTP the other party gets), blind transfer, list filters
+//! and bridging two placed calls.
 
 mod common;
 
@@ -512,6 +513,18 @@ async fn talk(
     first_seq: u16,
     frames: u16,
 ) -> Vec<Vec<u8>> {
+    talk_with(from, to, receiver, first_seq, frames, VOICE).await
+}
+
+/// [`talk`] with another payload.
+async fn talk_with(
+    from: &Arc<UdpSocket>,
+    to: SocketAddr,
+    receiver: &UdpSocket,
+    first_seq: u16,
+    frames: u16,
+    payload: [u8; 160],
+) -> Vec<Vec<u8>> {
     let sender = from.clone();
     let talking = tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_millis(20));
@@ -522,7 +535,7 @@ async fn talk(
             pkt.extend_from_slice(&seq.to_be_bytes());
             pkt.extend_from_slice(&(u32::from(seq) * 160).to_be_bytes());
             pkt.extend_from_slice(&[0x12, 0x34, 0x56, 0x78]);
-            pkt.extend_from_slice(&VOICE);
+            pkt.extend_from_slice(&payload);
             sender.send_to(&pkt, to).await.expect("send rtp");
         }
     });
@@ -779,6 +792,141 @@ async fn the_call_list_filters_by_state_caller_callee_and_session() {
             Some(n),
             "{query}: {list}"
         );
+    }
+    server.stop().await;
+}
+
+/// G.711 µ-law of one sample.
+fn ulaw(sample: i16) -> u8 {
+    let mut s = i32::from(sample);
+    let sign = if s < 0 {
+        s = -s;
+        0x80
+    } else {
+        0
+    };
+    s = s.min(32635) + 0x84;
+    let mut exponent = 7;
+    let mut mask = 0x4000;
+    while exponent > 0 && s & mask == 0 {
+        exponent -= 1;
+        mask >>= 1;
+    }
+    let mantissa = (s >> (exponent + 3)) & 0x0F;
+    !(sign | (exponent << 4) as u8 | mantissa as u8)
+}
+
+/// 20 ms of a 1 kHz tone in PCMU.
+fn tone() -> [u8; 160] {
+    std::array::from_fn(|k| {
+        let t = k as f64 / 8000.0;
+        ulaw((8000.0 * (2.0 * std::f64::consts::PI * 1000.0 * t).sin()) as i16)
+    })
+}
+
+/// Places a call to `phone`, answered with RTP on `rtp`; the call's id and where its RTP goes.
+async fn place(
+    server: &TestServer,
+    api: &Api,
+    phone: &Ua,
+    to: &str,
+    rtp: &UdpSocket,
+) -> (String, SocketAddr) {
+    let (status, created) = api
+        .send(
+            reqwest::Method::POST,
+            "/v1/calls",
+            Some(json!({"from": "5000", "to": to})),
+        )
+        .await;
+    assert_eq!(status, 201, "{created}");
+    let id = created["id"].as_str().expect("id").to_owned();
+    let inv = recv_method(phone, "INVITE").await;
+    let target = sdp_target(&inv.body);
+    let port = rtp.local_addr().expect("addr").port();
+    phone
+        .send(&answer(&inv, 200, "OK", phone.addr(), Some(sdp(port))))
+        .await;
+    assert_eq!(recv_method(phone, "ACK").await.method.as_str(), "ACK");
+    events_until(server, &id, "call.answered").await;
+    (id, target)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_placed_calls_bridged_hear_each_other_and_end_together() {
+    let (server, _plan, key) = server().await;
+    let api = Api::new(&server, &key);
+    let b = phone(&server, "1002").await;
+    let c = phone(&server, "1003").await;
+    let b_rtp = Arc::new(UdpSocket::bind("127.0.0.1:0").await.expect("rtp b"));
+    let c_rtp = UdpSocket::bind("127.0.0.1:0").await.expect("rtp c");
+    let (one, b_target) = place(&server, &api, &b, "1002", &b_rtp).await;
+    let (two, _) = place(&server, &api, &c, "1003", &c_rtp).await;
+
+    let (status, _) = api
+        .send(
+            reqwest::Method::POST,
+            "/v1/bridges",
+            Some(json!({"call_ids": [one, one]})),
+        )
+        .await;
+    assert_eq!(status, 400);
+    let unknown = "0190a0a0-0000-7000-8000-000000000000";
+    let (status, _) = api
+        .send(
+            reqwest::Method::POST,
+            "/v1/bridges",
+            Some(json!({"call_ids": [one, unknown]})),
+        )
+        .await;
+    assert_eq!(status, 404);
+    let (status, made) = api
+        .send(
+            reqwest::Method::POST,
+            "/v1/bridges",
+            Some(json!({"call_ids": [one, two]})),
+        )
+        .await;
+    assert_eq!(status, 201, "{made}");
+    let bridge = made["id"].as_str().expect("bridge id").to_owned();
+
+    // 1002 speaks, 1003 hears it.
+    let heard = talk_with(&b_rtp, b_target, &c_rtp, 1, 30, tone()).await;
+    assert!(
+        heard.iter().filter(|p| !is_silence(p)).count() >= 10,
+        "1003 hears 1002 ({} packets)",
+        heard.len()
+    );
+    let (_, detail) = api
+        .send(reqwest::Method::GET, &format!("/v1/calls/{one}"), None)
+        .await;
+    assert_eq!(detail["state"], "bridged", "{detail}");
+    // Bridged calls are not bridged again.
+    let (status, _) = api
+        .send(
+            reqwest::Method::POST,
+            "/v1/bridges",
+            Some(json!({"call_ids": [one, two]})),
+        )
+        .await;
+    assert_eq!(status, 409);
+
+    // One ends: the other is hung up too.
+    let (status, _) = api
+        .send(reqwest::Method::DELETE, &format!("/v1/calls/{one}"), None)
+        .await;
+    assert_eq!(status, 204);
+    let bye = recv_method(&b, "BYE").await;
+    b.send(&answer(&bye, 200, "OK", b.addr(), None)).await;
+    let bye = recv_method(&c, "BYE").await;
+    c.send(&answer(&bye, 200, "OK", c.addr(), None)).await;
+    for (id, with) in [(&one, &two), (&two, &one)] {
+        let events = events_until(&server, id, "call.ended").await;
+        let bridged = events
+            .iter()
+            .find(|e| e.kind == "call.bridged")
+            .expect("call.bridged");
+        assert_eq!(bridged.data, json!({"bridge_id": bridge, "with": with}));
     }
     server.stop().await;
 }

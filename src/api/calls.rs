@@ -46,6 +46,7 @@ pub fn routes() -> OpenApiRouter<ApiState> {
         .routes(routes!(mute))
         .routes(routes!(unmute))
         .routes(routes!(transfer))
+        .routes(routes!(bridge))
 }
 
 /// A live call.
@@ -185,6 +186,21 @@ pub struct Transfer {
     pub to: Option<String>,
     /// A dialplan flow the caller runs.
     pub flow: Option<String>,
+}
+
+/// Two calls to bridge.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewBridge {
+    /// Two live calls, each answered by us without a callee (placed calls, callers in a flow).
+    pub call_ids: Vec<String>,
+}
+
+/// A bridge was made.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BridgeCreated {
+    pub id: String,
+    pub call_ids: Vec<String>,
 }
 
 /// Filters for the live calls (all must match).
@@ -882,4 +898,43 @@ async fn transfer(
     };
     s.calls.transfer(id, target).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Bridges two live calls, each answered by us without a callee (two placed calls, two
+/// callers in a flow): what runs on them stops and they hear each other (through a private
+/// conference room). When either call ends, the other is hung up. `call.bridged` follows on
+/// both.
+#[utoipa::path(
+    post,
+    path = "/v1/bridges",
+    tag = "calls",
+    security(("api_key" = ["control"])),
+    request_body = NewBridge,
+    responses(
+        (status = 201, description = "Bridged", body = BridgeCreated),
+        (status = 400, description = "Not two different call ids", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No or unknown key", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The key lacks the scope", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such live call", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "A call is not answered, has a callee or is in a conference", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+async fn bridge(
+    _: ControlKey,
+    State(s): State<ApiState>,
+    ProblemJson(req): ProblemJson<NewBridge>,
+) -> Result<Response, ApiError> {
+    let [a, b] = req.call_ids.as_slice() else {
+        return Err(ApiError::bad_request("`call_ids` holds exactly two calls"));
+    };
+    let (a, b) = (call_id(a)?, call_id(b)?);
+    let id = s.calls.bridge(a, b).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(BridgeCreated {
+            id,
+            call_ids: vec![a.to_string(), b.to_string()],
+        }),
+    )
+        .into_response())
 }

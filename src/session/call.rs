@@ -189,6 +189,8 @@ struct Call {
     api_held: [bool; 2],
     /// Each leg is muted through the API.
     muted: [bool; 2],
+    /// Bridged with another call (`POST /v1/bridges`): told when this one ends.
+    bridge_peer: Option<Owner>,
     /// `call.ringing` was written.
     rang: bool,
     /// Unix ms of the call's start and answer.
@@ -297,6 +299,7 @@ impl Call {
             held: [false; 2],
             api_held: [false; 2],
             muted: [false; 2],
+            bridge_peer: None,
             rang: false,
             started_ms: crate::clock::unix_ms(),
             answered_ms: None,
@@ -673,6 +676,16 @@ impl Call {
             CallInput::StrayResponse { resp, from: _ } => self.reack(&resp),
             CallInput::Control { cmd, reply } => {
                 let _ = reply.send(self.on_control(cmd));
+            }
+            CallInput::BridgePeerGone => {
+                self.bridge_peer = None;
+                if self.answered && self.ending.is_none() {
+                    self.hangup(Ending {
+                        cause: "normal_clearing",
+                        by: HangupBy::System,
+                        code: 200,
+                    });
+                }
             }
             CallInput::Shutdown => {
                 self.ivr = None;
@@ -1553,6 +1566,9 @@ impl Call {
 
     /// Closes the record, stops the media (finalising the recording), unhooks the dialogs.
     async fn finish(&mut self) {
+        if let Some(peer) = self.bridge_peer.take() {
+            let _ = peer.send(CallInput::BridgePeerGone);
+        }
         let ending = self.ending.take().unwrap_or(Ending {
             cause: "unknown",
             by: HangupBy::System,

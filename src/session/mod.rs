@@ -46,6 +46,8 @@ pub enum CallInput {
     Cancelled,
     /// The server is shutting down: hang up.
     Shutdown,
+    /// The call this one is bridged with (`POST /v1/bridges`) ended: hang up too.
+    BridgePeerGone,
     /// A command from the call-control API; the answer goes back on `reply`.
     Control {
         cmd: ControlCommand,
@@ -106,6 +108,13 @@ pub enum ControlCommand {
     /// Blind transfer of the caller: a bridged callee is hung up (BYE), a ringing dial given
     /// up, then the caller is dialled to the extension (hearing ringback) or runs the flow.
     Transfer(TransferTarget),
+    /// Joins this answered one-leg call to the private room `room` shared with call `peer`
+    /// (`POST /v1/bridges`); when either ends, the other is hung up.
+    Bridge {
+        room: String,
+        peer: CallId,
+        peer_owner: Owner,
+    },
 }
 
 /// Where a blind transfer sends the caller.
@@ -377,6 +386,52 @@ impl CallRegistry {
             }
         }
         self.control(id, ControlCommand::Transfer(target)).await
+    }
+
+    /// Bridges two live calls, each an answered caller leg without a callee (two placed
+    /// calls, two callers in a flow): both join a private conference room. Returns the
+    /// bridge's id (its room's name).
+    pub async fn bridge(&self, a: CallId, b: CallId) -> Result<String, ControlError> {
+        if a == b {
+            return Err(ControlError::Invalid(
+                "a call cannot be bridged with itself".into(),
+            ));
+        }
+        let owner = |id: CallId| {
+            self.live
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(&id)
+                .cloned()
+                .ok_or(ControlError::NoSuchCall)
+        };
+        let (owner_a, owner_b) = (owner(a)?, owner(b)?);
+        for id in [a, b] {
+            match self.control(id, ControlCommand::Info).await? {
+                ControlReply::Info(info)
+                    if info.answered_ms.is_some()
+                        && info.legs.len() == 1
+                        && matches!(info.state, "answered" | "ivr") => {}
+                _ => {
+                    return Err(ControlError::Conflict(format!(
+                        "call {id} is not an answered call without a callee"
+                    )));
+                }
+            }
+        }
+        let room = format!("bridge:{}", CallId::new());
+        let cmd = |peer: CallId, peer_owner: Owner| ControlCommand::Bridge {
+            room: room.clone(),
+            peer,
+            peer_owner,
+        };
+        self.control(a, cmd(b, owner_b)).await?;
+        if let Err(e) = self.control(b, cmd(a, owner_a.clone())).await {
+            // Changed in between: the first call is not left alone in the room.
+            let _ = owner_a.send(CallInput::BridgePeerGone);
+            return Err(e);
+        }
+        Ok(room)
     }
 
     /// Every live call's state (calls that do not answer in time, e.g. still being

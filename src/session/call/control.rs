@@ -394,7 +394,51 @@ impl Call {
             ControlCommand::Hold { party, held } => self.api_hold(party, held),
             ControlCommand::Mute { party, muted } => self.api_mute(party, muted),
             ControlCommand::Transfer(target) => self.api_transfer(target),
+            ControlCommand::Bridge {
+                room,
+                peer,
+                peer_owner,
+            } => self.api_bridge(room, peer, peer_owner),
         }
+    }
+
+    /// Joins the private room of a bridge with call `peer`: what runs on the call stops.
+    fn api_bridge(
+        &mut self,
+        room: String,
+        peer: crate::store::CallId,
+        peer_owner: Owner,
+    ) -> Result<ControlReply, ControlError> {
+        if !self.answered
+            || self.b_dialog.is_some()
+            || self.dial.is_some()
+            || self.connecting
+            || self.conference.is_some()
+            || self.reinvite.is_some()
+        {
+            return Err(ControlError::Conflict(
+                "only an answered call without a callee can be bridged".into(),
+            ));
+        }
+        let Some(media) = &self.media else {
+            return Err(ControlError::Conflict("the call has no media".into()));
+        };
+        self.ivr = None;
+        self.flow = None;
+        self.pending_speech = None;
+        self.pending_connect = None;
+        media.command(MediaCommand::StopPlayback { leg: Leg::A });
+        media.command(MediaCommand::JoinConference(
+            self.ctx.media.rooms.get_or_create(&room),
+        ));
+        tracing::info!(%room, %peer, "bridged through the API");
+        self.event(
+            "call.bridged",
+            serde_json::json!({"bridge_id": room, "with": peer.to_string()}),
+        );
+        self.conference = Some(room);
+        self.bridge_peer = Some(peer_owner);
+        Ok(ControlReply::Done)
     }
 
     /// Holds or resumes `party` locally: music on hold to it, its audio muted. No re-INVITE
@@ -484,7 +528,7 @@ impl Call {
             } else {
                 "starting"
             }
-        } else if self.b_dialog.is_some() {
+        } else if self.b_dialog.is_some() || self.bridge_peer.is_some() {
             "bridged"
         } else if self.ivr.is_some() {
             "ivr"
