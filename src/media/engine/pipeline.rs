@@ -1298,6 +1298,47 @@ mod tests {
     }
 
     #[test]
+    fn a_muted_party_is_replaced_by_silence_and_relayed_again_once_unmuted() {
+        let t0 = Instant::now();
+        let mut p = pipeline(t0, PCMU, PCMU);
+        let mut enc = codec::encoder(CodecKind::Pcmu, 8000).expect("encoder");
+        p.command(
+            t0,
+            MediaCommand::Mute {
+                leg: Leg::A,
+                muted: true,
+            },
+        );
+        assert!(p.clock.is_some(), "silence is generated on the frame clock");
+        let mut pkt = voice(CodecKind::Pcmu, 0, 0, &mut enc);
+        assert_eq!(p.on_rtp(t0, Leg::A, &mut pkt), RtpAction::Consume);
+        p.on_timeout(t0 + FRAME);
+        let out = transmits(&mut p);
+        let to_b: Vec<_> = out.iter().filter(|t| t.leg == Leg::B && !t.rtcp).collect();
+        assert!(!to_b.is_empty(), "the callee gets frames");
+        for t in to_b {
+            let rtp = RtpPacket::parse(&t.bytes).expect("RTP");
+            assert!(
+                rtp.payload().iter().all(|&b| b == 0xFF || b == 0x7F),
+                "µ-law silence"
+            );
+        }
+        // The callee is not muted: it is relayed.
+        let mut pkt = voice(CodecKind::Pcmu, 0, 1, &mut enc);
+        assert_eq!(p.on_rtp(t0 + FRAME, Leg::B, &mut pkt), RtpAction::Forward);
+        p.command(
+            t0 + FRAME,
+            MediaCommand::Mute {
+                leg: Leg::A,
+                muted: false,
+            },
+        );
+        let mut pkt = voice(CodecKind::Pcmu, 0, 2, &mut enc);
+        assert_eq!(p.on_rtp(t0 + FRAME, Leg::A, &mut pkt), RtpAction::Forward);
+        assert!(p.clock.is_none(), "zero-copy relay again");
+    }
+
+    #[test]
     fn different_codecs_are_transcoded_on_the_frame_clock() {
         let t0 = Instant::now();
         let g722 = LegMedia {
