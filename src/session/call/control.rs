@@ -1,6 +1,11 @@
 //! The call actor's side of the call-control API (issue 5): commands from
 //! [`crate::session::CallRegistry::control`] (state, hang-up, play, DTMF, recording, redirect
-//! into a flow) and calls the server places itself (`POST /v1/calls`).
+//! into a flow, hold / mute of a party, blind transfer, bridging with another call) and calls
+//! the server places itself (`POST /v1/calls`).
+//!
+//! Hold through the API is local, as Asterisk and FreeSWITCH do it: the held party hears music
+//! on hold and is muted in the media pipeline; no re-INVITE (`sendonly`) is sent, so it works
+//! with every phone. A bridge of two calls is a private conference room both join.
 //!
 //! A placed call is the same B2BUA with leg A turned around: the server's INVITE (RFC 3261
 //! §13.2.1) with an offer from a fresh two-leg media session rings the extension `to`; once it
