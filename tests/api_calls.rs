@@ -1,16 +1,24 @@
 //! `/v1/calls` in process over real sockets: placing a call to a registered phone, listing
 //! it, playing to it, sending it DTMF and hanging it up through the API (with the events the
-//! call writes), control of unknown calls, and redirecting a bridged call into a flow.
+//! call writes), control of unknown calls, redirecting a bridged call into a flow, muting and
+//! holding a party (checked on the RTP the other party gets), blind transfer, list filters
+//! and bridging two placed calls.
 
 mod common;
 
 use std::path::Path;
 use std::time::Duration;
 
-use common::{GUARD, TestServer, Ua, answer, call_with_sdp, expect_status, recv_request};
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use common::{
+    GUARD, TestServer, Ua, answer, call_with_sdp, expect_status, recv_request, sdp_target,
+};
 use serde_json::{Value, json};
 use switchboard::sip::message::Request;
 use switchboard::store::{EventRecord, Scope};
+use tokio::net::UdpSocket;
 
 fn sdp(port: u16) -> String {
     format!(
@@ -53,6 +61,7 @@ async fn server() -> (TestServer, tempfile::TempDir, String) {
     .await;
     server.add_user("1001", "pw-a").await;
     server.add_user("1002", "pw-x").await;
+    server.add_user("1003", "pw-x").await;
     let key = server
         .server
         .as_ref()
@@ -434,5 +443,490 @@ async fn a_bridged_call_redirected_into_a_flow_drops_the_callee_and_runs_the_flo
     ))
     .await;
     events_until(&server, &id, "call.ended").await;
+    server.stop().await;
+}
+
+/// A caller's payload: PCMU far from silence (0xFF / 0x7F).
+const VOICE: [u8; 160] = [0x12; 160];
+
+/// A bridged call 1001 -> 1002 with RTP sockets on both sides.
+struct Bridged {
+    a: Ua,
+    b: Ua,
+    a_rtp: Arc<UdpSocket>,
+    b_rtp: UdpSocket,
+    /// Where the caller's RTP goes (the server's side of leg A).
+    to_a_side: SocketAddr,
+    id: String,
+    to: String,
+    call_id: String,
+}
+
+async fn bridged(server: &TestServer, api: &Api, call_id: &str) -> Bridged {
+    let b = phone(server, "1002").await;
+    let a = Ua::new(server.sip_udp).await;
+    let a_rtp = UdpSocket::bind("127.0.0.1:0").await.expect("rtp a");
+    let b_rtp = UdpSocket::bind("127.0.0.1:0").await.expect("rtp b");
+    let a_port = a_rtp.local_addr().expect("addr").port();
+    let b_port = b_rtp.local_addr().expect("addr").port();
+    call_with_sdp(&a, "1002", "1001", "pw-a", call_id, &sdp(a_port)).await;
+    let inv = recv_method(&b, "INVITE").await;
+    b.send(&answer(&inv, 200, "OK", b.addr(), Some(sdp(b_port))))
+        .await;
+    let ok = expect_status(&a, 200).await;
+    let to_a_side = sdp_target(&ok.body);
+    let to = ok.headers.get("To").expect("To").to_owned();
+    a.send_text(&format!(
+        "ACK sip:x@{} SIP/2.0\nVia: SIP/2.0/UDP {{addr}};branch=z9hG4bKack{call_id};rport\nMax-Forwards: 70\nFrom: \"Caller\" <sip:1001@switchboard>;tag=a{call_id}\nTo: {to}\nCall-ID: {call_id}\nCSeq: 2 ACK\nContent-Length: 0\n\n",
+        a.server
+    ))
+    .await;
+    assert_eq!(recv_method(&b, "ACK").await.method.as_str(), "ACK");
+    let (_, list) = api
+        .send(
+            reqwest::Method::GET,
+            "/v1/calls?state=bridged&caller=1001",
+            None,
+        )
+        .await;
+    let calls = list["calls"].as_array().expect("calls");
+    assert_eq!(calls.len(), 1, "{list}");
+    let id = calls[0]["id"].as_str().expect("id").to_owned();
+    Bridged {
+        a,
+        b,
+        a_rtp: Arc::new(a_rtp),
+        b_rtp,
+        to_a_side,
+        id,
+        to,
+        call_id: call_id.to_owned(),
+    }
+}
+
+/// The caller talks (a packet every 20 ms) for `frames` frames; the payloads that reach
+/// `receiver` meanwhile (and up to 300 ms after).
+async fn talk(
+    from: &Arc<UdpSocket>,
+    to: SocketAddr,
+    receiver: &UdpSocket,
+    first_seq: u16,
+    frames: u16,
+) -> Vec<Vec<u8>> {
+    talk_with(from, to, receiver, first_seq, frames, VOICE).await
+}
+
+/// [`talk`] with another payload.
+async fn talk_with(
+    from: &Arc<UdpSocket>,
+    to: SocketAddr,
+    receiver: &UdpSocket,
+    first_seq: u16,
+    frames: u16,
+    payload: [u8; 160],
+) -> Vec<Vec<u8>> {
+    let sender = from.clone();
+    let talking = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_millis(20));
+        for i in 0..frames {
+            tick.tick().await;
+            let seq = first_seq.wrapping_add(i);
+            let mut pkt = vec![0x80u8, 0x00];
+            pkt.extend_from_slice(&seq.to_be_bytes());
+            pkt.extend_from_slice(&(u32::from(seq) * 160).to_be_bytes());
+            pkt.extend_from_slice(&[0x12, 0x34, 0x56, 0x78]);
+            pkt.extend_from_slice(&payload);
+            sender.send_to(&pkt, to).await.expect("send rtp");
+        }
+    });
+    let got = listen(
+        receiver,
+        Duration::from_millis(20 * u64::from(frames) + 300),
+    )
+    .await;
+    talking.await.expect("talking");
+    got
+}
+
+fn is_voice(p: &[u8]) -> bool {
+    p == VOICE
+}
+
+fn is_silence(p: &[u8]) -> bool {
+    !p.is_empty() && p.iter().all(|&b| b == 0xFF || b == 0x7F)
+}
+
+/// What `sock` receives for `window` (PCMU RTP payloads only).
+async fn listen(sock: &UdpSocket, window: Duration) -> Vec<Vec<u8>> {
+    let until = tokio::time::Instant::now() + window;
+    let mut got = Vec::new();
+    let mut buf = [0u8; 2048];
+    while let Ok(r) = tokio::time::timeout_at(until, sock.recv_from(&mut buf)).await {
+        let (n, _) = r.expect("recv rtp");
+        if n > 12 && buf[1] & 0x7f == 0 {
+            got.push(buf[12..n].to_vec());
+        }
+    }
+    got
+}
+
+async fn post(api: &Api, id: &str, what: &str, body: Value) -> u16 {
+    let (status, problem) = api
+        .send(
+            reqwest::Method::POST,
+            &format!("/v1/calls/{id}/{what}"),
+            Some(body),
+        )
+        .await;
+    assert!(status < 500, "{what}: {status} {problem}");
+    status
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_muted_or_held_caller_is_not_heard_and_a_held_one_hears_music() {
+    let (server, _plan, key) = server().await;
+    let api = Api::new(&server, &key);
+    let call = bridged(&server, &api, "mute-1").await;
+    let id = call.id.clone();
+
+    // Relayed as is before anything.
+    let heard = talk(&call.a_rtp, call.to_a_side, &call.b_rtp, 1, 10).await;
+    assert!(heard.iter().any(|p| is_voice(p)), "the caller is heard");
+
+    assert_eq!(post(&api, &id, "mute", json!({})).await, 204);
+    let (_, detail) = api
+        .send(reqwest::Method::GET, &format!("/v1/calls/{id}"), None)
+        .await;
+    assert_eq!(detail["legs"][0]["muted"], true, "{detail}");
+    assert_eq!(detail["legs"][1]["muted"], false, "{detail}");
+    let heard = talk(&call.a_rtp, call.to_a_side, &call.b_rtp, 100, 25).await;
+    let first_silence = heard
+        .iter()
+        .position(|p| is_silence(p))
+        .expect("the callee gets silence while the caller is muted");
+    assert!(
+        !heard[first_silence..].iter().any(|p| is_voice(p)),
+        "nothing of the muted caller reaches the callee"
+    );
+
+    assert_eq!(
+        post(&api, &id, "unmute", json!({"leg": "caller"})).await,
+        204
+    );
+    let heard = talk(&call.a_rtp, call.to_a_side, &call.b_rtp, 200, 10).await;
+    assert!(
+        heard.iter().any(|p| is_voice(p)),
+        "heard again once unmuted"
+    );
+
+    // Hold: the caller hears music on hold and is not heard.
+    assert_eq!(post(&api, &id, "hold", json!({})).await, 204);
+    let music = listen(&call.a_rtp, Duration::from_millis(600)).await;
+    assert!(
+        music.iter().filter(|p| !is_silence(p)).count() >= 10,
+        "the held caller hears music on hold ({} packets)",
+        music.len()
+    );
+    let heard = talk(&call.a_rtp, call.to_a_side, &call.b_rtp, 300, 25).await;
+    let first_silence = heard
+        .iter()
+        .position(|p| is_silence(p))
+        .expect("the callee gets silence while the caller is held");
+    assert!(!heard[first_silence..].iter().any(|p| is_voice(p)));
+    let (_, detail) = api
+        .send(reqwest::Method::GET, &format!("/v1/calls/{id}"), None)
+        .await;
+    assert_eq!(detail["legs"][0]["state"], "held", "{detail}");
+
+    assert_eq!(post(&api, &id, "resume", json!({})).await, 204);
+    let heard = talk(&call.a_rtp, call.to_a_side, &call.b_rtp, 400, 10).await;
+    assert!(
+        heard.iter().any(|p| is_voice(p)),
+        "heard again once resumed"
+    );
+
+    // Bad requests.
+    assert_eq!(post(&api, &id, "mute", json!({"leg": "nobody"})).await, 422);
+    let unknown = "0190a0a0-0000-7000-8000-000000000000";
+    assert_eq!(post(&api, unknown, "hold", json!({})).await, 404);
+
+    let (status, _) = api
+        .send(reqwest::Method::DELETE, &format!("/v1/calls/{id}"), None)
+        .await;
+    assert_eq!(status, 204);
+    let bye = recv_method(&call.b, "BYE").await;
+    call.b
+        .send(&answer(&bye, 200, "OK", call.b.addr(), None))
+        .await;
+    let bye = recv_method(&call.a, "BYE").await;
+    call.a
+        .send(&answer(&bye, 200, "OK", call.a.addr(), None))
+        .await;
+    let events = events_until(&server, &id, "call.ended").await;
+    let control: Vec<(&str, Value)> = events
+        .iter()
+        .filter(|e| matches!(e.kind.as_str(), "call.muted" | "call.unmuted" | "call.held"))
+        .map(|e| (e.kind.as_str(), e.data.clone()))
+        .collect();
+    assert_eq!(
+        control,
+        [
+            ("call.muted", json!({"leg": "caller"})),
+            ("call.unmuted", json!({"leg": "caller"})),
+            (
+                "call.held",
+                json!({"held": true, "leg": "caller", "by": "api"})
+            ),
+            (
+                "call.held",
+                json!({"held": false, "leg": "caller", "by": "api"})
+            ),
+        ]
+    );
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_blind_transfer_hangs_up_the_callee_and_rings_the_new_extension() {
+    let (server, _plan, key) = server().await;
+    let api = Api::new(&server, &key);
+    let c = phone(&server, "1003").await;
+    let call = bridged(&server, &api, "xfer-1").await;
+    let id = call.id.clone();
+
+    assert_eq!(
+        post(&api, &id, "transfer", json!({"to": "9999"})).await,
+        404
+    );
+    assert_eq!(
+        post(
+            &api,
+            &id,
+            "transfer",
+            json!({"to": "1003", "flow": "parked"})
+        )
+        .await,
+        400
+    );
+    assert_eq!(
+        post(&api, &id, "transfer", json!({"to": "1003"})).await,
+        204
+    );
+    let bye = recv_method(&call.b, "BYE").await;
+    call.b
+        .send(&answer(&bye, 200, "OK", call.b.addr(), None))
+        .await;
+    let inv = recv_method(&c, "INVITE").await;
+    c.send(&answer(&inv, 180, "Ringing", c.addr(), None)).await;
+    // The caller hears ringback while 1003 rings.
+    let ringback = listen(&call.a_rtp, Duration::from_millis(400)).await;
+    assert!(
+        ringback.iter().filter(|p| !is_silence(p)).count() >= 5,
+        "ringback to the caller ({} packets)",
+        ringback.len()
+    );
+    c.send(&answer(&inv, 200, "OK", c.addr(), Some(sdp(31530))))
+        .await;
+    assert_eq!(recv_method(&c, "ACK").await.method.as_str(), "ACK");
+    let events = events_until(&server, &id, "call.transferred").await;
+    let transferred = events
+        .iter()
+        .find(|e| e.kind == "call.transferred")
+        .expect("transferred");
+    assert_eq!(transferred.data, json!({"to": "1003", "kind": "blind"}));
+    // Bridged to 1003 now.
+    let deadline = tokio::time::Instant::now() + GUARD;
+    loop {
+        let (_, detail) = api
+            .send(reqwest::Method::GET, &format!("/v1/calls/{id}"), None)
+            .await;
+        if detail["state"] == "bridged" && detail["legs"][1]["user"] == "1003" {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{detail}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // The caller hangs up: 1003 is hung up too.
+    call.a
+        .send_text(&format!(
+            "BYE sip:x@{} SIP/2.0\nVia: SIP/2.0/UDP {{addr}};branch=z9hG4bKbye{};rport\nMax-Forwards: 70\nFrom: \"Caller\" <sip:1001@switchboard>;tag=a{}\nTo: {}\nCall-ID: {}\nCSeq: 3 BYE\nContent-Length: 0\n\n",
+            call.a.server, call.call_id, call.call_id, call.to, call.call_id
+        ))
+        .await;
+    let bye = recv_method(&c, "BYE").await;
+    c.send(&answer(&bye, 200, "OK", c.addr(), None)).await;
+    events_until(&server, &id, "call.ended").await;
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_call_list_filters_by_state_caller_callee_and_session() {
+    let (server, _plan, key) = server().await;
+    let api = Api::new(&server, &key);
+    let call = bridged(&server, &api, "filter-1").await;
+    let (_, detail) = api
+        .send(
+            reqwest::Method::GET,
+            &format!("/v1/calls/{}", call.id),
+            None,
+        )
+        .await;
+    let session = detail["session_id"].as_str().expect("session").to_owned();
+    let by_session = format!("?session_id={session}");
+    for (query, n) in [
+        ("", 1),
+        ("?state=bridged", 1),
+        ("?state=ivr", 0),
+        ("?caller=1001&callee=1002", 1),
+        ("?callee=1003", 0),
+        (by_session.as_str(), 1),
+        ("?session_id=0190a0a0-0000-7000-8000-000000000000", 0),
+    ] {
+        let (status, list) = api
+            .send(reqwest::Method::GET, &format!("/v1/calls{query}"), None)
+            .await;
+        assert_eq!(status, 200, "{query}");
+        assert_eq!(
+            list["calls"].as_array().map(Vec::len),
+            Some(n),
+            "{query}: {list}"
+        );
+    }
+    server.stop().await;
+}
+
+/// G.711 µ-law of one sample.
+fn ulaw(sample: i16) -> u8 {
+    let mut s = i32::from(sample);
+    let sign = if s < 0 {
+        s = -s;
+        0x80
+    } else {
+        0
+    };
+    s = s.min(32635) + 0x84;
+    let mut exponent = 7;
+    let mut mask = 0x4000;
+    while exponent > 0 && s & mask == 0 {
+        exponent -= 1;
+        mask >>= 1;
+    }
+    let mantissa = (s >> (exponent + 3)) & 0x0F;
+    !(sign | (exponent << 4) as u8 | mantissa as u8)
+}
+
+/// 20 ms of a 1 kHz tone in PCMU.
+fn tone() -> [u8; 160] {
+    std::array::from_fn(|k| {
+        let t = k as f64 / 8000.0;
+        ulaw((8000.0 * (2.0 * std::f64::consts::PI * 1000.0 * t).sin()) as i16)
+    })
+}
+
+/// Places a call to `phone`, answered with RTP on `rtp`; the call's id and where its RTP goes.
+async fn place(
+    server: &TestServer,
+    api: &Api,
+    phone: &Ua,
+    to: &str,
+    rtp: &UdpSocket,
+) -> (String, SocketAddr) {
+    let (status, created) = api
+        .send(
+            reqwest::Method::POST,
+            "/v1/calls",
+            Some(json!({"from": "5000", "to": to})),
+        )
+        .await;
+    assert_eq!(status, 201, "{created}");
+    let id = created["id"].as_str().expect("id").to_owned();
+    let inv = recv_method(phone, "INVITE").await;
+    let target = sdp_target(&inv.body);
+    let port = rtp.local_addr().expect("addr").port();
+    phone
+        .send(&answer(&inv, 200, "OK", phone.addr(), Some(sdp(port))))
+        .await;
+    assert_eq!(recv_method(phone, "ACK").await.method.as_str(), "ACK");
+    events_until(server, &id, "call.answered").await;
+    (id, target)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_placed_calls_bridged_hear_each_other_and_end_together() {
+    let (server, _plan, key) = server().await;
+    let api = Api::new(&server, &key);
+    let b = phone(&server, "1002").await;
+    let c = phone(&server, "1003").await;
+    let b_rtp = Arc::new(UdpSocket::bind("127.0.0.1:0").await.expect("rtp b"));
+    let c_rtp = UdpSocket::bind("127.0.0.1:0").await.expect("rtp c");
+    let (one, b_target) = place(&server, &api, &b, "1002", &b_rtp).await;
+    let (two, _) = place(&server, &api, &c, "1003", &c_rtp).await;
+
+    let (status, _) = api
+        .send(
+            reqwest::Method::POST,
+            "/v1/bridges",
+            Some(json!({"call_ids": [one, one]})),
+        )
+        .await;
+    assert_eq!(status, 400);
+    let unknown = "0190a0a0-0000-7000-8000-000000000000";
+    let (status, _) = api
+        .send(
+            reqwest::Method::POST,
+            "/v1/bridges",
+            Some(json!({"call_ids": [one, unknown]})),
+        )
+        .await;
+    assert_eq!(status, 404);
+    let (status, made) = api
+        .send(
+            reqwest::Method::POST,
+            "/v1/bridges",
+            Some(json!({"call_ids": [one, two]})),
+        )
+        .await;
+    assert_eq!(status, 201, "{made}");
+    let bridge = made["id"].as_str().expect("bridge id").to_owned();
+
+    // 1002 speaks, 1003 hears it.
+    let heard = talk_with(&b_rtp, b_target, &c_rtp, 1, 30, tone()).await;
+    assert!(
+        heard.iter().filter(|p| !is_silence(p)).count() >= 10,
+        "1003 hears 1002 ({} packets)",
+        heard.len()
+    );
+    let (_, detail) = api
+        .send(reqwest::Method::GET, &format!("/v1/calls/{one}"), None)
+        .await;
+    assert_eq!(detail["state"], "bridged", "{detail}");
+    // Bridged calls are not bridged again.
+    let (status, _) = api
+        .send(
+            reqwest::Method::POST,
+            "/v1/bridges",
+            Some(json!({"call_ids": [one, two]})),
+        )
+        .await;
+    assert_eq!(status, 409);
+
+    // One ends: the other is hung up too.
+    let (status, _) = api
+        .send(reqwest::Method::DELETE, &format!("/v1/calls/{one}"), None)
+        .await;
+    assert_eq!(status, 204);
+    let bye = recv_method(&b, "BYE").await;
+    b.send(&answer(&bye, 200, "OK", b.addr(), None)).await;
+    let bye = recv_method(&c, "BYE").await;
+    c.send(&answer(&bye, 200, "OK", c.addr(), None)).await;
+    for (id, with) in [(&one, &two), (&two, &one)] {
+        let events = events_until(&server, id, "call.ended").await;
+        let bridged = events
+            .iter()
+            .find(|e| e.kind == "call.bridged")
+            .expect("call.bridged");
+        assert_eq!(bridged.data, json!({"bridge_id": bridge, "with": with}));
+    }
     server.stop().await;
 }

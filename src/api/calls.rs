@@ -16,11 +16,11 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::auth::{ControlKey, ReadKey};
-use super::{ApiError, ApiState, Problem};
+use super::{ApiError, ApiState, Problem, ProblemJson};
 use crate::ivr::plan::{HangupCause, Prompt, StepKind};
 use crate::session::{
     CallInfo, CallParty, ControlCommand, ControlError, ControlReply, OriginateError,
-    OriginateRequest, PlaybackId, RecordAction,
+    OriginateRequest, PlaybackId, RecordAction, TransferTarget,
 };
 use crate::store::CallId;
 
@@ -41,6 +41,12 @@ pub fn routes() -> OpenApiRouter<ApiState> {
         .routes(routes!(send_dtmf))
         .routes(routes!(record))
         .routes(routes!(redirect))
+        .routes(routes!(hold))
+        .routes(routes!(resume))
+        .routes(routes!(mute))
+        .routes(routes!(unmute))
+        .routes(routes!(transfer))
+        .routes(routes!(bridge))
 }
 
 /// A live call.
@@ -82,6 +88,8 @@ pub struct CallLeg {
     pub user: Option<String>,
     /// `ringing`, `answered` or `held`.
     pub state: String,
+    /// What the party says is not passed on (muted, or held through the API).
+    pub muted: bool,
 }
 
 /// Live calls.
@@ -160,6 +168,53 @@ pub struct Record {
 pub struct Redirect {
     /// A flow of the dialplan.
     pub flow: String,
+}
+
+/// The party a hold or mute applies to.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LegChoice {
+    /// `caller` (default: in a contact centre the customer, leg A) or `callee`.
+    pub leg: Option<CallParty>,
+}
+
+/// Where a blind transfer sends the caller: exactly one of `to`, `flow`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Transfer {
+    /// An extension: the caller is dialled to it (hearing ringback).
+    pub to: Option<String>,
+    /// A dialplan flow the caller runs.
+    pub flow: Option<String>,
+}
+
+/// Two calls to bridge.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewBridge {
+    /// Two live calls, each answered by us without a callee (placed calls, callers in a flow).
+    pub call_ids: Vec<String>,
+}
+
+/// A bridge was made.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BridgeCreated {
+    pub id: String,
+    pub call_ids: Vec<String>,
+}
+
+/// Filters for the live calls (all must match).
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ListParams {
+    /// `starting`, `ringing`, `ivr`, `answered`, `bridged` or `ending`.
+    pub state: Option<String>,
+    /// The caller's user or number, exactly.
+    pub caller: Option<String>,
+    /// The number called, exactly.
+    pub callee: Option<String>,
+    /// The session the call belongs to.
+    pub session_id: Option<String>,
 }
 
 /// How a call is hung up.
@@ -351,16 +406,34 @@ fn prompt(state: &ApiState, p: &Play) -> Result<Prompt, ApiError> {
     path = "/v1/calls",
     tag = "calls",
     security(("api_key" = ["read"])),
+    params(ListParams),
     responses(
-        (status = 200, description = "The live calls, oldest first", body = CallList),
+        (status = 200, description = "The live calls that match, oldest first", body = CallList),
+        (status = 400, description = "Unusable filter", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "No or unknown key", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "The key lacks the scope", body = Problem, content_type = "application/problem+json"),
     )
 )]
-async fn list_calls(_: ReadKey, State(s): State<ApiState>) -> Json<CallList> {
+async fn list_calls(
+    _: ReadKey,
+    State(s): State<ApiState>,
+    Query(q): Query<ListParams>,
+) -> Json<CallList> {
     let calls = s.calls.list().await;
+    let matches = |c: &CallInfo| {
+        q.state.as_deref().is_none_or(|v| v == c.state)
+            && q.caller.as_deref().is_none_or(|v| v == c.caller)
+            && q.callee.as_deref().is_none_or(|v| v == c.callee)
+            && q.session_id
+                .as_deref()
+                .is_none_or(|v| v == c.session_id.to_string())
+    };
     Json(CallList {
-        calls: calls.iter().map(Call::from).collect(),
+        calls: calls
+            .iter()
+            .filter(|c| matches(c))
+            .map(Call::from)
+            .collect(),
     })
 }
 
@@ -396,6 +469,7 @@ async fn get_call(
                     sip_call_id: l.sip_call_id.clone(),
                     user: l.user.clone(),
                     state: l.state.to_owned(),
+                    muted: l.muted,
                 })
                 .collect(),
         })),
@@ -649,4 +723,218 @@ async fn redirect(
         .control(id, ControlCommand::Redirect { flow: req.flow })
         .await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Holds or resumes one party through the API.
+async fn set_hold(
+    s: &ApiState,
+    id: &str,
+    choice: LegChoice,
+    held: bool,
+) -> Result<StatusCode, ApiError> {
+    let id = call_id(id)?;
+    let party = choice.leg.unwrap_or(CallParty::Caller);
+    s.calls
+        .control(id, ControlCommand::Hold { party, held })
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Holds one party (default the caller): it hears music on hold and what it says is not
+/// passed on. Local hold: no re-INVITE goes to the party's phone (as with Asterisk's and
+/// FreeSWITCH's API hold). `call.held` with `held: true` follows.
+#[utoipa::path(
+    post,
+    path = "/v1/calls/{id}/hold",
+    tag = "calls",
+    security(("api_key" = ["control"])),
+    params(("id" = String, Path, description = "The call's id")),
+    request_body = LegChoice,
+    responses(
+        (status = 204, description = "Held (holding a held party changes nothing)"),
+        (status = 400, description = "Unusable request", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No or unknown key", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The key lacks the scope", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such live call", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The call or that party is not answered", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+async fn hold(
+    _: ControlKey,
+    State(s): State<ApiState>,
+    Path(id): Path<String>,
+    ProblemJson(choice): ProblemJson<LegChoice>,
+) -> Result<StatusCode, ApiError> {
+    set_hold(&s, &id, choice, true).await
+}
+
+/// Resumes a party held through the API. `call.held` with `held: false` follows.
+#[utoipa::path(
+    post,
+    path = "/v1/calls/{id}/resume",
+    tag = "calls",
+    security(("api_key" = ["control"])),
+    params(("id" = String, Path, description = "The call's id")),
+    request_body = LegChoice,
+    responses(
+        (status = 204, description = "Resumed (resuming a party not held changes nothing)"),
+        (status = 400, description = "Unusable request", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No or unknown key", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The key lacks the scope", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such live call", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The call or that party is not answered", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+async fn resume(
+    _: ControlKey,
+    State(s): State<ApiState>,
+    Path(id): Path<String>,
+    ProblemJson(choice): ProblemJson<LegChoice>,
+) -> Result<StatusCode, ApiError> {
+    set_hold(&s, &id, choice, false).await
+}
+
+/// Mutes or unmutes one party through the API.
+async fn set_mute(
+    s: &ApiState,
+    id: &str,
+    choice: LegChoice,
+    muted: bool,
+) -> Result<StatusCode, ApiError> {
+    let id = call_id(id)?;
+    let party = choice.leg.unwrap_or(CallParty::Caller);
+    s.calls
+        .control(id, ControlCommand::Mute { party, muted })
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Mutes one party (default the caller): the other hears silence instead of it (DTMF still
+/// crosses). `call.muted` follows.
+#[utoipa::path(
+    post,
+    path = "/v1/calls/{id}/mute",
+    tag = "calls",
+    security(("api_key" = ["control"])),
+    params(("id" = String, Path, description = "The call's id")),
+    request_body = LegChoice,
+    responses(
+        (status = 204, description = "Muted (muting a muted party changes nothing)"),
+        (status = 400, description = "Unusable request", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No or unknown key", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The key lacks the scope", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such live call", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The call or that party is not answered", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+async fn mute(
+    _: ControlKey,
+    State(s): State<ApiState>,
+    Path(id): Path<String>,
+    ProblemJson(choice): ProblemJson<LegChoice>,
+) -> Result<StatusCode, ApiError> {
+    set_mute(&s, &id, choice, true).await
+}
+
+/// Unmutes one party. `call.unmuted` follows.
+#[utoipa::path(
+    post,
+    path = "/v1/calls/{id}/unmute",
+    tag = "calls",
+    security(("api_key" = ["control"])),
+    params(("id" = String, Path, description = "The call's id")),
+    request_body = LegChoice,
+    responses(
+        (status = 204, description = "Unmuted (unmuting a party not muted changes nothing)"),
+        (status = 400, description = "Unusable request", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No or unknown key", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The key lacks the scope", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such live call", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The call or that party is not answered", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+async fn unmute(
+    _: ControlKey,
+    State(s): State<ApiState>,
+    Path(id): Path<String>,
+    ProblemJson(choice): ProblemJson<LegChoice>,
+) -> Result<StatusCode, ApiError> {
+    set_mute(&s, &id, choice, false).await
+}
+
+/// Blind transfer of the caller: a bridged callee is hung up (a ringing dial given up), then
+/// the caller is dialled to extension `to` (hearing ringback; if nobody answers the call ends)
+/// or runs `flow`. `call.transferred` follows.
+#[utoipa::path(
+    post,
+    path = "/v1/calls/{id}/transfer",
+    tag = "calls",
+    security(("api_key" = ["control"])),
+    params(("id" = String, Path, description = "The call's id")),
+    request_body = Transfer,
+    responses(
+        (status = 204, description = "Transferring"),
+        (status = 400, description = "Unusable request", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No or unknown key", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The key lacks the scope", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such live call, extension or flow", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Not possible now (not answered, a conference call)", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+async fn transfer(
+    _: ControlKey,
+    State(s): State<ApiState>,
+    Path(id): Path<String>,
+    ProblemJson(req): ProblemJson<Transfer>,
+) -> Result<StatusCode, ApiError> {
+    let id = call_id(&id)?;
+    let target = match (req.to, req.flow) {
+        (Some(to), None) => {
+            check_user("to", &to)?;
+            TransferTarget::Extension(to)
+        }
+        (None, Some(flow)) => TransferTarget::Flow(flow),
+        _ => return Err(ApiError::bad_request("give exactly one of `to`, `flow`")),
+    };
+    s.calls.transfer(id, target).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Bridges two live calls, each answered by us without a callee (two placed calls, two
+/// callers in a flow): what runs on them stops and they hear each other (through a private
+/// conference room). When either call ends, the other is hung up. `call.bridged` follows on
+/// both.
+#[utoipa::path(
+    post,
+    path = "/v1/bridges",
+    tag = "calls",
+    security(("api_key" = ["control"])),
+    request_body = NewBridge,
+    responses(
+        (status = 201, description = "Bridged", body = BridgeCreated),
+        (status = 400, description = "Not two different call ids", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No or unknown key", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The key lacks the scope", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such live call", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "A call is not answered, has a callee or is in a conference", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+async fn bridge(
+    _: ControlKey,
+    State(s): State<ApiState>,
+    ProblemJson(req): ProblemJson<NewBridge>,
+) -> Result<Response, ApiError> {
+    let [a, b] = req.call_ids.as_slice() else {
+        return Err(ApiError::bad_request("`call_ids` holds exactly two calls"));
+    };
+    let (a, b) = (call_id(a)?, call_id(b)?);
+    let id = s.calls.bridge(a, b).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(BridgeCreated {
+            id,
+            call_ids: vec![a.to_string(), b.to_string()],
+        }),
+    )
+        .into_response())
 }

@@ -185,6 +185,12 @@ struct Call {
     last_play: u64,
     /// Each leg is held (music on hold) by the other.
     held: [bool; 2],
+    /// Each leg is held through the API (music on hold, and muted).
+    api_held: [bool; 2],
+    /// Each leg is muted through the API.
+    muted: [bool; 2],
+    /// Bridged with another call (`POST /v1/bridges`): told when this one ends.
+    bridge_peer: Option<Owner>,
     /// `call.ringing` was written.
     rang: bool,
     /// Unix ms of the call's start and answer.
@@ -291,6 +297,9 @@ impl Call {
             api_plays: std::collections::HashMap::new(),
             last_play: 0,
             held: [false; 2],
+            api_held: [false; 2],
+            muted: [false; 2],
+            bridge_peer: None,
             rang: false,
             started_ms: crate::clock::unix_ms(),
             answered_ms: None,
@@ -667,6 +676,16 @@ impl Call {
             CallInput::StrayResponse { resp, from: _ } => self.reack(&resp),
             CallInput::Control { cmd, reply } => {
                 let _ = reply.send(self.on_control(cmd));
+            }
+            CallInput::BridgePeerGone => {
+                self.bridge_peer = None;
+                if self.answered && self.ending.is_none() {
+                    self.hangup(Ending {
+                        cause: "normal_clearing",
+                        by: HangupBy::System,
+                        code: 200,
+                    });
+                }
             }
             CallInput::Shutdown => {
                 self.ivr = None;
@@ -1265,11 +1284,11 @@ impl Call {
                     });
                     // The offerer holding the other party: music on hold for it.
                     let held = matches!(direction, SdpDirection::SendOnly | SdpDirection::Inactive);
+                    let index = usize::from(to_side == Side::Callee);
                     media.command(MediaCommand::Hold {
                         leg: leg_of(to_side),
-                        held,
+                        held: held || self.api_held[index],
                     });
-                    let index = usize::from(to_side == Side::Callee);
                     if self.held[index] != held {
                         self.held[index] = held;
                         self.event(
@@ -1547,6 +1566,9 @@ impl Call {
 
     /// Closes the record, stops the media (finalising the recording), unhooks the dialogs.
     async fn finish(&mut self) {
+        if let Some(peer) = self.bridge_peer.take() {
+            let _ = peer.send(CallInput::BridgePeerGone);
+        }
         let ending = self.ending.take().unwrap_or(Ending {
             cause: "unknown",
             by: HangupBy::System,

@@ -46,6 +46,8 @@ pub enum CallInput {
     Cancelled,
     /// The server is shutting down: hang up.
     Shutdown,
+    /// The call this one is bridged with (`POST /v1/bridges`) ended: hang up too.
+    BridgePeerGone,
     /// A command from the call-control API; the answer goes back on `reply`.
     Control {
         cmd: ControlCommand,
@@ -97,6 +99,32 @@ pub enum ControlCommand {
     Record(RecordAction),
     /// Runs a dialplan flow on the call (a bridged callee is hung up first).
     Redirect { flow: String },
+    /// Holds (or resumes) one party: it hears music on hold and what it says is not passed
+    /// on. Local only: no re-INVITE is sent (the Asterisk / FreeSWITCH way for API hold), so
+    /// the party's phone does not show the call as held.
+    Hold { party: CallParty, held: bool },
+    /// Mutes (or unmutes) one party: the other hears silence instead of it.
+    Mute { party: CallParty, muted: bool },
+    /// Blind transfer of the caller: a bridged callee is hung up (BYE), a ringing dial given
+    /// up, then the caller is dialled to the extension (hearing ringback) or runs the flow.
+    Transfer(TransferTarget),
+    /// Joins this answered one-leg call to the private room `room` shared with call `peer`
+    /// (`POST /v1/bridges`); when either ends, the other is hung up.
+    Bridge {
+        room: String,
+        peer: CallId,
+        peer_owner: Owner,
+    },
+}
+
+/// Where a blind transfer sends the caller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TransferTarget {
+    /// An extension (known to exist when the command is sent; it may be unregistered, which
+    /// ends the call with cause `unavailable`).
+    Extension(String),
+    /// A flow of the dialplan.
+    Flow(String),
 }
 
 /// The answer to a [`ControlCommand`].
@@ -155,6 +183,8 @@ pub struct LegInfo {
     pub user: Option<String>,
     /// `ringing`, `answered` or `held`.
     pub state: &'static str,
+    /// What the party says is not passed on (muted, or held through the API).
+    pub muted: bool,
 }
 
 /// A call the server places (`POST /v1/calls`).
@@ -334,6 +364,74 @@ impl CallRegistry {
             // The call ended (or was still being authenticated) before it answered.
             Ok(Err(_)) | Err(_) => Err(ControlError::NoSuchCall),
         }
+    }
+
+    /// Blind transfer (see [`ControlCommand::Transfer`]): checks that the extension or flow
+    /// exists, then tells the call.
+    pub async fn transfer(
+        &self,
+        id: CallId,
+        target: TransferTarget,
+    ) -> Result<ControlReply, ControlError> {
+        match &target {
+            TransferTarget::Extension(ext) => {
+                if self.ctx.registrar.user(ext).await.is_none() {
+                    return Err(ControlError::NotFound(format!("no such extension: {ext}")));
+                }
+            }
+            TransferTarget::Flow(flow) => {
+                if !self.ctx.plan.current().flows.contains_key(flow) {
+                    return Err(ControlError::NotFound(format!("no such flow: {flow}")));
+                }
+            }
+        }
+        self.control(id, ControlCommand::Transfer(target)).await
+    }
+
+    /// Bridges two live calls, each an answered caller leg without a callee (two placed
+    /// calls, two callers in a flow): both join a private conference room. Returns the
+    /// bridge's id (its room's name).
+    pub async fn bridge(&self, a: CallId, b: CallId) -> Result<String, ControlError> {
+        if a == b {
+            return Err(ControlError::Invalid(
+                "a call cannot be bridged with itself".into(),
+            ));
+        }
+        let owner = |id: CallId| {
+            self.live
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(&id)
+                .cloned()
+                .ok_or(ControlError::NoSuchCall)
+        };
+        let (owner_a, owner_b) = (owner(a)?, owner(b)?);
+        for id in [a, b] {
+            match self.control(id, ControlCommand::Info).await? {
+                ControlReply::Info(info)
+                    if info.answered_ms.is_some()
+                        && info.legs.len() == 1
+                        && matches!(info.state, "answered" | "ivr") => {}
+                _ => {
+                    return Err(ControlError::Conflict(format!(
+                        "call {id} is not an answered call without a callee"
+                    )));
+                }
+            }
+        }
+        let room = format!("bridge:{}", CallId::new());
+        let cmd = |peer: CallId, peer_owner: Owner| ControlCommand::Bridge {
+            room: room.clone(),
+            peer,
+            peer_owner,
+        };
+        self.control(a, cmd(b, owner_b)).await?;
+        if let Err(e) = self.control(b, cmd(a, owner_a.clone())).await {
+            // Changed in between: the first call is not left alone in the room.
+            let _ = owner_a.send(CallInput::BridgePeerGone);
+            return Err(e);
+        }
+        Ok(room)
     }
 
     /// Every live call's state (calls that do not answer in time, e.g. still being

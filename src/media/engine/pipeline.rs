@@ -116,6 +116,9 @@ pub enum MediaCommand {
     PauseRecording(bool),
     /// The party on `leg` is held by the other: it hears music on hold instead.
     Hold { leg: Leg, held: bool },
+    /// What the party on `leg` says is not passed on: the other party (and a conference room
+    /// or a recording) gets silence instead. Unmuted, packets are relayed as before.
+    Mute { leg: Leg, muted: bool },
     /// Joins this one-leg call to a conference room.
     JoinConference(Arc<Room>),
 }
@@ -261,6 +264,8 @@ struct LegState {
     down: Option<Resampler>,
     playing: Option<Playing>,
     held: bool,
+    /// What this party says is replaced by silence for everyone else.
+    muted: bool,
     moh: Option<Playback>,
     /// Armed silence detection.
     silence: Option<SilenceWatch>,
@@ -380,6 +385,9 @@ impl Pipeline {
                 if held {
                     self.start_moh(leg);
                 }
+            }
+            MediaCommand::Mute { leg, muted } => {
+                self.legs[leg.index()].muted = muted;
             }
             MediaCommand::JoinConference(room) => {
                 let id = room.join();
@@ -592,7 +600,10 @@ impl Pipeline {
     }
 
     fn needs_tick(&self) -> bool {
+        let muted_to = |i: usize| self.legs[i].muted && self.legs[1 - i].media.is_some();
         self.recording.is_some()
+            || muted_to(0)
+            || muted_to(1)
             || self.transcoding
             || self.room.is_some()
             || self.legs.iter().any(|l| {
@@ -721,7 +732,7 @@ impl Pipeline {
         incoming: Incoming,
         event: bool,
     ) -> RtpAction {
-        if self.room.is_some() {
+        if self.room.is_some() || (!event && self.legs[leg.index()].muted) {
             return RtpAction::Consume;
         }
         let transcoding = self.transcoding;
@@ -825,6 +836,9 @@ impl Pipeline {
                 }
             }
             let digit = l.detector.as_mut().and_then(|d| d.process(&l.heard));
+            if l.muted {
+                l.heard.fill(0);
+            }
             if let Some(digit) = digit {
                 let leg = l.leg;
                 self.on_digit_in(now, leg, digit, DigitSource::Inband);
@@ -906,7 +920,8 @@ impl Pipeline {
         } else if self.room.is_some() && i == 0 {
             generate = true;
             frame.copy_from_slice(&self.room_out[..n]);
-        } else if self.transcoding {
+        } else if self.transcoding || other.muted {
+            // A muted party's `heard` is silence.
             generate = true;
             frame.copy_from_slice(&other.heard[..n]);
         }
@@ -982,6 +997,7 @@ impl LegState {
             down: None,
             playing: None,
             held: false,
+            muted: false,
             moh: None,
             silence: None,
             // Scratch buffers grow on first use: a relayed call never touches them.
@@ -1279,6 +1295,47 @@ mod tests {
         // Nothing is decoded or generated: no frame clock runs, only RTCP is due.
         assert!(p.clock.is_none());
         assert!(transmits(&mut p).is_empty());
+    }
+
+    #[test]
+    fn a_muted_party_is_replaced_by_silence_and_relayed_again_once_unmuted() {
+        let t0 = Instant::now();
+        let mut p = pipeline(t0, PCMU, PCMU);
+        let mut enc = codec::encoder(CodecKind::Pcmu, 8000).expect("encoder");
+        p.command(
+            t0,
+            MediaCommand::Mute {
+                leg: Leg::A,
+                muted: true,
+            },
+        );
+        assert!(p.clock.is_some(), "silence is generated on the frame clock");
+        let mut pkt = voice(CodecKind::Pcmu, 0, 0, &mut enc);
+        assert_eq!(p.on_rtp(t0, Leg::A, &mut pkt), RtpAction::Consume);
+        p.on_timeout(t0 + FRAME);
+        let out = transmits(&mut p);
+        let to_b: Vec<_> = out.iter().filter(|t| t.leg == Leg::B && !t.rtcp).collect();
+        assert!(!to_b.is_empty(), "the callee gets frames");
+        for t in to_b {
+            let rtp = RtpPacket::parse(&t.bytes).expect("RTP");
+            assert!(
+                rtp.payload().iter().all(|&b| b == 0xFF || b == 0x7F),
+                "µ-law silence"
+            );
+        }
+        // The callee is not muted: it is relayed.
+        let mut pkt = voice(CodecKind::Pcmu, 0, 1, &mut enc);
+        assert_eq!(p.on_rtp(t0 + FRAME, Leg::B, &mut pkt), RtpAction::Forward);
+        p.command(
+            t0 + FRAME,
+            MediaCommand::Mute {
+                leg: Leg::A,
+                muted: false,
+            },
+        );
+        let mut pkt = voice(CodecKind::Pcmu, 0, 2, &mut enc);
+        assert_eq!(p.on_rtp(t0 + FRAME, Leg::A, &mut pkt), RtpAction::Forward);
+        assert!(p.clock.is_none(), "zero-copy relay again");
     }
 
     #[test]

@@ -1,6 +1,11 @@
 //! The call actor's side of the call-control API (issue 5): commands from
 //! [`crate::session::CallRegistry::control`] (state, hang-up, play, DTMF, recording, redirect
-//! into a flow) and calls the server places itself (`POST /v1/calls`).
+//! into a flow, hold / mute of a party, blind transfer, bridging with another call) and calls
+//! the server places itself (`POST /v1/calls`).
+//!
+//! Hold through the API is local, as Asterisk and FreeSWITCH do it: the held party hears music
+//! on hold and is muted in the media pipeline; no re-INVITE (`sendonly`) is sent, so it works
+//! with every phone. A bridge of two calls is a private conference room both join.
 //!
 //! A placed call is the same B2BUA with leg A turned around: the server's INVITE (RFC 3261
 //! §13.2.1) with an offer from a fresh two-leg media session rings the extension `to`; once it
@@ -24,7 +29,7 @@ use crate::media::ports::Leg;
 use crate::media::sdp::SessionDescription;
 use crate::session::{
     CallContext, CallInfo, CallInput, CallParty, ControlCommand, ControlError, ControlReply,
-    LegInfo, OriginateRequest, PlaybackId, RecordAction,
+    LegInfo, OriginateRequest, PlaybackId, RecordAction, TransferTarget,
 };
 use crate::sip::dialog::{Dialog, new_call_id};
 use crate::sip::endpoint::{Command, EndpointHandle, Owner};
@@ -391,6 +396,128 @@ impl Call {
             }
             ControlCommand::Record(action) => self.api_record(action),
             ControlCommand::Redirect { flow } => self.api_redirect(flow),
+            ControlCommand::Hold { party, held } => self.api_hold(party, held),
+            ControlCommand::Mute { party, muted } => self.api_mute(party, muted),
+            ControlCommand::Transfer(target) => self.api_transfer(target),
+            ControlCommand::Bridge {
+                room,
+                peer,
+                peer_owner,
+            } => self.api_bridge(room, peer, peer_owner),
+        }
+    }
+
+    /// Joins the private room of a bridge with call `peer`: what runs on the call stops.
+    fn api_bridge(
+        &mut self,
+        room: String,
+        peer: crate::store::CallId,
+        peer_owner: Owner,
+    ) -> Result<ControlReply, ControlError> {
+        if !self.answered
+            || self.b_dialog.is_some()
+            || self.dial.is_some()
+            || self.connecting
+            || self.conference.is_some()
+            || self.reinvite.is_some()
+        {
+            return Err(ControlError::Conflict(
+                "only an answered call without a callee can be bridged".into(),
+            ));
+        }
+        let Some(media) = &self.media else {
+            return Err(ControlError::Conflict("the call has no media".into()));
+        };
+        self.ivr = None;
+        self.flow = None;
+        self.pending_speech = None;
+        self.pending_connect = None;
+        media.command(MediaCommand::StopPlayback { leg: Leg::A });
+        media.command(MediaCommand::JoinConference(
+            self.ctx.media.rooms.get_or_create(&room),
+        ));
+        tracing::info!(%room, %peer, "bridged through the API");
+        self.event(
+            "call.bridged",
+            serde_json::json!({"bridge_id": room, "with": peer.to_string()}),
+        );
+        self.conference = Some(room);
+        self.bridge_peer = Some(peer_owner);
+        Ok(ControlReply::Done)
+    }
+
+    /// Holds or resumes `party` locally: music on hold to it, its audio muted. No re-INVITE
+    /// (RFC 3264 §8.4 `sendonly`) is sent: the party's phone keeps sending, we just do not pass
+    /// it on, which works with every phone and needs no offer/answer round trip.
+    fn api_hold(&mut self, party: CallParty, held: bool) -> Result<ControlReply, ControlError> {
+        let leg = self.live_leg(party)?;
+        let i = leg.index();
+        if self.api_held[i] == held {
+            return Ok(ControlReply::Done);
+        }
+        self.api_held[i] = held;
+        self.apply_hold_mute(leg);
+        tracing::info!(leg = party_name(leg), held, "hold through the API");
+        self.event(
+            "call.held",
+            serde_json::json!({"held": held, "leg": party_name(leg), "by": "api"}),
+        );
+        Ok(ControlReply::Done)
+    }
+
+    /// Mutes or unmutes `party`: the other hears silence instead of it.
+    fn api_mute(&mut self, party: CallParty, muted: bool) -> Result<ControlReply, ControlError> {
+        let leg = self.live_leg(party)?;
+        let i = leg.index();
+        if self.muted[i] == muted {
+            return Ok(ControlReply::Done);
+        }
+        self.muted[i] = muted;
+        self.apply_hold_mute(leg);
+        let kind = if muted { "call.muted" } else { "call.unmuted" };
+        self.event(kind, serde_json::json!({"leg": party_name(leg)}));
+        Ok(ControlReply::Done)
+    }
+
+    /// Tells the media session what `leg` hears and whether it is passed on.
+    fn apply_hold_mute(&self, leg: Leg) {
+        let i = leg.index();
+        if let Some(media) = &self.media {
+            media.command(MediaCommand::Hold {
+                leg,
+                held: self.held[i] || self.api_held[i],
+            });
+            media.command(MediaCommand::Mute {
+                leg,
+                muted: self.muted[i] || self.api_held[i],
+            });
+        }
+    }
+
+    /// Blind transfer: the callee goes, the caller is dialled to `to` or runs the flow.
+    fn api_transfer(&mut self, target: TransferTarget) -> Result<ControlReply, ControlError> {
+        match target {
+            TransferTarget::Flow(flow) => {
+                self.move_caller(serde_json::json!({"flow": flow, "kind": "blind"}))?;
+                self.run_flow(flow);
+                Ok(ControlReply::Done)
+            }
+            TransferTarget::Extension(to) => {
+                if !self.answered {
+                    return Err(ControlError::Conflict(
+                        "the call is not answered yet".into(),
+                    ));
+                }
+                self.move_caller(serde_json::json!({"to": to, "kind": "blind"}))?;
+                self.ivr = None;
+                self.flow = None;
+                self.pending_speech = None;
+                if let Some(media) = &self.media {
+                    media.command(MediaCommand::StopPlayback { leg: Leg::A });
+                }
+                self.pending_connect = Some((to, self.ctx.no_answer_timeout));
+                Ok(ControlReply::Done)
+            }
         }
     }
 
@@ -406,7 +533,7 @@ impl Call {
             } else {
                 "starting"
             }
-        } else if self.b_dialog.is_some() {
+        } else if self.b_dialog.is_some() || self.bridge_peer.is_some() {
             "bridged"
         } else if self.ivr.is_some() {
             "ivr"
@@ -428,7 +555,8 @@ impl Call {
             party: CallParty::Caller,
             sip_call_id: self.invite.headers.call_id().unwrap_or_default().to_owned(),
             user: Some(a_user).filter(|u| !u.is_empty()),
-            state: leg_state(self.answered, self.held[0]),
+            state: leg_state(self.answered, self.held[0] || self.api_held[0]),
+            muted: self.muted[0] || self.api_held[0],
         }];
         let b_ringing = self.dial.is_some() && self.forks.iter().any(|f| !f.done);
         if self.b_dialog.is_some() || b_ringing {
@@ -443,7 +571,8 @@ impl Call {
                 party: CallParty::Callee,
                 sip_call_id: self.b_call_id.clone(),
                 user,
-                state: leg_state(self.b_dialog.is_some(), self.held[1]),
+                state: leg_state(self.b_dialog.is_some(), self.held[1] || self.api_held[1]),
+                muted: self.muted[1] || self.api_held[1],
             });
         }
         CallInfo {
@@ -644,6 +773,14 @@ impl Call {
         if !self.ctx.plan.current().flows.contains_key(&flow) {
             return Err(ControlError::NotFound(format!("no such flow: {flow}")));
         }
+        self.move_caller(serde_json::json!({"flow": flow, "kind": "redirect"}))?;
+        self.run_flow(flow);
+        Ok(ControlReply::Done)
+    }
+
+    /// Frees the caller for a transfer or redirect: a ringing dial is given up, a bridged
+    /// callee hung up, hold and mute cleared; `call.transferred` is written with `data`.
+    fn move_caller(&mut self, data: serde_json::Value) -> Result<(), ControlError> {
         if self.conference.is_some() {
             return Err(ControlError::Conflict(
                 "a conference call cannot be redirected".into(),
@@ -672,24 +809,21 @@ impl Call {
             });
             self.legs[1] = LegId::new();
             self.b_answered = false;
-            self.held = [false; 2];
             if let Some(media) = &self.media {
-                media.command(MediaCommand::Hold {
-                    leg: Leg::A,
-                    held: false,
-                });
                 media.command(MediaCommand::SetMedia {
                     leg: Leg::B,
                     media: None,
                 });
             }
         }
-        tracing::info!(%flow, "redirected through the API");
-        self.event(
-            "call.transferred",
-            serde_json::json!({"flow": flow, "kind": "redirect"}),
-        );
-        self.run_flow(flow);
-        Ok(ControlReply::Done)
+        self.held = [false; 2];
+        self.api_held = [false; 2];
+        self.muted = [false; 2];
+        for leg in [Leg::A, Leg::B] {
+            self.apply_hold_mute(leg);
+        }
+        tracing::info!(%data, "caller moved through the API");
+        self.event("call.transferred", data);
+        Ok(())
     }
 }
