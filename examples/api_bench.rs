@@ -70,7 +70,10 @@ fn parse_args() -> anyhow::Result<Args> {
         }
     }
     anyhow::ensure!(!a.key.is_empty(), "give --key (or SWITCHBOARD_API_KEY)");
-    anyhow::ensure!(a.rate > 0 && a.sample > 0, "--rate and --sample must be > 0");
+    anyhow::ensure!(
+        a.rate > 0 && a.sample > 0,
+        "--rate and --sample must be > 0"
+    );
     Ok(a)
 }
 
@@ -207,7 +210,10 @@ fn report(prefix: &str, lat: &mut [f64]) {
     lat.sort_by(f64::total_cmp);
     println!("{prefix}_p50_ms={:.2}", pct(lat, 50.0));
     println!("{prefix}_p99_ms={:.2}", pct(lat, 99.0));
-    println!("{prefix}_max_ms={:.2}", lat.last().copied().unwrap_or(f64::NAN));
+    println!(
+        "{prefix}_max_ms={:.2}",
+        lat.last().copied().unwrap_or(f64::NAN)
+    );
 }
 
 #[tokio::main]
@@ -239,7 +245,12 @@ async fn main() -> anyhow::Result<()> {
     anyhow::ensure!(!calls.is_empty(), "no answered calls");
     calls.truncate(args.sample);
     let calls = Arc::new(calls);
-    eprintln!("actions: {} calls sampled, {}/s for {} s", calls.len(), args.rate, args.seconds);
+    eprintln!(
+        "actions: {} calls sampled, {}/s for {} s",
+        calls.len(),
+        args.rate,
+        args.seconds
+    );
 
     // 3. actions, open loop
     let samples: Arc<Mutex<Vec<Sample>>> = Arc::default();
@@ -258,8 +269,12 @@ async fn main() -> anyhow::Result<()> {
             [Kind::Get, Kind::Play, Kind::Dtmf][(i % 3) as usize]
         };
         let call = calls[(i as usize / 3) % calls.len()].clone();
-        let (http, args, samples, first_error) =
-            (http.clone(), args.clone(), samples.clone(), first_error.clone());
+        let (http, args, samples, first_error) = (
+            http.clone(),
+            args.clone(),
+            samples.clone(),
+            first_error.clone(),
+        );
         let (in_flight, max_in_flight) = (in_flight.clone(), max_in_flight.clone());
         tasks.push(tokio::spawn(async move {
             let n = in_flight.fetch_add(1, Ordering::Relaxed) + 1;
@@ -270,7 +285,10 @@ async fn main() -> anyhow::Result<()> {
             in_flight.fetch_sub(1, Ordering::Relaxed);
             samples.lock().await.push((kind, ms, ok));
             if let Some(e) = err {
-                first_error.lock().await.get_or_insert(format!("{}: {e}", kind.name()));
+                first_error
+                    .lock()
+                    .await
+                    .get_or_insert(format!("{}: {e}", kind.name()));
             }
         }));
     }
@@ -286,7 +304,7 @@ async fn main() -> anyhow::Result<()> {
     loop {
         let mut behind = 0;
         for s in &seen {
-            if s.lock().await.events.last().map_or(true, |e| e.0 < cutoff) {
+            if s.lock().await.events.last().is_none_or(|e| e.0 < cutoff) {
                 behind += 1;
             }
         }
@@ -300,11 +318,21 @@ async fn main() -> anyhow::Result<()> {
     let samples = samples.lock().await;
     println!("actions_sent={}", samples.len());
     println!("actions_offered_per_s={}", args.rate);
-    println!("actions_achieved_per_s={:.1}", samples.len() as f64 / sent_secs);
-    println!("actions_max_in_flight={}", max_in_flight.load(Ordering::Relaxed));
+    println!(
+        "actions_achieved_per_s={:.1}",
+        samples.len() as f64 / sent_secs
+    );
+    println!(
+        "actions_max_in_flight={}",
+        max_in_flight.load(Ordering::Relaxed)
+    );
     println!("sample_calls={}", calls.len());
     for kind in [Kind::Get, Kind::Play, Kind::Dtmf, Kind::List] {
-        let mut lat: Vec<f64> = samples.iter().filter(|s| s.0 == kind).map(|s| s.1).collect();
+        let mut lat: Vec<f64> = samples
+            .iter()
+            .filter(|s| s.0 == kind)
+            .map(|s| s.1)
+            .collect();
         let errors = samples.iter().filter(|s| s.0 == kind && !s.2).count();
         println!("{}_count={}", kind.name(), lat.len());
         println!("{}_errors={errors}", kind.name());
@@ -342,7 +370,11 @@ async fn main() -> anyhow::Result<()> {
     println!("subscribers={}", seen.len());
     println!(
         "events_expected={}",
-        if first == i64::MAX { 0 } else { cutoff - first + 1 }
+        if first == i64::MAX {
+            0
+        } else {
+            cutoff - first + 1
+        }
     );
     println!("events_min={}", counts.iter().min().copied().unwrap_or(0));
     println!("events_max={}", counts.iter().max().copied().unwrap_or(0));
