@@ -930,3 +930,67 @@ async fn two_placed_calls_bridged_hear_each_other_and_end_together() {
     }
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_to_a_sip_uri_goes_straight_to_its_host_and_is_answered() {
+    let (server, _plan, key) = server().await;
+    let api = Api::new(&server, &key);
+    // Not registered: only its own address.
+    let alice = Ua::new(server.sip_udp).await;
+    let uri = format!("sip:alice@{}", alice.addr());
+
+    for bad in [
+        "sip:",
+        "sip:alice@",
+        "sips:alice@127.0.0.1",
+        "sip:a@127.0.0.1;transport=sctp",
+    ] {
+        let (status, problem) = api
+            .send(
+                reqwest::Method::POST,
+                "/v1/calls",
+                Some(json!({"from": "5000", "to": bad})),
+            )
+            .await;
+        assert_eq!(status, 400, "{bad}: {problem}");
+    }
+
+    let (status, created) = api
+        .send(
+            reqwest::Method::POST,
+            "/v1/calls",
+            Some(json!({"from": "5000", "to": uri})),
+        )
+        .await;
+    assert_eq!(status, 201, "{created}");
+    let id = created["id"].as_str().expect("id").to_owned();
+    let inv = recv_method(&alice, "INVITE").await;
+    assert_eq!(inv.uri.to_string(), uri);
+    assert!(
+        inv.headers.get("To").is_some_and(|t| t.contains(&uri)),
+        "{:?}",
+        inv.headers.get("To")
+    );
+    alice
+        .send(&answer(&inv, 200, "OK", alice.addr(), Some(sdp(31540))))
+        .await;
+    assert_eq!(recv_method(&alice, "ACK").await.method.as_str(), "ACK");
+    events_until(&server, &id, "call.answered").await;
+    let (status, detail) = api
+        .send(reqwest::Method::GET, &format!("/v1/calls/{id}"), None)
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(detail["state"], "answered");
+    assert_eq!(detail["callee"], uri.as_str());
+
+    let (status, _) = api
+        .send(reqwest::Method::DELETE, &format!("/v1/calls/{id}"), None)
+        .await;
+    assert_eq!(status, 204);
+    let bye = recv_method(&alice, "BYE").await;
+    alice
+        .send(&answer(&bye, 200, "OK", alice.addr(), None))
+        .await;
+    events_until(&server, &id, "call.ended").await;
+    server.stop().await;
+}

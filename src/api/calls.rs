@@ -104,7 +104,9 @@ pub struct CallList {
 pub struct Originate {
     /// The caller the called party sees (an extension or number: letters, digits, `+._-`).
     pub from: String,
-    /// The extension to ring.
+    /// The extension to ring, or a SIP URI (`sip:alice@192.0.2.7:5080`, `;transport=tcp`
+    /// allowed) the INVITE is sent straight to. Security: any control-scope key may make the
+    /// server call any SIP URI it can reach.
     pub to: String,
     /// Runs this dialplan flow once answered.
     pub flow: Option<String>,
@@ -303,7 +305,17 @@ fn check_user(what: &str, v: &str) -> Result<(), ApiError> {
 
 fn check_originate(o: &Originate) -> Result<OriginateRequest, ApiError> {
     check_user("from", &o.from)?;
-    check_user("to", &o.to)?;
+    if crate::session::is_sip_uri(&o.to) {
+        // Any SIP URI: the server sends the INVITE straight to its host. A control-scope key
+        // can therefore make the server call (and spend media on) any SIP address.
+        if o.to.len() > 256 || o.to.chars().any(|c| c.is_control() || c == ' ') {
+            return Err(ApiError::bad_request(
+                "`to`: a SIP URI is at most 256 characters without spaces or control characters",
+            ));
+        }
+    } else {
+        check_user("to", &o.to)?;
+    }
     if let Some(c) = &o.connect_to {
         check_user("connect_to", c)?;
     }
@@ -480,6 +492,10 @@ async fn get_call(
 /// Places a call: rings `to`, then runs `flow`, dials `connect_to`, or just stays up.
 /// Answers at once; the call's progress is in its events (`call.ringing`, `call.answered`,
 /// `call.ended` with cause `no_answer` after the ring timeout).
+///
+/// `to` may be a SIP URI instead of an extension: the INVITE goes straight to the URI's host
+/// (UDP, or TCP with `;transport=tcp`). Security: a `control` key can thus make the server call
+/// any SIP address it reaches; give such keys only to trusted systems.
 #[utoipa::path(
     post,
     path = "/v1/calls",

@@ -12,7 +12,7 @@
 mod call;
 
 use std::collections::HashMap;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -24,7 +24,7 @@ use crate::media::engine::conference::Rooms;
 use crate::media::ports::PortPool;
 use crate::sip::endpoint::{EndpointHandle, Owner};
 use crate::sip::message::{Request, Response};
-use crate::sip::registrar::Registrar;
+use crate::sip::registrar::{Location, Registrar};
 use crate::sip::transaction::TxId;
 use crate::sip::transport::Peer;
 use crate::store::{CallId, LegId, SessionId, WriterHandle};
@@ -221,6 +221,63 @@ pub enum OriginateError {
     Unavailable,
 }
 
+/// Whether an originate `to` is a SIP URI (`sip:` / `sips:`) rather than an extension.
+pub fn is_sip_uri(to: &str) -> bool {
+    let starts = |p: &str| to.get(..p.len()).is_some_and(|s| s.eq_ignore_ascii_case(p));
+    starts("sip:") || starts("sips:")
+}
+
+/// Where a call to a SIP URI goes: straight to the URI's host and port (RFC 3261 §8.1.2
+/// without the RFC 3263 SRV/NAPTR steps: the host's addresses, port 5060 unless given), over
+/// UDP or, with `;transport=tcp`, TCP. `sips:` is refused (no TLS transport).
+async fn sip_uri_target(to: &str) -> Result<Location, OriginateError> {
+    use crate::sip::message::{Host, Uri, parse_uri};
+    use crate::sip::transport::Transport;
+    let uri = parse_uri(to).map_err(|e| OriginateError::Invalid(format!("`to`: {e}")))?;
+    let Uri::Sip(sip) = &uri else {
+        return Err(OriginateError::Invalid("`to` is not a SIP URI".into()));
+    };
+    if sip.secure {
+        return Err(OriginateError::Invalid(
+            "`to`: sips: URIs are not supported (no TLS transport)".into(),
+        ));
+    }
+    let transport = match sip.param("transport").flatten() {
+        None => Transport::Udp,
+        Some(t) if t.eq_ignore_ascii_case("udp") => Transport::Udp,
+        Some(t) if t.eq_ignore_ascii_case("tcp") => Transport::Tcp,
+        Some(t) => {
+            return Err(OriginateError::Invalid(format!(
+                "`to`: transport `{t}` is not supported (udp, tcp)"
+            )));
+        }
+    };
+    let port = sip.port.unwrap_or(5060);
+    let addr = match &sip.host {
+        Host::V4(a) => SocketAddr::new((*a).into(), port),
+        Host::V6(a) => SocketAddr::new((*a).into(), port),
+        Host::Domain(d) if d.is_empty() => {
+            return Err(OriginateError::Invalid("`to` names no host".into()));
+        }
+        Host::Domain(d) => tokio::net::lookup_host((d.as_str(), port))
+            .await
+            .ok()
+            .and_then(|mut addrs| addrs.next())
+            .ok_or_else(|| OriginateError::Invalid(format!("`to`: cannot resolve host {d}")))?,
+    };
+    Ok(Location {
+        ext: to.to_owned(),
+        contact: to.to_owned(),
+        uri: uri.clone(),
+        source: Peer { transport, addr },
+        expires_at_ms: 0,
+        call_id: String::new(),
+        cseq: 0,
+        q: None,
+        user_agent: None,
+    })
+}
+
 /// Everything calls share.
 pub struct CallContext {
     pub registrar: Arc<Registrar>,
@@ -322,13 +379,27 @@ impl CallRegistry {
         {
             return Err(OriginateError::UnknownFlow(flow.clone()));
         }
-        for ext in std::iter::once(&req.to).chain(&req.connect_to) {
+        let direct = if is_sip_uri(&req.to) {
+            Some(sip_uri_target(&req.to).await?)
+        } else {
+            None
+        };
+        let extensions = direct
+            .is_none()
+            .then_some(&req.to)
+            .into_iter()
+            .chain(&req.connect_to);
+        for ext in extensions {
             if self.ctx.registrar.user(ext).await.is_none() {
                 return Err(OriginateError::UnknownExtension(ext.clone()));
             }
         }
-        let Some(target) = self.ctx.registrar.lookup(&req.to).into_iter().next() else {
-            return Err(OriginateError::NotRegistered(req.to.clone()));
+        let target = match direct {
+            Some(target) => target,
+            None => match self.ctx.registrar.lookup(&req.to).into_iter().next() {
+                Some(target) => target,
+                None => return Err(OriginateError::NotRegistered(req.to.clone())),
+            },
         };
         let (owner, inbox) = mpsc::unbounded_channel();
         let id = CallId::new();

@@ -114,7 +114,11 @@ impl Call {
             None => format!("<sip:{}@{domain}>;tag={}", req.from, self.a_tag),
         };
         h.push("From", from);
-        h.push("To", format!("<sip:{}@{domain}>", req.to));
+        if crate::session::is_sip_uri(&req.to) {
+            h.push("To", format!("<{}>", target.uri));
+        } else {
+            h.push("To", format!("<sip:{}@{domain}>", req.to));
+        }
         h.push("Call-ID", new_call_id());
         h.push("CSeq", "1 INVITE");
         h.push("Contact", self.ep.local.contact(target.source.transport));
