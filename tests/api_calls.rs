@@ -994,3 +994,60 @@ async fn a_call_to_a_sip_uri_goes_straight_to_its_host_and_is_answered() {
     events_until(&server, &id, "call.ended").await;
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_placed_call_with_a_webhook_runs_the_reply_steps_once_answered() {
+    let (server, _plan, key) = server().await;
+    let api = Api::new(&server, &key);
+    let b = phone(&server, "1002").await;
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(|| async {
+            axum::Json(json!({"steps": [{"set": {"via": "originate-webhook"}}, {"hangup": true}]}))
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let hook = listener.local_addr().expect("addr");
+    tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let (status, problem) = api
+        .send(
+            reqwest::Method::POST,
+            "/v1/calls",
+            Some(json!({"from": "5000", "to": "1002", "webhook": "ftp://x", })),
+        )
+        .await;
+    assert_eq!(status, 400, "{problem}");
+    let (status, created) = api
+        .send(
+            reqwest::Method::POST,
+            "/v1/calls",
+            Some(json!({"from": "5000", "to": "1002", "webhook": format!("http://{hook}/hook")})),
+        )
+        .await;
+    assert_eq!(status, 201, "{created}");
+    let id = created["id"].as_str().expect("id").to_owned();
+    let inv = recv_method(&b, "INVITE").await;
+    b.send(&answer(&inv, 200, "OK", b.addr(), Some(sdp(31560))))
+        .await;
+    assert_eq!(recv_method(&b, "ACK").await.method.as_str(), "ACK");
+    let bye = recv_method(&b, "BYE").await;
+    b.send(&answer(&bye, 200, "OK", b.addr(), None)).await;
+    let events = events_until(&server, &id, "call.ended").await;
+    let session = events[0].session_id.expect("session").to_string();
+    let (status, timeline) = api
+        .send(
+            reqwest::Method::GET,
+            &format!("/v1/sessions/{session}"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{timeline}");
+    assert_eq!(
+        timeline["attributes"]["via"], "originate-webhook",
+        "{timeline}"
+    );
+    server.stop().await;
+}

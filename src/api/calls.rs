@@ -112,6 +112,9 @@ pub struct Originate {
     pub flow: Option<String>,
     /// Or: dials this extension once answered and bridges the two.
     pub connect_to: Option<String>,
+    /// Or: once answered, POSTs the session context to this `http(s)://` URL and runs the
+    /// steps of its JSON reply, as an IVR `webhook` step does.
+    pub webhook: Option<String>,
     /// Seconds `to` (and `connect_to`) may ring (default 30, at most 300).
     pub ring_timeout: Option<u64>,
     /// Display name shown to the called party.
@@ -319,10 +322,27 @@ fn check_originate(o: &Originate) -> Result<OriginateRequest, ApiError> {
     if let Some(c) = &o.connect_to {
         check_user("connect_to", c)?;
     }
-    if o.flow.is_some() && o.connect_to.is_some() {
+    let after = [
+        o.flow.is_some(),
+        o.connect_to.is_some(),
+        o.webhook.is_some(),
+    ];
+    if after.iter().filter(|x| **x).count() > 1 {
         return Err(ApiError::bad_request(
-            "give `flow` or `connect_to`, not both",
+            "give at most one of `flow`, `connect_to`, `webhook`",
         ));
+    }
+    if let Some(url) = &o.webhook {
+        let lower = url.to_ascii_lowercase();
+        let ok = (lower.starts_with("http://") || lower.starts_with("https://"))
+            && url.len() <= 2048
+            && !url.chars().any(|c| c.is_control() || c == ' ')
+            && !url.contains("{{");
+        if !ok {
+            return Err(ApiError::bad_request(
+                "`webhook` is an http(s) URL of at most 2048 characters",
+            ));
+        }
     }
     let ring = o.ring_timeout.unwrap_or(DEFAULT_RING_TIMEOUT_SECS);
     if !(1..=MAX_RING_TIMEOUT_SECS).contains(&ring) {
@@ -365,6 +385,7 @@ fn check_originate(o: &Originate) -> Result<OriginateRequest, ApiError> {
         to: o.to.clone(),
         flow: o.flow.clone(),
         connect_to: o.connect_to.clone(),
+        webhook: o.webhook.clone(),
         ring_timeout: Duration::from_secs(ring),
         caller_id: o.caller_id.clone(),
         headers: o

@@ -198,6 +198,9 @@ pub struct OriginateRequest {
     pub flow: Option<String>,
     /// Or: dials this extension once answered and bridges the two.
     pub connect_to: Option<String>,
+    /// Or: once answered, runs a one-step flow `webhook = URL` (the reply's steps run, as for
+    /// an IVR webhook).
+    pub webhook: Option<String>,
     /// How long `to` (and `connect_to`) may ring.
     pub ring_timeout: Duration,
     /// Display name shown to the called party.

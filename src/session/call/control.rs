@@ -59,8 +59,15 @@ pub(super) struct Outbound {
     /// What to do once answered.
     flow: Option<String>,
     connect_to: Option<String>,
+    webhook: Option<String>,
     ring_timeout: Duration,
 }
+
+/// The name of the synthetic flow a placed call's `webhook` runs in.
+const WEBHOOK_FLOW: &str = "originate-webhook";
+
+/// How long the `webhook` of a placed call may take to reply.
+const ORIGINATE_WEBHOOK_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Runs a call the server places, from its INVITE to the call record.
 pub(in crate::session) async fn run_originate(
@@ -168,6 +175,7 @@ impl Call {
             ring_until: Instant::now() + req.ring_timeout,
             flow: req.flow,
             connect_to: req.connect_to,
+            webhook: req.webhook,
             ring_timeout: req.ring_timeout,
         });
         self.ep.send(Command::SendRequest {
@@ -289,6 +297,8 @@ impl Call {
         };
         if let Some(flow) = out.flow.clone() {
             self.run_flow(flow);
+        } else if let Some(url) = out.webhook.clone() {
+            self.run_webhook(url);
         } else if let Some(to) = out.connect_to.clone() {
             self.pending_connect = Some((to, out.ring_timeout));
         }
@@ -318,10 +328,41 @@ impl Call {
         }
     }
 
+    /// Runs the one-step flow `webhook = url` on an answered placed call, in a plan of its
+    /// own (the reply's steps run as for an IVR webhook; they cannot `goto` dialplan flows).
+    fn run_webhook(&mut self, url: String) {
+        use crate::ivr::plan::{Dialplan, Flow, Pos, Step, StepKind, Template, Webhook};
+        let mut plan = Dialplan::default();
+        plan.calendars = self.ctx.plan.current().calendars.clone();
+        let step = Step {
+            label: None,
+            kind: StepKind::Webhook(Webhook {
+                url: Template(url),
+                timeout: ORIGINATE_WEBHOOK_TIMEOUT,
+                fallback: None,
+            }),
+            at: Pos::default(),
+        };
+        plan.flows.insert(
+            WEBHOOK_FLOW.to_owned(),
+            Flow {
+                name: WEBHOOK_FLOW.to_owned(),
+                steps: vec![step],
+                at: Pos::default(),
+            },
+        );
+        self.run_flow_in(Arc::new(plan), WEBHOOK_FLOW.to_owned());
+    }
+
     /// Starts `flow` (which exists) on the call with the built-in attributes (kept from the
     /// flow running before, if any).
     fn run_flow(&mut self, flow: String) {
         let plan = self.ctx.plan.current();
+        self.run_flow_in(plan, flow);
+    }
+
+    /// [`Self::run_flow`] in the given plan.
+    fn run_flow_in(&mut self, plan: Arc<crate::ivr::plan::Dialplan>, flow: String) {
         let attrs = match self.ivr.take() {
             Some(old) => old.attributes().clone(),
             None => {
