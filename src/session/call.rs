@@ -1314,14 +1314,20 @@ impl Call {
         let Some(peer) = self.dialog_mut(r.from).map(|d| d.peer) else {
             return;
         };
-        let mut ok = Response::from_request(&r.req, StatusCode::OK);
+        self.accept_reinvite(r.tx, &r.req, r.from, peer, body);
+    }
+
+    /// Answers a re-INVITE from `side` with 200 (our Contact, `body` as SDP when not empty)
+    /// and retransmits it until the ACK (§13.3.1.4).
+    fn accept_reinvite(&mut self, tx: TxId, req: &Request, side: Side, peer: Peer, body: Bytes) {
+        let mut ok = Response::from_request(req, StatusCode::OK);
         ok.headers
             .push("Contact", self.ep.local.contact(peer.transport));
         if !body.is_empty() {
             ok.set_body(Some("application/sdp"), body);
         }
-        self.ep.respond(r.tx, ok.clone());
-        self.await_ack(r.from, ok, peer);
+        self.ep.respond(tx, ok.clone());
+        self.await_ack(side, ok, peer);
     }
 
     /// Over UDP, our 2xx is retransmitted until its ACK arrives (RFC 3261 §13.3.1.4).

@@ -950,11 +950,6 @@ impl Call {
         let Some(peer) = self.a_dialog.as_ref().map(|d| d.peer) else {
             return self.respond_in_dialog(tx, &req, StatusCode::CALL_DOES_NOT_EXIST);
         };
-        let mut ok = Response::from_request(&req, StatusCode::OK);
-        ok.headers
-            .push("Contact", self.ep.local.contact(peer.transport));
-        ok.set_body(Some("application/sdp"), Bytes::from(answer.to_bytes()));
-        self.ep.respond(tx, ok.clone());
-        self.await_ack(Side::Caller, ok, peer);
+        self.accept_reinvite(tx, &req, Side::Caller, peer, Bytes::from(answer.to_bytes()));
     }
 }
