@@ -454,12 +454,16 @@ struct Bridged {
     a: Ua,
     b: Ua,
     a_rtp: Arc<UdpSocket>,
-    b_rtp: UdpSocket,
+    b_rtp: Arc<UdpSocket>,
     /// Where the caller's RTP goes (the server's side of leg A).
     to_a_side: SocketAddr,
     id: String,
     to: String,
     call_id: String,
+    /// Where the callee sends its RTP.
+    to_b_side: SocketAddr,
+    /// The INVITE the callee answered.
+    b_invite: Request,
 }
 
 async fn bridged(server: &TestServer, api: &Api, call_id: &str) -> Bridged {
@@ -471,6 +475,7 @@ async fn bridged(server: &TestServer, api: &Api, call_id: &str) -> Bridged {
     let b_port = b_rtp.local_addr().expect("addr").port();
     call_with_sdp(&a, "1002", "1001", "pw-a", call_id, &sdp(a_port)).await;
     let inv = recv_method(&b, "INVITE").await;
+    let to_b_side = sdp_target(&inv.body);
     b.send(&answer(&inv, 200, "OK", b.addr(), Some(sdp(b_port))))
         .await;
     let ok = expect_status(&a, 200).await;
@@ -496,7 +501,9 @@ async fn bridged(server: &TestServer, api: &Api, call_id: &str) -> Bridged {
         a,
         b,
         a_rtp: Arc::new(a_rtp),
-        b_rtp,
+        b_rtp: Arc::new(b_rtp),
+        to_b_side,
+        b_invite: inv,
         to_a_side,
         id,
         to,
@@ -697,6 +704,11 @@ async fn a_blind_transfer_hangs_up_the_callee_and_rings_the_new_extension() {
     assert_eq!(
         post(&api, &id, "transfer", json!({"to": "9999"})).await,
         404
+    );
+    // 1001 exists but no phone of it is registered: refused, the call goes on.
+    assert_eq!(
+        post(&api, &id, "transfer", json!({"to": "1001"})).await,
+        409
     );
     assert_eq!(
         post(
@@ -1050,4 +1062,351 @@ async fn a_placed_call_with_a_webhook_runs_the_reply_steps_once_answered() {
         "{timeline}"
     );
     server.stop().await;
+}
+
+/// Waits (bounded) until call `call` has `n` events of `kind` whose `data.state` is `state`.
+async fn states_until(server: &TestServer, call: &str, kind: &str, state: &str, n: usize) {
+    let deadline = tokio::time::Instant::now() + GUARD;
+    loop {
+        let events = events_until(server, call, "call.created").await;
+        let seen = events
+            .iter()
+            .filter(|e| e.kind == kind && e.data["state"] == state)
+            .count();
+        if seen >= n {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{kind} {state} x{n}: {:?}",
+            kinds(&events)
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The consultation call of an attended transfer rings `c`, from the transferor 1002: `c`
+/// answers 180; its INVITE.
+async fn consultation_rings(c: &Ua) -> Request {
+    let inv = recv_method(c, "INVITE").await;
+    let from = inv.headers.get("From").expect("From").to_owned();
+    assert!(from.contains("sip:1002@"), "from the transferor: {from}");
+    c.send(&answer(&inv, 180, "Ringing", c.addr(), None)).await;
+    inv
+}
+
+/// `c` answers the consultation call `inv` with RTP on `rtp`; where `c` sends its RTP.
+async fn consultation_answers(c: &Ua, inv: &Request, rtp: &UdpSocket) -> SocketAddr {
+    let port = rtp.local_addr().expect("addr").port();
+    c.send(&answer(inv, 200, "OK", c.addr(), Some(sdp(port))))
+        .await;
+    assert_eq!(recv_method(c, "ACK").await.method.as_str(), "ACK");
+    sdp_target(&inv.body)
+}
+
+fn audible(packets: &[Vec<u8>]) -> usize {
+    packets.iter().filter(|p| !is_silence(p)).count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_attended_transfer_consults_then_is_cancelled_or_completed() {
+    let (server, _plan, key) = server().await;
+    let api = Api::new(&server, &key);
+    let c = phone(&server, "1003").await;
+    let c_rtp = Arc::new(UdpSocket::bind("127.0.0.1:0").await.expect("rtp c"));
+    let call = bridged(&server, &api, "atx-1").await;
+    let id = call.id.clone();
+    let attended = |to: &str| json!({"to": to, "attended": true});
+
+    // Refusals: nothing in progress, a flow, an unknown extension.
+    assert_eq!(post(&api, &id, "transfer/complete", json!({})).await, 409);
+    assert_eq!(post(&api, &id, "transfer/cancel", json!({})).await, 409);
+    assert_eq!(
+        post(
+            &api,
+            &id,
+            "transfer",
+            json!({"flow": "parked", "attended": true})
+        )
+        .await,
+        400
+    );
+    assert_eq!(post(&api, &id, "transfer", attended("9999")).await, 404);
+
+    // 1. Consult 1003, then cancel.
+    let (status, started) = api
+        .send(
+            reqwest::Method::POST,
+            &format!("/v1/calls/{id}/transfer"),
+            Some(attended("1003")),
+        )
+        .await;
+    assert_eq!(status, 202, "{started}");
+    let consult = started["consultation_call_id"]
+        .as_str()
+        .expect("consultation call id")
+        .to_owned();
+    let inv = consultation_rings(&c).await;
+    // Only one at a time; not completed before it answers.
+    assert_eq!(post(&api, &id, "transfer", attended("1003")).await, 409);
+    assert_eq!(post(&api, &id, "transfer/complete", json!({})).await, 409);
+    // The caller hears music on hold, the callee ringback.
+    let music = listen(&call.a_rtp, Duration::from_millis(400)).await;
+    assert!(
+        audible(&music) >= 5,
+        "music on hold ({} packets)",
+        music.len()
+    );
+    let ringback = listen(&call.b_rtp, Duration::from_millis(400)).await;
+    assert!(
+        audible(&ringback) >= 5,
+        "ringback ({} packets)",
+        ringback.len()
+    );
+    let to_c_side = consultation_answers(&c, &inv, &c_rtp).await;
+    states_until(&server, &id, "call.consultation", "answered", 1).await;
+    // The callee and 1003 hear each other; the caller hears neither and is not heard.
+    let heard = talk_with(&call.b_rtp, call.to_b_side, &c_rtp, 1, 30, tone()).await;
+    assert!(
+        audible(&heard) >= 10,
+        "1003 hears the callee ({} packets)",
+        heard.len()
+    );
+    let heard = talk_with(&c_rtp, to_c_side, &call.b_rtp, 1, 30, tone()).await;
+    assert!(
+        audible(&heard) >= 10,
+        "the callee hears 1003 ({} packets)",
+        heard.len()
+    );
+    let heard = talk(&call.a_rtp, call.to_a_side, &call.b_rtp, 1, 25).await;
+    assert!(
+        !heard.iter().any(|p| is_voice(p)),
+        "the held caller is not heard"
+    );
+    let (_, detail) = api
+        .send(reqwest::Method::GET, &format!("/v1/calls/{consult}"), None)
+        .await;
+    let (_, mine) = api
+        .send(reqwest::Method::GET, &format!("/v1/calls/{id}"), None)
+        .await;
+    assert_eq!(
+        detail["session_id"], mine["session_id"],
+        "one session: {detail}"
+    );
+    assert_eq!(detail["state"], "bridged", "{detail}");
+    assert_eq!(mine["legs"][0]["state"], "held", "{mine}");
+
+    assert_eq!(post(&api, &id, "transfer/cancel", json!({})).await, 204);
+    let bye = recv_method(&c, "BYE").await;
+    c.send(&answer(&bye, 200, "OK", c.addr(), None)).await;
+    events_until(&server, &consult, "call.ended").await;
+    let heard = talk(&call.a_rtp, call.to_a_side, &call.b_rtp, 100, 15).await;
+    assert!(
+        heard.iter().any(|p| is_voice(p)),
+        "caller and callee talk again"
+    );
+
+    // 2. Consult 1003 again, then complete: the callee goes, the caller talks to 1003.
+    let (status, started) = api
+        .send(
+            reqwest::Method::POST,
+            &format!("/v1/calls/{id}/transfer"),
+            Some(attended("1003")),
+        )
+        .await;
+    assert_eq!(status, 202, "{started}");
+    let consult = started["consultation_call_id"]
+        .as_str()
+        .expect("consultation call id")
+        .to_owned();
+    let inv = consultation_rings(&c).await;
+    let to_c_side = consultation_answers(&c, &inv, &c_rtp).await;
+    states_until(&server, &id, "call.consultation", "answered", 2).await;
+    assert_eq!(post(&api, &id, "transfer/complete", json!({})).await, 204);
+    let bye = recv_method(&call.b, "BYE").await;
+    call.b
+        .send(&answer(&bye, 200, "OK", call.b.addr(), None))
+        .await;
+    let heard = talk_with(&call.a_rtp, call.to_a_side, &c_rtp, 200, 30, tone()).await;
+    assert!(
+        audible(&heard) >= 10,
+        "1003 hears the caller ({} packets)",
+        heard.len()
+    );
+    let heard = talk_with(&c_rtp, to_c_side, &call.a_rtp, 200, 30, tone()).await;
+    assert!(
+        audible(&heard) >= 10,
+        "the caller hears 1003 ({} packets)",
+        heard.len()
+    );
+    let (_, mine) = api
+        .send(reqwest::Method::GET, &format!("/v1/calls/{id}"), None)
+        .await;
+    assert_eq!(mine["state"], "bridged", "{mine}");
+    assert_eq!(mine["legs"].as_array().map(Vec::len), Some(1), "{mine}");
+    assert_eq!(mine["legs"][0]["state"], "answered", "{mine}");
+
+    // 1003 hangs up: the caller is hung up too.
+    let to_c = c_to_header(&inv);
+    c.send_text(&format!(
+        "BYE sip:x@{} SIP/2.0\nVia: SIP/2.0/UDP {{addr}};branch=z9hG4bKbyec;rport\nMax-Forwards: 70\nFrom: {to_c}\nTo: {}\nCall-ID: {}\nCSeq: 9 BYE\nContent-Length: 0\n\n",
+        c.server,
+        inv.headers.get("From").expect("From"),
+        inv.headers.get("Call-ID").expect("Call-ID"),
+    ))
+    .await;
+    let bye = recv_method(&call.a, "BYE").await;
+    call.a
+        .send(&answer(&bye, 200, "OK", call.a.addr(), None))
+        .await;
+    let events = events_until(&server, &id, "call.ended").await;
+    let story: Vec<(&str, Value)> = events
+        .iter()
+        .filter(|e| {
+            matches!(
+                e.kind.as_str(),
+                "call.held" | "call.consultation" | "call.transferred"
+            )
+        })
+        .map(|e| (e.kind.as_str(), e.data.clone()))
+        .collect();
+    let first = started_ids(&events);
+    assert_eq!(
+        story,
+        [
+            (
+                "call.held",
+                json!({"held": true, "leg": "caller", "by": "transfer"})
+            ),
+            (
+                "call.consultation",
+                json!({"state": "started", "consultation_call_id": first[0], "to": "1003"})
+            ),
+            (
+                "call.consultation",
+                json!({"state": "answered", "consultation_call_id": first[0]})
+            ),
+            (
+                "call.consultation",
+                json!({"state": "cancelled", "consultation_call_id": first[0]})
+            ),
+            (
+                "call.held",
+                json!({"held": false, "leg": "caller", "by": "transfer"})
+            ),
+            (
+                "call.held",
+                json!({"held": true, "leg": "caller", "by": "transfer"})
+            ),
+            (
+                "call.consultation",
+                json!({"state": "started", "consultation_call_id": consult, "to": "1003"})
+            ),
+            (
+                "call.consultation",
+                json!({"state": "answered", "consultation_call_id": consult})
+            ),
+            (
+                "call.transferred",
+                json!({"kind": "attended", "to": "1003", "consultation_call_id": consult})
+            ),
+        ]
+    );
+    events_until(&server, &consult, "call.ended").await;
+    server.stop().await;
+}
+
+/// The consultation call ids of the `started` consultations, in order.
+fn started_ids(events: &[EventRecord]) -> Vec<String> {
+    events
+        .iter()
+        .filter(|e| e.kind == "call.consultation" && e.data["state"] == "started")
+        .filter_map(|e| e.data["consultation_call_id"].as_str().map(str::to_owned))
+        .collect()
+}
+
+/// The phone's own address in the dialog of `inv` (the To of its INVITE with the tag
+/// [`answer`] gave it): the From of a request the phone sends in that dialog.
+fn c_to_header(inv: &Request) -> String {
+    format!("{};tag=callee", inv.headers.get("To").expect("To"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_consultation_reconnects_and_a_transferor_hanging_up_completes_it() {
+    let (server, _plan, key) = server().await;
+    let api = Api::new(&server, &key);
+    let c = phone(&server, "1003").await;
+    let c_rtp = Arc::new(UdpSocket::bind("127.0.0.1:0").await.expect("rtp c"));
+    let call = bridged(&server, &api, "atx-2").await;
+    let id = call.id.clone();
+    let attended = json!({"to": "1003", "attended": true});
+
+    // 1003 is busy: caller and callee talk again.
+    assert_eq!(post(&api, &id, "transfer", attended.clone()).await, 202);
+    let inv = consultation_rings(&c).await;
+    c.send(&answer(&inv, 486, "Busy Here", c.addr(), None))
+        .await;
+    states_until(&server, &id, "call.consultation", "ended", 1).await;
+    let heard = talk(&call.a_rtp, call.to_a_side, &call.b_rtp, 1, 15).await;
+    assert!(
+        heard.iter().any(|p| is_voice(p)),
+        "caller and callee talk again"
+    );
+    let (_, mine) = api
+        .send(reqwest::Method::GET, &format!("/v1/calls/{id}"), None)
+        .await;
+    assert_eq!(mine["legs"][0]["state"], "answered", "{mine}");
+
+    // Consulting again; 1003 answers and the transferor hangs up: the transfer completes.
+    assert_eq!(post(&api, &id, "transfer", attended).await, 202);
+    let inv = consultation_rings(&c).await;
+    let to_c_side = consultation_answers(&c, &inv, &c_rtp).await;
+    states_until(&server, &id, "call.consultation", "answered", 1).await;
+    hang_up_callee(&call).await;
+    let events = events_until(&server, &id, "call.transferred").await;
+    let done = events
+        .iter()
+        .find(|e| e.kind == "call.transferred")
+        .expect("transferred");
+    assert_eq!(done.data["kind"], "attended", "{:?}", done.data);
+    let heard = talk_with(&call.a_rtp, call.to_a_side, &c_rtp, 100, 30, tone()).await;
+    assert!(
+        audible(&heard) >= 10,
+        "1003 hears the caller ({} packets)",
+        heard.len()
+    );
+    let heard = talk_with(&c_rtp, to_c_side, &call.a_rtp, 100, 30, tone()).await;
+    assert!(
+        audible(&heard) >= 10,
+        "the caller hears 1003 ({} packets)",
+        heard.len()
+    );
+
+    // The caller hangs up: 1003 is hung up too.
+    call.a
+        .send_text(&format!(
+            "BYE sip:x@{} SIP/2.0\nVia: SIP/2.0/UDP {{addr}};branch=z9hG4bKbye{};rport\nMax-Forwards: 70\nFrom: \"Caller\" <sip:1001@switchboard>;tag=a{}\nTo: {}\nCall-ID: {}\nCSeq: 3 BYE\nContent-Length: 0\n\n",
+            call.a.server, call.call_id, call.call_id, call.to, call.call_id
+        ))
+        .await;
+    let bye = recv_method(&c, "BYE").await;
+    c.send(&answer(&bye, 200, "OK", c.addr(), None)).await;
+    events_until(&server, &id, "call.ended").await;
+    server.stop().await;
+}
+
+/// The callee of `call` sends BYE.
+async fn hang_up_callee(call: &Bridged) {
+    let inv = &call.b_invite;
+    call.b
+        .send_text(&format!(
+            "BYE sip:x@{} SIP/2.0\nVia: SIP/2.0/UDP {{addr}};branch=z9hG4bKbyeb;rport\nMax-Forwards: 70\nFrom: {}\nTo: {}\nCall-ID: {}\nCSeq: 9 BYE\nContent-Length: 0\n\n",
+            call.b.server,
+            c_to_header(inv),
+            inv.headers.get("From").expect("From"),
+            inv.headers.get("Call-ID").expect("Call-ID"),
+        ))
+        .await;
+    let ok = expect_status(&call.b, 200).await;
+    assert_eq!(ok.status.0, 200);
 }

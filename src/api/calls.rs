@@ -46,6 +46,8 @@ pub fn routes() -> OpenApiRouter<ApiState> {
         .routes(routes!(mute))
         .routes(routes!(unmute))
         .routes(routes!(transfer))
+        .routes(routes!(complete_transfer))
+        .routes(routes!(cancel_transfer))
         .routes(routes!(bridge))
 }
 
@@ -183,14 +185,28 @@ pub struct LegChoice {
     pub leg: Option<CallParty>,
 }
 
-/// Where a blind transfer sends the caller: exactly one of `to`, `flow`.
+/// Where a transfer sends the caller: exactly one of `to`, `flow`.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Transfer {
-    /// An extension: the caller is dialled to it (hearing ringback).
+    /// An extension: the caller is dialled to it (hearing ringback). With `attended`, an
+    /// extension or a SIP URI: the consultation call rings it.
     pub to: Option<String>,
-    /// A dialplan flow the caller runs.
+    /// A dialplan flow the caller runs (blind only).
     pub flow: Option<String>,
+    /// An attended (consultative) transfer: the caller is held (music on hold) and a
+    /// consultation call from the callee rings `to`; once it answers the callee talks to it.
+    /// Then `POST .../transfer/complete` or `.../transfer/cancel`. Default `false` (blind).
+    #[serde(default)]
+    pub attended: bool,
+}
+
+/// An attended transfer started.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TransferStarted {
+    /// The consultation call (a live call of the same session; its events tell when it rings,
+    /// answers or ends).
+    pub consultation_call_id: String,
 }
 
 /// Two calls to bridge.
@@ -306,19 +322,24 @@ fn check_user(what: &str, v: &str) -> Result<(), ApiError> {
     }
 }
 
+/// Where a call is placed: an extension, or any SIP URI (the server sends the INVITE straight
+/// to its host: a control-scope key can therefore make the server call, and spend media on,
+/// any SIP address).
+fn check_target(what: &str, to: &str) -> Result<(), ApiError> {
+    if !crate::session::is_sip_uri(to) {
+        return check_user(what, to);
+    }
+    if to.len() > 256 || to.chars().any(|c| c.is_control() || c == ' ') {
+        return Err(ApiError::bad_request(format!(
+            "`{what}`: a SIP URI is at most 256 characters without spaces or control characters"
+        )));
+    }
+    Ok(())
+}
+
 fn check_originate(o: &Originate) -> Result<OriginateRequest, ApiError> {
     check_user("from", &o.from)?;
-    if crate::session::is_sip_uri(&o.to) {
-        // Any SIP URI: the server sends the INVITE straight to its host. A control-scope key
-        // can therefore make the server call (and spend media on) any SIP address.
-        if o.to.len() > 256 || o.to.chars().any(|c| c.is_control() || c == ' ') {
-            return Err(ApiError::bad_request(
-                "`to`: a SIP URI is at most 256 characters without spaces or control characters",
-            ));
-        }
-    } else {
-        check_user("to", &o.to)?;
-    }
+    check_target("to", &o.to)?;
     if let Some(c) = &o.connect_to {
         check_user("connect_to", c)?;
     }
@@ -393,6 +414,7 @@ fn check_originate(o: &Originate) -> Result<OriginateRequest, ApiError> {
             .iter()
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect(),
+        consult_for: None,
     })
 }
 
@@ -899,9 +921,21 @@ async fn unmute(
     set_mute(&s, &id, choice, false).await
 }
 
-/// Blind transfer of the caller: a bridged callee is hung up (a ringing dial given up), then
-/// the caller is dialled to extension `to` (hearing ringback; if nobody answers the call ends)
-/// or runs `flow`. `call.transferred` follows.
+/// Transfers the caller.
+///
+/// **Blind** (default): a bridged callee is hung up (a ringing dial given up), then the caller
+/// is dialled to extension `to` (hearing ringback; if nobody answers the call ends) or runs
+/// `flow`. `call.transferred` follows.
+///
+/// **Attended** (`"attended": true`, a call whose callee answered): the caller is held (music
+/// on hold) and a consultation call from the callee's extension rings `to` (an extension or a
+/// SIP URI) while the callee hears ringback; once it answers, the callee and `to` talk.
+/// `POST .../transfer/complete` then hangs up the callee and bridges the caller with `to`
+/// (`call.transferred` with `kind: attended`); `POST .../transfer/cancel` hangs up the
+/// consultation call and caller and callee talk again. Should the consultation call fail or
+/// end, caller and callee talk again too; should the callee hang up after `to` answered, the
+/// transfer completes. `call.consultation` events (`state`: `started`, `answered`,
+/// `cancelled`, `ended`) follow the consultation.
 #[utoipa::path(
     post,
     path = "/v1/calls/{id}/transfer",
@@ -910,12 +944,13 @@ async fn unmute(
     params(("id" = String, Path, description = "The call's id")),
     request_body = Transfer,
     responses(
-        (status = 204, description = "Transferring"),
+        (status = 202, description = "Attended: consulting", body = TransferStarted),
+        (status = 204, description = "Blind: transferring"),
         (status = 400, description = "Unusable request", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "No or unknown key", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "The key lacks the scope", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such live call, extension or flow", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "Not possible now (not answered, a conference call)", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Not possible now (not answered, no answered callee for an attended transfer, one already in progress, a conference call, `to` not registered)", body = Problem, content_type = "application/problem+json"),
     )
 )]
 async fn transfer(
@@ -923,8 +958,24 @@ async fn transfer(
     State(s): State<ApiState>,
     Path(id): Path<String>,
     ProblemJson(req): ProblemJson<Transfer>,
-) -> Result<StatusCode, ApiError> {
+) -> Result<Response, ApiError> {
     let id = call_id(&id)?;
+    if req.attended {
+        let (Some(to), None) = (req.to, req.flow) else {
+            return Err(ApiError::bad_request(
+                "an attended transfer takes `to` (an extension or a SIP URI), not `flow`",
+            ));
+        };
+        check_target("to", &to)?;
+        let consult = s.calls.attended_transfer(id, to).await?;
+        return Ok((
+            StatusCode::ACCEPTED,
+            Json(TransferStarted {
+                consultation_call_id: consult.to_string(),
+            }),
+        )
+            .into_response());
+    }
     let target = match (req.to, req.flow) {
         (Some(to), None) => {
             check_user("to", &to)?;
@@ -934,6 +985,62 @@ async fn transfer(
         _ => return Err(ApiError::bad_request("give exactly one of `to`, `flow`")),
     };
     s.calls.transfer(id, target).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// Completes the attended transfer in progress: the callee is hung up and the caller is
+/// bridged with the consultation call (`call.transferred` with `kind: attended`; when either
+/// call ends the other is hung up).
+#[utoipa::path(
+    post,
+    path = "/v1/calls/{id}/transfer/complete",
+    tag = "calls",
+    security(("api_key" = ["control"])),
+    params(("id" = String, Path, description = "The transferring call's id")),
+    responses(
+        (status = 204, description = "Transferred"),
+        (status = 401, description = "No or unknown key", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The key lacks the scope", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such live call", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "No attended transfer in progress, or its consultation call is not answered yet", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+async fn complete_transfer(
+    _: ControlKey,
+    State(s): State<ApiState>,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    s.calls
+        .control(call_id(&id)?, ControlCommand::CompleteTransfer)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Cancels the attended transfer in progress: the consultation call is hung up (or its
+/// ringing given up) and the caller, no longer held, talks to the callee again
+/// (`call.consultation` with `state: cancelled`).
+#[utoipa::path(
+    post,
+    path = "/v1/calls/{id}/transfer/cancel",
+    tag = "calls",
+    security(("api_key" = ["control"])),
+    params(("id" = String, Path, description = "The transferring call's id")),
+    responses(
+        (status = 204, description = "Cancelled"),
+        (status = 401, description = "No or unknown key", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The key lacks the scope", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such live call", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "No attended transfer in progress", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+async fn cancel_transfer(
+    _: ControlKey,
+    State(s): State<ApiState>,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    s.calls
+        .control(call_id(&id)?, ControlCommand::CancelTransfer)
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -189,8 +189,13 @@ struct Call {
     api_held: [bool; 2],
     /// Each leg is muted through the API.
     muted: [bool; 2],
-    /// Bridged with another call (`POST /v1/bridges`): told when this one ends.
+    /// Bridged with another call (`POST /v1/bridges`, a completed attended transfer), or
+    /// tied to the other call of an attended transfer: told when this one ends.
     bridge_peer: Option<Owner>,
+    /// An attended transfer of this call's caller in progress.
+    consult: Option<control::Consult>,
+    /// This is the consultation call of that call's attended transfer, talking in that room.
+    consult_of: Option<(CallId, String)>,
     /// `call.ringing` was written.
     rang: bool,
     /// Unix ms of the call's start and answer.
@@ -300,6 +305,8 @@ impl Call {
             api_held: [false; 2],
             muted: [false; 2],
             bridge_peer: None,
+            consult: None,
+            consult_of: None,
             rang: false,
             started_ms: crate::clock::unix_ms(),
             answered_ms: None,
@@ -410,7 +417,7 @@ impl Call {
                 media: Some(media),
             });
             let room = self.ctx.media.rooms.get_or_create(&room);
-            session.command(MediaCommand::JoinConference(room));
+            session.command(MediaCommand::JoinConference { room, leg: Leg::A });
             self.media = Some(session);
             Ok(Bytes::from(answer.to_bytes()))
         });
@@ -679,14 +686,21 @@ impl Call {
             }
             CallInput::BridgePeerGone => {
                 self.bridge_peer = None;
-                if self.answered && self.ending.is_none() {
+                if self.consult.is_some() {
+                    // The consultation call ended (not answered, or hung up): back to the callee.
+                    self.end_consultation("ended");
+                } else if self.answered && self.ending.is_none() {
                     self.hangup(Ending {
                         cause: "normal_clearing",
                         by: HangupBy::System,
                         code: 200,
                     });
+                } else if self.outbound.is_some() && self.ending.is_none() {
+                    // A consultation call still ringing when its transfer was cancelled.
+                    self.api_hangup(crate::ivr::plan::HangupCause::Normal);
                 }
             }
+            CallInput::ConsultAnswered => self.consultation_answered(),
             CallInput::Shutdown => {
                 self.ivr = None;
                 self.dial = None;
@@ -1138,6 +1152,13 @@ impl Call {
             Method::Bye => {
                 self.ep
                     .respond(tx, Response::from_request(&req, StatusCode::OK));
+                if side == Side::Callee && self.consult.as_ref().is_some_and(|c| c.answered) {
+                    // The transferor hung up while consulting: the transfer completes.
+                    tracing::info!("callee hung up while consulting: completing the transfer");
+                    self.forget_leg(side);
+                    let _ = self.complete_transfer();
+                    return;
+                }
                 let by = match side {
                     Side::Caller => HangupBy::Caller,
                     Side::Callee => HangupBy::Callee,
@@ -1529,7 +1550,10 @@ impl Call {
         } else {
             (IdentityKind::Phone, Direction::Inbound)
         };
-        let identity = if direction == Direction::Outbound {
+        // A consultation call rings a colleague, not the session's customer.
+        let identity = if self.consult_of.is_some() {
+            None
+        } else if direction == Direction::Outbound {
             Some(Identity {
                 kind,
                 value: callee.to_owned(),

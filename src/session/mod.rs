@@ -46,8 +46,12 @@ pub enum CallInput {
     Cancelled,
     /// The server is shutting down: hang up.
     Shutdown,
-    /// The call this one is bridged with (`POST /v1/bridges`) ended: hang up too.
+    /// The call this one is tied to ended: the call it is bridged with (`POST /v1/bridges`,
+    /// or after an attended transfer) — hang up too; its attended transfer's consultation
+    /// call — caller and callee talk again; the call it consults for — hang up.
     BridgePeerGone,
+    /// This call's attended-transfer consultation call was answered (sent by that call).
+    ConsultAnswered,
     /// A command from the call-control API; the answer goes back on `reply`.
     Control {
         cmd: ControlCommand,
@@ -115,13 +119,28 @@ pub enum ControlCommand {
         peer: CallId,
         peer_owner: Owner,
     },
+    /// Starts an attended transfer of the caller: it is held (music on hold), the callee
+    /// hears ringback while the consultation call `consult` (placed by the registry right
+    /// after) rings `to`, then talks to it through the private room `room`.
+    Consult {
+        room: String,
+        consult: CallId,
+        consult_owner: Owner,
+        to: String,
+    },
+    /// Completes the attended transfer: the callee is hung up and the caller joins the
+    /// answered consultation call (the two are then bridged).
+    CompleteTransfer,
+    /// Cancels the attended transfer: the consultation call is hung up, caller and callee
+    /// talk again.
+    CancelTransfer,
 }
 
 /// Where a blind transfer sends the caller.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TransferTarget {
-    /// An extension (known to exist when the command is sent; it may be unregistered, which
-    /// ends the call with cause `unavailable`).
+    /// An extension (known to exist and be registered when the command is sent; should its
+    /// phone unregister before the dial, the call ends with cause `unavailable`).
     Extension(String),
     /// A flow of the dialplan.
     Flow(String),
@@ -207,6 +226,20 @@ pub struct OriginateRequest {
     pub caller_id: Option<String>,
     /// Extra headers on the INVITE (names checked by the caller: `X-` headers).
     pub headers: Vec<(String, String)>,
+    /// This is the consultation call of another call's attended transfer.
+    pub consult_for: Option<ConsultFor>,
+}
+
+/// What ties a consultation call to the call whose attended transfer it serves.
+#[derive(Debug, Clone)]
+pub struct ConsultFor {
+    /// The transferring call.
+    pub call: CallId,
+    pub owner: Owner,
+    /// The consultation call belongs to that call's session (one timeline).
+    pub session_id: SessionId,
+    /// The private room it talks in, to the transferring call's callee and then its caller.
+    pub room: String,
 }
 
 /// Why a call could not be placed.
@@ -368,6 +401,18 @@ impl CallRegistry {
     /// Places a call (`POST /v1/calls`): checks the request, then starts a call actor that
     /// rings `to` and returns the call's id at once (the call's progress is in its events).
     pub async fn originate(&self, req: OriginateRequest) -> Result<CallId, OriginateError> {
+        let (ep, target) = self.prepare(&req).await?;
+        let (owner, inbox) = mpsc::unbounded_channel();
+        let id = CallId::new();
+        self.spawn_originate(ep, owner, inbox, id, req, target);
+        Ok(id)
+    }
+
+    /// Checks a call to place: where its INVITE goes, through which endpoint.
+    async fn prepare(
+        &self,
+        req: &OriginateRequest,
+    ) -> Result<(EndpointHandle, Location), OriginateError> {
         let ep = self
             .endpoint
             .get()
@@ -404,8 +449,19 @@ impl CallRegistry {
                 None => return Err(OriginateError::NotRegistered(req.to.clone())),
             },
         };
-        let (owner, inbox) = mpsc::unbounded_channel();
-        let id = CallId::new();
+        Ok((ep, target))
+    }
+
+    /// Starts the actor of a call to place (checked by [`Self::prepare`]).
+    fn spawn_originate(
+        &self,
+        ep: EndpointHandle,
+        owner: Owner,
+        inbox: mpsc::UnboundedReceiver<CallInput>,
+        id: CallId,
+        req: OriginateRequest,
+        target: Location,
+    ) {
         self.register(id, owner.clone());
         let ctx = self.ctx.clone();
         let live = self.live.clone();
@@ -413,7 +469,74 @@ impl CallRegistry {
             call::run_originate(ctx, ep, owner, inbox, id, req, target).await;
             unregister(&live, id);
         });
-        Ok(id)
+    }
+
+    /// Starts an attended transfer of call `id`'s caller to `to` (an extension or a SIP URI):
+    /// the caller is held, a consultation call from the callee rings `to` and, once answered,
+    /// talks with the callee; [`ControlCommand::CompleteTransfer`] or
+    /// [`ControlCommand::CancelTransfer`] ends it. Returns the consultation call's id.
+    pub async fn attended_transfer(&self, id: CallId, to: String) -> Result<CallId, ControlError> {
+        let owner = self.owner(id)?;
+        let info = match self.control(id, ControlCommand::Info).await? {
+            ControlReply::Info(info) => info,
+            _ => return Err(ControlError::NoSuchCall),
+        };
+        let from = info
+            .legs
+            .get(1)
+            .and_then(|l| l.user.clone())
+            .unwrap_or_else(|| info.callee.clone());
+        let mut req = OriginateRequest {
+            from,
+            to: to.clone(),
+            flow: None,
+            connect_to: None,
+            webhook: None,
+            ring_timeout: self.ctx.no_answer_timeout,
+            caller_id: None,
+            headers: Vec::new(),
+            consult_for: None,
+        };
+        let (ep, target) = self.prepare(&req).await.map_err(|e| match e {
+            OriginateError::UnknownExtension(_) | OriginateError::UnknownFlow(_) => {
+                ControlError::NotFound(e.to_string())
+            }
+            OriginateError::Invalid(_) => ControlError::Invalid(e.to_string()),
+            OriginateError::NotRegistered(_) | OriginateError::Unavailable => {
+                ControlError::Conflict(e.to_string())
+            }
+        })?;
+        let (consult_owner, inbox) = mpsc::unbounded_channel();
+        let consult = CallId::new();
+        let room = format!("transfer:{consult}");
+        self.control(
+            id,
+            ControlCommand::Consult {
+                room: room.clone(),
+                consult,
+                consult_owner: consult_owner.clone(),
+                to,
+            },
+        )
+        .await?;
+        req.consult_for = Some(ConsultFor {
+            call: id,
+            owner,
+            session_id: info.session_id,
+            room,
+        });
+        self.spawn_originate(ep, consult_owner, inbox, consult, req, target);
+        Ok(consult)
+    }
+
+    /// Where call `id`'s inputs go.
+    fn owner(&self, id: CallId) -> Result<Owner, ControlError> {
+        self.live
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&id)
+            .cloned()
+            .ok_or(ControlError::NoSuchCall)
     }
 
     /// Sends a command to a live call and waits (bounded) for its answer.
@@ -422,13 +545,7 @@ impl CallRegistry {
         id: CallId,
         cmd: ControlCommand,
     ) -> Result<ControlReply, ControlError> {
-        let owner = self
-            .live
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&id)
-            .cloned()
-            .ok_or(ControlError::NoSuchCall)?;
+        let owner = self.owner(id)?;
         let (reply, answer) = oneshot::channel();
         owner
             .send(CallInput::Control { cmd, reply })
@@ -452,6 +569,11 @@ impl CallRegistry {
                 if self.ctx.registrar.user(ext).await.is_none() {
                     return Err(ControlError::NotFound(format!("no such extension: {ext}")));
                 }
+                if self.ctx.registrar.lookup(ext).is_empty() {
+                    return Err(ControlError::Conflict(format!(
+                        "extension {ext} is not registered"
+                    )));
+                }
             }
             TransferTarget::Flow(flow) => {
                 if !self.ctx.plan.current().flows.contains_key(flow) {
@@ -471,15 +593,7 @@ impl CallRegistry {
                 "a call cannot be bridged with itself".into(),
             ));
         }
-        let owner = |id: CallId| {
-            self.live
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .get(&id)
-                .cloned()
-                .ok_or(ControlError::NoSuchCall)
-        };
-        let (owner_a, owner_b) = (owner(a)?, owner(b)?);
+        let (owner_a, owner_b) = (self.owner(a)?, self.owner(b)?);
         for id in [a, b] {
             match self.control(id, ControlCommand::Info).await? {
                 ControlReply::Info(info)

@@ -27,8 +27,10 @@
 //!   once at their end) and, for G.711 legs without telephone-event, in-band Goertzel
 //!   detection.
 //!   A digit that cannot cross as it came is re-sent in the form the other leg negotiated.
-//! * **Conference**: a one-leg call joined to a room pushes what its party says and plays
-//!   the room's mix of everyone else ([`super::conference`]).
+//! * **Conference**: a leg joined to a room pushes what its party says and plays the room's
+//!   mix of everyone else ([`super::conference`]); nothing is relayed between the legs then.
+//!   Usually leg A of a one-leg call; leg B during an attended transfer's consultation (the
+//!   transferor talks to the consultation call while leg A hears music on hold).
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -119,8 +121,10 @@ pub enum MediaCommand {
     /// What the party on `leg` says is not passed on: the other party (and a conference room
     /// or a recording) gets silence instead. Unmuted, packets are relayed as before.
     Mute { leg: Leg, muted: bool },
-    /// Joins this one-leg call to a conference room.
-    JoinConference(Arc<Room>),
+    /// Joins the party on `leg` to a conference room (leaving the room it was in, if any).
+    JoinConference { room: Arc<Room>, leg: Leg },
+    /// Leaves the conference room, if any: the legs are relayed to each other again.
+    LeaveConference,
 }
 
 /// What the pipeline tells the call actor.
@@ -220,7 +224,8 @@ pub struct Pipeline {
     recording: Option<Tap>,
     /// Recorders stopped and not yet handed to the driver.
     stopped: VecDeque<Recorder>,
-    room: Option<(Arc<Room>, PartyId)>,
+    /// The room one leg is in: (room, its party id there, that leg).
+    room: Option<(Arc<Room>, PartyId, Leg)>,
     clock: Option<FrameClock>,
     transmits: VecDeque<Transmit>,
     events: VecDeque<MediaEvent>,
@@ -389,10 +394,17 @@ impl Pipeline {
             MediaCommand::Mute { leg, muted } => {
                 self.legs[leg.index()].muted = muted;
             }
-            MediaCommand::JoinConference(room) => {
+            MediaCommand::JoinConference { room, leg } => {
+                self.leave_conference();
                 let id = room.join();
-                self.room = Some((room, id));
+                self.room = Some((room, id, leg));
                 self.reconfigure();
+            }
+            MediaCommand::LeaveConference => {
+                if self.room.is_some() {
+                    self.leave_conference();
+                    self.reconfigure();
+                }
             }
         }
         self.update_clock(now);
@@ -582,9 +594,14 @@ impl Pipeline {
         }
     }
 
+    /// The leg in a conference room, if any.
+    fn room_leg(&self) -> Option<Leg> {
+        self.room.as_ref().map(|(_, _, leg)| *leg)
+    }
+
     /// Leaves the conference, if any.
     pub fn leave_conference(&mut self) {
-        if let Some((room, id)) = self.room.take() {
+        if let Some((room, id, _)) = self.room.take() {
             room.leave(id);
         }
     }
@@ -845,12 +862,19 @@ impl Pipeline {
             }
         }
         // 2. The conference: push what the party said, take the mix of the others.
-        if let Some((room, id)) = &self.room {
-            room.exchange(now, *id, &self.legs[0].heard, &mut self.room_out, n);
+        if let Some((room, id, leg)) = &self.room {
+            room.exchange(
+                now,
+                *id,
+                &self.legs[leg.index()].heard,
+                &mut self.room_out,
+                n,
+            );
         }
-        // 3. The recording: caller left, the other party (or the room) right.
+        // 3. The recording: caller left, the other party (or the caller's room) right.
+        let caller_in_room = self.room_leg() == Some(Leg::A);
         if let Some(tap) = &mut self.recording {
-            let right = if self.room.is_some() {
+            let right = if caller_in_room {
                 &self.room_out
             } else {
                 &self.legs[1].heard
@@ -917,9 +941,12 @@ impl Pipeline {
             if let Some(m) = &mut this.moh {
                 m.next_frame(frame);
             }
-        } else if self.room.is_some() && i == 0 {
-            generate = true;
-            frame.copy_from_slice(&self.room_out[..n]);
+        } else if let Some((_, _, leg)) = &self.room {
+            // The party in the room hears its mix; the other one nothing (it is held).
+            if leg.index() == i {
+                generate = true;
+                frame.copy_from_slice(&self.room_out[..n]);
+            }
         } else if self.transcoding || other.muted {
             // A muted party's `heard` is silence.
             generate = true;

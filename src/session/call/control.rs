@@ -63,6 +63,20 @@ pub(super) struct Outbound {
     ring_timeout: Duration,
 }
 
+/// An attended transfer in progress (on the transferring call): the caller is held, the
+/// callee (the transferor) hears ringback, then talks to the consultation call in `room`.
+pub(super) struct Consult {
+    /// The consultation call.
+    pub call: CallId,
+    pub room: String,
+    /// Where it rings.
+    pub to: String,
+    /// It answered: the callee is in the room.
+    pub answered: bool,
+    /// The caller was already held through the API (and stays held if cancelled).
+    pub was_held: bool,
+}
+
 /// The name of the synthetic flow a placed call's `webhook` runs in.
 const WEBHOOK_FLOW: &str = "originate-webhook";
 
@@ -138,6 +152,11 @@ impl Call {
             invite.set_body(Some("application/sdp"), body.clone());
         }
         self.invite = invite;
+        if let Some(of) = &req.consult_for {
+            self.session_id = of.session_id;
+            self.bridge_peer = Some(of.owner.clone());
+            self.consult_of = Some((of.call, of.room.clone()));
+        }
         self.record_start(None, &req.to);
         let (session, (_, offer)) = match (session, body) {
             (Ok(session), Some(body)) => (session, body),
@@ -292,6 +311,9 @@ impl Call {
         });
         self.a_promised = Some(a);
         tracing::info!(codec = a.codec.name(), "placed call answered");
+        if let Some((peer, room)) = self.consult_of.clone() {
+            return self.join_consultation(peer, room);
+        }
         let Some(out) = self.outbound.as_ref() else {
             return;
         };
@@ -449,7 +471,213 @@ impl Call {
                 peer,
                 peer_owner,
             } => self.api_bridge(room, peer, peer_owner),
+            ControlCommand::Consult {
+                room,
+                consult,
+                consult_owner,
+                to,
+            } => self.api_consult(room, consult, consult_owner, to),
+            ControlCommand::CompleteTransfer => {
+                if self.reinvite.is_some() {
+                    return Err(ControlError::Conflict("a re-INVITE is in progress".into()));
+                }
+                self.complete_transfer()
+            }
+            ControlCommand::CancelTransfer => {
+                if self.consult.is_none() {
+                    return Err(ControlError::Conflict(
+                        "no attended transfer is in progress".into(),
+                    ));
+                }
+                if let Some(peer) = self.bridge_peer.take() {
+                    let _ = peer.send(CallInput::BridgePeerGone);
+                }
+                self.end_consultation("cancelled");
+                Ok(ControlReply::Done)
+            }
         }
+    }
+
+    /// Starts an attended transfer (see [`ControlCommand::Consult`]).
+    fn api_consult(
+        &mut self,
+        room: String,
+        consult: CallId,
+        consult_owner: Owner,
+        to: String,
+    ) -> Result<ControlReply, ControlError> {
+        if self.consult.is_some() {
+            return Err(ControlError::Conflict(
+                "an attended transfer is already in progress".into(),
+            ));
+        }
+        if !self.answered || self.b_dialog.is_none() || !self.b_answered {
+            return Err(ControlError::Conflict(
+                "only a call whose callee answered can be transferred attended".into(),
+            ));
+        }
+        if self.conference.is_some() || self.bridge_peer.is_some() {
+            return Err(ControlError::Conflict(
+                "a bridged or conference call cannot be transferred attended".into(),
+            ));
+        }
+        if self.reinvite.is_some() {
+            return Err(ControlError::Conflict("a re-INVITE is in progress".into()));
+        }
+        let Some(media) = &self.media else {
+            return Err(ControlError::Conflict("the call has no media".into()));
+        };
+        media.command(MediaCommand::Play {
+            leg: Leg::B,
+            id: 0,
+            source: PlaySource::Tone(crate::media::tone::ToneKind::Ringback),
+            barge_in: false,
+        });
+        let was_held = self.api_held[0];
+        self.api_held[0] = true;
+        self.apply_hold_mute(Leg::A);
+        tracing::info!(%consult, %to, "attended transfer: consulting");
+        if !was_held {
+            self.event(
+                "call.held",
+                serde_json::json!({"held": true, "leg": "caller", "by": "transfer"}),
+            );
+        }
+        self.event(
+            "call.consultation",
+            serde_json::json!({
+                "state": "started",
+                "consultation_call_id": consult.to_string(),
+                "to": to,
+            }),
+        );
+        self.consult = Some(Consult {
+            call: consult,
+            room,
+            to,
+            answered: false,
+            was_held,
+        });
+        self.bridge_peer = Some(consult_owner);
+        Ok(ControlReply::Done)
+    }
+
+    /// The consultation call answered: the callee stops hearing ringback and talks to it.
+    pub(super) fn consultation_answered(&mut self) {
+        if self.ending.is_some() {
+            return;
+        }
+        let Some(c) = self.consult.as_mut().filter(|c| !c.answered) else {
+            return;
+        };
+        c.answered = true;
+        let (call, room) = (c.call, c.room.clone());
+        if let Some(media) = &self.media {
+            media.command(MediaCommand::StopPlayback { leg: Leg::B });
+            media.command(MediaCommand::JoinConference {
+                room: self.ctx.media.rooms.get_or_create(&room),
+                leg: Leg::B,
+            });
+        }
+        tracing::info!(%call, "attended transfer: consultation answered");
+        self.event(
+            "call.consultation",
+            serde_json::json!({"state": "answered", "consultation_call_id": call.to_string()}),
+        );
+    }
+
+    /// The consultation is over without a transfer (`state`: `cancelled` through the API,
+    /// `ended` when the consultation call ended): caller and callee talk again.
+    pub(super) fn end_consultation(&mut self, state: &str) {
+        let Some(c) = self.consult.take() else {
+            return;
+        };
+        if let Some(media) = &self.media {
+            if !c.answered {
+                media.command(MediaCommand::StopPlayback { leg: Leg::B });
+            }
+            media.command(MediaCommand::LeaveConference);
+        }
+        self.api_held[0] = c.was_held;
+        self.apply_hold_mute(Leg::A);
+        tracing::info!(call = %c.call, state, "attended transfer: consultation over");
+        self.event(
+            "call.consultation",
+            serde_json::json!({"state": state, "consultation_call_id": c.call.to_string()}),
+        );
+        if !c.was_held {
+            self.event(
+                "call.held",
+                serde_json::json!({"held": false, "leg": "caller", "by": "transfer"}),
+            );
+        }
+    }
+
+    /// Completes the attended transfer: the callee goes (BYE, unless it already hung up) and
+    /// the caller joins the consultation call's room; the two calls are then bridged.
+    pub(super) fn complete_transfer(&mut self) -> Result<ControlReply, ControlError> {
+        match &self.consult {
+            None => {
+                return Err(ControlError::Conflict(
+                    "no attended transfer is in progress".into(),
+                ));
+            }
+            Some(c) if !c.answered => {
+                return Err(ControlError::Conflict(
+                    "the consultation call is not answered yet".into(),
+                ));
+            }
+            Some(_) => {}
+        }
+        let Some(c) = self.consult.take() else {
+            return Ok(ControlReply::Done);
+        };
+        self.drop_callee();
+        if let Some(media) = &self.media {
+            media.command(MediaCommand::JoinConference {
+                room: self.ctx.media.rooms.get_or_create(&c.room),
+                leg: Leg::A,
+            });
+        }
+        self.reset_hold_mute();
+        tracing::info!(call = %c.call, to = %c.to, "attended transfer completed");
+        self.event(
+            "call.transferred",
+            serde_json::json!({
+                "kind": "attended",
+                "to": c.to,
+                "consultation_call_id": c.call.to_string(),
+            }),
+        );
+        self.conference = Some(c.room);
+        Ok(ControlReply::Done)
+    }
+
+    /// A consultation call answered: it talks in the transferring call's room (to its
+    /// callee, then, once the transfer completes, to its caller) and tells that call.
+    fn join_consultation(&mut self, peer: CallId, room: String) {
+        if let Some(media) = &self.media {
+            media.command(MediaCommand::JoinConference {
+                room: self.ctx.media.rooms.get_or_create(&room),
+                leg: Leg::A,
+            });
+        }
+        match &self.bridge_peer {
+            Some(owner) if owner.send(CallInput::ConsultAnswered).is_ok() => {}
+            _ => {
+                tracing::info!("the transferring call is gone: hanging up");
+                return self.hangup(Ending {
+                    cause: "normal_clearing",
+                    by: HangupBy::System,
+                    code: 200,
+                });
+            }
+        }
+        self.event(
+            "call.bridged",
+            serde_json::json!({"bridge_id": room, "with": peer.to_string(), "kind": "consultation"}),
+        );
+        self.conference = Some(room);
     }
 
     /// Joins the private room of a bridge with call `peer`: what runs on the call stops.
@@ -478,9 +706,10 @@ impl Call {
         self.pending_speech = None;
         self.pending_connect = None;
         media.command(MediaCommand::StopPlayback { leg: Leg::A });
-        media.command(MediaCommand::JoinConference(
-            self.ctx.media.rooms.get_or_create(&room),
-        ));
+        media.command(MediaCommand::JoinConference {
+            room: self.ctx.media.rooms.get_or_create(&room),
+            leg: Leg::A,
+        });
         tracing::info!(%room, %peer, "bridged through the API");
         self.event(
             "call.bridged",
@@ -496,6 +725,11 @@ impl Call {
     /// it on, which works with every phone and needs no offer/answer round trip.
     fn api_hold(&mut self, party: CallParty, held: bool) -> Result<ControlReply, ControlError> {
         let leg = self.live_leg(party)?;
+        if leg == Leg::A && self.consult.is_some() {
+            return Err(ControlError::Conflict(
+                "the caller is held by an attended transfer in progress".into(),
+            ));
+        }
         let i = leg.index();
         if self.api_held[i] == held {
             return Ok(ControlReply::Done);
@@ -650,7 +884,7 @@ impl Call {
         }
     }
 
-    fn api_hangup(&mut self, cause: HangupCause) {
+    pub(super) fn api_hangup(&mut self, cause: HangupCause) {
         let name = match cause {
             HangupCause::Normal => "normal_clearing",
             other => other.as_str(),
@@ -828,7 +1062,12 @@ impl Call {
     fn move_caller(&mut self, data: serde_json::Value) -> Result<(), ControlError> {
         if self.conference.is_some() {
             return Err(ControlError::Conflict(
-                "a conference call cannot be redirected".into(),
+                "a conference or bridged call cannot be redirected".into(),
+            ));
+        }
+        if self.consult.is_some() {
+            return Err(ControlError::Conflict(
+                "an attended transfer is in progress: complete or cancel it first".into(),
             ));
         }
         if self.reinvite.is_some() {
@@ -846,29 +1085,40 @@ impl Call {
         self.connecting = false;
         self.pending_connect = None;
         if self.b_dialog.is_some() {
-            self.hangup_leg(Side::Callee);
-            self.ctx.writer.send(StoreCmd::LegEnded {
-                leg_id: self.legs[1],
-                at_ms: crate::clock::unix_ms(),
-                final_code: Some(200),
-            });
-            self.legs[1] = LegId::new();
-            self.b_answered = false;
-            if let Some(media) = &self.media {
-                media.command(MediaCommand::SetMedia {
-                    leg: Leg::B,
-                    media: None,
-                });
-            }
+            self.drop_callee();
         }
+        self.reset_hold_mute();
+        tracing::info!(%data, "caller moved through the API");
+        self.event("call.transferred", data);
+        Ok(())
+    }
+
+    /// Hangs up the callee (BYE, unless it already left), closes its leg record and forgets
+    /// its media.
+    fn drop_callee(&mut self) {
+        self.hangup_leg(Side::Callee);
+        self.ctx.writer.send(StoreCmd::LegEnded {
+            leg_id: self.legs[1],
+            at_ms: crate::clock::unix_ms(),
+            final_code: Some(200),
+        });
+        self.legs[1] = LegId::new();
+        self.b_answered = false;
+        if let Some(media) = &self.media {
+            media.command(MediaCommand::SetMedia {
+                leg: Leg::B,
+                media: None,
+            });
+        }
+    }
+
+    /// Clears hold and mute of both parties (the party on leg B is a new one).
+    fn reset_hold_mute(&mut self) {
         self.held = [false; 2];
         self.api_held = [false; 2];
         self.muted = [false; 2];
         for leg in [Leg::A, Leg::B] {
             self.apply_hold_mute(leg);
         }
-        tracing::info!(%data, "caller moved through the API");
-        self.event("call.transferred", data);
-        Ok(())
     }
 }
