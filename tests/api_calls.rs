@@ -1,8 +1,9 @@
 //! `/v1/calls` in process over real sockets: placing a call to a registered phone, listing
 //! it, playing to it, sending it DTMF and hanging it up through the API (with the events the
 //! call writes), control of unknown calls, redirecting a bridged call into a flow, muting and
-//! holding a party (checked on the RTP the other party gets), blind transfer, list filters
-//! and bridging two placed calls.
+//! holding a party (checked on the RTP the other party gets), blind transfer, attended
+//! transfer (consult, cancel, complete; a refused consultation; the transferor hanging up;
+//! checked on the RTP each party gets), list filters and bridging two placed calls.
 
 mod common;
 
@@ -1382,15 +1383,34 @@ async fn a_refused_consultation_reconnects_and_a_transferor_hanging_up_completes
         heard.len()
     );
 
-    // The caller hangs up: 1003 is hung up too.
-    call.a
-        .send_text(&format!(
-            "BYE sip:x@{} SIP/2.0\nVia: SIP/2.0/UDP {{addr}};branch=z9hG4bKbye{};rport\nMax-Forwards: 70\nFrom: \"Caller\" <sip:1001@switchboard>;tag=a{}\nTo: {}\nCall-ID: {}\nCSeq: 3 BYE\nContent-Length: 0\n\n",
-            call.a.server, call.call_id, call.call_id, call.to, call.call_id
-        ))
-        .await;
+    // Transferred again, blind, into a flow: 1003 is hung up, the caller hears the flow.
+    assert_eq!(
+        post(&api, &id, "transfer", json!({"flow": "parked"})).await,
+        204
+    );
     let bye = recv_method(&c, "BYE").await;
     c.send(&answer(&bye, 200, "OK", c.addr(), None)).await;
+    let events = events_until(&server, &id, "playback.finished").await;
+    assert!(
+        events.iter().any(|e| e.kind == "call.transferred"
+            && e.data == json!({"flow": "parked", "kind": "blind"})),
+        "{:?}",
+        kinds(&events)
+    );
+    let (_, mine) = api
+        .send(reqwest::Method::GET, &format!("/v1/calls/{id}"), None)
+        .await;
+    assert_eq!(mine["state"], "ivr", "{mine}");
+    assert_eq!(mine["flow"], "parked", "{mine}");
+
+    let (status, _) = api
+        .send(reqwest::Method::DELETE, &format!("/v1/calls/{id}"), None)
+        .await;
+    assert_eq!(status, 204);
+    let bye = recv_method(&call.a, "BYE").await;
+    call.a
+        .send(&answer(&bye, 200, "OK", call.a.addr(), None))
+        .await;
     events_until(&server, &id, "call.ended").await;
     server.stop().await;
 }

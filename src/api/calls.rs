@@ -753,7 +753,8 @@ async fn record(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// Runs a dialplan flow on the call; a bridged callee is hung up, a ringing dial given up.
+/// Runs a dialplan flow on the call; a bridged callee (or the call this one is bridged with)
+/// is hung up, a ringing dial given up.
 #[utoipa::path(
     post,
     path = "/v1/calls/{id}/redirect",
@@ -923,9 +924,10 @@ async fn unmute(
 
 /// Transfers the caller.
 ///
-/// **Blind** (default): a bridged callee is hung up (a ringing dial given up), then the caller
-/// is dialled to extension `to` (hearing ringback; if nobody answers the call ends) or runs
-/// `flow`. `call.transferred` follows.
+/// **Blind** (default): a bridged callee (or the call this one is bridged with, e.g. after an
+/// attended transfer) is hung up, a ringing dial given up, then the caller is dialled to
+/// extension `to` (hearing ringback; if nobody answers the call ends) or runs `flow`.
+/// `call.transferred` follows.
 ///
 /// **Attended** (`"attended": true`, a call whose callee answered): the caller is held (music
 /// on hold) and a consultation call from the callee's extension rings `to` (an extension or a

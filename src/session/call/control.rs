@@ -1,11 +1,18 @@
 //! The call actor's side of the call-control API (issue 5): commands from
 //! [`crate::session::CallRegistry::control`] (state, hang-up, play, DTMF, recording, redirect
-//! into a flow, hold / mute of a party, blind transfer, bridging with another call) and calls
-//! the server places itself (`POST /v1/calls`).
+//! into a flow, hold / mute of a party, blind and attended transfer, bridging with another
+//! call) and calls the server places itself (`POST /v1/calls`).
 //!
 //! Hold through the API is local, as Asterisk and FreeSWITCH do it: the held party hears music
 //! on hold and is muted in the media pipeline; no re-INVITE (`sendonly`) is sent, so it works
 //! with every phone. A bridge of two calls is a private conference room both join.
+//!
+//! Attended transfer (FreeSWITCH `att_xfer`, Asterisk `atxfer` semantics): the caller is held,
+//! the consultation call (its own actor, same session) rings while the callee hears ringback;
+//! once answered, the callee's leg joins the consultation call's private room. Complete: the
+//! callee is hung up and the caller's leg joins that room (the calls are then a bridge), also
+//! when the callee hangs up after the answer. Cancel, or the consultation call ending: the
+//! callee leaves the room, the caller is unheld.
 //!
 //! A placed call is the same B2BUA with leg A turned around: the server's INVITE (RFC 3261
 //! §13.2.1) with an offer from a fresh two-leg media session rings the extension `to`; once it
@@ -1058,16 +1065,17 @@ impl Call {
     }
 
     /// Frees the caller for a transfer or redirect: a ringing dial is given up, a bridged
-    /// callee hung up, hold and mute cleared; `call.transferred` is written with `data`.
+    /// callee hung up (or the call this one is bridged with), hold and mute cleared;
+    /// `call.transferred` is written with `data`.
     fn move_caller(&mut self, data: serde_json::Value) -> Result<(), ControlError> {
-        if self.conference.is_some() {
-            return Err(ControlError::Conflict(
-                "a conference or bridged call cannot be redirected".into(),
-            ));
-        }
         if self.consult.is_some() {
             return Err(ControlError::Conflict(
                 "an attended transfer is in progress: complete or cancel it first".into(),
+            ));
+        }
+        if self.conference.is_some() && self.bridge_peer.is_none() {
+            return Err(ControlError::Conflict(
+                "a conference call cannot be redirected".into(),
             ));
         }
         if self.reinvite.is_some() {
@@ -1077,6 +1085,14 @@ impl Call {
             return Err(ControlError::Conflict(
                 "the call is not answered yet".into(),
             ));
+        }
+        if let Some(peer) = self.bridge_peer.take() {
+            // Bridged with another call: that call's party goes, as a callee would.
+            let _ = peer.send(CallInput::BridgePeerGone);
+            self.conference = None;
+            if let Some(media) = &self.media {
+                media.command(MediaCommand::LeaveConference);
+            }
         }
         if self.dial.take().is_some() {
             self.cancel_forks();
