@@ -705,7 +705,8 @@ async fn session_timeline_holds_calls_recordings_attributes_and_events_and_attri
     let not_strings = put(serde_json::json!({"n": 1}), session.to_string())
         .await
         .expect("request");
-    expect_problem(not_strings, 400).await;
+    // Well-formed JSON of the wrong shape: 422, as on every route with a body.
+    expect_problem(not_strings, 422).await;
     let unknown = put(serde_json::json!({"a": "b"}), SessionId::new().to_string())
         .await
         .expect("request");
@@ -801,7 +802,7 @@ async fn users_are_created_read_changed_and_removed_without_exposing_hashes() {
     let missing = post(serde_json::json!({"ext": "2002"}))
         .await
         .expect("request");
-    expect_problem(missing, 400).await;
+    expect_problem(missing, 422).await;
 
     let one = api.json("/v1/users/2001").await;
     assert_eq!(one["name"], "Ada");

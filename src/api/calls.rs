@@ -6,7 +6,6 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use axum::Json;
-use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -278,11 +277,6 @@ fn no_such_call() -> ApiError {
 
 fn call_id(id: &str) -> Result<CallId, ApiError> {
     id.parse().map_err(|_| no_such_call())
-}
-
-fn body<T>(json: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
-    json.map(|Json(v)| v)
-        .map_err(|e| ApiError::bad_request(e.body_text()))
 }
 
 fn rfc3339(ms: i64) -> String {
@@ -557,9 +551,9 @@ async fn get_call(
 async fn originate(
     _: ControlKey,
     State(s): State<ApiState>,
-    json: Result<Json<Originate>, JsonRejection>,
+    ProblemJson(req): ProblemJson<Originate>,
 ) -> Result<Response, ApiError> {
-    let req = check_originate(&body(json)?)?;
+    let req = check_originate(&req)?;
     let id = s.calls.originate(req).await?;
     Ok((StatusCode::CREATED, Json(Created { id: id.to_string() })).into_response())
 }
@@ -622,10 +616,9 @@ async fn play(
     _: ControlKey,
     State(s): State<ApiState>,
     Path(id): Path<String>,
-    json: Result<Json<Play>, JsonRejection>,
+    ProblemJson(req): ProblemJson<Play>,
 ) -> Result<Response, ApiError> {
     let id = call_id(&id)?;
-    let req = body(json)?;
     let prompt = prompt(&s, &req)?;
     let party = req.leg.unwrap_or(CallParty::Caller);
     match s
@@ -703,10 +696,9 @@ async fn send_dtmf(
     _: ControlKey,
     State(s): State<ApiState>,
     Path(id): Path<String>,
-    json: Result<Json<Dtmf>, JsonRejection>,
+    ProblemJson(req): ProblemJson<Dtmf>,
 ) -> Result<StatusCode, ApiError> {
     let id = call_id(&id)?;
-    let req = body(json)?;
     if req.digits.is_empty() || req.digits.len() > 32 {
         return Err(ApiError::bad_request("`digits` is 1-32 DTMF digits"));
     }
@@ -743,10 +735,9 @@ async fn record(
     _: ControlKey,
     State(s): State<ApiState>,
     Path(id): Path<String>,
-    json: Result<Json<Record>, JsonRejection>,
+    ProblemJson(req): ProblemJson<Record>,
 ) -> Result<StatusCode, ApiError> {
     let id = call_id(&id)?;
-    let req = body(json)?;
     s.calls
         .control(id, ControlCommand::Record(req.action))
         .await?;
@@ -775,10 +766,9 @@ async fn redirect(
     _: ControlKey,
     State(s): State<ApiState>,
     Path(id): Path<String>,
-    json: Result<Json<Redirect>, JsonRejection>,
+    ProblemJson(req): ProblemJson<Redirect>,
 ) -> Result<StatusCode, ApiError> {
     let id = call_id(&id)?;
-    let req = body(json)?;
     s.calls
         .control(id, ControlCommand::Redirect { flow: req.flow })
         .await?;

@@ -1,15 +1,15 @@
 //! `/v1/call-records` (issue 5): call records with their legs and media quality, filtered and
 //! paged, and the same list as CSV (RFC 4180).
 //!
-//! Also the helpers the resource modules share: [`ApiQuery`] and [`ApiJson`] (extractors whose
-//! rejections are problem JSON), id and time parsing, and the page limit. Lists are newest
+//! Also the helpers the resource modules share: [`ApiQuery`] (an extractor whose
+//! rejection is problem JSON), id and time parsing, and the page limit. Lists are newest
 //! first; `limit` (1–500, default 50) bounds a page and `before=<id of the last item>` (given
 //! back as `next_before` when the page is full) fetches the next one.
 
 use axum::Json;
-use axum::extract::{FromRequest, FromRequestParts, Path, Request, State};
+use axum::extract::{FromRequestParts, Path, State};
+use axum::http::header;
 use axum::http::request::Parts;
-use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -34,10 +34,6 @@ pub const MAX_CSV_ROWS: u32 = 100_000;
 /// Query parameters, with a problem-JSON 400 when they do not parse.
 #[derive(Debug, Clone)]
 pub struct ApiQuery<T>(pub T);
-
-/// A JSON body, with a problem-JSON 400 (or 413) when it does not parse.
-#[derive(Debug, Clone)]
-pub struct ApiJson<T>(pub T);
 
 /// Call direction.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -179,22 +175,6 @@ impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for ApiQuer
         axum::extract::Query::try_from_uri(&parts.uri)
             .map(|q| ApiQuery(q.0))
             .map_err(|e| ApiError::bad_request(e.body_text()))
-    }
-}
-
-impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
-    type Rejection = ApiError;
-
-    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
-        match Json::<T>::from_request(req, state).await {
-            Ok(Json(v)) => Ok(ApiJson(v)),
-            Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => Err(ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "Payload Too Large",
-                e.body_text(),
-            )),
-            Err(e) => Err(ApiError::bad_request(e.body_text())),
-        }
     }
 }
 

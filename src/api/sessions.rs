@@ -16,8 +16,8 @@ use uuid::Uuid;
 
 use super::auth::{ControlKey, ReadKey};
 use super::recordings::RecordingView;
-use super::records::{ApiJson, CallRecordDetail, call_detail, parse_uuid};
-use super::{ApiError, ApiState, Problem};
+use super::records::{CallRecordDetail, call_detail, parse_uuid};
+use super::{ApiError, ApiState, Problem, ProblemJson};
 use crate::store::{SessionId, SessionRecord, StoreCmd};
 
 /// Most events a timeline holds (the oldest first).
@@ -147,7 +147,7 @@ async fn put_attributes(
     ControlKey(caller): ControlKey,
     State(s): State<ApiState>,
     Path(id): Path<String>,
-    ApiJson(body): ApiJson<Attributes>,
+    ProblemJson(body): ProblemJson<Attributes>,
 ) -> Result<Json<Attributes>, ApiError> {
     let id = SessionId(parse_uuid("session id", &id)?);
     if body.0.len() > MAX_ATTRIBUTES_PER_REQUEST {

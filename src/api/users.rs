@@ -11,8 +11,8 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::auth::{AdminKey, ApiCaller, ReadKey};
-use super::records::{ApiJson, ApiQuery, MAX_LIMIT, page_limit};
-use super::{ApiError, ApiState, Problem};
+use super::records::{ApiQuery, MAX_LIMIT, page_limit};
+use super::{ApiError, ApiState, Problem, ProblemJson};
 use crate::store::{Actor, NewAudit, User};
 
 /// Shortest password accepted.
@@ -178,7 +178,7 @@ async fn get_user(
 async fn create_user(
     AdminKey(caller): AdminKey,
     State(s): State<ApiState>,
-    ApiJson(body): ApiJson<NewUser>,
+    ProblemJson(body): ProblemJson<NewUser>,
 ) -> Result<(StatusCode, Json<UserView>), ApiError> {
     let ext_ok = !body.ext.is_empty()
         && body.ext.len() <= 64
@@ -235,7 +235,7 @@ async fn update_user(
     AdminKey(caller): AdminKey,
     State(s): State<ApiState>,
     Path(ext): Path<String>,
-    ApiJson(body): ApiJson<UserChange>,
+    ProblemJson(body): ProblemJson<UserChange>,
 ) -> Result<Json<UserView>, ApiError> {
     check_path_ext(&ext)?;
     if let Some(p) = &body.password {
