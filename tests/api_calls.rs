@@ -1430,3 +1430,90 @@ async fn hang_up_callee(call: &Bridged) {
     let ok = expect_status(&call.b, 200).await;
     assert_eq!(ok.status.0, 200);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_placed_call_rings_every_phone_of_the_extension_and_the_first_answer_wins() {
+    let (server, _plan, key) = server().await;
+    let api = Api::new(&server, &key);
+    let desk = phone(&server, "1002").await;
+    let soft = phone(&server, "1002").await;
+    let place = || async {
+        let (status, created) = api
+            .send(
+                reqwest::Method::POST,
+                "/v1/calls",
+                Some(json!({"from": "5000", "to": "1002"})),
+            )
+            .await;
+        assert_eq!(status, 201, "{created}");
+        let id = created["id"].as_str().expect("id").to_owned();
+        let on_desk = recv_method(&desk, "INVITE").await;
+        let on_soft = recv_method(&soft, "INVITE").await;
+        assert_eq!(
+            on_desk.headers.get("Call-ID"),
+            on_soft.headers.get("Call-ID"),
+            "one call, forked"
+        );
+        assert_ne!(on_desk.headers.get("Via"), on_soft.headers.get("Via"));
+        (id, on_desk, on_soft)
+    };
+
+    // The softphone answers: the desk phone stops ringing.
+    let (id, on_desk, on_soft) = place().await;
+    desk.send(&answer(&on_desk, 180, "Ringing", desk.addr(), None))
+        .await;
+    soft.send(&answer(&on_soft, 180, "Ringing", soft.addr(), None))
+        .await;
+    soft.send(&answer(&on_soft, 200, "OK", soft.addr(), Some(sdp(31560))))
+        .await;
+    assert_eq!(recv_method(&soft, "ACK").await.method.as_str(), "ACK");
+    let cancel = recv_method(&desk, "CANCEL").await;
+    desk.send(&answer(&cancel, 200, "OK", desk.addr(), None))
+        .await;
+    desk.send(&answer(
+        &on_desk,
+        487,
+        "Request Terminated",
+        desk.addr(),
+        None,
+    ))
+    .await;
+    events_until(&server, &id, "call.answered").await;
+    let (_, detail) = api
+        .send(reqwest::Method::GET, &format!("/v1/calls/{id}"), None)
+        .await;
+    assert_eq!(detail["state"], "answered", "{detail}");
+    let (status, _) = api
+        .send(reqwest::Method::DELETE, &format!("/v1/calls/{id}"), None)
+        .await;
+    assert_eq!(status, 204);
+    let bye = recv_method(&soft, "BYE").await;
+    soft.send(&answer(&bye, 200, "OK", soft.addr(), None)).await;
+    let events = events_until(&server, &id, "call.ended").await;
+    assert_eq!(
+        kinds(&events),
+        [
+            "call.created",
+            "call.ringing",
+            "call.answered",
+            "call.ended"
+        ]
+    );
+
+    // Neither answers: the call ends with the best of their answers (busy over unavailable).
+    let (id, on_desk, on_soft) = place().await;
+    desk.send(&answer(&on_desk, 486, "Busy Here", desk.addr(), None))
+        .await;
+    soft.send(&answer(
+        &on_soft,
+        480,
+        "Temporarily Unavailable",
+        soft.addr(),
+        None,
+    ))
+    .await;
+    let events = events_until(&server, &id, "call.ended").await;
+    let ended = events.last().expect("ended");
+    assert_eq!(ended.data["cause"], "busy", "{:?}", ended.data);
+    server.stop().await;
+}

@@ -105,7 +105,7 @@ pub struct CallList {
 pub struct Originate {
     /// The caller the called party sees (an extension or number: letters, digits, `+._-`).
     pub from: String,
-    /// The extension to ring, or a SIP URI (`sip:alice@192.0.2.7:5080`, `;transport=tcp`
+    /// The extension to ring (all its registered phones), or a SIP URI (`sip:alice@192.0.2.7:5080`, `;transport=tcp`
     /// allowed) the INVITE is sent straight to. Security: any control-scope key may make the
     /// server call any SIP URI it can reach.
     pub to: String,
@@ -526,9 +526,11 @@ async fn get_call(
     }
 }
 
-/// Places a call: rings `to`, then runs `flow`, dials `connect_to`, or just stays up.
-/// Answers at once; the call's progress is in its events (`call.ringing`, `call.answered`,
-/// `call.ended` with cause `no_answer` after the ring timeout).
+/// Places a call: rings `to` (every registered phone of the extension together; the first to
+/// answer wins, the others stop ringing), then runs `flow`, dials `connect_to`, or just stays
+/// up. Answers at once; the call's progress is in its events (`call.ringing`, `call.answered`,
+/// `call.ended` with cause `no_answer` after the ring timeout, or `busy`, `declined`, … from
+/// the best answer of the phones).
 ///
 /// `to` may be a SIP URI instead of an extension: the INVITE goes straight to the URI's host
 /// (UDP, or TCP with `;transport=tcp`). Security: a `control` key can thus make the server call

@@ -738,14 +738,14 @@ impl Call {
         {
             return self.on_reinvite_response(resp);
         }
-        if self.outbound.as_ref().is_some_and(|o| o.branch == branch) {
-            return self.on_outbound_response(resp);
-        }
         let Some(i) = self.forks.iter().position(|f| f.branch == branch) else {
             // A 2xx retransmission for a re-INVITE we already ACKed.
             self.reack(&resp);
             return;
         };
+        if self.is_outbound_fork(branch) {
+            return self.on_outbound_response(i, resp);
+        }
         let status = resp.status;
         if status.is_provisional() {
             // Any provisional, 100 included, lets a CANCEL go out (§9.1): a trunk may send

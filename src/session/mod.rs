@@ -401,18 +401,19 @@ impl CallRegistry {
     /// Places a call (`POST /v1/calls`): checks the request, then starts a call actor that
     /// rings `to` and returns the call's id at once (the call's progress is in its events).
     pub async fn originate(&self, req: OriginateRequest) -> Result<CallId, OriginateError> {
-        let (ep, target) = self.prepare(&req).await?;
+        let (ep, targets) = self.prepare(&req).await?;
         let (owner, inbox) = mpsc::unbounded_channel();
         let id = CallId::new();
-        self.spawn_originate(ep, owner, inbox, id, req, target);
+        self.spawn_originate(ep, owner, inbox, id, req, targets);
         Ok(id)
     }
 
-    /// Checks a call to place: where its INVITE goes, through which endpoint.
+    /// Checks a call to place: where its INVITEs go (every registered contact of an
+    /// extension: they ring together; a SIP URI's host), through which endpoint.
     async fn prepare(
         &self,
         req: &OriginateRequest,
-    ) -> Result<(EndpointHandle, Location), OriginateError> {
+    ) -> Result<(EndpointHandle, Vec<Location>), OriginateError> {
         let ep = self
             .endpoint
             .get()
@@ -442,14 +443,14 @@ impl CallRegistry {
                 return Err(OriginateError::UnknownExtension(ext.clone()));
             }
         }
-        let target = match direct {
-            Some(target) => target,
-            None => match self.ctx.registrar.lookup(&req.to).into_iter().next() {
-                Some(target) => target,
-                None => return Err(OriginateError::NotRegistered(req.to.clone())),
-            },
+        let targets = match direct {
+            Some(target) => vec![target],
+            None => self.ctx.registrar.lookup(&req.to),
         };
-        Ok((ep, target))
+        if targets.is_empty() {
+            return Err(OriginateError::NotRegistered(req.to.clone()));
+        }
+        Ok((ep, targets))
     }
 
     /// Starts the actor of a call to place (checked by [`Self::prepare`]).
@@ -460,13 +461,13 @@ impl CallRegistry {
         inbox: mpsc::UnboundedReceiver<CallInput>,
         id: CallId,
         req: OriginateRequest,
-        target: Location,
+        targets: Vec<Location>,
     ) {
         self.register(id, owner.clone());
         let ctx = self.ctx.clone();
         let live = self.live.clone();
         self.tracker.spawn(async move {
-            call::run_originate(ctx, ep, owner, inbox, id, req, target).await;
+            call::run_originate(ctx, ep, owner, inbox, id, req, targets).await;
             unregister(&live, id);
         });
     }
@@ -497,7 +498,7 @@ impl CallRegistry {
             headers: Vec::new(),
             consult_for: None,
         };
-        let (ep, target) = self.prepare(&req).await.map_err(|e| match e {
+        let (ep, targets) = self.prepare(&req).await.map_err(|e| match e {
             OriginateError::UnknownExtension(_) | OriginateError::UnknownFlow(_) => {
                 ControlError::NotFound(e.to_string())
             }
@@ -525,7 +526,7 @@ impl CallRegistry {
             session_id: info.session_id,
             room,
         });
-        self.spawn_originate(ep, consult_owner, inbox, consult, req, target);
+        self.spawn_originate(ep, consult_owner, inbox, consult, req, targets);
         Ok(consult)
     }
 

@@ -57,10 +57,8 @@ const OUTBOUND_FORK: u64 = u64::MAX;
 /// How long each digit sent through the API lasts.
 const API_DIGIT_DURATION: Duration = Duration::from_millis(100);
 
-/// A call the server placed, while its INVITE rings.
+/// A call the server placed, while its INVITEs ring.
 pub(super) struct Outbound {
-    /// The INVITE's Via branch.
-    pub branch: String,
     /// The ring timeout: CANCEL then.
     pub ring_until: Instant,
     /// What to do once answered.
@@ -68,6 +66,8 @@ pub(super) struct Outbound {
     connect_to: Option<String>,
     webhook: Option<String>,
     ring_timeout: Duration,
+    /// The best final failure of the forks so far.
+    failure: Option<u16>,
 }
 
 /// An attended transfer in progress (on the transferring call): the caller is held, the
@@ -98,21 +98,26 @@ pub(in crate::session) async fn run_originate(
     mut inbox: mpsc::UnboundedReceiver<CallInput>,
     record_id: CallId,
     req: OriginateRequest,
-    target: Location,
+    targets: Vec<Location>,
 ) {
     let span = tracing::info_span!("call", placed = %record_id);
     let _enter = span.enter();
-    let placeholder = Request::new(Method::Invite, target.uri.clone());
-    let mut call = Call::new(ctx, ep, me, record_id, placeholder, None, target.source);
-    call.start_outbound(req, &target);
+    let Some(first) = targets.first() else {
+        return;
+    };
+    let placeholder = Request::new(Method::Invite, first.uri.clone());
+    let mut call = Call::new(ctx, ep, me, record_id, placeholder, None, first.source);
+    call.start_outbound(req, &targets);
     drop(_enter);
     call.event_loop(&mut inbox).await;
     call.finish().await;
 }
 
 impl Call {
-    /// Opens the media session, sends the INVITE to `target` and writes the call record.
-    fn start_outbound(&mut self, req: OriginateRequest, target: &Location) {
+    /// Opens the media session, sends the INVITE to every target (the contacts of the
+    /// extension ring together, one fork each: same Call-ID and From tag, RFC 3261 §16.6-style
+    /// parallel search done by us as the UAC) and writes the call record.
+    fn start_outbound(&mut self, req: OriginateRequest, targets: &[Location]) {
         self.finished_a = true;
         let session = self.open_media(2);
         let body = session.as_ref().ok().and_then(|session| {
@@ -127,11 +132,7 @@ impl Call {
             Some((Bytes::from(text), sdp))
         });
         let domain = self.ep.local.domain.clone();
-        let (via, branch) = self.ep.local.via(target.source.transport);
-        let mut invite = Request::new(Method::Invite, target.uri.clone());
-        let h = &mut invite.headers;
-        h.push("Via", via);
-        h.push("Max-Forwards", "70");
+        let call_id = new_call_id();
         let from = match &req.caller_id {
             Some(name) => format!(
                 "\"{}\" <sip:{}@{domain}>;tag={}",
@@ -141,23 +142,39 @@ impl Call {
             ),
             None => format!("<sip:{}@{domain}>;tag={}", req.from, self.a_tag),
         };
-        h.push("From", from);
-        if crate::session::is_sip_uri(&req.to) {
-            h.push("To", format!("<{}>", target.uri));
+        let to = if crate::session::is_sip_uri(&req.to) {
+            format!("<{}>", targets[0].uri)
         } else {
-            h.push("To", format!("<sip:{}@{domain}>", req.to));
-        }
-        h.push("Call-ID", new_call_id());
-        h.push("CSeq", "1 INVITE");
-        h.push("Contact", self.ep.local.contact(target.source.transport));
-        h.push("Allow", crate::sip::endpoint::ALLOW);
-        h.push("User-Agent", self.ep.local.server_header.clone());
-        for (name, value) in &req.headers {
-            h.push(name.as_str(), value.clone());
-        }
-        if let Some((body, _)) = &body {
-            invite.set_body(Some("application/sdp"), body.clone());
-        }
+            format!("<sip:{}@{domain}>", req.to)
+        };
+        let forks: Vec<(Request, String, Location)> = targets
+            .iter()
+            .map(|target| {
+                let (via, branch) = self.ep.local.via(target.source.transport);
+                let mut invite = Request::new(Method::Invite, target.uri.clone());
+                let h = &mut invite.headers;
+                h.push("Via", via);
+                h.push("Max-Forwards", "70");
+                h.push("From", from.clone());
+                h.push("To", to.clone());
+                h.push("Call-ID", call_id.clone());
+                h.push("CSeq", "1 INVITE");
+                h.push("Contact", self.ep.local.contact(target.source.transport));
+                h.push("Allow", crate::sip::endpoint::ALLOW);
+                h.push("User-Agent", self.ep.local.server_header.clone());
+                for (name, value) in &req.headers {
+                    h.push(name.as_str(), value.clone());
+                }
+                if let Some((body, _)) = &body {
+                    invite.set_body(Some("application/sdp"), body.clone());
+                }
+                (invite, branch, target.clone())
+            })
+            .collect();
+        let Some((invite, _, _)) = forks.first() else {
+            return;
+        };
+        let invite = invite.clone();
         self.invite = invite;
         if let Some(of) = &req.consult_for {
             self.session_id = of.session_id;
@@ -184,41 +201,46 @@ impl Call {
             local_tag: self.a_tag.clone(),
             owner: self.me.clone(),
         });
-        tracing::info!(to = %req.to, "placing a call");
-        self.forks.push(Fork {
-            dial: OUTBOUND_FORK,
-            extension: req.to.clone(),
-            branch: branch.clone(),
-            invite: self.invite.clone(),
-            peer: target.source,
-            proceeding: false,
-            cancel_wanted: false,
-            cancel_by: None,
-            done: false,
-        });
+        tracing::info!(to = %req.to, contacts = forks.len(), "placing a call");
         self.outbound = Some(Outbound {
-            branch,
             ring_until: Instant::now() + req.ring_timeout,
             flow: req.flow,
             connect_to: req.connect_to,
             webhook: req.webhook,
             ring_timeout: req.ring_timeout,
+            failure: None,
         });
-        self.ep.send(Command::SendRequest {
-            req: self.invite.clone(),
-            to: target.source,
-            owner: self.me.clone(),
-        });
+        for (invite, branch, target) in forks {
+            self.ep.send(Command::SendRequest {
+                req: invite.clone(),
+                to: target.source,
+                owner: self.me.clone(),
+            });
+            self.forks.push(Fork {
+                dial: OUTBOUND_FORK,
+                extension: req.to.clone(),
+                branch,
+                invite,
+                peer: target.source,
+                proceeding: false,
+                cancel_wanted: false,
+                cancel_by: None,
+                done: false,
+            });
+        }
     }
 
-    /// A response to the INVITE of a call we placed.
-    pub(super) fn on_outbound_response(&mut self, resp: Response) {
-        let Some(branch) = self.outbound.as_ref().map(|o| o.branch.clone()) else {
-            return;
-        };
-        let Some(i) = self.forks.iter().position(|f| f.branch == branch) else {
-            return;
-        };
+    /// Whether `branch` is one of the INVITEs of a call we placed.
+    pub(super) fn is_outbound_fork(&self, branch: &str) -> bool {
+        self.outbound.is_some()
+            && self
+                .forks
+                .iter()
+                .any(|f| f.dial == OUTBOUND_FORK && f.branch == branch)
+    }
+
+    /// A response to one of the INVITEs (fork `i`) of a call we placed.
+    pub(super) fn on_outbound_response(&mut self, i: usize, resp: Response) {
         let status = resp.status;
         if status.is_provisional() {
             self.forks[i].proceeding = true;
@@ -236,21 +258,49 @@ impl Call {
         }
         self.forks[i].done = true;
         if !status.is_success() {
-            tracing::info!(code = status.0, "placed call not answered");
-            if self.ending.is_none() {
-                let cause = match status.0 {
-                    486 | 600 => "busy",
-                    603 => "declined",
-                    408 | 480 | 487 => "no_answer",
-                    404 => "not_found",
-                    _ => "failed",
-                };
-                self.ending = Some(Ending {
-                    cause,
-                    by: HangupBy::Callee,
-                    code: status.0,
-                });
+            if self.answered || self.ending.is_some() {
+                // A fork we CANCELled once another answered (or we gave up).
+                return;
             }
+            let Some(out) = self.outbound.as_mut() else {
+                return;
+            };
+            // The best failure so far (RFC 3261 §16.7.6): a 6xx, then busy, then the lowest
+            // class.
+            let rank = |code: u16| match code {
+                600..=699 => 0,
+                486 => 1,
+                code => code / 100,
+            };
+            if out.failure.is_none_or(|f| rank(status.0) < rank(f)) {
+                out.failure = Some(status.0);
+            }
+            let decline = status.0 >= 600;
+            let waiting = self
+                .forks
+                .iter()
+                .any(|f| f.dial == OUTBOUND_FORK && !f.done);
+            if waiting && !decline {
+                return;
+            }
+            let code = out.failure.unwrap_or(status.0);
+            tracing::info!(code, "placed call not answered");
+            if decline {
+                // A 6xx ends the search: the other phones stop ringing (§16.7 step 5).
+                self.cancel_forks();
+            }
+            let cause = match code {
+                486 | 600 => "busy",
+                603 => "declined",
+                408 | 480 | 487 => "no_answer",
+                404 => "not_found",
+                _ => "failed",
+            };
+            self.ending = Some(Ending {
+                cause,
+                by: HangupBy::Callee,
+                code,
+            });
             return;
         }
         let peer = self.forks[i].peer;
@@ -259,9 +309,10 @@ impl Call {
             .ok()
             .and_then(|sdp| negotiate::leg_media(&sdp).map(|m| (sdp, m)));
         let dialog = match dialog {
-            Ok(d) if self.ending.is_none() => d,
+            Ok(d) if self.ending.is_none() && !self.answered => d,
             Ok(mut d) => {
-                // Hung up (or timed out) while it rang: ACK and BYE (§13.2.2.4).
+                // Hung up (or timed out) while it rang, or another phone answered first:
+                // ACK and BYE (§13.2.2.4).
                 self.ep.send(Command::SendRaw {
                     to: d.peer,
                     msg: Message::Request(self.with_via(d.ack(1), d.peer.transport)),
@@ -292,6 +343,8 @@ impl Call {
         });
         self.a_dialog = Some(dialog);
         self.answered = true;
+        // The extension's other phones stop ringing.
+        self.cancel_forks();
         let now = crate::clock::unix_ms();
         self.answered_ms = Some(now);
         self.ctx.writer.send(StoreCmd::CallAnswered {
