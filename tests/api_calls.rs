@@ -1308,6 +1308,10 @@ async fn an_attended_transfer_consults_then_is_cancelled_or_completed() {
                 json!({"state": "answered", "consultation_call_id": consult})
             ),
             (
+                "call.held",
+                json!({"held": false, "leg": "caller", "by": "transfer"})
+            ),
+            (
                 "call.transferred",
                 json!({"kind": "attended", "to": "1003", "consultation_call_id": consult})
             ),
@@ -1515,5 +1519,73 @@ async fn a_placed_call_rings_every_phone_of_the_extension_and_the_first_answer_w
     let events = events_until(&server, &id, "call.ended").await;
     let ended = events.last().expect("ended");
     assert_eq!(ended.data["cause"], "busy", "{:?}", ended.data);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transferor_hanging_up_while_the_consultation_rings_hands_the_caller_over() {
+    let (server, _plan, key) = server().await;
+    let api = Api::new(&server, &key);
+    let c = phone(&server, "1003").await;
+    let c_rtp = Arc::new(UdpSocket::bind("127.0.0.1:0").await.expect("rtp c"));
+    let call = bridged(&server, &api, "atx-3").await;
+    let id = call.id.clone();
+
+    assert_eq!(
+        post(
+            &api,
+            &id,
+            "transfer",
+            json!({"to": "1003", "attended": true})
+        )
+        .await,
+        202
+    );
+    let inv = consultation_rings(&c).await;
+    // The transferor leaves while 1003 rings: the caller stays, on hold.
+    hang_up_callee(&call).await;
+    let (_, mine) = api
+        .send(reqwest::Method::GET, &format!("/v1/calls/{id}"), None)
+        .await;
+    assert_eq!(mine["legs"].as_array().map(Vec::len), Some(1), "{mine}");
+    assert_eq!(mine["legs"][0]["state"], "held", "{mine}");
+    let music = listen(&call.a_rtp, Duration::from_millis(400)).await;
+    assert!(
+        audible(&music) >= 5,
+        "music on hold ({} packets)",
+        music.len()
+    );
+    // 1003 answers: the caller talks to it.
+    let to_c_side = consultation_answers(&c, &inv, &c_rtp).await;
+    let events = events_until(&server, &id, "call.transferred").await;
+    let done = events
+        .iter()
+        .find(|e| e.kind == "call.transferred")
+        .expect("transferred");
+    assert_eq!(done.data["kind"], "attended", "{:?}", done.data);
+    let heard = talk_with(&call.a_rtp, call.to_a_side, &c_rtp, 1, 30, tone()).await;
+    assert!(
+        audible(&heard) >= 10,
+        "1003 hears the caller ({} packets)",
+        heard.len()
+    );
+    let heard = talk_with(&c_rtp, to_c_side, &call.a_rtp, 1, 30, tone()).await;
+    assert!(
+        audible(&heard) >= 10,
+        "the caller hears 1003 ({} packets)",
+        heard.len()
+    );
+
+    let (status, _) = api
+        .send(reqwest::Method::DELETE, &format!("/v1/calls/{id}"), None)
+        .await;
+    assert_eq!(status, 204);
+    let bye = recv_method(&call.a, "BYE").await;
+    call.a
+        .send(&answer(&bye, 200, "OK", call.a.addr(), None))
+        .await;
+    let bye = recv_method(&c, "BYE").await;
+    c.send(&answer(&bye, 200, "OK", c.addr(), None)).await;
+    events_until(&server, &id, "call.ended").await;
     server.stop().await;
 }

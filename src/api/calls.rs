@@ -927,9 +927,11 @@ async fn unmute(
 /// `POST .../transfer/complete` then hangs up the callee and bridges the caller with `to`
 /// (`call.transferred` with `kind: attended`); `POST .../transfer/cancel` hangs up the
 /// consultation call and caller and callee talk again. Should the consultation call fail or
-/// end, caller and callee talk again too; should the callee hang up after `to` answered, the
-/// transfer completes. `call.consultation` events (`state`: `started`, `answered`,
-/// `cancelled`, `ended`) follow the consultation.
+/// end, caller and callee talk again too. Should the callee hang up, the transfer completes:
+/// at once if `to` answered, else when it answers (the caller waits on hold; if `to` fails,
+/// the call ends). Should the caller hang up, the consultation ends with the call.
+/// `call.consultation` events (`state`: `started`, `answered`, `cancelled`, `ended`) follow
+/// the consultation.
 #[utoipa::path(
     post,
     path = "/v1/calls/{id}/transfer",

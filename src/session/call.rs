@@ -191,7 +191,7 @@ struct Call {
     muted: [bool; 2],
     /// Bridged with another call (`POST /v1/bridges`, a completed attended transfer), or
     /// tied to the other call of an attended transfer: told when this one ends.
-    bridge_peer: Option<Owner>,
+    bridge_peer: Option<(CallId, Owner)>,
     /// An attended transfer of this call's caller in progress.
     consult: Option<control::Consult>,
     /// This is the consultation call of that call's attended transfer, talking in that room.
@@ -684,7 +684,11 @@ impl Call {
             CallInput::Control { cmd, reply } => {
                 let _ = reply.send(self.on_control(cmd));
             }
-            CallInput::BridgePeerGone => {
+            CallInput::BridgePeerGone { from } => {
+                if self.bridge_peer.as_ref().map(|(id, _)| *id) != Some(from) {
+                    tracing::debug!(%from, "late message from a call no longer tied to this one");
+                    return;
+                }
                 self.bridge_peer = None;
                 if self.consult.is_some() {
                     // The consultation call ended (not answered, or hung up): back to the callee.
@@ -700,7 +704,7 @@ impl Call {
                     self.api_hangup(crate::ivr::plan::HangupCause::Normal);
                 }
             }
-            CallInput::ConsultAnswered => self.consultation_answered(),
+            CallInput::ConsultAnswered { from } => self.consultation_answered(from),
             CallInput::Shutdown => {
                 self.ivr = None;
                 self.dial = None;
@@ -1152,11 +1156,25 @@ impl Call {
             Method::Bye => {
                 self.ep
                     .respond(tx, Response::from_request(&req, StatusCode::OK));
-                if side == Side::Callee && self.consult.as_ref().is_some_and(|c| c.answered) {
-                    // The transferor hung up while consulting: the transfer completes.
-                    tracing::info!("callee hung up while consulting: completing the transfer");
+                if side == Side::Callee
+                    && let Some(answered) = self.consult.as_ref().map(|c| c.answered)
+                {
                     self.forget_leg(side);
-                    let _ = self.complete_transfer();
+                    if answered {
+                        // The transferor hung up while consulting: the transfer completes.
+                        tracing::info!("callee hung up while consulting: completing the transfer");
+                        let _ = self.complete_transfer();
+                    } else {
+                        // While the consultation call rings: the caller will go straight to
+                        // it ("blonde" transfer, as Asterisk and FreeSWITCH do).
+                        tracing::info!(
+                            "callee hung up while the consultation rang: blonde transfer"
+                        );
+                        if let Some(c) = &mut self.consult {
+                            c.blonde = true;
+                        }
+                        self.drop_callee();
+                    }
                     return;
                 }
                 let by = match side {
@@ -1596,8 +1614,10 @@ impl Call {
 
     /// Closes the record, stops the media (finalising the recording), unhooks the dialogs.
     async fn finish(&mut self) {
-        if let Some(peer) = self.bridge_peer.take() {
-            let _ = peer.send(CallInput::BridgePeerGone);
+        if let Some((_, peer)) = self.bridge_peer.take() {
+            let _ = peer.send(CallInput::BridgePeerGone {
+                from: self.record_id,
+            });
         }
         let ending = self.ending.take().unwrap_or(Ending {
             cause: "unknown",

@@ -46,12 +46,14 @@ pub enum CallInput {
     Cancelled,
     /// The server is shutting down: hang up.
     Shutdown,
-    /// The call this one is tied to ended: the call it is bridged with (`POST /v1/bridges`,
-    /// or after an attended transfer) — hang up too; its attended transfer's consultation
-    /// call — caller and callee talk again; the call it consults for — hang up.
-    BridgePeerGone,
-    /// This call's attended-transfer consultation call was answered (sent by that call).
-    ConsultAnswered,
+    /// Call `from`, tied to this one, ended (or let go of it): the call it is bridged with
+    /// (`POST /v1/bridges`, or after an attended transfer) — hang up too; its attended
+    /// transfer's consultation call — caller and callee talk again; the call it consults
+    /// for — hang up. Ignored unless `from` is the call this one is tied to now (a late
+    /// message from an earlier tie).
+    BridgePeerGone { from: CallId },
+    /// This call's attended-transfer consultation call `from` was answered.
+    ConsultAnswered { from: CallId },
     /// A command from the call-control API; the answer goes back on `reply`.
     Control {
         cmd: ControlCommand,
@@ -510,24 +512,44 @@ impl CallRegistry {
         let (consult_owner, inbox) = mpsc::unbounded_channel();
         let consult = CallId::new();
         let room = format!("transfer:{consult}");
-        self.control(
-            id,
-            ControlCommand::Consult {
-                room: room.clone(),
-                consult,
-                consult_owner: consult_owner.clone(),
-                to,
-            },
-        )
-        .await?;
+        let (reply, answer) = oneshot::channel();
+        owner
+            .send(CallInput::Control {
+                cmd: ControlCommand::Consult {
+                    room: room.clone(),
+                    consult,
+                    consult_owner: consult_owner.clone(),
+                    to,
+                },
+                reply,
+            })
+            .map_err(|_| ControlError::NoSuchCall)?;
         req.consult_for = Some(ConsultFor {
             call: id,
             owner,
             session_id: info.session_id,
             room,
         });
-        self.spawn_originate(ep, consult_owner, inbox, consult, req, targets);
-        Ok(consult)
+        // Once the call took the command, the consultation call must start even if this
+        // request goes away (a client that disconnects, a slow answer): detached.
+        let me = self.clone();
+        let started = tokio::spawn(async move {
+            match answer.await {
+                Ok(Ok(_)) => {
+                    me.spawn_originate(ep, consult_owner, inbox, consult, req, targets);
+                    Ok(consult)
+                }
+                Ok(Err(e)) => Err(e),
+                Err(_) => Err(ControlError::NoSuchCall),
+            }
+        });
+        match tokio::time::timeout(CONTROL_TIMEOUT, started).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(_)) | Err(_) => Err(ControlError::Conflict(
+                "the call did not answer in time; its events tell whether the transfer started"
+                    .into(),
+            )),
+        }
     }
 
     /// Where call `id`'s inputs go.
@@ -617,7 +639,7 @@ impl CallRegistry {
         self.control(a, cmd(b, owner_b)).await?;
         if let Err(e) = self.control(b, cmd(a, owner_a.clone())).await {
             // Changed in between: the first call is not left alone in the room.
-            let _ = owner_a.send(CallInput::BridgePeerGone);
+            let _ = owner_a.send(CallInput::BridgePeerGone { from: b });
             return Err(e);
         }
         Ok(room)

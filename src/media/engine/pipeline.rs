@@ -231,6 +231,8 @@ pub struct Pipeline {
     events: VecDeque<MediaEvent>,
     /// What the room sends this call's party, this tick.
     room_out: Vec<i16>,
+    /// The callee and the room mixed, for the recording (callee in a room).
+    mix: Vec<i16>,
     /// The frame being built for one leg.
     frame: Vec<i16>,
     /// Sent datagrams' buffers, reused for the next generated packets.
@@ -316,6 +318,7 @@ impl Pipeline {
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             room_out: Vec::new(),
+            mix: Vec::new(),
             frame: Vec::new(),
             spare: Vec::new(),
             frames_skipped: 0,
@@ -872,12 +875,24 @@ impl Pipeline {
             );
         }
         // 3. The recording: caller left, the other party (or the caller's room) right.
-        let caller_in_room = self.room_leg() == Some(Leg::A);
+        // With the callee in the room (an attended transfer's consultation), the right channel
+        // is the consultation: the callee and the room mixed.
+        let room_leg = self.room_leg();
+        if room_leg == Some(Leg::B) && self.recording.is_some() {
+            self.mix.clear();
+            self.mix.extend(
+                self.legs[1]
+                    .heard
+                    .iter()
+                    .zip(&self.room_out)
+                    .map(|(a, b)| a.saturating_add(*b)),
+            );
+        }
         if let Some(tap) = &mut self.recording {
-            let right = if caller_in_room {
-                &self.room_out
-            } else {
-                &self.legs[1].heard
+            let right = match room_leg {
+                Some(Leg::A) => &self.room_out,
+                Some(Leg::B) => &self.mix,
+                None => &self.legs[1].heard,
             };
             tap.write(&self.legs[0].heard, right);
         }
@@ -1288,6 +1303,44 @@ mod tests {
 
     fn transmits(p: &mut Pipeline) -> Vec<Transmit> {
         std::iter::from_fn(|| p.poll_transmit()).collect()
+    }
+
+    #[test]
+    fn a_callee_in_a_room_is_cut_off_from_the_caller_until_it_leaves() {
+        let t0 = Instant::now();
+        let mut p = pipeline(t0, PCMU, PCMU);
+        let rooms = super::super::conference::Rooms::default();
+        let room = rooms.get_or_create("transfer:test");
+        p.command(
+            t0,
+            MediaCommand::JoinConference {
+                room: room.clone(),
+                leg: Leg::B,
+            },
+        );
+        assert_eq!(room.len(), 1);
+        let mut enc = codec::encoder(CodecKind::Pcmu, 8000).expect("encoder");
+        let mut pkt = voice(CodecKind::Pcmu, 0, 0, &mut enc);
+        assert_eq!(p.on_rtp(t0, Leg::A, &mut pkt), RtpAction::Consume);
+        let mut pkt = voice(CodecKind::Pcmu, 0, 1, &mut enc);
+        assert_eq!(p.on_rtp(t0, Leg::B, &mut pkt), RtpAction::Consume);
+        // Joining again with the other leg moves the call: one party in the room.
+        p.command(
+            t0,
+            MediaCommand::JoinConference {
+                room: room.clone(),
+                leg: Leg::A,
+            },
+        );
+        assert_eq!(room.len(), 1);
+        p.command(t0, MediaCommand::LeaveConference);
+        assert_eq!(room.len(), 0);
+        let mut pkt = voice(CodecKind::Pcmu, 0, 2, &mut enc);
+        assert_eq!(
+            p.on_rtp(t0 + FRAME * 2, Leg::A, &mut pkt),
+            RtpAction::Forward,
+            "relayed again once out of the room"
+        );
     }
 
     #[test]
@@ -1808,6 +1861,75 @@ mod tests {
             mode: crate::media::recorder::ChannelMode::CallerOnly,
             mixed_companion: false,
         }
+    }
+
+    #[test]
+    fn while_the_callee_consults_in_a_room_the_recording_holds_the_consultation() {
+        let t0 = Instant::now();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let pool = recorder_pool();
+        let rooms = super::super::conference::Rooms::default();
+        let room = rooms.get_or_create("transfer:rec");
+        let mut p = pipeline(t0, PCMU, PCMU);
+        let mut spec = caller_only(dir.path());
+        spec.mode = crate::media::recorder::ChannelMode::Stereo;
+        p.command(
+            t0,
+            MediaCommand::StartRecording(pool.start(spec).expect("recording")),
+        );
+        p.command(
+            t0,
+            MediaCommand::JoinConference {
+                room: room.clone(),
+                leg: Leg::B,
+            },
+        );
+        // The consultation call: one leg in the same room, saying a 1 kHz tone.
+        let mut c = Pipeline::new(PipelineConfig::default(), t0);
+        c.command(
+            t0,
+            MediaCommand::SetMedia {
+                leg: Leg::A,
+                media: Some(PCMU),
+            },
+        );
+        c.command(
+            t0,
+            MediaCommand::JoinConference {
+                room: room.clone(),
+                leg: Leg::A,
+            },
+        );
+        let mut enc = codec::encoder(CodecKind::Pcmu, 8000).expect("encoder");
+        let tone = sine(1000.0, 8000, -12.0, 160 * 50);
+        for (k, pcm) in tone.chunks(160).enumerate() {
+            let now = t0 + FRAME * k as u32;
+            let mut pkt = pcmu_packet(k as u16, pcm, &mut enc);
+            c.on_rtp(now, Leg::A, &mut pkt);
+            c.on_timeout(now);
+            p.on_timeout(now);
+        }
+        p.command(t0 + FRAME * 50, MediaCommand::StopRecording);
+        let summary = p
+            .poll_stopped_recording()
+            .expect("stopped")
+            .stop()
+            .wait_blocking()
+            .expect("summary");
+        assert_eq!(summary.channels, 2);
+        let samples: Vec<i16> = hound::WavReader::open(&summary.path)
+            .expect("wav")
+            .samples::<i16>()
+            .collect::<Result<_, _>>()
+            .expect("samples");
+        let right: Vec<i16> = samples.iter().skip(1).step_by(2).copied().collect();
+        let left: Vec<i16> = samples.iter().step_by(2).copied().collect();
+        let rate = summary.sample_rate as usize;
+        let window = &right[rate * 2 / 5..rate * 9 / 10];
+        let f = crate::media::analysis::dominant_frequency(window, summary.sample_rate)
+            .expect("the consultation on the right");
+        assert!((f - 1000.0).abs() < 10.0, "{f}");
+        assert!(left.iter().all(|&x| x == 0), "the caller said nothing");
     }
 
     #[test]

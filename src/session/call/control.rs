@@ -11,8 +11,12 @@
 //! the consultation call (its own actor, same session) rings while the callee hears ringback;
 //! once answered, the callee's leg joins the consultation call's private room. Complete: the
 //! callee is hung up and the caller's leg joins that room (the calls are then a bridge), also
-//! when the callee hangs up after the answer. Cancel, or the consultation call ending: the
-//! callee leaves the room, the caller is unheld.
+//! when the callee hangs up after the answer (or before it: a "blonde" transfer completed when
+//! the consultation call answers). Cancel, or the consultation call ending: the callee leaves
+//! the room, the caller is unheld. The two actors tell each other only
+//! `CallInput::ConsultAnswered` and `BridgePeerGone`, each naming its sender, so a late message
+//! from an earlier consultation is ignored. While consulting, the call's recording holds the
+//! caller left and the consultation (callee and room mixed) right.
 //!
 //! A placed call is the same B2BUA with leg A turned around: the server's INVITE (RFC 3261
 //! §13.2.1) with an offer from a fresh two-leg media session rings the extension `to`; once it
@@ -82,6 +86,9 @@ pub(super) struct Consult {
     pub answered: bool,
     /// The caller was already held through the API (and stays held if cancelled).
     pub was_held: bool,
+    /// The callee hung up while the consultation call rang ("blonde" transfer): the caller
+    /// joins it as soon as it answers.
+    pub blonde: bool,
 }
 
 /// The name of the synthetic flow a placed call's `webhook` runs in.
@@ -178,7 +185,7 @@ impl Call {
         self.invite = invite;
         if let Some(of) = &req.consult_for {
             self.session_id = of.session_id;
-            self.bridge_peer = Some(of.owner.clone());
+            self.bridge_peer = Some((of.call, of.owner.clone()));
             self.consult_of = Some((of.call, of.room.clone()));
         }
         self.record_start(None, &req.to);
@@ -333,6 +340,8 @@ impl Call {
                     by: HangupBy::System,
                     code: 500,
                 });
+                // The extension's other phones stop ringing.
+                self.cancel_forks();
                 return;
             }
         };
@@ -549,8 +558,10 @@ impl Call {
                         "no attended transfer is in progress".into(),
                     ));
                 }
-                if let Some(peer) = self.bridge_peer.take() {
-                    let _ = peer.send(CallInput::BridgePeerGone);
+                if let Some((_, peer)) = self.bridge_peer.take() {
+                    let _ = peer.send(CallInput::BridgePeerGone {
+                        from: self.record_id,
+                    });
                 }
                 self.end_consultation("cancelled");
                 Ok(ControlReply::Done)
@@ -617,21 +628,32 @@ impl Call {
             to,
             answered: false,
             was_held,
+            blonde: false,
         });
-        self.bridge_peer = Some(consult_owner);
+        self.bridge_peer = Some((consult, consult_owner));
         Ok(ControlReply::Done)
     }
 
     /// The consultation call answered: the callee stops hearing ringback and talks to it.
-    pub(super) fn consultation_answered(&mut self) {
+    pub(super) fn consultation_answered(&mut self, from: CallId) {
         if self.ending.is_some() {
             return;
         }
-        let Some(c) = self.consult.as_mut().filter(|c| !c.answered) else {
+        let Some(c) = self
+            .consult
+            .as_mut()
+            .filter(|c| !c.answered && c.call == from)
+        else {
             return;
         };
         c.answered = true;
-        let (call, room) = (c.call, c.room.clone());
+        let (call, room, blonde) = (c.call, c.room.clone(), c.blonde);
+        if blonde {
+            // The transferor hung up while it rang: the caller goes straight to it.
+            tracing::info!(%call, "attended transfer: answered after the callee left");
+            let _ = self.complete_transfer();
+            return;
+        }
         if let Some(media) = &self.media {
             media.command(MediaCommand::StopPlayback { leg: Leg::B });
             media.command(MediaCommand::JoinConference {
@@ -657,6 +679,19 @@ impl Call {
                 media.command(MediaCommand::StopPlayback { leg: Leg::B });
             }
             media.command(MediaCommand::LeaveConference);
+        }
+        if c.blonde {
+            // The transferor left and the consultation call failed: nobody is left to talk to.
+            tracing::info!(call = %c.call, state, "attended transfer failed after the callee left");
+            self.event(
+                "call.consultation",
+                serde_json::json!({"state": state, "consultation_call_id": c.call.to_string()}),
+            );
+            return self.hangup(Ending {
+                cause: "normal_clearing",
+                by: HangupBy::System,
+                code: 200,
+            });
         }
         self.api_held[0] = c.was_held;
         self.apply_hold_mute(Leg::A);
@@ -692,14 +727,23 @@ impl Call {
         let Some(c) = self.consult.take() else {
             return Ok(ControlReply::Done);
         };
-        self.drop_callee();
+        if self.b_answered {
+            self.drop_callee();
+        }
         if let Some(media) = &self.media {
             media.command(MediaCommand::JoinConference {
                 room: self.ctx.media.rooms.get_or_create(&c.room),
                 leg: Leg::A,
             });
         }
+        let was_held = self.api_held[0];
         self.reset_hold_mute();
+        if was_held {
+            self.event(
+                "call.held",
+                serde_json::json!({"held": false, "leg": "caller", "by": "transfer"}),
+            );
+        }
         tracing::info!(call = %c.call, to = %c.to, "attended transfer completed");
         self.event(
             "call.transferred",
@@ -722,8 +766,9 @@ impl Call {
                 leg: Leg::A,
             });
         }
+        let me = self.record_id;
         match &self.bridge_peer {
-            Some(owner) if owner.send(CallInput::ConsultAnswered).is_ok() => {}
+            Some((_, owner)) if owner.send(CallInput::ConsultAnswered { from: me }).is_ok() => {}
             _ => {
                 tracing::info!("the transferring call is gone: hanging up");
                 return self.hangup(Ending {
@@ -776,7 +821,7 @@ impl Call {
             serde_json::json!({"bridge_id": room, "with": peer.to_string()}),
         );
         self.conference = Some(room);
-        self.bridge_peer = Some(peer_owner);
+        self.bridge_peer = Some((peer, peer_owner));
         Ok(ControlReply::Done)
     }
 
@@ -1139,9 +1184,11 @@ impl Call {
                 "the call is not answered yet".into(),
             ));
         }
-        if let Some(peer) = self.bridge_peer.take() {
+        if let Some((_, peer)) = self.bridge_peer.take() {
             // Bridged with another call: that call's party goes, as a callee would.
-            let _ = peer.send(CallInput::BridgePeerGone);
+            let _ = peer.send(CallInput::BridgePeerGone {
+                from: self.record_id,
+            });
             self.conference = None;
             if let Some(media) = &self.media {
                 media.command(MediaCommand::LeaveConference);
@@ -1164,7 +1211,7 @@ impl Call {
 
     /// Hangs up the callee (BYE, unless it already left), closes its leg record and forgets
     /// its media.
-    fn drop_callee(&mut self) {
+    pub(super) fn drop_callee(&mut self) {
         self.hangup_leg(Side::Callee);
         self.ctx.writer.send(StoreCmd::LegEnded {
             leg_id: self.legs[1],
@@ -1174,6 +1221,8 @@ impl Call {
         self.legs[1] = LegId::new();
         self.b_answered = false;
         if let Some(media) = &self.media {
+            // What played to it (ringback of a consultation, an API prompt) ends with it.
+            media.command(MediaCommand::StopPlayback { leg: Leg::B });
             media.command(MediaCommand::SetMedia {
                 leg: Leg::B,
                 media: None,
