@@ -230,12 +230,7 @@ async fn a_placed_call_is_listed_played_to_sent_dtmf_and_hung_up_through_the_api
         .await;
     assert_eq!(status, 400, "{bad}");
 
-    let (status, _) = api
-        .send(reqwest::Method::DELETE, &format!("/v1/calls/{id}"), None)
-        .await;
-    assert_eq!(status, 204);
-    let bye = recv_method(&b, "BYE").await;
-    b.send(&answer(&bye, 200, "OK", b.addr(), None)).await;
+    hang_up(&api, &id, &[&b]).await;
     let events = events_until(&server, &id, "call.ended").await;
     assert_eq!(
         kinds(&events),
@@ -658,18 +653,7 @@ async fn a_muted_or_held_caller_is_not_heard_and_a_held_one_hears_music() {
     let unknown = "0190a0a0-0000-7000-8000-000000000000";
     assert_eq!(post(&api, unknown, "hold", json!({})).await, 404);
 
-    let (status, _) = api
-        .send(reqwest::Method::DELETE, &format!("/v1/calls/{id}"), None)
-        .await;
-    assert_eq!(status, 204);
-    let bye = recv_method(&call.b, "BYE").await;
-    call.b
-        .send(&answer(&bye, 200, "OK", call.b.addr(), None))
-        .await;
-    let bye = recv_method(&call.a, "BYE").await;
-    call.a
-        .send(&answer(&bye, 200, "OK", call.a.addr(), None))
-        .await;
+    hang_up(&api, &id, &[&call.b, &call.a]).await;
     let events = events_until(&server, &id, "call.ended").await;
     let control: Vec<(&str, Value)> = events
         .iter()
@@ -925,14 +909,7 @@ async fn two_placed_calls_bridged_hear_each_other_and_end_together() {
     assert_eq!(status, 409);
 
     // One ends: the other is hung up too.
-    let (status, _) = api
-        .send(reqwest::Method::DELETE, &format!("/v1/calls/{one}"), None)
-        .await;
-    assert_eq!(status, 204);
-    let bye = recv_method(&b, "BYE").await;
-    b.send(&answer(&bye, 200, "OK", b.addr(), None)).await;
-    let bye = recv_method(&c, "BYE").await;
-    c.send(&answer(&bye, 200, "OK", c.addr(), None)).await;
+    hang_up(&api, &one, &[&b, &c]).await;
     for (id, with) in [(&one, &two), (&two, &one)] {
         let events = events_until(&server, id, "call.ended").await;
         let bridged = events
@@ -996,14 +973,7 @@ async fn a_call_to_a_sip_uri_goes_straight_to_its_host_and_is_answered() {
     assert_eq!(detail["state"], "answered");
     assert_eq!(detail["callee"], uri.as_str());
 
-    let (status, _) = api
-        .send(reqwest::Method::DELETE, &format!("/v1/calls/{id}"), None)
-        .await;
-    assert_eq!(status, 204);
-    let bye = recv_method(&alice, "BYE").await;
-    alice
-        .send(&answer(&bye, 200, "OK", alice.addr(), None))
-        .await;
+    hang_up(&api, &id, &[&alice]).await;
     events_until(&server, &id, "call.ended").await;
     server.stop().await;
 }
@@ -1135,18 +1105,7 @@ async fn an_attended_transfer_consults_then_is_cancelled_or_completed() {
     assert_eq!(post(&api, &id, "transfer", attended("9999")).await, 404);
 
     // 1. Consult 1003, then cancel.
-    let (status, started) = api
-        .send(
-            reqwest::Method::POST,
-            &format!("/v1/calls/{id}/transfer"),
-            Some(attended("1003")),
-        )
-        .await;
-    assert_eq!(status, 202, "{started}");
-    let consult = started["consultation_call_id"]
-        .as_str()
-        .expect("consultation call id")
-        .to_owned();
+    let consult = start_attended(&api, &id, "1003").await;
     let inv = consultation_rings(&c).await;
     // Only one at a time; not completed before it answers.
     assert_eq!(post(&api, &id, "transfer", attended("1003")).await, 409);
@@ -1167,18 +1126,7 @@ async fn an_attended_transfer_consults_then_is_cancelled_or_completed() {
     let to_c_side = consultation_answers(&c, &inv, &c_rtp).await;
     states_until(&server, &id, "call.consultation", "answered", 1).await;
     // The callee and 1003 hear each other; the caller hears neither and is not heard.
-    let heard = talk_with(&call.b_rtp, call.to_b_side, &c_rtp, 1, 30, tone()).await;
-    assert!(
-        audible(&heard) >= 10,
-        "1003 hears the callee ({} packets)",
-        heard.len()
-    );
-    let heard = talk_with(&c_rtp, to_c_side, &call.b_rtp, 1, 30, tone()).await;
-    assert!(
-        audible(&heard) >= 10,
-        "the callee hears 1003 ({} packets)",
-        heard.len()
-    );
+    hear_each_other((&call.b_rtp, call.to_b_side), (&c_rtp, to_c_side), 1).await;
     let heard = talk(&call.a_rtp, call.to_a_side, &call.b_rtp, 1, 25).await;
     assert!(
         !heard.iter().any(|p| is_voice(p)),
@@ -1208,18 +1156,7 @@ async fn an_attended_transfer_consults_then_is_cancelled_or_completed() {
     );
 
     // 2. Consult 1003 again, then complete: the callee goes, the caller talks to 1003.
-    let (status, started) = api
-        .send(
-            reqwest::Method::POST,
-            &format!("/v1/calls/{id}/transfer"),
-            Some(attended("1003")),
-        )
-        .await;
-    assert_eq!(status, 202, "{started}");
-    let consult = started["consultation_call_id"]
-        .as_str()
-        .expect("consultation call id")
-        .to_owned();
+    let consult = start_attended(&api, &id, "1003").await;
     let inv = consultation_rings(&c).await;
     let to_c_side = consultation_answers(&c, &inv, &c_rtp).await;
     states_until(&server, &id, "call.consultation", "answered", 2).await;
@@ -1228,18 +1165,7 @@ async fn an_attended_transfer_consults_then_is_cancelled_or_completed() {
     call.b
         .send(&answer(&bye, 200, "OK", call.b.addr(), None))
         .await;
-    let heard = talk_with(&call.a_rtp, call.to_a_side, &c_rtp, 200, 30, tone()).await;
-    assert!(
-        audible(&heard) >= 10,
-        "1003 hears the caller ({} packets)",
-        heard.len()
-    );
-    let heard = talk_with(&c_rtp, to_c_side, &call.a_rtp, 200, 30, tone()).await;
-    assert!(
-        audible(&heard) >= 10,
-        "the caller hears 1003 ({} packets)",
-        heard.len()
-    );
+    hear_each_other((&call.a_rtp, call.to_a_side), (&c_rtp, to_c_side), 200).await;
     let (_, mine) = api
         .send(reqwest::Method::GET, &format!("/v1/calls/{id}"), None)
         .await;
@@ -1368,24 +1294,8 @@ async fn a_refused_consultation_reconnects_and_a_transferor_hanging_up_completes
     let to_c_side = consultation_answers(&c, &inv, &c_rtp).await;
     states_until(&server, &id, "call.consultation", "answered", 1).await;
     hang_up_callee(&call).await;
-    let events = events_until(&server, &id, "call.transferred").await;
-    let done = events
-        .iter()
-        .find(|e| e.kind == "call.transferred")
-        .expect("transferred");
-    assert_eq!(done.data["kind"], "attended", "{:?}", done.data);
-    let heard = talk_with(&call.a_rtp, call.to_a_side, &c_rtp, 100, 30, tone()).await;
-    assert!(
-        audible(&heard) >= 10,
-        "1003 hears the caller ({} packets)",
-        heard.len()
-    );
-    let heard = talk_with(&c_rtp, to_c_side, &call.a_rtp, 100, 30, tone()).await;
-    assert!(
-        audible(&heard) >= 10,
-        "the caller hears 1003 ({} packets)",
-        heard.len()
-    );
+    transferred_attended(&server, &id).await;
+    hear_each_other((&call.a_rtp, call.to_a_side), (&c_rtp, to_c_side), 100).await;
 
     // Transferred again, blind, into a flow: 1003 is hung up, the caller hears the flow.
     assert_eq!(
@@ -1407,14 +1317,7 @@ async fn a_refused_consultation_reconnects_and_a_transferor_hanging_up_completes
     assert_eq!(mine["state"], "ivr", "{mine}");
     assert_eq!(mine["flow"], "parked", "{mine}");
 
-    let (status, _) = api
-        .send(reqwest::Method::DELETE, &format!("/v1/calls/{id}"), None)
-        .await;
-    assert_eq!(status, 204);
-    let bye = recv_method(&call.a, "BYE").await;
-    call.a
-        .send(&answer(&bye, 200, "OK", call.a.addr(), None))
-        .await;
+    hang_up(&api, &id, &[&call.a]).await;
     events_until(&server, &id, "call.ended").await;
     server.stop().await;
 }
@@ -1487,12 +1390,7 @@ async fn a_placed_call_rings_every_phone_of_the_extension_and_the_first_answer_w
         .send(reqwest::Method::GET, &format!("/v1/calls/{id}"), None)
         .await;
     assert_eq!(detail["state"], "answered", "{detail}");
-    let (status, _) = api
-        .send(reqwest::Method::DELETE, &format!("/v1/calls/{id}"), None)
-        .await;
-    assert_eq!(status, 204);
-    let bye = recv_method(&soft, "BYE").await;
-    soft.send(&answer(&bye, 200, "OK", soft.addr(), None)).await;
+    hang_up(&api, &id, &[&soft]).await;
     let events = events_until(&server, &id, "call.ended").await;
     assert_eq!(
         kinds(&events),
@@ -1557,35 +1455,62 @@ async fn a_transferor_hanging_up_while_the_consultation_rings_hands_the_caller_o
     );
     // 1003 answers: the caller talks to it.
     let to_c_side = consultation_answers(&c, &inv, &c_rtp).await;
-    let events = events_until(&server, &id, "call.transferred").await;
+    transferred_attended(&server, &id).await;
+    hear_each_other((&call.a_rtp, call.to_a_side), (&c_rtp, to_c_side), 1).await;
+
+    hang_up(&api, &id, &[&call.a, &c]).await;
+    events_until(&server, &id, "call.ended").await;
+    server.stop().await;
+}
+
+/// Two parties (each an RTP socket and where it sends) hear each other's tone, both ways.
+async fn hear_each_other(
+    one: (&Arc<UdpSocket>, SocketAddr),
+    two: (&Arc<UdpSocket>, SocketAddr),
+    first_seq: u16,
+) {
+    for ((from, to), (receiver, _), way) in [(one, two, "one to two"), (two, one, "two to one")] {
+        let heard = talk_with(from, to, receiver, first_seq, 30, tone()).await;
+        assert!(audible(&heard) >= 10, "{way}: {} packets", heard.len());
+    }
+}
+
+/// Waits for the call's `call.transferred` and checks it was an attended transfer.
+async fn transferred_attended(server: &TestServer, id: &str) {
+    let events = events_until(server, id, "call.transferred").await;
     let done = events
         .iter()
         .find(|e| e.kind == "call.transferred")
         .expect("transferred");
     assert_eq!(done.data["kind"], "attended", "{:?}", done.data);
-    let heard = talk_with(&call.a_rtp, call.to_a_side, &c_rtp, 1, 30, tone()).await;
-    assert!(
-        audible(&heard) >= 10,
-        "1003 hears the caller ({} packets)",
-        heard.len()
-    );
-    let heard = talk_with(&c_rtp, to_c_side, &call.a_rtp, 1, 30, tone()).await;
-    assert!(
-        audible(&heard) >= 10,
-        "the caller hears 1003 ({} packets)",
-        heard.len()
-    );
+}
 
-    let (status, _) = api
+/// Starts an attended transfer of call `id` to `to`; the consultation call's id.
+async fn start_attended(api: &Api, id: &str, to: &str) -> String {
+    let (status, started) = api
+        .send(
+            reqwest::Method::POST,
+            &format!("/v1/calls/{id}/transfer"),
+            Some(json!({"to": to, "attended": true})),
+        )
+        .await;
+    assert_eq!(status, 202, "{started}");
+    started["consultation_call_id"]
+        .as_str()
+        .expect("consultation call id")
+        .to_owned()
+}
+
+/// Hangs call `id` up through the API; each of `phones` gets a BYE and answers it.
+async fn hang_up(api: &Api, id: &str, phones: &[&Ua]) {
+    let (status, problem) = api
         .send(reqwest::Method::DELETE, &format!("/v1/calls/{id}"), None)
         .await;
-    assert_eq!(status, 204);
-    let bye = recv_method(&call.a, "BYE").await;
-    call.a
-        .send(&answer(&bye, 200, "OK", call.a.addr(), None))
-        .await;
-    let bye = recv_method(&c, "BYE").await;
-    c.send(&answer(&bye, 200, "OK", c.addr(), None)).await;
-    events_until(&server, &id, "call.ended").await;
-    server.stop().await;
+    assert_eq!(status, 204, "{problem}");
+    for phone in phones {
+        let bye = recv_method(phone, "BYE").await;
+        phone
+            .send(&answer(&bye, 200, "OK", phone.addr(), None))
+            .await;
+    }
 }

@@ -1842,6 +1842,25 @@ mod tests {
         assert_eq!(found[0].0, t0 + FRAME * 9, "ten quiet frames of 20 ms");
     }
 
+    /// Stops the pipeline's recording at `now` and waits for its summary.
+    fn stop_recording(p: &mut Pipeline, now: Instant) -> crate::media::recorder::RecordingSummary {
+        p.command(now, MediaCommand::StopRecording);
+        p.poll_stopped_recording()
+            .expect("stopped")
+            .stop()
+            .wait_blocking()
+            .expect("summary")
+    }
+
+    /// The samples of a WAV file (interleaved when stereo).
+    fn wav_samples(path: &std::path::Path) -> Vec<i16> {
+        hound::WavReader::open(path)
+            .expect("wav")
+            .samples::<i16>()
+            .collect::<Result<_, _>>()
+            .expect("samples")
+    }
+
     fn recorder_pool() -> crate::media::recorder::RecorderPool {
         crate::media::recorder::RecorderPool::new(crate::media::recorder::PoolConfig {
             queue_capacity: 4096,
@@ -1909,19 +1928,9 @@ mod tests {
             c.on_timeout(now);
             p.on_timeout(now);
         }
-        p.command(t0 + FRAME * 50, MediaCommand::StopRecording);
-        let summary = p
-            .poll_stopped_recording()
-            .expect("stopped")
-            .stop()
-            .wait_blocking()
-            .expect("summary");
+        let summary = stop_recording(&mut p, t0 + FRAME * 50);
         assert_eq!(summary.channels, 2);
-        let samples: Vec<i16> = hound::WavReader::open(&summary.path)
-            .expect("wav")
-            .samples::<i16>()
-            .collect::<Result<_, _>>()
-            .expect("samples");
+        let samples = wav_samples(&summary.path);
         let right: Vec<i16> = samples.iter().skip(1).step_by(2).copied().collect();
         let left: Vec<i16> = samples.iter().step_by(2).copied().collect();
         let rate = summary.sample_rate as usize;
@@ -2082,19 +2091,9 @@ mod tests {
             assert_eq!(p.on_rtp(now, Leg::A, &mut pkt), RtpAction::Consume);
             p.on_timeout(now);
         }
-        p.command(t0 + FRAME * 70, MediaCommand::StopRecording);
-        let summary = p
-            .poll_stopped_recording()
-            .expect("stopped")
-            .stop()
-            .wait_blocking()
-            .expect("summary");
+        let summary = stop_recording(&mut p, t0 + FRAME * 70);
         assert_eq!((summary.channels, summary.frames), (1, 60));
-        let samples: Vec<i16> = hound::WavReader::open(&summary.path)
-            .expect("wav")
-            .samples::<i16>()
-            .collect::<Result<_, _>>()
-            .expect("samples");
+        let samples = wav_samples(&summary.path);
         let f = crate::media::analysis::dominant_frequency(&samples[160 * 20..], 8000)
             .expect("the caller's tone");
         assert!((f - 1000.0).abs() < 5.0, "{f}");
