@@ -883,21 +883,8 @@ impl Call {
             || self.ending.is_some()
             || (self.finished_a && !self.answered)
         {
-            // A second fork answered, a fork of a dial given up, or the caller already left:
-            // ACK and BYE it (§13.2.2.4).
-            let mut d = dialog;
-            self.ep.send(Command::SendRaw {
-                to: d.peer,
-                msg: Message::Request(self.with_via(d.ack(1), d.peer.transport)),
-            });
-            let bye = d.request(Method::Bye);
-            let bye = self.with_via(bye, d.peer.transport);
-            self.ep.send(Command::SendRequest {
-                req: bye,
-                to: d.peer,
-                owner: self.me.clone(),
-            });
-            return;
+            // A second fork answered, a fork of a dial given up, or the caller already left.
+            return self.ack_and_bye(dialog);
         }
         let Some(body) = self.answer_for_caller(&resp) else {
             // The callee's answer is unusable: end its leg and fail the call.
@@ -1515,6 +1502,20 @@ impl Call {
         self.ep.send(Command::SendRequest {
             req: cancel,
             to: f.peer,
+            owner: self.me.clone(),
+        });
+    }
+
+    /// A 2xx we do not want (RFC 3261 §13.2.2.4): ACK it, then end its dialog with BYE.
+    fn ack_and_bye(&self, mut d: Dialog) {
+        self.ep.send(Command::SendRaw {
+            to: d.peer,
+            msg: Message::Request(self.with_via(d.ack(1), d.peer.transport)),
+        });
+        let bye = self.with_via(d.request(Method::Bye), d.peer.transport);
+        self.ep.send(Command::SendRequest {
+            req: bye,
+            to: d.peer,
             owner: self.me.clone(),
         });
     }

@@ -317,21 +317,9 @@ impl Call {
             .and_then(|sdp| negotiate::leg_media(&sdp).map(|m| (sdp, m)));
         let dialog = match dialog {
             Ok(d) if self.ending.is_none() && !self.answered => d,
-            Ok(mut d) => {
-                // Hung up (or timed out) while it rang, or another phone answered first:
-                // ACK and BYE (§13.2.2.4).
-                self.ep.send(Command::SendRaw {
-                    to: d.peer,
-                    msg: Message::Request(self.with_via(d.ack(1), d.peer.transport)),
-                });
-                let bye = d.request(Method::Bye);
-                let bye = self.with_via(bye, d.peer.transport);
-                self.ep.send(Command::SendRequest {
-                    req: bye,
-                    to: d.peer,
-                    owner: self.me.clone(),
-                });
-                return;
+            Ok(d) => {
+                // Hung up (or timed out) while it rang, or another phone answered first.
+                return self.ack_and_bye(d);
             }
             Err(error) => {
                 tracing::info!(%error, "unusable 2xx to a placed call");
@@ -456,16 +444,30 @@ impl Call {
     fn run_flow_in(&mut self, plan: Arc<crate::ivr::plan::Dialplan>, flow: String) {
         let attrs = match self.ivr.take() {
             Some(old) => old.attributes().clone(),
-            None => {
-                let mut attrs = Attributes::new();
-                attrs.insert("caller".into(), self.caller_user.clone());
-                attrs.insert("caller_name".into(), String::new());
-                attrs.insert("called".into(), self.called.clone());
-                attrs.insert("call_id".into(), self.record_id.to_string());
-                attrs.insert("session_id".into(), self.session_id.to_string());
-                attrs
-            }
+            None => self.builtin_attributes(self.caller_user.clone(), String::new()),
         };
+        self.start_interpreter(plan, flow, attrs);
+    }
+
+    /// The attributes every flow starts with: caller, caller_name, called, call_id and
+    /// session_id.
+    pub(super) fn builtin_attributes(&self, caller: String, caller_name: String) -> Attributes {
+        let mut attrs = Attributes::new();
+        attrs.insert("caller".into(), caller);
+        attrs.insert("caller_name".into(), caller_name);
+        attrs.insert("called".into(), self.called.clone());
+        attrs.insert("call_id".into(), self.record_id.to_string());
+        attrs.insert("session_id".into(), self.session_id.to_string());
+        attrs
+    }
+
+    /// Starts an interpreter on `flow` (which exists in `plan`) with `attrs`.
+    pub(super) fn start_interpreter(
+        &mut self,
+        plan: Arc<crate::ivr::plan::Dialplan>,
+        flow: String,
+        attrs: Attributes,
+    ) {
         let options = Options {
             answered: self.answered,
             default_dial_timeout: self.ctx.no_answer_timeout,

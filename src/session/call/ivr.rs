@@ -11,7 +11,7 @@ use bytes::Bytes;
 use tokio::time::Instant;
 
 use super::{Call, Ending, Side, control, point_media};
-use crate::ivr::interp::{Action, Attributes, DialOutcome, Input, Interpreter, Options};
+use crate::ivr::interp::{Action, DialOutcome, Input};
 use crate::ivr::plan::{HangupCause, Prompt, Step};
 use crate::ivr::{parse, route, tts, webhook};
 use crate::media::engine::{MediaCommand, PlaySource};
@@ -87,32 +87,14 @@ impl Call {
         };
         tracing::info!(route = %route.name, flow = %route.flow, "routed");
         let flow = route.flow.clone();
-        self.flow = Some(flow.clone());
-        let mut attrs = Attributes::new();
-        attrs.insert("caller".into(), caller);
-        attrs.insert(
-            "caller_name".into(),
-            from.and_then(|f| f.display).unwrap_or_default(),
-        );
-        attrs.insert("called".into(), self.called.clone());
-        attrs.insert("call_id".into(), self.record_id.to_string());
-        attrs.insert("session_id".into(), self.session_id.to_string());
+        let attrs =
+            self.builtin_attributes(caller, from.and_then(|f| f.display).unwrap_or_default());
         self.ep.send(Command::AddDialog {
             call_id: self.invite.headers.call_id().unwrap_or_default().to_owned(),
             local_tag: self.a_tag.clone(),
             owner: self.me.clone(),
         });
-        let options = Options {
-            answered: false,
-            default_dial_timeout: self.ctx.no_answer_timeout,
-        };
-        self.ivr = Some(Interpreter::with_options(
-            plan,
-            &flow,
-            attrs,
-            std::time::Instant::now(),
-            options,
-        ));
+        self.start_interpreter(plan, flow, attrs);
         self.pump_ivr().await;
         true
     }
@@ -495,21 +477,10 @@ impl Call {
         };
         tracing::info!(%number, flow = %route.flow, "transfer");
         let flow = route.flow.clone();
-        self.flow = Some(flow.clone());
         attrs.insert("transferred_from".into(), self.called.clone());
         attrs.insert("called".into(), number.clone());
         self.called = number;
-        let options = Options {
-            answered: self.answered,
-            default_dial_timeout: self.ctx.no_answer_timeout,
-        };
-        self.ivr = Some(Interpreter::with_options(
-            plan.clone(),
-            &flow,
-            attrs,
-            std::time::Instant::now(),
-            options,
-        ));
+        self.start_interpreter(plan, flow, attrs);
     }
 
     /// The flow hung up: BYE once answered; before, the last dial's failure passes through
