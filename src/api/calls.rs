@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
@@ -15,7 +15,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::auth::{ControlKey, ReadKey};
-use super::{ApiError, ApiState, Problem, ProblemJson};
+use super::{ApiError, ApiQuery, ApiState, Problem, ProblemJson};
 use crate::ivr::plan::{HangupCause, Prompt, StepKind};
 use crate::session::{
     CallInfo, CallParty, ControlCommand, ControlError, ControlReply, OriginateError,
@@ -466,7 +466,7 @@ fn prompt(state: &ApiState, p: &Play) -> Result<Prompt, ApiError> {
 async fn list_calls(
     _: ReadKey,
     State(s): State<ApiState>,
-    Query(q): Query<ListParams>,
+    ApiQuery(q): ApiQuery<ListParams>,
 ) -> Json<CallList> {
     let calls = s.calls.list().await;
     let matches = |c: &CallInfo| {
@@ -580,7 +580,7 @@ async fn hangup(
     _: ControlKey,
     State(s): State<ApiState>,
     Path(id): Path<String>,
-    Query(q): Query<HangupParams>,
+    ApiQuery(q): ApiQuery<HangupParams>,
 ) -> Result<StatusCode, ApiError> {
     let id = call_id(&id)?;
     let cause = match q.cause.as_deref().unwrap_or("normal") {

@@ -11,9 +11,9 @@ use utoipa_axum::routes;
 use uuid::Uuid;
 
 use super::auth::ReadKey;
-use super::records::{ApiQuery, parse_uuid};
+use super::records::parse_uuid;
 use super::sessions::SessionSummary;
-use super::{ApiError, ApiState, Problem};
+use super::{ApiError, ApiQuery, ApiState, Problem};
 use crate::store::{CustomerId, CustomerRecord, IdentityKind};
 
 /// One way to reach a customer.

@@ -11,9 +11,8 @@
 use std::time::Duration;
 
 use axum::Json;
-use axum::extract::rejection::QueryRejection;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade, close_code};
-use axum::extract::{Extension, Query, State};
+use axum::extract::{Extension, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
@@ -23,7 +22,7 @@ use utoipa_axum::routes;
 
 use super::auth::ReadKey;
 use super::webhooks::WebhookDispatcher;
-use super::{ApiError, ApiState, Problem};
+use super::{ApiError, ApiQuery, ApiState, Problem};
 use crate::store::{CallId, EventFilter, EventRecord, SessionId, Store};
 
 /// Most events in one page.
@@ -168,10 +167,9 @@ async fn events(
     State(state): State<ApiState>,
     dispatcher: Option<Extension<WebhookDispatcher>>,
     headers: HeaderMap,
-    query: Result<Query<EventsQuery>, QueryRejection>,
+    ApiQuery(query): ApiQuery<EventsQuery>,
     upgrade: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
 ) -> Result<Response, ApiError> {
-    let Query(query) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
     let filter = query.filter()?;
     if let Some(since) = query.since
         && since < 0

@@ -34,7 +34,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-pub use problem::{ApiError, Problem, ProblemJson, problem};
+pub use problem::{ApiError, ApiQuery, Problem, ProblemJson, problem};
 
 /// What the handlers need.
 #[derive(Clone)]

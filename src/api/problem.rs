@@ -144,6 +144,27 @@ where
     }
 }
 
+/// Query parameters whose rejection is a problem-JSON 400.
+#[derive(Debug, Clone)]
+pub struct ApiQuery<T>(pub T);
+
+impl<T, S> axum::extract::FromRequestParts<S> for ApiQuery<T>
+where
+    T: serde::de::DeserializeOwned + Send,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _: &S,
+    ) -> Result<Self, ApiError> {
+        axum::extract::Query::try_from_uri(&parts.uri)
+            .map(|q| ApiQuery(q.0))
+            .map_err(|e| ApiError::bad_request(e.body_text()))
+    }
+}
+
 /// Middleware: any error response that is not problem JSON yet (axum's own rejections of a
 /// path, query or body; 405; 413 from the body limit) is rewritten as one, keeping its status
 /// and headers and using its text as the detail.

@@ -21,8 +21,8 @@ use utoipa_axum::routes;
 use uuid::Uuid;
 
 use super::auth::{AdminKey, ReadKey};
-use super::records::{ApiQuery, MAX_LIMIT, next_before, page_limit, parse_time, parse_uuid};
-use super::{ApiError, ApiState, Problem};
+use super::records::{MAX_LIMIT, next_before, page_limit, parse_time, parse_uuid};
+use super::{ApiError, ApiQuery, ApiState, Problem};
 use crate::media::recorder::is_safe_relative;
 use crate::store::{
     Actor, AuditRecord, CallId, RecordingDeletion, RecordingFilter, RecordingId, RecordingKind,

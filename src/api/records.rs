@@ -1,17 +1,14 @@
 //! `/v1/call-records` (issue 5): call records with their legs and media quality, filtered and
 //! paged, and the same list as CSV (RFC 4180).
 //!
-//! Also the helpers the resource modules share: [`ApiQuery`] (an extractor whose
-//! rejection is problem JSON), id and time parsing, and the page limit. Lists are newest
+//! Also the helpers the resource modules share: id and time parsing, and the page limit. Lists are newest
 //! first; `limit` (1–500, default 50) bounds a page and `before=<id of the last item>` (given
 //! back as `next_before` when the page is full) fetches the next one.
 
 use axum::Json;
-use axum::extract::{FromRequestParts, Path, State};
+use axum::extract::{Path, State};
 use axum::http::header;
-use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
-use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
@@ -19,7 +16,7 @@ use utoipa_axum::routes;
 use uuid::Uuid;
 
 use super::auth::ReadKey;
-use super::{ApiError, ApiState, Problem};
+use super::{ApiError, ApiQuery, ApiState, Problem};
 use crate::store::{
     CallFilter, CallId, CallRecord, Direction, HangupBy, LegRecord, LegRole, SessionId,
 };
@@ -30,10 +27,6 @@ pub const DEFAULT_LIMIT: u32 = 50;
 pub const MAX_LIMIT: u32 = 500;
 /// Most rows one CSV export holds.
 pub const MAX_CSV_ROWS: u32 = 100_000;
-
-/// Query parameters, with a problem-JSON 400 when they do not parse.
-#[derive(Debug, Clone)]
-pub struct ApiQuery<T>(pub T);
 
 /// Call direction.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -166,16 +159,6 @@ pub struct CallRecordPage {
     pub items: Vec<CallRecordView>,
     /// Pass as `before` for the next page; absent on the last page.
     pub next_before: Option<Uuid>,
-}
-
-impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
-        axum::extract::Query::try_from_uri(&parts.uri)
-            .map(|q| ApiQuery(q.0))
-            .map_err(|e| ApiError::bad_request(e.body_text()))
-    }
 }
 
 impl From<Direction> for CallDirection {

@@ -9,8 +9,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::auth::ReadKey;
-use super::records::ApiQuery;
-use super::{ApiError, ApiState, Problem};
+use super::{ApiError, ApiQuery, ApiState, Problem};
 use crate::sip::registrar::Location;
 
 /// One registered contact.

@@ -11,8 +11,8 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::auth::{AdminKey, ApiCaller, ReadKey};
-use super::records::{ApiQuery, MAX_LIMIT, page_limit};
-use super::{ApiError, ApiState, Problem, ProblemJson};
+use super::records::{MAX_LIMIT, page_limit};
+use super::{ApiError, ApiQuery, ApiState, Problem, ProblemJson};
 use crate::store::{Actor, NewAudit, User};
 
 /// Shortest password accepted.

@@ -5,7 +5,6 @@
 pub mod delivery;
 
 use axum::Json;
-use axum::extract::rejection::JsonRejection;
 use axum::extract::{Extension, Path, State};
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
@@ -16,7 +15,7 @@ pub use delivery::{DeliverySettings, WebhookDispatcher};
 
 use super::auth::AdminKey;
 use super::events::rfc3339_ms;
-use super::{ApiError, ApiState, Problem};
+use super::{ApiError, ApiState, Problem, ProblemJson};
 use crate::store::{EventFilter, MAX_EVENT_TYPES, NewWebhook, WebhookId, WebhookRecord};
 
 /// Longest accepted URL.
@@ -121,9 +120,8 @@ async fn create_webhook(
     _key: AdminKey,
     State(state): State<ApiState>,
     dispatcher: Option<Extension<WebhookDispatcher>>,
-    body: Result<Json<CreateWebhook>, JsonRejection>,
+    ProblemJson(req): ProblemJson<CreateWebhook>,
 ) -> Result<(StatusCode, Json<CreatedWebhook>), ApiError> {
-    let Json(req) = body.map_err(json_error)?;
     check_url(&req.url)?;
     if req.types.is_empty() || req.types.len() > MAX_EVENT_TYPES {
         return Err(ApiError::bad_request(format!(
@@ -290,16 +288,4 @@ fn check_url(url: &str) -> Result<(), ApiError> {
         return Err(ApiError::bad_request("url must be an http or https URL"));
     }
     Ok(())
-}
-
-/// A body that is not the expected JSON, as problem JSON.
-fn json_error(e: JsonRejection) -> ApiError {
-    let status = e.status();
-    let title = match status {
-        StatusCode::UNSUPPORTED_MEDIA_TYPE => "Unsupported Media Type",
-        StatusCode::PAYLOAD_TOO_LARGE => "Payload Too Large",
-        StatusCode::UNPROCESSABLE_ENTITY => "Unprocessable Content",
-        _ => "Bad Request",
-    };
-    ApiError::new(status, title, e.body_text())
 }
