@@ -5,15 +5,6 @@ mod common;
 use common::TestServer;
 use switchboard::store::Scope;
 
-async fn key(server: &TestServer, scope: Scope) -> String {
-    let store = &server.server.as_ref().expect("running").store;
-    store
-        .create_api_key(&format!("test-{scope}"), scope)
-        .await
-        .expect("create key")
-        .1
-}
-
 fn client() -> reqwest::Client {
     reqwest::Client::new()
 }
@@ -36,7 +27,7 @@ async fn a_key_is_needed_and_its_scope_is_reported() {
         .expect("request");
     assert_eq!(bad.status(), 401);
 
-    let read = key(&server, Scope::Read).await;
+    let read = server.api_key(Scope::Read).await;
     let me: serde_json::Value = client()
         .get(&url)
         .bearer_auth(&read)
@@ -50,7 +41,7 @@ async fn a_key_is_needed_and_its_scope_is_reported() {
     assert_eq!(me["name"], "test-read");
 
     // Revoked keys stop working.
-    let store = &server.server.as_ref().expect("running").store;
+    let store = server.store();
     let prefix = switchboard::store::key_prefix(&read)
         .expect("prefix")
         .to_owned();
@@ -68,7 +59,7 @@ async fn a_key_is_needed_and_its_scope_is_reported() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_openapi_document_is_3_1_and_names_the_bearer_scheme() {
     let server = TestServer::start(|_| {}).await;
-    let read = key(&server, Scope::Read).await;
+    let read = server.api_key(Scope::Read).await;
     let doc: serde_json::Value = client()
         .get(format!("http://{}/v1/openapi.json", server.http))
         .bearer_auth(&read)
@@ -116,7 +107,7 @@ async fn the_docs_page_is_the_generated_html_behind_a_key() {
     let anonymous = client().get(&url).send().await.expect("request");
     assert_eq!(anonymous.status(), 401);
 
-    let read = key(&server, Scope::Read).await;
+    let read = server.api_key(Scope::Read).await;
     let resp = client()
         .get(&url)
         .bearer_auth(&read)
@@ -141,7 +132,7 @@ async fn the_docs_page_is_the_generated_html_behind_a_key() {
 async fn an_admin_creates_lists_and_revokes_keys_over_http() {
     let server = TestServer::start(|_| {}).await;
     let base = format!("http://{}/v1/api-keys", server.http);
-    let admin = key(&server, Scope::Admin).await;
+    let admin = server.api_key(Scope::Admin).await;
 
     let created = client()
         .post(&base)

@@ -8,15 +8,6 @@ use common::TestServer;
 use serde_json::Value;
 use switchboard::store::Scope;
 
-async fn key(server: &TestServer, scope: Scope) -> String {
-    let store = &server.server.as_ref().expect("running").store;
-    store
-        .create_api_key(&format!("test-{scope}"), scope)
-        .await
-        .expect("create key")
-        .1
-}
-
 fn client() -> reqwest::Client {
     reqwest::Client::new()
 }
@@ -122,9 +113,9 @@ async fn every_operation_declares_a_scope_and_refuses_missing_and_lower_keys() {
     })
     .await;
     let keys = [
-        (Scope::Read, key(&server, Scope::Read).await),
-        (Scope::Control, key(&server, Scope::Control).await),
-        (Scope::Admin, key(&server, Scope::Admin).await),
+        (Scope::Read, server.api_key(Scope::Read).await),
+        (Scope::Control, server.api_key(Scope::Control).await),
+        (Scope::Admin, server.api_key(Scope::Admin).await),
     ];
     let ops = operations();
     assert!(ops.len() >= 5, "the document lists the operations");
@@ -161,7 +152,7 @@ async fn every_operation_declares_a_scope_and_refuses_missing_and_lower_keys() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_body_over_the_limit_is_413_problem_json() {
     let server = TestServer::start(|c| c.http.max_body_bytes = 1024).await;
-    let admin = key(&server, Scope::Admin).await;
+    let admin = server.api_key(Scope::Admin).await;
     let url = format!("http://{}/v1/api-keys", server.http);
     let big = serde_json::json!({"name": "x".repeat(2048), "scope": "read"});
     let resp = client()
@@ -198,8 +189,8 @@ async fn a_key_over_its_rate_gets_429_with_retry_after_and_other_keys_do_not() {
         c.http.rate_limit_burst = 1;
     })
     .await;
-    let busy = key(&server, Scope::Read).await;
-    let other = key(&server, Scope::Read).await;
+    let busy = server.api_key(Scope::Read).await;
+    let other = server.api_key(Scope::Read).await;
     let url = format!("http://{}/v1/me", server.http);
     let mut limited = None;
     // A burst of 1 at 1/s: of five back-to-back requests at most two can pass.
@@ -241,7 +232,7 @@ async fn a_key_over_its_rate_gets_429_with_retry_after_and_other_keys_do_not() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cors_is_off_by_default() {
     let server = TestServer::start(|_| {}).await;
-    let read = key(&server, Scope::Read).await;
+    let read = server.api_key(Scope::Read).await;
     let resp = client()
         .get(format!("http://{}/v1/me", server.http))
         .bearer_auth(&read)
@@ -277,7 +268,7 @@ async fn cors_allows_exactly_the_configured_origins() {
         c.http.cors_origins = vec!["https://app.example.com".into()];
     })
     .await;
-    let read = key(&server, Scope::Read).await;
+    let read = server.api_key(Scope::Read).await;
     let url = format!("http://{}/v1/me", server.http);
     let resp = client()
         .get(&url)
@@ -325,7 +316,7 @@ async fn cors_allows_exactly_the_configured_origins() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn framework_errors_under_v1_are_problem_json_too() {
     let server = TestServer::start(|_| {}).await;
-    let read = key(&server, Scope::Read).await;
+    let read = server.api_key(Scope::Read).await;
     let wrong_method = client()
         .post(format!("http://{}/v1/me", server.http))
         .bearer_auth(&read)

@@ -14,7 +14,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use common::{
-    GUARD, TestServer, Ua, answer, call_with_sdp, expect_status, recv_request, sdp_target,
+    ApiClient, GUARD, TestServer, Ua, answer, call_with_sdp, expect_status, recv_request,
+    sdp_target,
 };
 use serde_json::{Value, json};
 use switchboard::sip::message::Request;
@@ -63,15 +64,7 @@ async fn server() -> (TestServer, tempfile::TempDir, String) {
     server.add_user("1001", "pw-a").await;
     server.add_user("1002", "pw-x").await;
     server.add_user("1003", "pw-x").await;
-    let key = server
-        .server
-        .as_ref()
-        .expect("running")
-        .store
-        .create_api_key("test-control", Scope::Control)
-        .await
-        .expect("key")
-        .1;
+    let key = server.api_key(Scope::Control).await;
     (server, dir, key)
 }
 
@@ -90,39 +83,11 @@ async fn recv_method(ua: &Ua, method: &str) -> Request {
     }
 }
 
-struct Api {
-    base: String,
-    key: String,
-    http: reqwest::Client,
-}
-
-impl Api {
-    fn new(server: &TestServer, key: &str) -> Api {
-        Api {
-            base: format!("http://{}", server.http),
-            key: key.to_owned(),
-            http: reqwest::Client::new(),
-        }
-    }
-
-    async fn send(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
-        let mut req = self
-            .http
-            .request(method, format!("{}{path}", self.base))
-            .bearer_auth(&self.key);
-        if let Some(b) = body {
-            req = req.json(&b);
-        }
-        let resp = req.send().await.expect("request");
-        let status = resp.status().as_u16();
-        let text = resp.text().await.expect("body");
-        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
-    }
-}
+type Api = ApiClient;
 
 /// The call's events once one of `kind` is there (bounded wait).
 async fn events_until(server: &TestServer, call: &str, kind: &str) -> Vec<EventRecord> {
-    let store = &server.server.as_ref().expect("running").store;
+    let store = server.store();
     let deadline = tokio::time::Instant::now() + GUARD;
     loop {
         let events: Vec<EventRecord> = store
@@ -151,7 +116,7 @@ fn kinds(events: &[EventRecord]) -> Vec<&str> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_placed_call_is_listed_played_to_sent_dtmf_and_hung_up_through_the_api() {
     let (server, _plan, key) = server().await;
-    let api = Api::new(&server, &key);
+    let api = Api::new(server.http, &key);
     let b = phone(&server, "1002").await;
 
     let (status, created) = api
@@ -259,7 +224,7 @@ async fn a_placed_call_is_listed_played_to_sent_dtmf_and_hung_up_through_the_api
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_placed_call_nobody_answers_ends_with_no_answer() {
     let (server, _plan, key) = server().await;
-    let api = Api::new(&server, &key);
+    let api = Api::new(server.http, &key);
     let b = phone(&server, "1002").await;
     let (status, created) = api
         .send(
@@ -288,7 +253,7 @@ async fn a_placed_call_nobody_answers_ends_with_no_answer() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn control_of_an_unknown_call_or_an_unregistered_target_is_a_problem() {
     let (server, _plan, key) = server().await;
-    let api = Api::new(&server, &key);
+    let api = Api::new(server.http, &key);
     let unknown = "0190a0a0-0000-7000-8000-000000000000";
     for (method, path, body) in [
         (reqwest::Method::GET, format!("/v1/calls/{unknown}"), None),
@@ -334,16 +299,8 @@ async fn control_of_an_unknown_call_or_an_unregistered_target_is_a_problem() {
         .await;
     assert_eq!(status, 400);
     // A read key may list but not place calls.
-    let read = server
-        .server
-        .as_ref()
-        .expect("running")
-        .store
-        .create_api_key("test-read", Scope::Read)
-        .await
-        .expect("key")
-        .1;
-    let reader = Api::new(&server, &read);
+    let read = server.api_key(Scope::Read).await;
+    let reader = Api::new(server.http, &read);
     assert_eq!(
         reader.send(reqwest::Method::GET, "/v1/calls", None).await.0,
         200
@@ -365,7 +322,7 @@ async fn control_of_an_unknown_call_or_an_unregistered_target_is_a_problem() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bridged_call_redirected_into_a_flow_drops_the_callee_and_runs_the_flow() {
     let (server, _plan, key) = server().await;
-    let api = Api::new(&server, &key);
+    let api = Api::new(server.http, &key);
     let b = phone(&server, "1002").await;
     let a = Ua::new(server.sip_udp).await;
     call_with_sdp(&a, "1002", "1001", "pw-a", "redir-1", &sdp(31510)).await;
@@ -588,7 +545,7 @@ async fn post(api: &Api, id: &str, what: &str, body: Value) -> u16 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_muted_or_held_caller_is_not_heard_and_a_held_one_hears_music() {
     let (server, _plan, key) = server().await;
-    let api = Api::new(&server, &key);
+    let api = Api::new(server.http, &key);
     let call = bridged(&server, &api, "mute-1").await;
     let id = call.id.clone();
 
@@ -681,7 +638,7 @@ async fn a_muted_or_held_caller_is_not_heard_and_a_held_one_hears_music() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_blind_transfer_hangs_up_the_callee_and_rings_the_new_extension() {
     let (server, _plan, key) = server().await;
-    let api = Api::new(&server, &key);
+    let api = Api::new(server.http, &key);
     let c = phone(&server, "1003").await;
     let call = bridged(&server, &api, "xfer-1").await;
     let id = call.id.clone();
@@ -760,7 +717,7 @@ async fn a_blind_transfer_hangs_up_the_callee_and_rings_the_new_extension() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_call_list_filters_by_state_caller_callee_and_session() {
     let (server, _plan, key) = server().await;
-    let api = Api::new(&server, &key);
+    let api = Api::new(server.http, &key);
     let call = bridged(&server, &api, "filter-1").await;
     let (_, detail) = api
         .send(
@@ -852,7 +809,7 @@ async fn place(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_placed_calls_bridged_hear_each_other_and_end_together() {
     let (server, _plan, key) = server().await;
-    let api = Api::new(&server, &key);
+    let api = Api::new(server.http, &key);
     let b = phone(&server, "1002").await;
     let c = phone(&server, "1003").await;
     let b_rtp = Arc::new(UdpSocket::bind("127.0.0.1:0").await.expect("rtp b"));
@@ -924,7 +881,7 @@ async fn two_placed_calls_bridged_hear_each_other_and_end_together() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_call_to_a_sip_uri_goes_straight_to_its_host_and_is_answered() {
     let (server, _plan, key) = server().await;
-    let api = Api::new(&server, &key);
+    let api = Api::new(server.http, &key);
     // Not registered: only its own address.
     let alice = Ua::new(server.sip_udp).await;
     let uri = format!("sip:alice@{}", alice.addr());
@@ -981,7 +938,7 @@ async fn a_call_to_a_sip_uri_goes_straight_to_its_host_and_is_answered() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_placed_call_with_a_webhook_runs_the_reply_steps_once_answered() {
     let (server, _plan, key) = server().await;
-    let api = Api::new(&server, &key);
+    let api = Api::new(server.http, &key);
     let b = phone(&server, "1002").await;
     let app = axum::Router::new().route(
         "/hook",
@@ -1082,7 +1039,7 @@ fn audible(packets: &[Vec<u8>]) -> usize {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_attended_transfer_consults_then_is_cancelled_or_completed() {
     let (server, _plan, key) = server().await;
-    let api = Api::new(&server, &key);
+    let api = Api::new(server.http, &key);
     let c = phone(&server, "1003").await;
     let c_rtp = Arc::new(UdpSocket::bind("127.0.0.1:0").await.expect("rtp c"));
     let call = bridged(&server, &api, "atx-1").await;
@@ -1265,7 +1222,7 @@ fn c_to_header(inv: &Request) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refused_consultation_reconnects_and_a_transferor_hanging_up_completes_it() {
     let (server, _plan, key) = server().await;
-    let api = Api::new(&server, &key);
+    let api = Api::new(server.http, &key);
     let c = phone(&server, "1003").await;
     let c_rtp = Arc::new(UdpSocket::bind("127.0.0.1:0").await.expect("rtp c"));
     let call = bridged(&server, &api, "atx-2").await;
@@ -1341,7 +1298,7 @@ async fn hang_up_callee(call: &Bridged) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_placed_call_rings_every_phone_of_the_extension_and_the_first_answer_wins() {
     let (server, _plan, key) = server().await;
-    let api = Api::new(&server, &key);
+    let api = Api::new(server.http, &key);
     let desk = phone(&server, "1002").await;
     let soft = phone(&server, "1002").await;
     let place = || async {
@@ -1423,7 +1380,7 @@ async fn a_placed_call_rings_every_phone_of_the_extension_and_the_first_answer_w
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_transferor_hanging_up_while_the_consultation_rings_hands_the_caller_over() {
     let (server, _plan, key) = server().await;
-    let api = Api::new(&server, &key);
+    let api = Api::new(server.http, &key);
     let c = phone(&server, "1003").await;
     let c_rtp = Arc::new(UdpSocket::bind("127.0.0.1:0").await.expect("rtp c"));
     let call = bridged(&server, &api, "atx-3").await;

@@ -7,28 +7,16 @@ mod common;
 use common::{GUARD, TestServer, Ua, digest_md5, md5_challenge};
 use futures_util::StreamExt;
 use switchboard::api::events::Event;
-use switchboard::store::{Scope, SessionId, Store, StoreCmd};
+use switchboard::store::{Scope, SessionId, StoreCmd};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
 type Ws =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
-fn store(server: &TestServer) -> &Store {
-    &server.server.as_ref().expect("running").store
-}
-
-async fn key(server: &TestServer, scope: Scope) -> String {
-    store(server)
-        .create_api_key(&format!("test-{scope}"), scope)
-        .await
-        .expect("create key")
-        .1
-}
-
 /// Appends one event through the writer task, as the call path does.
 fn append(server: &TestServer, kind: &str, session: Option<SessionId>, n: u32) {
-    store(server).writer().send(StoreCmd::Event {
+    server.store().writer().send(StoreCmd::Event {
         at_ms: 1_738_324_800_000 + i64::from(n),
         kind: kind.to_owned(),
         session_id: session,
@@ -72,11 +60,11 @@ async fn next_event(ws: &mut Ws) -> Event {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn websocket_resumed_with_since_gets_every_event_once_in_order() {
     let server = TestServer::start(|_| {}).await;
-    let read = key(&server, Scope::Read).await;
+    let read = server.api_key(Scope::Read).await;
     for n in 1..=3 {
         append(&server, "call.created", None, n);
     }
-    store(&server).flush().await.expect("flush");
+    server.store().flush().await.expect("flush");
 
     // From the start: the log first, then live events.
     let mut ws = connect(&server, &read, "since=0").await;
@@ -95,7 +83,7 @@ async fn websocket_resumed_with_since_gets_every_event_once_in_order() {
     for n in 11..=15 {
         append(&server, "call.ended", None, n);
     }
-    store(&server).flush().await.expect("flush");
+    server.store().flush().await.expect("flush");
 
     let last = seen.last().expect("some").seq;
     let mut ws = connect(&server, &read, &format!("since={last}")).await;
@@ -125,9 +113,9 @@ async fn websocket_resumed_with_since_gets_every_event_once_in_order() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn websocket_without_since_starts_from_now() {
     let server = TestServer::start(|_| {}).await;
-    let read = key(&server, Scope::Read).await;
+    let read = server.api_key(Scope::Read).await;
     append(&server, "call.created", None, 1);
-    store(&server).flush().await.expect("flush");
+    server.store().flush().await.expect("flush");
     let mut ws = connect(&server, &read, "").await;
     append(&server, "call.answered", None, 2);
     let e = next_event(&mut ws).await;
@@ -138,12 +126,12 @@ async fn websocket_without_since_starts_from_now() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn websocket_filters_by_type_and_session_on_the_server() {
     let server = TestServer::start(|_| {}).await;
-    let read = key(&server, Scope::Read).await;
+    let read = server.api_key(Scope::Read).await;
     let mine = SessionId::new();
     let other = SessionId::new();
     append(&server, "call.created", Some(mine), 1); // before connecting: from the log
     append(&server, "registration.added", None, 2);
-    store(&server).flush().await.expect("flush");
+    server.store().flush().await.expect("flush");
     let mut ws = connect(
         &server,
         &read,
@@ -174,13 +162,13 @@ async fn websocket_filters_by_type_and_session_on_the_server() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn json_page_reads_the_log_with_filters_and_a_cursor() {
     let server = TestServer::start(|_| {}).await;
-    let read = key(&server, Scope::Read).await;
+    let read = server.api_key(Scope::Read).await;
     let s = SessionId::new();
     append(&server, "call.created", Some(s), 1);
     append(&server, "registration.added", None, 2);
     append(&server, "call.ended", Some(s), 3);
     append(&server, "registration.removed", None, 4);
-    store(&server).flush().await.expect("flush");
+    server.store().flush().await.expect("flush");
     let client = reqwest::Client::new();
     let get = |q: &str| {
         client
@@ -275,7 +263,7 @@ async fn register(ua: &Ua, ext: &str, password: &str, expires: u32, cseq: u32) -
 async fn register_and_unregister_are_streamed_as_registration_events() {
     let server = TestServer::start(|_| {}).await;
     server.add_user("201", "pw201").await;
-    let read = key(&server, Scope::Read).await;
+    let read = server.api_key(Scope::Read).await;
     let mut ws = connect(&server, &read, "type=registration.*").await;
     let ua = Ua::new(server.sip_udp).await;
     assert_eq!(register(&ua, "201", "pw201", 300, 1).await, 200);
@@ -299,14 +287,14 @@ async fn register_and_unregister_are_streamed_as_registration_events() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_burst_larger_than_the_broadcast_buffer_arrives_complete() {
     let server = TestServer::start(|_| {}).await;
-    let read = key(&server, Scope::Read).await;
+    let read = server.api_key(Scope::Read).await;
     let mut ws = connect(&server, &read, "since=0").await;
     // More than the broadcast keeps (4096): a subscriber that lags reads the rest from the log.
     const N: i64 = 6000;
     for n in 1..=N {
         append(&server, "call.created", None, n as u32);
     }
-    store(&server).flush().await.expect("flush");
+    server.store().flush().await.expect("flush");
     for expected in 1..=N {
         assert_eq!(next_event(&mut ws).await.seq, expected);
     }

@@ -27,7 +27,7 @@ struct Api {
 
 impl Api {
     async fn new(server: &TestServer) -> Api {
-        let store = store(server);
+        let store = server.store();
         let mut keys = Vec::new();
         for scope in [Scope::Read, Scope::Control, Scope::Admin] {
             let (_, key) = store
@@ -78,10 +78,6 @@ async fn expect_problem(resp: reqwest::Response, status: u16) -> Value {
     let body: Value = resp.json().await.expect("problem json");
     assert_eq!(body["status"], status);
     body
-}
-
-fn store(server: &TestServer) -> &Store {
-    &server.server.as_ref().expect("running").store
 }
 
 fn phone(number: &str) -> Option<Identity> {
@@ -156,7 +152,7 @@ async fn seed_recording(
     let file = server.dir.path().join(&rel);
     std::fs::create_dir_all(file.parent().expect("dir")).expect("mkdir");
     std::fs::write(&file, bytes).expect("write wav");
-    let w = store(server).writer();
+    let w = server.store().writer();
     w.send(StoreCmd::RecordingStarted(NewRecording {
         id,
         session_id: session,
@@ -190,7 +186,7 @@ fn wav_bytes(len: usize) -> Vec<u8> {
 async fn call_records_filter_page_and_show_legs_with_media_quality() {
     let server = TestServer::start(|_| {}).await;
     let api = Api::new(&server).await;
-    let store = store(&server);
+    let store = server.store();
     let s1 = SessionId::new();
     let s2 = SessionId::new();
     let a = new_call(s1, "+4930111", "support", T0);
@@ -305,7 +301,7 @@ async fn call_records_filter_page_and_show_legs_with_media_quality() {
 async fn call_records_export_as_csv_with_a_header_and_rfc_4180_quoting() {
     let server = TestServer::start(|_| {}).await;
     let api = Api::new(&server).await;
-    let store = store(&server);
+    let store = server.store();
     let tricky = new_call(SessionId::new(), "\"Smith, J\" <sip:7@x>", "support", T0);
     let plain = new_call(SessionId::new(), "+4930111", "sales", T0 + 1000);
     seed_call(store, &tricky, "normal_clearing");
@@ -370,7 +366,7 @@ async fn call_records_export_as_csv_with_a_header_and_rfc_4180_quoting() {
 async fn recording_audio_is_served_whole_or_by_range_and_416_outside() {
     let server = TestServer::start(|_| {}).await;
     let api = Api::new(&server).await;
-    let store = store(&server);
+    let store = server.store();
     let call = new_call(SessionId::new(), "+4930111", "support", T0);
     seed_call(store, &call, "normal_clearing");
     let bytes = wav_bytes(1000);
@@ -497,7 +493,7 @@ async fn recording_audio_is_served_whole_or_by_range_and_416_outside() {
 async fn deleting_a_recording_removes_its_file_keeps_the_row_deleted_and_audits_the_key() {
     let server = TestServer::start(|_| {}).await;
     let api = Api::new(&server).await;
-    let store = store(&server);
+    let store = server.store();
     let call = new_call(SessionId::new(), "+4930111", "support", T0);
     seed_call(store, &call, "normal_clearing");
     let (id, file) = seed_recording(
@@ -600,7 +596,7 @@ async fn deleting_a_recording_removes_its_file_keeps_the_row_deleted_and_audits_
 async fn session_timeline_holds_calls_recordings_attributes_and_events_and_attributes_can_be_set() {
     let server = TestServer::start(|_| {}).await;
     let api = Api::new(&server).await;
-    let store = store(&server);
+    let store = server.store();
     let call = new_call(SessionId::new(), "+4930111", "support", T0);
     seed_call(store, &call, "normal_clearing");
     let session = call.session_id;
@@ -725,7 +721,7 @@ async fn session_timeline_holds_calls_recordings_attributes_and_events_and_attri
 async fn customers_are_found_by_identity_with_their_sessions() {
     let server = TestServer::start(|_| {}).await;
     let api = Api::new(&server).await;
-    let store = store(&server);
+    let store = server.store();
     let first = new_call(SessionId::new(), "+4930111", "support", T0);
     let second = new_call(SessionId::new(), "+4930111", "sales", T0 + 1000);
     seed_call(store, &first, "normal_clearing");

@@ -12,25 +12,13 @@ use axum::http::{HeaderMap, StatusCode};
 use common::{GUARD, TestServer};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
-use switchboard::store::{Scope, Store, StoreCmd};
+use switchboard::store::{Scope, StoreCmd};
 use tokio::sync::{Semaphore, mpsc};
 
 const SECRET: &str = "a-shared-secret-for-tests";
 
-fn store(server: &TestServer) -> &Store {
-    &server.server.as_ref().expect("running").store
-}
-
-async fn key(server: &TestServer, scope: Scope) -> String {
-    store(server)
-        .create_api_key(&format!("test-{scope}"), scope)
-        .await
-        .expect("create key")
-        .1
-}
-
 fn append(server: &TestServer, kind: &str, n: u32) {
-    store(server).writer().send(StoreCmd::Event {
+    server.store().writer().send(StoreCmd::Event {
         at_ms: 1_738_324_800_000,
         kind: kind.to_owned(),
         session_id: None,
@@ -177,7 +165,8 @@ async fn wait_cursor(server: &TestServer, admin: &str, id: &str, seq: i64) -> se
     let deadline = tokio::time::Instant::now() + GUARD;
     loop {
         // Straight from the store: polling over HTTP would run into the key's rate limit.
-        let row = store(server)
+        let row = server
+            .store()
             .get_webhook(webhook_id)
             .await
             .expect("read")
@@ -196,9 +185,9 @@ async fn wait_cursor(server: &TestServer, admin: &str, id: &str, seq: i64) -> se
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failing_receiver_gets_every_event_in_order_signed_after_retries() {
     let server = TestServer::start(|c| c.http.webhook_retry_base_ms = 20).await;
-    let admin = key(&server, Scope::Admin).await;
+    let admin = server.api_key(Scope::Admin).await;
     append(&server, "call.created", 0); // before the subscription: not delivered
-    store(&server).flush().await.expect("flush");
+    server.store().flush().await.expect("flush");
     let mut hook = receiver(2, true).await;
     let created = create(
         &server,
@@ -266,7 +255,7 @@ async fn a_failing_receiver_gets_every_event_in_order_signed_after_retries() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deleting_a_subscription_stops_its_deliveries() {
     let server = TestServer::start(|_| {}).await;
-    let admin = key(&server, Scope::Admin).await;
+    let admin = server.api_key(Scope::Admin).await;
     let mut gone = receiver(0, false).await;
     let mut kept = receiver(0, false).await;
     let a = create(
@@ -330,7 +319,7 @@ async fn deleting_a_subscription_stops_its_deliveries() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deliveries_resume_from_the_saved_cursor_after_a_restart() {
     let server = TestServer::start(|_| {}).await;
-    let admin = key(&server, Scope::Admin).await;
+    let admin = server.api_key(Scope::Admin).await;
     let mut hook = receiver(0, false).await;
     let created = create(
         &server,
@@ -354,9 +343,9 @@ async fn deliveries_resume_from_the_saved_cursor_after_a_restart() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn webhooks_need_the_admin_scope_and_a_valid_body() {
     let server = TestServer::start(|_| {}).await;
-    let read = key(&server, Scope::Read).await;
-    let control = key(&server, Scope::Control).await;
-    let admin = key(&server, Scope::Admin).await;
+    let read = server.api_key(Scope::Read).await;
+    let control = server.api_key(Scope::Control).await;
+    let admin = server.api_key(Scope::Admin).await;
     let client = reqwest::Client::new();
     let url = format!("http://{}/v1/webhooks", server.http);
     for k in [&read, &control] {

@@ -17,6 +17,7 @@
 //!
 //! Without `sipp` the tests print a notice and pass, unless `CI` is set, where that fails.
 
+mod common;
 mod sipp_harness;
 
 use std::net::UdpSocket;
@@ -27,8 +28,9 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use common::{ApiClient, GUARD};
 use futures_util::StreamExt;
-use serde_json::{Value, json};
+use serde_json::json;
 use sipp_harness::*;
 use switchboard::api::events::Event;
 use switchboard::media::analysis::rms_dbfs;
@@ -39,8 +41,6 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 type Ws =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
-/// How long one API answer, WebSocket frame or awaited event may take.
-const GUARD: Duration = Duration::from_secs(10);
 /// A 20 ms µ-law frame louder than this carries the beep (silence is far below).
 const AUDIBLE_DBFS: f64 = -40.0;
 /// The beep (1 kHz, 250 ms) is 12 frames of 20 ms; most of them must arrive audible.
@@ -94,37 +94,22 @@ fn runtime() -> tokio::runtime::Runtime {
         .expect("tokio runtime")
 }
 
-struct Api {
-    http_port: u16,
-    key: String,
-    http: reqwest::Client,
+/// The API client with the test's own calls.
+struct Api(ApiClient);
+
+impl std::ops::Deref for Api {
+    type Target = ApiClient;
+    fn deref(&self) -> &ApiClient {
+        &self.0
+    }
 }
 
 impl Api {
     fn new(server: &Server, key: String) -> Api {
-        Api {
-            http_port: server.ports.port(HTTP),
-            key,
-            http: reqwest::Client::new(),
-        }
-    }
-
-    /// (status, JSON body or Null).
-    async fn send(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
-        let mut req = self
-            .http
-            .request(method, format!("http://127.0.0.1:{}{path}", self.http_port))
-            .bearer_auth(&self.key);
-        if let Some(b) = body {
-            req = req.json(&b);
-        }
-        let resp = tokio::time::timeout(GUARD, req.send())
-            .await
-            .unwrap_or_else(|_| panic!("{path}: no answer within {GUARD:?}"))
-            .unwrap_or_else(|e| panic!("{path}: {e}"));
-        let status = resp.status().as_u16();
-        let text = resp.text().await.expect("body");
-        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+        Api(ApiClient::new(
+            std::net::SocketAddr::from(([127, 0, 0, 1], server.ports.port(HTTP))),
+            &key,
+        ))
     }
 
     /// Every event of the log after `since` (all pages), and the cursor after them.
@@ -169,12 +154,12 @@ impl Api {
 
     /// `GET /v1/events` upgraded to a WebSocket, the key on the handshake.
     async fn connect(&self, query: &str) -> Ws {
-        let mut req = format!("ws://127.0.0.1:{}/v1/events?{query}", self.http_port)
+        let mut req = format!("ws{}/v1/events?{query}", &self.base()["http".len()..])
             .into_client_request()
             .expect("request");
         req.headers_mut().insert(
             "authorization",
-            format!("Bearer {}", self.key).parse().expect("header"),
+            format!("Bearer {}", self.key()).parse().expect("header"),
         );
         let (ws, resp) = tokio::time::timeout(GUARD, tokio_tungstenite::connect_async(req))
             .await

@@ -65,6 +65,20 @@ impl TestServer {
         }
     }
 
+    /// The running server's store.
+    pub fn store(&self) -> &switchboard::store::Store {
+        &self.server.as_ref().expect("running").store
+    }
+
+    /// A new API key with `scope` (named `test-<scope>`).
+    pub async fn api_key(&self, scope: switchboard::store::Scope) -> String {
+        self.store()
+            .create_api_key(&format!("test-{scope}"), scope)
+            .await
+            .expect("create key")
+            .1
+    }
+
     /// Adds an extension.
     pub async fn add_user(&self, ext: &str, password: &str) {
         let server = self.server.as_ref().expect("running");
@@ -366,4 +380,59 @@ pub async fn call_with_sdp(a: &Ua, to: &str, from: &str, pw: &str, call_id: &str
             .as_bytes(),
     )
     .await;
+}
+
+/// A `/v1` client holding one API key.
+pub struct ApiClient {
+    base: String,
+    key: String,
+    http: reqwest::Client,
+}
+
+impl ApiClient {
+    /// A client of the server whose HTTP listener is `http`.
+    pub fn new(http: SocketAddr, key: &str) -> ApiClient {
+        ApiClient {
+            base: format!("http://{http}"),
+            key: key.to_owned(),
+            http: reqwest::Client::new(),
+        }
+    }
+
+    /// `http://ADDR`, the server's base URL.
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    /// The API key.
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+
+    /// Sends a request with the key (and `body` as JSON): the status and the JSON body (Null
+    /// when not JSON). Panics when no answer comes within [`GUARD`].
+    pub async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> (u16, serde_json::Value) {
+        let mut req = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(&self.key);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = tokio::time::timeout(GUARD, req.send())
+            .await
+            .unwrap_or_else(|_| panic!("{path}: no answer within {GUARD:?}"))
+            .unwrap_or_else(|e| panic!("{path}: {e}"));
+        let status = resp.status().as_u16();
+        let text = resp.text().await.expect("body");
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(serde_json::Value::Null),
+        )
+    }
 }
