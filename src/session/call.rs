@@ -450,6 +450,12 @@ impl Call {
         self.a_dialog = Dialog::uas(&self.invite, &self.a_tag, self.caller_peer).ok();
         self.respond_a(ok.clone());
         self.await_ack(Side::Caller, ok, self.caller_peer);
+        tracing::info!("call answered");
+        self.record_answer();
+    }
+
+    /// Writes the answer of the call and its leg A (now), and `call.answered`.
+    fn record_answer(&mut self) {
         let now = crate::clock::unix_ms();
         self.answered_ms = Some(now);
         self.ctx.writer.send(StoreCmd::CallAnswered {
@@ -460,7 +466,6 @@ impl Call {
             leg_id: self.legs[0],
             at_ms: now,
         });
-        tracing::info!("call answered");
         self.event("call.answered", serde_json::json!({}));
     }
 

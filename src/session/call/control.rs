@@ -342,17 +342,7 @@ impl Call {
         self.answered = true;
         // The extension's other phones stop ringing.
         self.cancel_forks();
-        let now = crate::clock::unix_ms();
-        self.answered_ms = Some(now);
-        self.ctx.writer.send(StoreCmd::CallAnswered {
-            call_id: self.record_id,
-            at_ms: now,
-        });
-        self.ctx.writer.send(StoreCmd::LegAnswered {
-            leg_id: self.legs[0],
-            at_ms: now,
-        });
-        self.event("call.answered", serde_json::json!({}));
+        self.record_answer();
         let Some(((sdp, a), session)) = media.zip(self.media.as_ref()) else {
             tracing::info!("placed call answered without usable SDP");
             return self.hangup(Ending {
