@@ -4,15 +4,8 @@
 
 mod common;
 
-use common::{GUARD, TestServer, Ua, digest_md5, md5_challenge};
-use futures_util::StreamExt;
-use switchboard::api::events::Event;
+use common::{TestServer, Ua, connect_events, digest_md5, md5_challenge, next_event};
 use switchboard::store::{Scope, SessionId, StoreCmd};
-use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-
-type Ws =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 /// Appends one event through the writer task, as the call path does.
 fn append(server: &TestServer, kind: &str, session: Option<SessionId>, n: u32) {
@@ -25,38 +18,6 @@ fn append(server: &TestServer, kind: &str, session: Option<SessionId>, n: u32) {
     });
 }
 
-async fn connect(server: &TestServer, key: &str, query: &str) -> Ws {
-    let mut req = format!("ws://{}/v1/events?{query}", server.http)
-        .into_client_request()
-        .expect("request");
-    req.headers_mut().insert(
-        "authorization",
-        format!("Bearer {key}").parse().expect("header"),
-    );
-    let (ws, resp) = tokio::time::timeout(GUARD, tokio_tungstenite::connect_async(req))
-        .await
-        .expect("connect in time")
-        .expect("WebSocket upgrade");
-    assert_eq!(resp.status(), 101);
-    ws
-}
-
-/// The next event frame (pings skipped).
-async fn next_event(ws: &mut Ws) -> Event {
-    loop {
-        let msg = tokio::time::timeout(GUARD, ws.next())
-            .await
-            .expect("an event in time")
-            .expect("stream open")
-            .expect("frame");
-        match msg {
-            Message::Text(t) => return serde_json::from_str(&t).expect("Event JSON"),
-            Message::Ping(_) | Message::Pong(_) => continue,
-            other => panic!("unexpected frame {other:?}"),
-        }
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn websocket_resumed_with_since_gets_every_event_once_in_order() {
     let server = TestServer::start(|_| {}).await;
@@ -67,7 +28,7 @@ async fn websocket_resumed_with_since_gets_every_event_once_in_order() {
     server.store().flush().await.expect("flush");
 
     // From the start: the log first, then live events.
-    let mut ws = connect(&server, &read, "since=0").await;
+    let mut ws = connect_events(server.http, &read, "since=0").await;
     let mut seen = Vec::new();
     for _ in 0..3 {
         seen.push(next_event(&mut ws).await);
@@ -86,7 +47,7 @@ async fn websocket_resumed_with_since_gets_every_event_once_in_order() {
     server.store().flush().await.expect("flush");
 
     let last = seen.last().expect("some").seq;
-    let mut ws = connect(&server, &read, &format!("since={last}")).await;
+    let mut ws = connect_events(server.http, &read, &format!("since={last}")).await;
     for n in 16..=18 {
         append(&server, "dtmf.received", None, n);
     }
@@ -116,7 +77,7 @@ async fn websocket_without_since_starts_from_now() {
     let read = server.api_key(Scope::Read).await;
     append(&server, "call.created", None, 1);
     server.store().flush().await.expect("flush");
-    let mut ws = connect(&server, &read, "").await;
+    let mut ws = connect_events(server.http, &read, "").await;
     append(&server, "call.answered", None, 2);
     let e = next_event(&mut ws).await;
     assert_eq!((e.seq, e.kind.as_str()), (2, "call.answered"));
@@ -132,8 +93,8 @@ async fn websocket_filters_by_type_and_session_on_the_server() {
     append(&server, "call.created", Some(mine), 1); // before connecting: from the log
     append(&server, "registration.added", None, 2);
     server.store().flush().await.expect("flush");
-    let mut ws = connect(
-        &server,
+    let mut ws = connect_events(
+        server.http,
         &read,
         &format!("since=0&type=call.*,dtmf.received&session_id={mine}"),
     )
@@ -264,7 +225,7 @@ async fn register_and_unregister_are_streamed_as_registration_events() {
     let server = TestServer::start(|_| {}).await;
     server.add_user("201", "pw201").await;
     let read = server.api_key(Scope::Read).await;
-    let mut ws = connect(&server, &read, "type=registration.*").await;
+    let mut ws = connect_events(server.http, &read, "type=registration.*").await;
     let ua = Ua::new(server.sip_udp).await;
     assert_eq!(register(&ua, "201", "pw201", 300, 1).await, 200);
     let added = next_event(&mut ws).await;
@@ -288,7 +249,7 @@ async fn register_and_unregister_are_streamed_as_registration_events() {
 async fn a_burst_larger_than_the_broadcast_buffer_arrives_complete() {
     let server = TestServer::start(|_| {}).await;
     let read = server.api_key(Scope::Read).await;
-    let mut ws = connect(&server, &read, "since=0").await;
+    let mut ws = connect_events(server.http, &read, "since=0").await;
     // More than the broadcast keeps (4096): a subscriber that lags reads the rest from the log.
     const N: i64 = 6000;
     for n in 1..=N {

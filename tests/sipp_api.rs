@@ -28,18 +28,14 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{ApiClient, GUARD};
-use futures_util::StreamExt;
+use common::{ApiClient, EventSocket, GUARD, connect_events, next_event};
 use serde_json::json;
 use sipp_harness::*;
 use switchboard::api::events::Event;
 use switchboard::media::analysis::rms_dbfs;
 use switchboard::media::codec::g711::ulaw_to_linear;
-use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
-type Ws =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+type Ws = EventSocket;
 
 /// A 20 ms µ-law frame louder than this carries the beep (silence is far below).
 const AUDIBLE_DBFS: f64 = -40.0;
@@ -95,21 +91,25 @@ fn runtime() -> tokio::runtime::Runtime {
 }
 
 /// The API client with the test's own calls.
-struct Api(ApiClient);
+struct Api {
+    client: ApiClient,
+    http: std::net::SocketAddr,
+}
 
 impl std::ops::Deref for Api {
     type Target = ApiClient;
     fn deref(&self) -> &ApiClient {
-        &self.0
+        &self.client
     }
 }
 
 impl Api {
     fn new(server: &Server, key: String) -> Api {
-        Api(ApiClient::new(
-            std::net::SocketAddr::from(([127, 0, 0, 1], server.ports.port(HTTP))),
-            &key,
-        ))
+        let http = std::net::SocketAddr::from(([127, 0, 0, 1], server.ports.port(HTTP)));
+        Api {
+            client: ApiClient::new(http, &key),
+            http,
+        }
     }
 
     /// Every event of the log after `since` (all pages), and the cursor after them.
@@ -154,19 +154,7 @@ impl Api {
 
     /// `GET /v1/events` upgraded to a WebSocket, the key on the handshake.
     async fn connect(&self, query: &str) -> Ws {
-        let mut req = format!("ws{}/v1/events?{query}", &self.base()["http".len()..])
-            .into_client_request()
-            .expect("request");
-        req.headers_mut().insert(
-            "authorization",
-            format!("Bearer {}", self.key()).parse().expect("header"),
-        );
-        let (ws, resp) = tokio::time::timeout(GUARD, tokio_tungstenite::connect_async(req))
-            .await
-            .expect("WebSocket handshake in time")
-            .expect("WebSocket upgrade");
-        assert_eq!(resp.status(), 101);
-        ws
+        connect_events(self.http, self.key(), query).await
     }
 
     /// Places a call from `api` to the callee: its id.
@@ -214,22 +202,6 @@ impl Api {
             .send(reqwest::Method::DELETE, &format!("/v1/calls/{call}"), None)
             .await;
         assert_eq!(status, 204, "{body}");
-    }
-}
-
-/// The next event frame (pings skipped); a close or a non-event frame fails the test.
-async fn next_event(ws: &mut Ws) -> Event {
-    loop {
-        let msg = tokio::time::timeout(GUARD, ws.next())
-            .await
-            .expect("an event in time")
-            .expect("stream open")
-            .expect("frame");
-        match msg {
-            Message::Text(t) => return serde_json::from_str(&t).expect("Event JSON"),
-            Message::Ping(_) | Message::Pong(_) => continue,
-            other => panic!("unexpected frame {other:?}"),
-        }
     }
 }
 

@@ -436,3 +436,44 @@ impl ApiClient {
         )
     }
 }
+
+/// A WebSocket on `/v1/events`.
+pub type EventSocket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// `GET /v1/events?{query}` of the server at `http`, upgraded to a WebSocket, `key` on the
+/// handshake.
+pub async fn connect_events(http: SocketAddr, key: &str, query: &str) -> EventSocket {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let mut req = format!("ws://{http}/v1/events?{query}")
+        .into_client_request()
+        .expect("request");
+    req.headers_mut().insert(
+        "authorization",
+        format!("Bearer {key}").parse().expect("header"),
+    );
+    let (ws, resp) = tokio::time::timeout(GUARD, tokio_tungstenite::connect_async(req))
+        .await
+        .expect("WebSocket handshake in time")
+        .expect("WebSocket upgrade");
+    assert_eq!(resp.status(), 101);
+    ws
+}
+
+/// The next event frame (pings skipped); a close or a non-event frame fails the test.
+pub async fn next_event(ws: &mut EventSocket) -> switchboard::api::events::Event {
+    use futures_util::StreamExt;
+    use tokio_tungstenite::tungstenite::Message;
+    loop {
+        let msg = tokio::time::timeout(GUARD, ws.next())
+            .await
+            .expect("an event in time")
+            .expect("stream open")
+            .expect("frame");
+        match msg {
+            Message::Text(t) => return serde_json::from_str(&t).expect("Event JSON"),
+            Message::Ping(_) | Message::Pong(_) => continue,
+            other => panic!("unexpected frame {other:?}"),
+        }
+    }
+}
