@@ -35,9 +35,7 @@ use std::time::{Duration, Instant};
 
 use sipp_harness::capture::{ci, have_tools};
 use sipp_harness::*;
-use sqlx::ConnectOptions;
 use sqlx::Row;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
 use switchboard::media::analysis::rms_dbfs;
 use switchboard::media::codec::g711::{linear_to_ulaw, ulaw_to_linear};
 
@@ -316,28 +314,7 @@ fn active_audio(samples: &[i16], rate: u32) -> (f64, f64) {
 // ---------------------------------------------------------------------------------------------
 // The server's database and log.
 
-/// A connection to the server's SQLite database, on a runtime of its own.
-struct Db {
-    rt: tokio::runtime::Runtime,
-    conn: SqliteConnection,
-}
-
 impl Db {
-    fn open(server: &Server) -> Db {
-        let path = server.data_dir().join("switchboard.db");
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("tokio runtime");
-        let options = SqliteConnectOptions::new()
-            .filename(&path)
-            .busy_timeout(Duration::from_secs(5));
-        let conn = rt
-            .block_on(options.connect())
-            .unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
-        Db { rt, conn }
-    }
-
     /// Every row of `sql` as column name → text (NULL as "NULL").
     fn rows(&mut self, sql: &str) -> Vec<HashMap<String, String>> {
         use sqlx::Column;

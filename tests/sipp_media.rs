@@ -36,9 +36,7 @@ use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 use sipp_harness::*;
-use sqlx::ConnectOptions;
 use sqlx::Row;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
 use switchboard::media::analysis::{dominant_frequency, rms_dbfs, tone_power_db};
 use switchboard::media::codec::g711::{linear_to_ulaw, ulaw_to_linear};
 use switchboard::media::dtmf::{Digit, dual_tone};
@@ -229,28 +227,7 @@ fn rfc4733_digits(packets: &[Rtp<'_>]) -> Vec<char> {
 // ---------------------------------------------------------------------------------------------
 // The server's database.
 
-/// A connection to the server's SQLite database, on a runtime of its own.
-struct Db {
-    rt: tokio::runtime::Runtime,
-    conn: SqliteConnection,
-}
-
 impl Db {
-    fn open(server: &Server) -> Db {
-        let path = server.dir.path().join("data/switchboard.db");
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("tokio runtime");
-        let options = SqliteConnectOptions::new()
-            .filename(&path)
-            .busy_timeout(Duration::from_secs(5));
-        let conn = rt
-            .block_on(options.connect())
-            .unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
-        Db { rt, conn }
-    }
-
     fn count(&mut self, sql: &'static str) -> i64 {
         let row = self
             .rt

@@ -810,3 +810,28 @@ pub fn start_callee(server: &Server, scenario: &str, extra: &[String]) -> Sipp {
     callee.wait_listening(server.ports.port(CALLEE_SIP), server);
     callee
 }
+
+/// A connection to the server's SQLite database, on a runtime of its own (test files add the
+/// queries they need in their own `impl Db`).
+pub struct Db {
+    pub rt: tokio::runtime::Runtime,
+    pub conn: sqlx::sqlite::SqliteConnection,
+}
+
+impl Db {
+    pub fn open(server: &Server) -> Db {
+        use sqlx::ConnectOptions;
+        let path = server.data_dir().join("switchboard.db");
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("tokio runtime");
+        let options = sqlx::sqlite::SqliteConnectOptions::new()
+            .filename(&path)
+            .busy_timeout(Duration::from_secs(5));
+        let conn = rt
+            .block_on(options.connect())
+            .unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
+        Db { rt, conn }
+    }
+}
