@@ -202,34 +202,38 @@ pub async fn start(settings: Settings) -> Result<Server, ServerError> {
     let media = media_context(&settings);
     let prompts = media.prompts.clone();
     let mut plan_changes = plan.clone();
-    let calls = CallRegistry::new(CallContext {
-        registrar: registrar.clone(),
-        writer: store.writer(),
-        ports: PortPool::new(settings.rtp_ports.0, settings.rtp_ports.1)
-            .map_err(|e| ServerError::Rtp(e.to_string()))?,
-        media_ip: settings.public_ip,
-        rtp_bind_ip,
-        no_answer_timeout: settings.no_answer_timeout,
-        media,
-        plan,
-    });
     tracing::info!(
         low = settings.rtp_ports.0,
         high = settings.rtp_ports.1,
         "RTP port range"
     );
 
+    let (invites, new_invites) = tokio::sync::mpsc::unbounded_channel();
     let endpoint = Endpoint::new(
         TransactionLayer::new(Timers::default()).with_auto_trying(true),
         transport,
         local,
         registrar.clone(),
-        calls.clone(),
+        invites,
         settings.retry_after_secs,
     );
     let handle = endpoint.handle();
-    calls.set_endpoint(handle.clone());
+    let calls = CallRegistry::new(
+        CallContext {
+            registrar: registrar.clone(),
+            writer: store.writer(),
+            ports: PortPool::new(settings.rtp_ports.0, settings.rtp_ports.1)
+                .map_err(|e| ServerError::Rtp(e.to_string()))?,
+            media_ip: settings.public_ip,
+            rtp_bind_ip,
+            no_answer_timeout: settings.no_answer_timeout,
+            media,
+            plan,
+        },
+        handle.clone(),
+    );
     let mut tasks = tokio::task::JoinSet::new();
+    tasks.spawn(calls.clone().take_invites(new_invites));
     tasks.spawn(endpoint.run(inbound_rx, stop_endpoint.clone()));
 
     tasks.spawn(store.clone().run_recording_purge(

@@ -18,7 +18,7 @@ use bytes::Bytes;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use super::{CallContext, CallInput};
+use super::{CallContext, CallHandle, CallInput};
 use crate::ivr::interp::Input;
 use crate::media::dtmf;
 use crate::media::engine::{MediaCommand, MediaEvent, MediaReport, MediaSession, PlaySource};
@@ -27,11 +27,12 @@ use crate::media::ports::Leg;
 use crate::media::recorder::{ChannelMode, Recorder, RecordingSpec};
 use crate::media::sdp::{Direction as SdpDirection, SessionDescription};
 use crate::media::tone::ToneKind;
+use crate::sip::dialog::DialogKey;
 use crate::sip::dialog::{Dialog, new_call_id, new_tag, response_with_tag};
-use crate::sip::endpoint::{Command, EndpointHandle, Owner};
+use crate::sip::endpoint::{Command, EndpointHandle, Owner, TuEvent};
 use crate::sip::message::{Message, Method, NameAddr, Request, Response, StatusCode};
 use crate::sip::registrar::{AuthDecision, Location};
-use crate::sip::transaction::TxId;
+use crate::sip::transaction::{Branch, TxId};
 use crate::sip::transport::{Peer, Transport};
 use crate::store::{
     CallId, Direction, EndedRecording, HangupBy, Identity, IdentityKind, LegId, LegRole, NewCall,
@@ -58,7 +59,7 @@ struct Fork {
     dial: u64,
     /// The extension this fork rings.
     extension: String,
-    branch: String,
+    branch: Branch,
     invite: Request,
     peer: Peer,
     /// A provisional response arrived, so CANCEL may be sent (§9.1).
@@ -84,7 +85,7 @@ struct Reinvite {
     from: Side,
     tx: TxId,
     req: Request,
-    branch: String,
+    branch: Branch,
     cseq: u32,
     /// The offer as the offerer made it (after intersection), to narrow the answer.
     offer: Option<SessionDescription>,
@@ -100,7 +101,9 @@ struct Ending {
 struct Call {
     ctx: Arc<CallContext>,
     ep: EndpointHandle,
+    /// Where the endpoint sends what concerns this call's transactions and dialogs.
     me: Owner,
+    sip_events: mpsc::UnboundedReceiver<TuEvent>,
     record_id: CallId,
     session_id: SessionId,
     legs: [LegId; 2],
@@ -157,7 +160,7 @@ struct Call {
     /// A callee answered: the call is bridged.
     b_answered: bool,
     /// Every callee-side dialog id registered with the endpoint (one per dial attempt).
-    b_dialog_ids: Vec<(String, String)>,
+    b_dialog_ids: Vec<DialogKey>,
     /// A voicemail or `record` step recording now: (interpreter id, recording).
     ivr_recording: Option<ivr::IvrRecording>,
     /// Recordings asked to stop (or replaced by a newer one) whose summary is awaited, by
@@ -191,7 +194,7 @@ struct Call {
     muted: [bool; 2],
     /// Bridged with another call (`POST /v1/bridges`, a completed attended transfer), or
     /// tied to the other call of an attended transfer: told when this one ends.
-    bridge_peer: Option<(CallId, Owner)>,
+    bridge_peer: Option<(CallId, CallHandle)>,
     /// An attended transfer of this call's caller in progress.
     consult: Option<control::Consult>,
     /// This is the consultation call of that call's attended transfer, talking in that room.
@@ -213,19 +216,20 @@ struct Call {
 pub(super) async fn run(
     ctx: Arc<CallContext>,
     ep: EndpointHandle,
-    me: Owner,
+    invite: crate::sip::endpoint::IncomingInvite,
     mut inbox: mpsc::UnboundedReceiver<CallInput>,
     record_id: CallId,
-    invite_tx: TxId,
-    invite: Request,
-    from: Peer,
 ) {
-    let call_id = invite.headers.call_id().unwrap_or_default().to_owned();
-    let span = tracing::info_span!("call", sip_call_id = %call_id);
-    let _enter = span.enter();
-    let mut call = Call::new(ctx, ep, me, record_id, invite, Some(invite_tx), from);
-    drop(_enter);
-    let started = call.start(&mut inbox).await;
+    let crate::sip::endpoint::IncomingInvite {
+        tx,
+        req,
+        from,
+        owner,
+        events,
+    } = invite;
+    let sip = (owner, events);
+    let mut call = Call::new(ctx, ep, sip, record_id, req, Some(tx), from);
+    let started = call.start().await;
     if started {
         call.event_loop(&mut inbox).await;
         call.finish().await;
@@ -238,7 +242,7 @@ impl Call {
     fn new(
         ctx: Arc<CallContext>,
         ep: EndpointHandle,
-        me: Owner,
+        (me, sip_events): (Owner, mpsc::UnboundedReceiver<TuEvent>),
         record_id: CallId,
         invite: Request,
         invite_tx: Option<TxId>,
@@ -257,6 +261,7 @@ impl Call {
             ctx,
             ep,
             me,
+            sip_events,
             invite,
             invite_tx,
             caller_peer: from,
@@ -326,7 +331,7 @@ impl Call {
 
 impl Call {
     /// Authenticates, routes and forks. False when the call was refused at once.
-    async fn start(&mut self, inbox: &mut mpsc::UnboundedReceiver<CallInput>) -> bool {
+    async fn start(&mut self) -> bool {
         let caller = match self
             .ctx
             .registrar
@@ -340,8 +345,8 @@ impl Call {
             AuthDecision::Allowed(user) => user,
         };
         // A CANCEL may have arrived while we waited for the database.
-        while let Ok(input) = inbox.try_recv() {
-            if matches!(input, CallInput::Cancelled) {
+        while let Ok(input) = self.sip_events.try_recv() {
+            if matches!(input, TuEvent::Cancelled) {
                 self.reply_a_final(StatusCode::REQUEST_TERMINATED);
                 return false;
             }
@@ -431,8 +436,7 @@ impl Call {
         tracing::info!(room = %room, "caller joins a conference");
         self.record_start(caller_ext, target);
         self.ep.send(Command::AddDialog {
-            call_id: self.invite.headers.call_id().unwrap_or_default().to_owned(),
-            local_tag: self.a_tag.clone(),
+            key: self.a_dialog_key(),
             owner: self.me.clone(),
         });
         self.conference = Some(room);
@@ -545,6 +549,7 @@ impl Call {
                     Some(input) => self.handle(input),
                     None => return,
                 },
+                Some(event) = self.sip_events.recv() => self.on_sip(event),
                 Some(event) = self.media_events.recv() => self.on_media_event(event),
                 Some(result) = self.ivr_rx.recv() => self.on_ivr_result(result),
                 _ = tokio::time::sleep_until(deadline) => self.on_timer(),
@@ -663,11 +668,11 @@ impl Call {
         }
     }
 
-    fn handle(&mut self, input: CallInput) {
-        match input {
-            CallInput::Response { branch, resp } => self.on_response(&branch, resp),
-            CallInput::Timeout { branch } => self.on_timeout(&branch),
-            CallInput::Cancelled => {
+    fn on_sip(&mut self, event: TuEvent) {
+        match event {
+            TuEvent::Response { branch, resp } => self.on_response(&branch, resp),
+            TuEvent::Timeout { branch } => self.on_timeout(&branch),
+            TuEvent::Cancelled => {
                 if !self.answered && !self.finished_a {
                     self.ending = Some(Ending {
                         cause: "caller_cancel",
@@ -680,12 +685,17 @@ impl Call {
                     self.dial = None;
                 }
             }
-            CallInput::Request { tx, req, from } => self.on_request(tx, req, from),
-            CallInput::Ack { req, from: _ } => {
+            TuEvent::Request { tx, req, from } => self.on_request(tx, req, from),
+            TuEvent::Ack { req, from: _ } => {
                 let side = self.side_of(&req);
                 self.pending_acks.retain(|p| Some(p.side) != side);
             }
-            CallInput::StrayResponse { resp, from: _ } => self.reack(&resp),
+            TuEvent::StrayResponse { resp, from: _ } => self.reack(&resp),
+        }
+    }
+
+    fn handle(&mut self, input: CallInput) {
+        match input {
             CallInput::Control { cmd, reply } => {
                 let _ = reply.send(self.on_control(cmd));
             }
@@ -732,7 +742,7 @@ impl Call {
         }
     }
 
-    fn on_response(&mut self, branch: &str, resp: Response) {
+    fn on_response(&mut self, branch: &Branch, resp: Response) {
         // A CANCEL shares its INVITE's branch (RFC 3261 §9.1): only INVITE responses belong
         // to forks and re-INVITEs; BYE and CANCEL answers need nothing from us.
         if !resp
@@ -743,11 +753,11 @@ impl Call {
             return;
         }
         if let Some(r) = &self.reinvite
-            && r.branch == branch
+            && r.branch == *branch
         {
             return self.on_reinvite_response(resp);
         }
-        let Some(i) = self.forks.iter().position(|f| f.branch == branch) else {
+        let Some(i) = self.forks.iter().position(|f| f.branch == *branch) else {
             // A 2xx retransmission for a re-INVITE we already ACKed.
             self.reack(&resp);
             return;
@@ -1088,16 +1098,16 @@ impl Call {
         }
     }
 
-    fn on_timeout(&mut self, branch: &str) {
+    fn on_timeout(&mut self, branch: &Branch) {
         if let Some(r) = &self.reinvite
-            && r.branch == branch
+            && r.branch == *branch
         {
             if let Some(r) = self.reinvite.take() {
                 self.respond_in_dialog(r.tx, &r.req, StatusCode::REQUEST_TIMEOUT);
             }
             return;
         }
-        if let Some(i) = self.forks.iter().position(|f| f.branch == branch) {
+        if let Some(i) = self.forks.iter().position(|f| f.branch == *branch) {
             let mut synthetic =
                 Response::from_request(&self.forks[i].invite, StatusCode::REQUEST_TIMEOUT);
             synthetic.reason = "Request Timeout".into();
@@ -1647,16 +1657,12 @@ impl Call {
             self.store_media_report(report);
         }
         let now = crate::clock::unix_ms();
-        for (id, tag) in std::mem::take(&mut self.b_dialog_ids) {
-            self.ep.send(Command::RemoveDialog {
-                call_id: id,
-                local_tag: tag,
-            });
+        for key in std::mem::take(&mut self.b_dialog_ids) {
+            self.ep.send(Command::RemoveDialog { key });
         }
         if !self.recorded {
             self.ep.send(Command::RemoveDialog {
-                call_id: self.invite.headers.call_id().unwrap_or_default().to_owned(),
-                local_tag: self.a_tag.clone(),
+                key: self.a_dialog_key(),
             });
             return;
         }
@@ -1681,9 +1687,16 @@ impl Call {
             final_code: Some(ending.code),
         });
         self.ep.send(Command::RemoveDialog {
-            call_id: self.invite.headers.call_id().unwrap_or_default().to_owned(),
-            local_tag: self.a_tag.clone(),
+            key: self.a_dialog_key(),
         });
+    }
+
+    /// The caller-side dialog as the endpoint routes it: the caller's Call-ID and our tag.
+    fn a_dialog_key(&self) -> DialogKey {
+        DialogKey::new(
+            self.invite.headers.call_id().unwrap_or_default(),
+            self.a_tag.as_str(),
+        )
     }
 }
 

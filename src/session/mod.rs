@@ -22,28 +22,15 @@ use crate::ivr::plan::{HangupCause, Prompt};
 use crate::media::engine::PipelineConfig;
 use crate::media::engine::conference::Rooms;
 use crate::media::ports::PortPool;
-use crate::sip::endpoint::{EndpointHandle, Owner};
-use crate::sip::message::{Request, Response};
+use crate::sip::endpoint::{EndpointHandle, IncomingInvite};
 use crate::sip::registrar::{Location, Registrar};
-use crate::sip::transaction::TxId;
 use crate::sip::transport::Peer;
 use crate::store::{CallId, LegId, SessionId, WriterHandle};
 
-/// What the endpoint (or the server) tells a call.
+/// What the server, the API and other calls tell a call (its SIP transactions and dialogs
+/// report on a channel of their own, [`crate::sip::endpoint::TuEvent`]).
 #[derive(Debug)]
 pub enum CallInput {
-    /// A request inside one of the call's dialogs (BYE, re-INVITE, INFO, ...).
-    Request { tx: TxId, req: Request, from: Peer },
-    /// An ACK inside one of the call's dialogs.
-    Ack { req: Request, from: Peer },
-    /// A response to a request the call sent, identified by its Via branch.
-    Response { branch: String, resp: Response },
-    /// A 2xx retransmission after our INVITE transaction ended: ACK it again.
-    StrayResponse { resp: Response, from: Peer },
-    /// A client transaction of the call timed out (Timer B or F).
-    Timeout { branch: String },
-    /// The caller CANCELled the INVITE (the CANCEL itself was answered 200).
-    Cancelled,
     /// The server is shutting down: hang up.
     Shutdown,
     /// Call `from`, tied to this one, ended (or let go of it): the call it is bridged with
@@ -119,7 +106,7 @@ pub enum ControlCommand {
     Bridge {
         room: String,
         peer: CallId,
-        peer_owner: Owner,
+        peer_owner: CallHandle,
     },
     /// Starts an attended transfer of the caller: it is held (music on hold), the callee
     /// hears ringback while the consultation call `consult` (placed by the registry right
@@ -127,7 +114,7 @@ pub enum ControlCommand {
     Consult {
         room: String,
         consult: CallId,
-        consult_owner: Owner,
+        consult_owner: CallHandle,
         to: String,
     },
     /// Completes the attended transfer: the callee is hung up and the caller joins the
@@ -237,7 +224,7 @@ pub struct OriginateRequest {
 pub struct ConsultFor {
     /// The transferring call.
     pub call: CallId,
-    pub owner: Owner,
+    pub owner: CallHandle,
     /// The consultation call belongs to that call's session (one timeline).
     pub session_id: SessionId,
     /// The private room it talks in, to the transferring call's callee and then its caller.
@@ -352,7 +339,10 @@ pub struct MediaContext {
     pub prompts: Arc<crate::media::player::PromptCache>,
 }
 
-fn unregister(live: &Mutex<HashMap<CallId, Owner>>, id: CallId) {
+/// Where a call actor receives [`CallInput`]s.
+pub type CallHandle = mpsc::UnboundedSender<CallInput>;
+
+fn unregister(live: &Mutex<HashMap<CallId, CallHandle>>, id: CallId) {
     live.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
     metrics::gauge!("switchboard_active_calls").decrement(1.0);
 }
@@ -361,43 +351,45 @@ fn unregister(live: &Mutex<HashMap<CallId, Owner>>, id: CallId) {
 #[derive(Clone)]
 pub struct CallRegistry {
     ctx: Arc<CallContext>,
-    live: Arc<Mutex<HashMap<CallId, Owner>>>,
+    live: Arc<Mutex<HashMap<CallId, CallHandle>>>,
     tracker: tokio_util::task::TaskTracker,
-    /// The endpoint, for calls the server places (set once the endpoint exists).
-    endpoint: Arc<std::sync::OnceLock<EndpointHandle>>,
+    /// The SIP endpoint every call sends through.
+    endpoint: EndpointHandle,
 }
 
 /// How long the API waits for a call actor to answer a command.
 const CONTROL_TIMEOUT: Duration = Duration::from_secs(5);
 
 impl CallRegistry {
-    pub fn new(ctx: CallContext) -> CallRegistry {
+    pub fn new(ctx: CallContext, endpoint: EndpointHandle) -> CallRegistry {
         CallRegistry {
             ctx: Arc::new(ctx),
             live: Arc::new(Mutex::new(HashMap::new())),
             tracker: tokio_util::task::TaskTracker::new(),
-            endpoint: Arc::new(std::sync::OnceLock::new()),
+            endpoint,
         }
     }
 
-    /// The endpoint calls placed by the server send through (set once, at start-up).
-    pub fn set_endpoint(&self, ep: EndpointHandle) {
-        let _ = self.endpoint.set(ep);
+    /// Takes the INVITEs the endpoint hands over, one call actor each, until the endpoint
+    /// stops.
+    pub async fn take_invites(self, mut invites: mpsc::UnboundedReceiver<IncomingInvite>) {
+        while let Some(invite) = invites.recv().await {
+            self.spawn(invite);
+        }
     }
 
-    /// Starts a call actor for a new INVITE; returns where the endpoint sends its inputs.
-    pub fn spawn(&self, ep: EndpointHandle, tx: TxId, invite: Request, from: Peer) -> Owner {
-        let (owner, inbox) = mpsc::unbounded_channel();
+    /// Starts a call actor for a new INVITE.
+    fn spawn(&self, invite: IncomingInvite) {
+        let (handle, inbox) = mpsc::unbounded_channel();
         let id = CallId::new();
-        self.register(id, owner.clone());
+        self.register(id, handle);
         let ctx = self.ctx.clone();
         let live = self.live.clone();
-        let me = owner.clone();
+        let ep = self.endpoint.clone();
         self.tracker.spawn(async move {
-            call::run(ctx, ep, me, inbox, id, tx, invite, from).await;
+            call::run(ctx, ep, invite, inbox, id).await;
             unregister(&live, id);
         });
-        owner
     }
 
     /// Places a call (`POST /v1/calls`): checks the request, then starts a call actor that
@@ -416,11 +408,7 @@ impl CallRegistry {
         &self,
         req: &OriginateRequest,
     ) -> Result<(EndpointHandle, Vec<Location>), OriginateError> {
-        let ep = self
-            .endpoint
-            .get()
-            .cloned()
-            .ok_or(OriginateError::Unavailable)?;
+        let ep = self.endpoint.clone();
         if ep.draining() {
             return Err(OriginateError::Unavailable);
         }
@@ -459,17 +447,17 @@ impl CallRegistry {
     fn spawn_originate(
         &self,
         ep: EndpointHandle,
-        owner: Owner,
+        handle: CallHandle,
         inbox: mpsc::UnboundedReceiver<CallInput>,
         id: CallId,
         req: OriginateRequest,
         targets: Vec<Location>,
     ) {
-        self.register(id, owner.clone());
+        self.register(id, handle);
         let ctx = self.ctx.clone();
         let live = self.live.clone();
         self.tracker.spawn(async move {
-            call::run_originate(ctx, ep, owner, inbox, id, req, targets).await;
+            call::run_originate(ctx, ep, inbox, id, req, targets).await;
             unregister(&live, id);
         });
     }
@@ -553,7 +541,7 @@ impl CallRegistry {
     }
 
     /// Where call `id`'s inputs go.
-    fn owner(&self, id: CallId) -> Result<Owner, ControlError> {
+    fn owner(&self, id: CallId) -> Result<CallHandle, ControlError> {
         self.live
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -631,7 +619,7 @@ impl CallRegistry {
             }
         }
         let room = format!("bridge:{}", CallId::new());
-        let cmd = |peer: CallId, peer_owner: Owner| ControlCommand::Bridge {
+        let cmd = |peer: CallId, peer_owner: CallHandle| ControlCommand::Bridge {
             room: room.clone(),
             peer,
             peer_owner,
@@ -680,7 +668,7 @@ impl CallRegistry {
         calls
     }
 
-    fn register(&self, id: CallId, owner: Owner) {
+    fn register(&self, id: CallId, owner: CallHandle) {
         self.live
             .lock()
             .unwrap_or_else(|e| e.into_inner())

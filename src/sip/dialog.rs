@@ -11,6 +11,56 @@ use rand::Rng;
 use super::message::{CSeq, Headers, Method, NameAddr, Request, Response, StatusCode, Uri};
 use super::transport::Peer;
 
+/// A SIP Call-ID (RFC 3261 §8.1.1.4), as opposed to switchboard's own call ids.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SipCallId(String);
+
+/// A From/To tag (RFC 3261 §19.3).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Tag(String);
+
+macro_rules! text_id {
+    ($name:ident) => {
+        impl $name {
+            pub fn new(value: impl Into<String>) -> $name {
+                $name(value.into())
+            }
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+        impl PartialEq<str> for $name {
+            fn eq(&self, other: &str) -> bool {
+                self.0 == other
+            }
+        }
+    };
+}
+text_id!(SipCallId);
+text_id!(Tag);
+
+/// Our half of a dialog id (§12): the Call-ID and our own tag, which is how the endpoint
+/// routes in-dialog requests (the remote tag is checked by the dialog's owner).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct DialogKey {
+    pub call_id: SipCallId,
+    pub local_tag: Tag,
+}
+
+impl DialogKey {
+    pub fn new(call_id: impl Into<String>, local_tag: impl Into<String>) -> DialogKey {
+        DialogKey {
+            call_id: SipCallId::new(call_id),
+            local_tag: Tag::new(local_tag),
+        }
+    }
+}
+
 /// Why a dialog could not be formed from a message.
 #[derive(Debug, thiserror::Error)]
 pub enum DialogError {

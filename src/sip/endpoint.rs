@@ -5,8 +5,11 @@
 //! followed by draining the transaction layer's transmits and events. It answers what needs no
 //! state (OPTIONS, 400/416/420/483/501, 481 for unknown dialogs, 503 while draining), stamps
 //! `received`/`rport` on the top Via (RFC 3581 §4), hands REGISTER to the [`Registrar`] on a
-//! short-lived task (it may read the database), and hands each new INVITE to a call actor
-//! ([`crate::session`]), which then talks to the endpoint only through [`EndpointHandle`].
+//! short-lived task (it may read the database), and hands each new INVITE, with a channel of
+//! its own, to whoever it was given at start-up ([`IncomingInvite`]). From then on the
+//! transaction user (TU) that took the INVITE talks to the endpoint only through
+//! [`EndpointHandle`] and hears from it only through [`TuEvent`]s: the endpoint knows nothing
+//! of calls, sessions or media.
 //!
 //! RFC 3261 §8.2 (UAS request checks), §9.2 (CANCEL), §12.2.2 (in-dialog routing), §16.3
 //! (Max-Forwards, loop detection), §17 (via [`crate::sip::transaction`]).
@@ -21,11 +24,11 @@ use rand::Rng;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use super::dialog::DialogKey;
 use super::message::{self, Message, Method, Request, Response, StatusCode};
 use super::registrar::Registrar;
-use super::transaction::{TransactionLayer, TxEvent, TxId, TxInput};
+use super::transaction::{Branch, TransactionLayer, TxEvent, TxId, TxInput};
 use super::transport::{Inbound, InboundEvent, Peer, Transport, TransportSet};
-use crate::session::{CallInput, CallRegistry};
 
 /// Methods we implement, for Allow (RFC 3261 §20.5).
 pub const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, INFO, UPDATE";
@@ -34,8 +37,38 @@ pub const ACCEPT: &str = "application/sdp";
 /// Option tags we support (§20.37); none yet, so any Require gets 420.
 pub const SUPPORTED: &[&str] = &[];
 
-/// Where a call actor receives what the endpoint routes to it.
-pub type Owner = mpsc::UnboundedSender<CallInput>;
+/// What the endpoint tells the transaction user that owns a transaction or a dialog.
+#[derive(Debug)]
+pub enum TuEvent {
+    /// A request inside one of the TU's dialogs (BYE, re-INVITE, INFO, ...).
+    Request { tx: TxId, req: Request, from: Peer },
+    /// An ACK inside one of the TU's dialogs.
+    Ack { req: Request, from: Peer },
+    /// A response to a request the TU sent, named by the request's Via branch.
+    Response { branch: Branch, resp: Response },
+    /// A 2xx retransmission after our INVITE client transaction ended: ACK it again.
+    StrayResponse { resp: Response, from: Peer },
+    /// A client transaction of the TU timed out or could not be sent (Timer B or F, a
+    /// transport error).
+    Timeout { branch: Branch },
+    /// The INVITE was CANCELled (the CANCEL itself was answered 200, §9.2).
+    Cancelled,
+}
+
+/// Where a transaction user receives what the endpoint routes to it.
+pub type Owner = mpsc::UnboundedSender<TuEvent>;
+
+/// A new INVITE outside any dialog, for whoever takes calls. Its server transaction's events
+/// (a CANCEL, in-dialog requests once the TU adds its dialog) are already queued on `events`.
+#[derive(Debug)]
+pub struct IncomingInvite {
+    pub tx: TxId,
+    pub req: Request,
+    pub from: Peer,
+    /// Hand this to [`Command::SendRequest`] and [`Command::AddDialog`]: it feeds `events`.
+    pub owner: Owner,
+    pub events: mpsc::UnboundedReceiver<TuEvent>,
+}
 
 /// Addresses and identity of this server, shared read-only with calls and the registrar.
 #[derive(Debug)]
@@ -60,7 +93,7 @@ pub enum Command {
         tx: TxId,
         resp: Response,
     },
-    /// Start a client transaction; its responses and timeout go to `owner`, keyed by branch.
+    /// Start a client transaction; its responses and timeout go to `owner`, named by branch.
     SendRequest {
         req: Request,
         to: Peer,
@@ -73,18 +106,16 @@ pub enum Command {
     },
     /// Route requests of a dialog (Call-ID, our tag) to `owner`.
     AddDialog {
-        call_id: String,
-        local_tag: String,
+        key: DialogKey,
         owner: Owner,
     },
     /// Give up on client transactions that will never see a final response (a callee that
     /// vanished after a provisional, RFC 3261 §9.1): they would otherwise live forever.
     Abandon {
-        branches: Vec<String>,
+        branches: Vec<Branch>,
     },
     RemoveDialog {
-        call_id: String,
-        local_tag: String,
+        key: DialogKey,
     },
 }
 
@@ -102,18 +133,23 @@ pub struct Endpoint {
     transport: TransportSet,
     handle: EndpointHandle,
     commands: mpsc::UnboundedReceiver<Command>,
-    client_owners: HashMap<TxId, (Owner, String)>,
+    client_owners: HashMap<TxId, (Owner, Branch)>,
     server_owners: HashMap<TxId, Owner>,
-    dialogs: HashMap<(String, String), Owner>,
+    dialogs: HashMap<DialogKey, Owner>,
     registrar: Arc<Registrar>,
-    calls: CallRegistry,
+    /// Where new INVITEs go.
+    invites: mpsc::UnboundedSender<IncomingInvite>,
     retry_after_secs: u32,
 }
 
 impl Local {
     /// A Via value for a new client transaction on `t`, and its branch.
-    pub fn via(&self, t: Transport) -> (String, String) {
-        let branch = format!("{}{:016x}", self.branch_prefix, rand::rng().random::<u64>());
+    pub fn via(&self, t: Transport) -> (String, Branch) {
+        let branch = Branch::new(format!(
+            "{}{:016x}",
+            self.branch_prefix,
+            rand::rng().random::<u64>()
+        ));
         let addr = self.sent_by(t);
         (
             format!("SIP/2.0/{} {};branch={};rport", t.as_str(), addr, branch),
@@ -160,13 +196,13 @@ impl EndpointHandle {
 }
 
 impl Endpoint {
-    /// Creates the endpoint and its handle. `draining` is shared with the server's shutdown.
+    /// Creates the endpoint and its handle; new INVITEs go to `invites`.
     pub fn new(
         txl: TransactionLayer,
         transport: TransportSet,
         local: Arc<Local>,
         registrar: Arc<Registrar>,
-        calls: CallRegistry,
+        invites: mpsc::UnboundedSender<IncomingInvite>,
         retry_after_secs: u32,
     ) -> Endpoint {
         let (tx, commands) = mpsc::unbounded_channel();
@@ -184,7 +220,7 @@ impl Endpoint {
             server_owners: HashMap::new(),
             dialogs: HashMap::new(),
             registrar,
-            calls,
+            invites,
             retry_after_secs,
         }
     }
@@ -220,7 +256,7 @@ impl Endpoint {
             match ev {
                 TxEvent::Timeout { tx } | TxEvent::TransportError { tx } => {
                     if let Some((owner, branch)) = self.client_owners.remove(&tx) {
-                        let _ = owner.send(CallInput::Timeout { branch });
+                        let _ = owner.send(TuEvent::Timeout { branch });
                     }
                     self.server_owners.remove(&tx);
                 }
@@ -270,29 +306,26 @@ impl Endpoint {
                 }
             }
             Command::SendRequest { req, to, owner } => {
-                let branch = req
-                    .headers
-                    .top_via()
-                    .ok()
-                    .and_then(|v| v.branch().map(str::to_owned))
-                    .unwrap_or_default();
+                let branch = Branch::new(
+                    req.headers
+                        .top_via()
+                        .ok()
+                        .and_then(|v| v.branch().map(str::to_owned))
+                        .unwrap_or_default(),
+                );
                 match self.txl.send_request(now, req, to) {
                     Ok(tx) => {
                         self.client_owners.insert(tx, (owner, branch));
                     }
                     Err(e) => {
                         tracing::warn!(error = %e, "could not start a client transaction");
-                        let _ = owner.send(CallInput::Timeout { branch });
+                        let _ = owner.send(TuEvent::Timeout { branch });
                     }
                 }
             }
             Command::SendRaw { to, msg } => self.txl.send_stateless(msg, to),
-            Command::AddDialog {
-                call_id,
-                local_tag,
-                owner,
-            } => {
-                self.dialogs.insert((call_id, local_tag), owner);
+            Command::AddDialog { key, owner } => {
+                self.dialogs.insert(key, owner);
             }
             Command::Abandon { branches } => {
                 // Rare (only when a fork never answered its CANCEL): a scan is fine.
@@ -307,8 +340,8 @@ impl Endpoint {
                     self.txl.terminate(tx);
                 }
             }
-            Command::RemoveDialog { call_id, local_tag } => {
-                self.dialogs.remove(&(call_id, local_tag));
+            Command::RemoveDialog { key } => {
+                self.dialogs.remove(&key);
             }
         }
     }
@@ -370,7 +403,7 @@ impl Endpoint {
             TxInput::Request { tx, req, from } => self.handle_request(tx, req, from),
             TxInput::Response { tx, resp } => {
                 if let Some((owner, branch)) = self.client_owners.get(&tx) {
-                    let _ = owner.send(CallInput::Response {
+                    let _ = owner.send(TuEvent::Response {
                         branch: branch.clone(),
                         resp,
                     });
@@ -378,7 +411,7 @@ impl Endpoint {
             }
             TxInput::Ack { req, from } => {
                 if let Some(owner) = self.dialog_owner(&req) {
-                    let _ = owner.send(CallInput::Ack { req, from });
+                    let _ = owner.send(TuEvent::Ack { req, from });
                 }
             }
             TxInput::StrayResponse { resp, from } => {
@@ -395,9 +428,9 @@ impl Endpoint {
                             .and_then(|f| f.tag().map(str::to_owned)),
                     );
                     if let Some((cid, tag)) = key
-                        && let Some(owner) = self.dialogs.get(&(cid.to_owned(), tag))
+                        && let Some(owner) = self.dialogs.get(&DialogKey::new(cid, tag))
                     {
-                        let _ = owner.send(CallInput::StrayResponse { resp, from });
+                        let _ = owner.send(TuEvent::StrayResponse { resp, from });
                     }
                 }
             }
@@ -411,7 +444,7 @@ impl Endpoint {
                 match owner {
                     Some(owner) => {
                         self.respond_now(tx, Response::from_request(&req, StatusCode::OK));
-                        let _ = owner.send(CallInput::Cancelled);
+                        let _ = owner.send(TuEvent::Cancelled);
                     }
                     None => self.respond_now(
                         tx,
@@ -425,7 +458,7 @@ impl Endpoint {
     fn dialog_owner(&self, req: &Request) -> Option<&Owner> {
         let call_id = req.headers.call_id().ok()?;
         let tag = req.headers.to().ok()?.tag()?.to_owned();
-        self.dialogs.get(&(call_id.to_owned(), tag))
+        self.dialogs.get(&DialogKey::new(call_id, tag))
     }
 
     fn handle_request(&mut self, tx: TxId, req: Request, from: Peer) {
@@ -442,8 +475,8 @@ impl Endpoint {
                     }
                     // The call may have ended before its RemoveDialog got here: answer 481
                     // rather than leave the server transaction waiting forever.
-                    if let Err(mpsc::error::SendError(CallInput::Request { req, .. })) =
-                        owner.send(CallInput::Request { tx, req, from })
+                    if let Err(mpsc::error::SendError(TuEvent::Request { req, .. })) =
+                        owner.send(TuEvent::Request { tx, req, from })
                     {
                         self.server_owners.remove(&tx);
                         if let (Ok(call_id), Some(tag)) = (
@@ -453,7 +486,7 @@ impl Endpoint {
                                 .ok()
                                 .and_then(|t| t.tag().map(str::to_owned)),
                         ) {
-                            self.dialogs.remove(&(call_id.to_owned(), tag));
+                            self.dialogs.remove(&DialogKey::new(call_id, tag));
                         }
                         self.reject(tx, &req, StatusCode::CALL_DOES_NOT_EXIST);
                     }
@@ -541,7 +574,19 @@ impl Endpoint {
             );
             return self.respond_now(tx, resp);
         }
-        let owner = self.calls.spawn(self.handle.clone(), tx, req, from);
+        let (owner, events) = mpsc::unbounded_channel();
+        let invite = IncomingInvite {
+            tx,
+            req,
+            from,
+            owner: owner.clone(),
+            events,
+        };
+        if let Err(mpsc::error::SendError(invite)) = self.invites.send(invite) {
+            // Nobody takes calls any more (shutting down).
+            let resp = error_response(&invite.req, StatusCode::SERVICE_UNAVAILABLE);
+            return self.respond_now(tx, resp);
+        }
         self.server_owners.insert(tx, owner);
     }
 

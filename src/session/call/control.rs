@@ -39,13 +39,14 @@ use crate::media::negotiate;
 use crate::media::ports::Leg;
 use crate::media::sdp::SessionDescription;
 use crate::session::{
-    CallContext, CallInfo, CallInput, CallParty, ControlCommand, ControlError, ControlReply,
-    LegInfo, OriginateRequest, PlaybackId, RecordAction, TransferTarget,
+    CallContext, CallHandle, CallInfo, CallInput, CallParty, ControlCommand, ControlError,
+    ControlReply, LegInfo, OriginateRequest, PlaybackId, RecordAction, TransferTarget,
 };
 use crate::sip::dialog::{Dialog, new_call_id};
-use crate::sip::endpoint::{Command, EndpointHandle, Owner};
+use crate::sip::endpoint::{Command, EndpointHandle, Owner, TuEvent};
 use crate::sip::message::{Message, Method, Request, Response, StatusCode};
 use crate::sip::registrar::Location;
+use crate::sip::transaction::Branch;
 use crate::store::{CallId, HangupBy, LegId, StoreCmd};
 
 /// Media playback ids at or above this are API playbacks (their id + this); they sit above
@@ -101,21 +102,18 @@ const ORIGINATE_WEBHOOK_TIMEOUT: Duration = Duration::from_secs(5);
 pub(in crate::session) async fn run_originate(
     ctx: Arc<CallContext>,
     ep: EndpointHandle,
-    me: Owner,
     mut inbox: mpsc::UnboundedReceiver<CallInput>,
     record_id: CallId,
     req: OriginateRequest,
     targets: Vec<Location>,
 ) {
-    let span = tracing::info_span!("call", placed = %record_id);
-    let _enter = span.enter();
     let Some(first) = targets.first() else {
         return;
     };
     let placeholder = Request::new(Method::Invite, first.uri.clone());
-    let mut call = Call::new(ctx, ep, me, record_id, placeholder, None, first.source);
+    let sip: (Owner, mpsc::UnboundedReceiver<TuEvent>) = mpsc::unbounded_channel();
+    let mut call = Call::new(ctx, ep, sip, record_id, placeholder, None, first.source);
     call.start_outbound(req, &targets);
-    drop(_enter);
     call.event_loop(&mut inbox).await;
     call.finish().await;
 }
@@ -154,7 +152,7 @@ impl Call {
         } else {
             format!("<sip:{}@{domain}>", req.to)
         };
-        let forks: Vec<(Request, String, Location)> = targets
+        let forks: Vec<(Request, Branch, Location)> = targets
             .iter()
             .map(|target| {
                 let (via, branch) = self.ep.local.via(target.source.transport);
@@ -204,8 +202,7 @@ impl Call {
         self.media = Some(session);
         self.a_offer = Some(offer);
         self.ep.send(Command::AddDialog {
-            call_id: self.invite.headers.call_id().unwrap_or_default().to_owned(),
-            local_tag: self.a_tag.clone(),
+            key: self.a_dialog_key(),
             owner: self.me.clone(),
         });
         tracing::info!(to = %req.to, contacts = forks.len(), "placing a call");
@@ -238,12 +235,12 @@ impl Call {
     }
 
     /// Whether `branch` is one of the INVITEs of a call we placed.
-    pub(super) fn is_outbound_fork(&self, branch: &str) -> bool {
+    pub(super) fn is_outbound_fork(&self, branch: &Branch) -> bool {
         self.outbound.is_some()
             && self
                 .forks
                 .iter()
-                .any(|f| f.dial == OUTBOUND_FORK && f.branch == branch)
+                .any(|f| f.dial == OUTBOUND_FORK && f.branch == *branch)
     }
 
     /// A response to one of the INVITEs (fork `i`) of a call we placed.
@@ -566,7 +563,7 @@ impl Call {
         &mut self,
         room: String,
         consult: CallId,
-        consult_owner: Owner,
+        consult_owner: CallHandle,
         to: String,
     ) -> Result<ControlReply, ControlError> {
         if self.consult.is_some() {
@@ -782,7 +779,7 @@ impl Call {
         &mut self,
         room: String,
         peer: crate::store::CallId,
-        peer_owner: Owner,
+        peer_owner: CallHandle,
     ) -> Result<ControlReply, ControlError> {
         if !self.answered
             || self.b_dialog.is_some()

@@ -20,7 +20,7 @@ use crate::media::ports::Leg;
 use crate::media::recorder::{ChannelMode, Recorder, RecordingSummary};
 use crate::media::sdp::SessionDescription;
 use crate::media::tone::ToneKind;
-use crate::sip::dialog::{new_call_id, new_tag};
+use crate::sip::dialog::{DialogKey, new_call_id, new_tag};
 use crate::sip::endpoint::Command;
 use crate::sip::message::{NameAddr, Request, Response, StatusCode};
 use crate::sip::transaction::TxId;
@@ -90,8 +90,7 @@ impl Call {
         let attrs =
             self.builtin_attributes(caller, from.and_then(|f| f.display).unwrap_or_default());
         self.ep.send(Command::AddDialog {
-            call_id: self.invite.headers.call_id().unwrap_or_default().to_owned(),
-            local_tag: self.a_tag.clone(),
+            key: self.a_dialog_key(),
             owner: self.me.clone(),
         });
         self.start_interpreter(plan, flow, attrs);
@@ -561,13 +560,12 @@ impl Call {
             self.b_call_id = new_call_id();
             self.b_tag = new_tag();
         }
+        let key = DialogKey::new(self.b_call_id.as_str(), self.b_tag.as_str());
         self.ep.send(Command::AddDialog {
-            call_id: self.b_call_id.clone(),
-            local_tag: self.b_tag.clone(),
+            key: key.clone(),
             owner: self.me.clone(),
         });
-        self.b_dialog_ids
-            .push((self.b_call_id.clone(), self.b_tag.clone()));
+        self.b_dialog_ids.push(key);
         tracing::info!(?extensions, contacts = contacts.len(), "dialling");
         self.dial = Some(DialState {
             id,

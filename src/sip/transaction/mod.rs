@@ -236,6 +236,10 @@ impl Branch {
         );
         Branch(s)
     }
+    /// A branch read from a Via header (or made by a caller that builds its own Via).
+    pub fn new(value: impl Into<String>) -> Branch {
+        Branch(value.into())
+    }
     pub fn as_str(&self) -> &str {
         &self.0
     }
