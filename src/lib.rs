@@ -11,6 +11,7 @@
 //!   ([`media::engine`]) on port pairs from [`media::ports`].
 //! * [`store`] persists users, bindings, customers, sessions, calls and call records through
 //!   one writer task (SQLite by default, PostgreSQL by URL).
+//! * [`event`] (PURE) is the typed vocabulary of the event log.
 //! * [`api`] serves `/healthz` and `/metrics` over HTTP.
 //!
 //! Error and panic policy: a panic is a bug. Input from the network, the database or files
@@ -19,6 +20,7 @@
 pub mod api;
 pub mod clock;
 pub mod config;
+pub mod event;
 pub mod ivr;
 pub mod media;
 pub mod server;

@@ -51,6 +51,70 @@ pub fn operation_scope(op: &Operation) -> Option<Scope> {
         .max()
 }
 
+/// Describes the events as a discriminated union on `type` (one schema per event type,
+/// `<Type>Event`, collected in `EventData`), and the `Event` of the log as its envelope fields
+/// together with one of them, so a client generated from the document gets one class per
+/// event type. The union comes from [`crate::event::Event`], the enum the server emits.
+pub fn add_event_schemas(doc: &mut OpenApi) {
+    let union = <crate::event::Event as utoipa::PartialSchema>::schema();
+    let Ok(union) = serde_json::to_value(union) else {
+        return;
+    };
+    let components = doc.components.get_or_insert_with(Default::default);
+    let mut parts = Vec::new();
+    <crate::event::Event as utoipa::ToSchema>::schemas(&mut parts);
+    components.schemas.extend(parts);
+    let mut refs = Vec::new();
+    let mut mapping = serde_json::Map::new();
+    for variant in union["oneOf"].as_array().into_iter().flatten() {
+        let Some(kind) = variant["properties"]["type"]["enum"][0].as_str() else {
+            continue;
+        };
+        let name = format!("{}Event", camel(kind));
+        let target = format!("#/components/schemas/{name}");
+        if let Ok(schema) = serde_json::from_value(variant.clone()) {
+            components.schemas.insert(name, schema);
+        }
+        refs.push(serde_json::json!({ "$ref": target }));
+        mapping.insert(kind.to_owned(), Value::String(target));
+    }
+    let data = serde_json::json!({
+        "description": "An event's `type` and its `data`: one schema per type.",
+        "oneOf": refs,
+        "discriminator": { "propertyName": "type", "mapping": mapping },
+    });
+    if let Ok(schema) = serde_json::from_value(data) {
+        components.schemas.insert("EventData".to_owned(), schema);
+    }
+    if let Some(envelope) = components.schemas.remove("Event") {
+        let typed = utoipa::openapi::schema::AllOfBuilder::new()
+            .description(Some(
+                "One event of the log: its place, time, session and call, \
+                 and its `type` with the `data` of that type.",
+            ))
+            .item(envelope)
+            .item(Ref::from_schema_name("EventData"))
+            .build();
+        let typed = utoipa::openapi::schema::Schema::AllOf(typed);
+        components
+            .schemas
+            .insert("Event".to_owned(), utoipa::openapi::RefOr::T(typed));
+    }
+}
+
+/// `call.created` → `CallCreated`.
+fn camel(kind: &str) -> String {
+    kind.split(['.', '_'])
+        .map(|part| {
+            let mut chars = part.chars();
+            match chars.next() {
+                Some(first) => first.to_ascii_uppercase().to_string() + chars.as_str(),
+                None => String::new(),
+            }
+        })
+        .collect()
+}
+
 /// Adds the problem responses the framework itself can give to every operation that does not
 /// already describe them: 401 and 429 (a key is checked and rate-limited), 403 (scope above
 /// `read`), 400 (a bad path or query), and 400/413/415/422 for a request body.

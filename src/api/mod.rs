@@ -117,6 +117,7 @@ pub fn v1() -> OpenApiRouter<ApiState> {
 pub fn openapi() -> utoipa::openapi::OpenApi {
     let mut doc = v1().split_for_parts().1;
     docs::add_standard_responses(&mut doc);
+    docs::add_event_schemas(&mut doc);
     doc
 }
 

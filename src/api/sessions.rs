@@ -173,13 +173,16 @@ async fn put_attributes(
             value: value.clone(),
             at_ms,
         });
-        writer.send(StoreCmd::Event {
+        writer.send(StoreCmd::event(
             at_ms,
-            kind: "session.attribute".into(),
-            session_id: Some(session.id),
-            call_id: None,
-            data: serde_json::json!({"name": name, "value": value, "api_key": caller.key.name}),
-        });
+            Some(session.id),
+            None,
+            crate::event::Event::SessionAttribute {
+                name: name.clone(),
+                value: value.clone(),
+                api_key: Some(caller.key.name.clone()),
+            },
+        ));
     }
     s.store.flush().await?;
     Ok(Json(attributes(&s, session.id).await?))

@@ -18,7 +18,8 @@ use bytes::Bytes;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use super::{CallContext, CallHandle, CallInput};
+use super::{CallContext, CallHandle, CallInput, CallParty};
+use crate::event::Event;
 use crate::ivr::interp::Input;
 use crate::media::dtmf;
 use crate::media::engine::{MediaCommand, MediaEvent, MediaReport, MediaSession, PlaySource};
@@ -470,7 +471,7 @@ impl Call {
             leg_id: self.legs[0],
             at_ms: now,
         });
-        self.event("call.answered", serde_json::json!({}));
+        self.event(Event::CallAnswered {});
     }
 
     /// Sends one forked INVITE. An authenticated caller is presented as its own extension, not
@@ -1027,9 +1028,13 @@ impl Call {
             Ok(recorder) => {
                 tracing::info!(path = %recorder.path().display(), "recording");
                 self.replace_running_recording(row.id, recorder.path().to_owned());
-                let data = serde_json::json!({"recording_id": row.id.to_string()});
+                let event = Event::RecordingStarted {
+                    recording_id: row.id.to_string(),
+                    kind: None,
+                    mailbox: None,
+                };
                 self.ctx.writer.send(StoreCmd::RecordingStarted(row));
-                self.event("recording.started", data);
+                self.event(event);
                 if let Some(media) = &self.media {
                     media.command(MediaCommand::StartRecording(recorder));
                 }
@@ -1047,14 +1052,11 @@ impl Call {
                 if leg == Leg::A {
                     self.ivr_input(Input::Digit(digit.as_char()));
                 }
-                self.event(
-                    "dtmf.received",
-                    serde_json::json!({
-                        "digit": digit.as_char().to_string(),
-                        "leg": if leg == Leg::A { "caller" } else { "callee" },
-                        "source": source.as_str(),
-                    }),
-                );
+                self.event(Event::DtmfReceived {
+                    digit: digit.as_char().to_string(),
+                    leg: party(leg),
+                    source: source.as_str().to_owned(),
+                });
             }
             MediaEvent::PlaybackFinished {
                 leg,
@@ -1062,30 +1064,26 @@ impl Call {
                 interrupted,
             } if id >= control::API_PLAY_BASE => {
                 self.api_plays.remove(&(id - control::API_PLAY_BASE));
-                self.event(
-                    "playback.finished",
-                    serde_json::json!({
-                        "playback_id": (id - control::API_PLAY_BASE).to_string(),
-                        "source": "api",
-                        "leg": party_name(leg),
-                        "interrupted": interrupted,
-                    }),
-                );
+                self.event(Event::PlaybackFinished {
+                    playback_id: (id - control::API_PLAY_BASE).to_string(),
+                    source: "api".into(),
+                    leg: Some(party(leg)),
+                    interrupted: Some(interrupted),
+                    error: None,
+                });
             }
             MediaEvent::PlaybackFinished {
                 leg: Leg::A,
                 id,
                 interrupted,
             } if id >= ivr::PLAY_ID_BASE => {
-                self.event(
-                    "playback.finished",
-                    serde_json::json!({
-                        "playback_id": format!("ivr-{}", id - ivr::PLAY_ID_BASE),
-                        "source": "ivr",
-                        "leg": "caller",
-                        "interrupted": interrupted,
-                    }),
-                );
+                self.event(Event::PlaybackFinished {
+                    playback_id: format!("ivr-{}", id - ivr::PLAY_ID_BASE),
+                    source: "ivr".into(),
+                    leg: Some(CallParty::Caller),
+                    interrupted: Some(interrupted),
+                    error: None,
+                });
                 self.ivr_input(Input::PlaybackDone {
                     id: id - ivr::PLAY_ID_BASE,
                     interrupted,
@@ -1332,14 +1330,11 @@ impl Call {
                     });
                     if self.held[index] != held {
                         self.held[index] = held;
-                        self.event(
-                            "call.held",
-                            serde_json::json!({
-                                "held": held,
-                                "leg": party_name(leg_of(to_side)),
-                                "by": party_name(leg_of(r.from)),
-                            }),
-                        );
+                        self.event(Event::CallHeld {
+                            held,
+                            leg: party(leg_of(to_side)),
+                            by: party_name(leg_of(r.from)).into(),
+                        });
                     }
                     if self.a_promised.is_some() && r.from == Side::Caller {
                         self.a_promised = Some(offerer);
@@ -1614,10 +1609,10 @@ impl Call {
             direction,
             started_ms: now,
         }));
-        self.event(
-            "call.created",
-            serde_json::json!({"caller": caller, "callee": callee}),
-        );
+        self.event(Event::CallCreated {
+            caller: caller.clone(),
+            callee: callee.to_owned(),
+        });
         self.ctx.writer.send(StoreCmd::LegStarted(NewLeg {
             leg_id: self.legs[0],
             call_id: self.record_id,
@@ -1675,10 +1670,11 @@ impl Call {
                 });
             }
         }
-        self.event(
-            "call.ended",
-            serde_json::json!({"cause": ending.cause, "by": ending.by.to_string(), "code": ending.code}),
-        );
+        self.event(Event::CallEnded {
+            cause: ending.cause.to_owned(),
+            by: ending.by.to_string(),
+            code: ending.code,
+        });
         self.ctx.writer.send(StoreCmd::CallEnded {
             call_id: self.record_id,
             at_ms: now,
@@ -1731,14 +1727,13 @@ impl Call {
     }
 
     /// Appends an event about this call to the durable event log.
-    fn event(&self, kind: &str, data: serde_json::Value) {
-        self.ctx.writer.send(StoreCmd::Event {
-            at_ms: crate::clock::unix_ms(),
-            kind: kind.to_owned(),
-            session_id: Some(self.session_id),
-            call_id: Some(self.record_id),
-            data,
-        });
+    fn event(&self, event: Event) {
+        self.ctx.writer.send(StoreCmd::event(
+            crate::clock::unix_ms(),
+            Some(self.session_id),
+            Some(self.record_id),
+            event,
+        ));
     }
 
     /// Stores per-leg media statistics and the finished recording.
@@ -1770,16 +1765,15 @@ impl Call {
                 None => EndedRecording::failed(id, crate::clock::unix_ms()),
             };
             self.ctx.writer.send(StoreCmd::RecordingEnded(ended));
-            self.event(
-                "recording.stopped",
-                serde_json::json!({"recording_id": id.to_string()}),
-            );
-            let kind = if report.recording.is_some() {
-                "recording.available"
+            self.event(Event::RecordingStopped {
+                recording_id: id.to_string(),
+            });
+            let recording_id = id.to_string();
+            self.event(if report.recording.is_some() {
+                Event::RecordingAvailable { recording_id }
             } else {
-                "recording.failed"
-            };
-            self.event(kind, serde_json::json!({"recording_id": id.to_string()}));
+                Event::RecordingFailed { recording_id }
+            });
         }
     }
 }
@@ -1787,6 +1781,15 @@ impl Call {
 /// The API's name for the party on `leg`.
 fn party_name(leg: Leg) -> &'static str {
     if leg == Leg::A { "caller" } else { "callee" }
+}
+
+/// The party on `leg`.
+fn party(leg: Leg) -> CallParty {
+    if leg == Leg::A {
+        CallParty::Caller
+    } else {
+        CallParty::Callee
+    }
 }
 
 fn leg_of(side: Side) -> Leg {

@@ -21,6 +21,7 @@ use super::auth::{AuthOutcome, Authenticator};
 use super::dialog::{new_tag, response_with_tag};
 use super::message::{Contact, NameAddr, Request, Response, StatusCode, Uri, parse_uri};
 use super::transport::Peer;
+use crate::event::{Event, Registration};
 use crate::store::{Binding, Store, StoreCmd, User, WriterHandle};
 
 /// How long a user read from the store is trusted.
@@ -330,7 +331,7 @@ impl Registrar {
         metrics::gauge!("switchboard_registrations").set(count as f64);
         self.writer.send(StoreCmd::PruneExpired { now_ms: now });
         for l in &expired {
-            self.event("registration.expired", l, now);
+            self.event(Event::RegistrationExpired, l, now);
         }
     }
 
@@ -360,7 +361,7 @@ impl Registrar {
                 ext: ext.to_owned(),
             });
             for l in &removed {
-                self.event("registration.removed", l, now);
+                self.event(Event::RegistrationRemoved, l, now);
             }
         } else {
             // Check all before changing anything (§10.3 step 7 is atomic).
@@ -414,7 +415,7 @@ impl Registrar {
                             ext: ext.to_owned(),
                             contact_uri: old.contact.clone(),
                         });
-                        self.event("registration.removed", &old, now);
+                        self.event(Event::RegistrationRemoved, &old, now);
                     }
                     continue;
                 }
@@ -434,7 +435,7 @@ impl Registrar {
                 match existing {
                     Some(i) => entry[i] = loc,
                     None => {
-                        self.event("registration.added", &loc, now);
+                        self.event(Event::RegistrationAdded, &loc, now);
                         entry.push(loc);
                     }
                 }
@@ -450,19 +451,15 @@ impl Registrar {
     }
 
     /// Appends a `registration.*` event for `l` to the event log.
-    fn event(&self, kind: &str, l: &Location, now_ms: i64) {
-        self.writer.send(StoreCmd::Event {
-            at_ms: now_ms,
-            kind: kind.to_owned(),
-            session_id: None,
-            call_id: None,
-            data: serde_json::json!({
-                "ext": l.ext,
-                "contact": l.contact,
-                "transport": l.source.transport.as_str().to_ascii_lowercase(),
-                "source": l.source.addr.to_string(),
-            }),
-        });
+    fn event(&self, kind: fn(Registration) -> Event, l: &Location, now_ms: i64) {
+        let registration = Registration {
+            ext: l.ext.clone(),
+            contact: l.contact.clone(),
+            transport: l.source.transport.as_str().to_ascii_lowercase(),
+            source: l.source.addr.to_string(),
+        };
+        self.writer
+            .send(StoreCmd::event(now_ms, None, None, kind(registration)));
     }
 
     fn challenge(&self, req: &Request, proxy: bool, stale: bool) -> Response {

@@ -139,6 +139,25 @@ pub enum StoreCmd {
     Flush(oneshot::Sender<()>),
 }
 
+impl StoreCmd {
+    /// Appends `event` to the event log (numbered by the writer, published once committed).
+    pub fn event(
+        at_ms: i64,
+        session_id: Option<SessionId>,
+        call_id: Option<CallId>,
+        event: crate::event::Event,
+    ) -> StoreCmd {
+        let (kind, data) = event.into_parts();
+        StoreCmd::Event {
+            at_ms,
+            kind,
+            session_id,
+            call_id,
+            data,
+        }
+    }
+}
+
 /// Sends commands to the writer task. Cheap to clone; never blocks.
 #[derive(Clone)]
 pub struct WriterHandle {

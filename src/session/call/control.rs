@@ -30,7 +30,8 @@ use bytes::Bytes;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use super::{Call, Ending, Fork, Side, ivr, party_name, point_media};
+use super::{Call, Ending, Fork, Side, ivr, party, party_name, point_media};
+use crate::event::{Event, Transferred};
 use crate::ivr::interp::{Attributes, DialOutcome, Interpreter, Options};
 use crate::ivr::plan::{HangupCause, Prompt};
 use crate::media::dtmf::Digit;
@@ -374,7 +375,7 @@ impl Call {
     pub(super) fn note_ringing(&mut self, status: StatusCode) {
         if !self.rang {
             self.rang = true;
-            self.event("call.ringing", serde_json::json!({"code": status.0}));
+            self.event(Event::CallRinging { code: status.0 });
         }
     }
 
@@ -513,10 +514,7 @@ impl Call {
                         duration: API_DIGIT_DURATION,
                     });
                 }
-                self.event(
-                    "dtmf.sent",
-                    serde_json::json!({"digits": digits, "leg": party_name(leg)}),
-                );
+                self.event(Event::DtmfSent { digits, leg: party });
                 Ok(ControlReply::Done)
             }
             ControlCommand::Record(action) => self.api_record(action),
@@ -598,19 +596,17 @@ impl Call {
         self.apply_hold_mute(Leg::A);
         tracing::info!(%consult, %to, "attended transfer: consulting");
         if !was_held {
-            self.event(
-                "call.held",
-                serde_json::json!({"held": true, "leg": "caller", "by": "transfer"}),
-            );
+            self.event(Event::CallHeld {
+                held: true,
+                leg: CallParty::Caller,
+                by: "transfer".into(),
+            });
         }
-        self.event(
-            "call.consultation",
-            serde_json::json!({
-                "state": "started",
-                "consultation_call_id": consult.to_string(),
-                "to": to,
-            }),
-        );
+        self.event(Event::CallConsultation {
+            state: "started".into(),
+            consultation_call_id: consult.to_string(),
+            to: Some(to.clone()),
+        });
         self.consult = Some(Consult {
             call: consult,
             room,
@@ -651,10 +647,11 @@ impl Call {
             });
         }
         tracing::info!(%call, "attended transfer: consultation answered");
-        self.event(
-            "call.consultation",
-            serde_json::json!({"state": "answered", "consultation_call_id": call.to_string()}),
-        );
+        self.event(Event::CallConsultation {
+            state: "answered".into(),
+            consultation_call_id: call.to_string(),
+            to: None,
+        });
     }
 
     /// The consultation is over without a transfer (`state`: `cancelled` through the API,
@@ -672,10 +669,11 @@ impl Call {
         if c.blonde {
             // The transferor left and the consultation call failed: nobody is left to talk to.
             tracing::info!(call = %c.call, state, "attended transfer failed after the callee left");
-            self.event(
-                "call.consultation",
-                serde_json::json!({"state": state, "consultation_call_id": c.call.to_string()}),
-            );
+            self.event(Event::CallConsultation {
+                state: state.into(),
+                consultation_call_id: c.call.to_string(),
+                to: None,
+            });
             return self.hangup(Ending {
                 cause: "normal_clearing",
                 by: HangupBy::System,
@@ -685,15 +683,17 @@ impl Call {
         self.api_held[0] = c.was_held;
         self.apply_hold_mute(Leg::A);
         tracing::info!(call = %c.call, state, "attended transfer: consultation over");
-        self.event(
-            "call.consultation",
-            serde_json::json!({"state": state, "consultation_call_id": c.call.to_string()}),
-        );
+        self.event(Event::CallConsultation {
+            state: state.into(),
+            consultation_call_id: c.call.to_string(),
+            to: None,
+        });
         if !c.was_held {
-            self.event(
-                "call.held",
-                serde_json::json!({"held": false, "leg": "caller", "by": "transfer"}),
-            );
+            self.event(Event::CallHeld {
+                held: false,
+                leg: CallParty::Caller,
+                by: "transfer".into(),
+            });
         }
     }
 
@@ -728,20 +728,18 @@ impl Call {
         let was_held = self.api_held[0];
         self.reset_hold_mute();
         if was_held {
-            self.event(
-                "call.held",
-                serde_json::json!({"held": false, "leg": "caller", "by": "transfer"}),
-            );
+            self.event(Event::CallHeld {
+                held: false,
+                leg: CallParty::Caller,
+                by: "transfer".into(),
+            });
         }
         tracing::info!(call = %c.call, to = %c.to, "attended transfer completed");
-        self.event(
-            "call.transferred",
-            serde_json::json!({
-                "kind": "attended",
-                "to": c.to,
-                "consultation_call_id": c.call.to_string(),
-            }),
-        );
+        self.event(Event::CallTransferred(Transferred::Attended {
+            kind: "attended".into(),
+            to: c.to.clone(),
+            consultation_call_id: c.call.to_string(),
+        }));
         self.conference = Some(c.room);
         Ok(ControlReply::Done)
     }
@@ -767,10 +765,11 @@ impl Call {
                 });
             }
         }
-        self.event(
-            "call.bridged",
-            serde_json::json!({"bridge_id": room, "with": peer.to_string(), "kind": "consultation"}),
-        );
+        self.event(Event::CallBridged {
+            bridge_id: room.clone(),
+            with: peer.to_string(),
+            kind: Some("consultation".into()),
+        });
         self.conference = Some(room);
     }
 
@@ -805,10 +804,11 @@ impl Call {
             leg: Leg::A,
         });
         tracing::info!(%room, %peer, "bridged through the API");
-        self.event(
-            "call.bridged",
-            serde_json::json!({"bridge_id": room, "with": peer.to_string()}),
-        );
+        self.event(Event::CallBridged {
+            bridge_id: room.clone(),
+            with: peer.to_string(),
+            kind: None,
+        });
         self.conference = Some(room);
         self.bridge_peer = Some((peer, peer_owner));
         Ok(ControlReply::Done)
@@ -831,10 +831,11 @@ impl Call {
         self.api_held[i] = held;
         self.apply_hold_mute(leg);
         tracing::info!(leg = party_name(leg), held, "hold through the API");
-        self.event(
-            "call.held",
-            serde_json::json!({"held": held, "leg": party_name(leg), "by": "api"}),
-        );
+        self.event(Event::CallHeld {
+            held,
+            leg: party,
+            by: "api".into(),
+        });
         Ok(ControlReply::Done)
     }
 
@@ -847,8 +848,12 @@ impl Call {
         }
         self.muted[i] = muted;
         self.apply_hold_mute(leg);
-        let kind = if muted { "call.muted" } else { "call.unmuted" };
-        self.event(kind, serde_json::json!({"leg": party_name(leg)}));
+        let leg = party;
+        self.event(if muted {
+            Event::CallMuted { leg }
+        } else {
+            Event::CallUnmuted { leg }
+        });
         Ok(ControlReply::Done)
     }
 
@@ -871,7 +876,10 @@ impl Call {
     fn api_transfer(&mut self, target: TransferTarget) -> Result<ControlReply, ControlError> {
         match target {
             TransferTarget::Flow(flow) => {
-                self.move_caller(serde_json::json!({"flow": flow, "kind": "blind"}))?;
+                self.move_caller(Transferred::Flow {
+                    flow: flow.clone(),
+                    kind: "blind".into(),
+                })?;
                 self.run_flow(flow);
                 Ok(ControlReply::Done)
             }
@@ -881,7 +889,10 @@ impl Call {
                         "the call is not answered yet".into(),
                     ));
                 }
-                self.move_caller(serde_json::json!({"to": to, "kind": "blind"}))?;
+                self.move_caller(Transferred::Extension {
+                    to: to.clone(),
+                    kind: "blind".into(),
+                })?;
                 self.ivr = None;
                 self.flow = None;
                 self.pending_speech = None;
@@ -1075,14 +1086,11 @@ impl Call {
             barge_in: false,
         });
         self.api_plays.insert(id, leg);
-        self.event(
-            "playback.started",
-            serde_json::json!({
-                "playback_id": id.to_string(),
-                "source": "api",
-                "leg": party_name(leg),
-            }),
-        );
+        self.event(Event::PlaybackStarted {
+            playback_id: id.to_string(),
+            source: "api".into(),
+            leg: party(leg),
+        });
     }
 
     fn api_record(&mut self, action: RecordAction) -> Result<ControlReply, ControlError> {
@@ -1130,12 +1138,12 @@ impl Call {
                 if let Some(media) = &self.media {
                     media.command(MediaCommand::PauseRecording(pause));
                 }
-                let kind = if pause {
-                    "recording.paused"
+                let recording_id = rid.to_string();
+                self.event(if pause {
+                    Event::RecordingPaused { recording_id }
                 } else {
-                    "recording.resumed"
-                };
-                self.event(kind, serde_json::json!({"recording_id": rid.to_string()}));
+                    Event::RecordingResumed { recording_id }
+                });
             }
         }
         Ok(ControlReply::Done)
@@ -1146,7 +1154,10 @@ impl Call {
         if !self.ctx.plan.current().flows.contains_key(&flow) {
             return Err(ControlError::NotFound(format!("no such flow: {flow}")));
         }
-        self.move_caller(serde_json::json!({"flow": flow, "kind": "redirect"}))?;
+        self.move_caller(Transferred::Flow {
+            flow: flow.clone(),
+            kind: "redirect".into(),
+        })?;
         self.run_flow(flow);
         Ok(ControlReply::Done)
     }
@@ -1154,7 +1165,7 @@ impl Call {
     /// Frees the caller for a transfer or redirect: a ringing dial is given up, a bridged
     /// callee hung up (or the call this one is bridged with), hold and mute cleared;
     /// `call.transferred` is written with `data`.
-    fn move_caller(&mut self, data: serde_json::Value) -> Result<(), ControlError> {
+    fn move_caller(&mut self, data: Transferred) -> Result<(), ControlError> {
         if self.consult.is_some() {
             return Err(ControlError::Conflict(
                 "an attended transfer is in progress: complete or cancel it first".into(),
@@ -1193,8 +1204,8 @@ impl Call {
             self.drop_callee();
         }
         self.reset_hold_mute();
-        tracing::info!(%data, "caller moved through the API");
-        self.event("call.transferred", data);
+        tracing::info!(?data, "caller moved through the API");
+        self.event(Event::CallTransferred(data));
         Ok(())
     }
 

@@ -11,6 +11,7 @@ use bytes::Bytes;
 use tokio::time::Instant;
 
 use super::{Call, Ending, Side, control, point_media};
+use crate::event::Event;
 use crate::ivr::interp::{Action, DialOutcome, Input};
 use crate::ivr::plan::{HangupCause, Prompt, Step};
 use crate::ivr::{parse, route, tts, webhook};
@@ -20,6 +21,7 @@ use crate::media::ports::Leg;
 use crate::media::recorder::{ChannelMode, Recorder, RecordingSummary};
 use crate::media::sdp::SessionDescription;
 use crate::media::tone::ToneKind;
+use crate::session::CallParty;
 use crate::sip::dialog::{DialogKey, new_call_id, new_tag};
 use crate::sip::endpoint::Command;
 use crate::sip::message::{NameAddr, Request, Response, StatusCode};
@@ -115,15 +117,12 @@ impl Call {
                 steps.push(step);
             }
             for step in steps {
-                self.event(
-                    "ivr.step",
-                    serde_json::json!({
-                        "flow": step.flow,
-                        "index": step.index,
-                        "kind": step.kind,
-                        "webhook": step.webhook,
-                    }),
-                );
+                self.event(Event::IvrStep {
+                    flow: step.flow,
+                    index: step.index,
+                    kind: step.kind.to_owned(),
+                    webhook: step.webhook,
+                });
             }
             let Some(ivr) = self.ivr.as_mut() else {
                 return;
@@ -335,14 +334,11 @@ impl Call {
                     source,
                     barge_in,
                 });
-                self.event(
-                    "playback.started",
-                    serde_json::json!({
-                        "playback_id": format!("ivr-{id}"),
-                        "source": "ivr",
-                        "leg": "caller",
-                    }),
-                );
+                self.event(Event::PlaybackStarted {
+                    playback_id: format!("ivr-{id}"),
+                    source: "ivr".into(),
+                    leg: CallParty::Caller,
+                });
             }
             None => self.ivr_input(Input::PlaybackFailed {
                 id,
@@ -406,10 +402,13 @@ impl Call {
                 Err(error) => {
                     tracing::error!(%error, "text to speech failed: API playback skipped");
                     self.api_plays.remove(&id);
-                    self.event(
-                        "playback.finished",
-                        serde_json::json!({"playback_id": id.to_string(), "source": "api", "error": error}),
-                    );
+                    self.event(Event::PlaybackFinished {
+                        playback_id: id.to_string(),
+                        source: "api".into(),
+                        leg: None,
+                        interrupted: None,
+                        error: Some(error.to_string()),
+                    });
                 }
             },
             IvrResult::Webhook { id, result } => {
@@ -451,10 +450,11 @@ impl Call {
             value: value.clone(),
             at_ms: crate::clock::unix_ms(),
         });
-        self.event(
-            "session.attribute",
-            serde_json::json!({"name": name, "value": value}),
-        );
+        self.event(Event::SessionAttribute {
+            name: name.clone(),
+            value: value.clone(),
+            api_key: None,
+        });
     }
 
     /// Routes the call again for `number` and runs that flow with the same attributes.
@@ -723,13 +723,13 @@ impl Call {
                 let path = recorder.path().to_owned();
                 tracing::info!(path = %path.display(), kind = kind.as_str(), "recording the caller");
                 let rid = row.id;
-                let data = serde_json::json!({
-                    "recording_id": rid.to_string(),
-                    "kind": kind.as_str(),
-                    "mailbox": voicemail,
-                });
+                let event = Event::RecordingStarted {
+                    recording_id: rid.to_string(),
+                    kind: Some(kind.as_str().to_owned()),
+                    mailbox: Some(voicemail.clone()),
+                };
                 self.ctx.writer.send(StoreCmd::RecordingStarted(row));
-                self.event("recording.started", data);
+                self.event(event);
                 if let Some(media) = &self.media {
                     media.command(MediaCommand::StartRecording(recorder));
                     media.command(MediaCommand::DetectSilence {
@@ -796,27 +796,23 @@ impl Call {
             return;
         };
         let (rid, _) = self.stopping.remove(index);
-        let (ended, kind, ok) = match &result {
-            Ok(summary) => (
-                EndedRecording::complete(rid, summary),
-                "recording.available",
-                true,
-            ),
+        let (ended, ok) = match &result {
+            Ok(summary) => (EndedRecording::complete(rid, summary), true),
             Err(error) => {
                 tracing::error!(%error, "recording failed");
-                (
-                    EndedRecording::failed(rid, crate::clock::unix_ms()),
-                    "recording.failed",
-                    false,
-                )
+                (EndedRecording::failed(rid, crate::clock::unix_ms()), false)
             }
         };
         self.ctx.writer.send(StoreCmd::RecordingEnded(ended));
-        self.event(
-            "recording.stopped",
-            serde_json::json!({"recording_id": rid.to_string()}),
-        );
-        self.event(kind, serde_json::json!({"recording_id": rid.to_string()}));
+        self.event(Event::RecordingStopped {
+            recording_id: rid.to_string(),
+        });
+        let recording_id = rid.to_string();
+        self.event(if ok {
+            Event::RecordingAvailable { recording_id }
+        } else {
+            Event::RecordingFailed { recording_id }
+        });
         if self
             .ivr_recording
             .as_ref()
