@@ -15,6 +15,7 @@
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use crate::domain::{HangupBy, HangupCause};
 use crate::session::CallParty;
 
 /// One event's type and details.
@@ -33,10 +34,10 @@ pub enum Event {
     /// The call ended.
     #[serde(rename = "call.ended")]
     CallEnded {
-        /// Why (`normal_clearing`, `caller_cancel`, `no_answer`, `busy`, …).
-        cause: String,
-        /// Who ended it: `caller`, `callee` or `system`.
-        by: String,
+        /// Why.
+        cause: HangupCause,
+        /// Who ended it.
+        by: HangupBy,
         /// The final SIP status (200 once answered).
         code: u16,
     },
@@ -240,8 +241,8 @@ mod tests {
         );
         assert_eq!(
             wire(Event::CallEnded {
-                cause: "normal_clearing".into(),
-                by: "caller".into(),
+                cause: HangupCause::Normal,
+                by: HangupBy::Caller,
                 code: 200
             })
             .1,

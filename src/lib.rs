@@ -20,6 +20,7 @@
 pub mod api;
 pub mod clock;
 pub mod config;
+pub mod domain;
 pub mod event;
 pub mod ivr;
 pub mod media;

@@ -382,42 +382,7 @@ pub struct Record {
     pub terminator: Option<char>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum HangupCause {
-    /// 200 BYE after answer; 480 before.
-    Normal,
-    /// 486 Busy Here.
-    Busy,
-    /// 603 Decline.
-    Rejected,
-    /// 480 Temporarily Unavailable.
-    Unavailable,
-    /// 404 Not Found.
-    NotFound,
-}
-
-impl HangupCause {
-    /// The SIP status for an unanswered call.
-    pub fn status(self) -> u16 {
-        match self {
-            HangupCause::Normal | HangupCause::Unavailable => 480,
-            HangupCause::Busy => 486,
-            HangupCause::Rejected => 603,
-            HangupCause::NotFound => 404,
-        }
-    }
-
-    /// The name used in the plan and in call records.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            HangupCause::Normal => "normal",
-            HangupCause::Busy => "busy",
-            HangupCause::Rejected => "rejected",
-            HangupCause::Unavailable => "unavailable",
-            HangupCause::NotFound => "not_found",
-        }
-    }
-}
+pub use crate::domain::HangupCause;
 
 /// POSTs the session context to `url`; the JSON reply's steps run next (dynamic IVR). No
 /// reply within `timeout`, an error status, or a reply that is not valid steps: the

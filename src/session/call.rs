@@ -19,6 +19,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use super::{CallContext, CallHandle, CallInput, CallParty};
+use crate::domain::{HangupCause, better_failure};
 use crate::event::Event;
 use crate::ivr::interp::Input;
 use crate::media::dtmf;
@@ -94,7 +95,7 @@ struct Reinvite {
 
 /// How the call ended, for the record.
 struct Ending {
-    cause: &'static str,
+    cause: HangupCause,
     by: HangupBy,
     code: u16,
 }
@@ -598,7 +599,7 @@ impl Call {
         if !self.answered && !self.finished_a && now >= self.no_answer_at {
             tracing::info!("no answer: giving up");
             self.ending = Some(Ending {
-                cause: "no_answer",
+                cause: HangupCause::NoAnswer,
                 by: HangupBy::System,
                 code: 480,
             });
@@ -616,7 +617,7 @@ impl Call {
         {
             tracing::info!("placed call: no answer in time");
             self.ending = Some(Ending {
-                cause: "no_answer",
+                cause: HangupCause::NoAnswer,
                 by: HangupBy::System,
                 code: 480,
             });
@@ -662,7 +663,7 @@ impl Call {
             let p = self.pending_acks.remove(i);
             tracing::info!(side = ?p.side, "no ACK for our 2xx: hanging up (RFC 3261 §13.3.1.4)");
             self.hangup(Ending {
-                cause: "ack_timeout",
+                cause: HangupCause::AckTimeout,
                 by: HangupBy::System,
                 code: 408,
             });
@@ -676,7 +677,7 @@ impl Call {
             TuEvent::Cancelled => {
                 if !self.answered && !self.finished_a {
                     self.ending = Some(Ending {
-                        cause: "caller_cancel",
+                        cause: HangupCause::CallerCancel,
                         by: HangupBy::Caller,
                         code: 487,
                     });
@@ -711,7 +712,7 @@ impl Call {
                     self.end_consultation("ended");
                 } else if self.answered && self.ending.is_none() {
                     self.hangup(Ending {
-                        cause: "normal_clearing",
+                        cause: HangupCause::Normal,
                         by: HangupBy::System,
                         code: 200,
                     });
@@ -726,13 +727,13 @@ impl Call {
                 self.dial = None;
                 if self.answered {
                     self.hangup(Ending {
-                        cause: "shutdown",
+                        cause: HangupCause::Shutdown,
                         by: HangupBy::System,
                         code: 200,
                     });
                 } else if !self.finished_a {
                     self.ending = Some(Ending {
-                        cause: "shutdown",
+                        cause: HangupCause::Shutdown,
                         by: HangupBy::System,
                         code: 503,
                     });
@@ -823,7 +824,7 @@ impl Call {
             // A fork of a dial already given up (CANCELled after its timeout) or lost.
             return;
         }
-        if better_failure(self.best_failure.as_ref().map(|r| r.status), status) {
+        if better_failure(self.best_failure.as_ref().map(|r| r.status.0), status.0) {
             self.best_failure = Some(resp);
             self.best_failure_ours = false;
         }
@@ -839,7 +840,7 @@ impl Call {
 
     /// Answers the caller with the best failure of the last dial (passed through as the callee
     /// gave it), or `fallback` when there was none.
-    fn fail_caller(&mut self, fallback: StatusCode, fallback_cause: &'static str) {
+    fn fail_caller(&mut self, fallback: StatusCode, fallback_cause: HangupCause) {
         if self.finished_a {
             return;
         }
@@ -849,14 +850,9 @@ impl Call {
         if let Some(b) = &best {
             out.reason.clone_from(&b.reason);
         }
-        let cause = match (best.is_some(), status.0) {
-            (false, _) => fallback_cause,
-            (_, 486 | 600) => "busy",
-            (_, 487) => "cancelled",
-            (_, 603) => "declined",
-            (_, 408 | 480) => "no_answer",
-            (_, 404) => "not_found",
-            _ => "failed",
+        let cause = match best {
+            Some(_) => HangupCause::from_failure(status.0),
+            None => fallback_cause,
         };
         self.ending = Some(Ending {
             cause,
@@ -907,7 +903,7 @@ impl Call {
             self.b_dialog = Some(dialog);
             self.send_ack(Side::Callee, 1);
             self.hangup(Ending {
-                cause: "media_failed",
+                cause: HangupCause::MediaFailed,
                 by: HangupBy::System,
                 code: 488,
             });
@@ -1193,7 +1189,7 @@ impl Call {
                     }
                 }
                 self.ending = Some(Ending {
-                    cause: "normal_clearing",
+                    cause: HangupCause::Normal,
                     by,
                     code: 200,
                 });
@@ -1631,7 +1627,7 @@ impl Call {
             });
         }
         let ending = self.ending.take().unwrap_or(Ending {
-            cause: "unknown",
+            cause: HangupCause::Unknown,
             by: HangupBy::System,
             code: 500,
         });
@@ -1671,14 +1667,14 @@ impl Call {
             }
         }
         self.event(Event::CallEnded {
-            cause: ending.cause.to_owned(),
-            by: ending.by.to_string(),
+            cause: ending.cause,
+            by: ending.by,
             code: ending.code,
         });
         self.ctx.writer.send(StoreCmd::CallEnded {
             call_id: self.record_id,
             at_ms: now,
-            hangup_cause: ending.cause.to_owned(),
+            hangup_cause: ending.cause.as_str().to_owned(),
             hangup_by: ending.by,
             final_code: Some(ending.code),
         });
@@ -1812,20 +1808,4 @@ fn point_media(media: &MediaSession, leg: Leg, sdp: &SessionDescription) {
         .rtcp_addr()
         .filter(|a| !a.ip().is_unspecified() && a.port() != 0);
     media.set_remote(leg, rtp, rtcp);
-}
-
-/// §16.7 step 6, simplified: 6xx beats everything, then the lowest class, 4xx before 5xx.
-fn better_failure(current: Option<StatusCode>, candidate: StatusCode) -> bool {
-    let rank = |s: StatusCode| match s.0 {
-        600..=699 => 0,
-        400..=499 if s.0 != 408 && s.0 != 487 => 1,
-        300..=399 => 2,
-        500..=599 => 3,
-        487 => 4,
-        _ => 5,
-    };
-    match current {
-        None => true,
-        Some(c) => rank(candidate) < rank(c),
-    }
 }

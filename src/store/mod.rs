@@ -28,7 +28,6 @@ mod audit;
 mod bindings;
 mod calls;
 mod events;
-mod ids;
 mod queries;
 mod recordings;
 mod users;
@@ -43,6 +42,7 @@ use sqlx::any::AnyPoolOptions;
 use sqlx::migrate::Migrator;
 use tokio::sync::broadcast;
 
+pub use crate::domain::{ApiKeyId, CallId, CustomerId, LegId, SessionId, WebhookId};
 pub use api_keys::{ApiKeyRecord, Scope, key_prefix};
 pub use audit::{Actor, AuditRecord, NewAudit, RecordingDeletion};
 pub use bindings::Binding;
@@ -51,7 +51,6 @@ pub use calls::{
     NewCall, NewLeg, NewSession, SessionRecord,
 };
 pub use events::EventRecord;
-pub use ids::{ApiKeyId, CallId, CustomerId, LegId, SessionId, WebhookId};
 pub use queries::{CallFilter, CustomerRecord, RecordingFilter};
 pub use recordings::{
     EndedRecording, NewRecording, RECORDING_PURGE_INTERVAL, RecordingId, RecordingKind,

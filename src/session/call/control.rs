@@ -193,7 +193,7 @@ impl Call {
             _ => {
                 tracing::warn!("cannot place the call: no media session");
                 self.ending = Some(Ending {
-                    cause: "media_failed",
+                    cause: HangupCause::MediaFailed,
                     by: HangupBy::System,
                     code: 503,
                 });
@@ -270,14 +270,7 @@ impl Call {
             let Some(out) = self.outbound.as_mut() else {
                 return;
             };
-            // The best failure so far (RFC 3261 §16.7.6): a 6xx, then busy, then the lowest
-            // class.
-            let rank = |code: u16| match code {
-                600..=699 => 0,
-                486 => 1,
-                code => code / 100,
-            };
-            if out.failure.is_none_or(|f| rank(status.0) < rank(f)) {
+            if crate::domain::better_failure(out.failure, status.0) {
                 out.failure = Some(status.0);
             }
             let decline = status.0 >= 600;
@@ -294,15 +287,8 @@ impl Call {
                 // A 6xx ends the search: the other phones stop ringing (§16.7 step 5).
                 self.cancel_forks();
             }
-            let cause = match code {
-                486 | 600 => "busy",
-                603 => "declined",
-                408 | 480 | 487 => "no_answer",
-                404 => "not_found",
-                _ => "failed",
-            };
             self.ending = Some(Ending {
-                cause,
+                cause: HangupCause::from_failure(code),
                 by: HangupBy::Callee,
                 code,
             });
@@ -322,7 +308,7 @@ impl Call {
             Err(error) => {
                 tracing::info!(%error, "unusable 2xx to a placed call");
                 self.ending = Some(Ending {
-                    cause: "failed",
+                    cause: HangupCause::Failed,
                     by: HangupBy::System,
                     code: 500,
                 });
@@ -344,7 +330,7 @@ impl Call {
         let Some(((sdp, a), session)) = media.zip(self.media.as_ref()) else {
             tracing::info!("placed call answered without usable SDP");
             return self.hangup(Ending {
-                cause: "media_failed",
+                cause: HangupCause::MediaFailed,
                 by: HangupBy::System,
                 code: 488,
             });
@@ -388,7 +374,12 @@ impl Call {
                 "placed call: connect_to not reached"
             );
             self.hangup(Ending {
-                cause: outcome.as_str(),
+                cause: match outcome {
+                    DialOutcome::Busy => HangupCause::Busy,
+                    DialOutcome::NoAnswer => HangupCause::NoAnswer,
+                    DialOutcome::Unavailable => HangupCause::Unavailable,
+                    DialOutcome::Answered | DialOutcome::Failed => HangupCause::Failed,
+                },
                 by: HangupBy::System,
                 code: 200,
             });
@@ -675,7 +666,7 @@ impl Call {
                 to: None,
             });
             return self.hangup(Ending {
-                cause: "normal_clearing",
+                cause: HangupCause::Normal,
                 by: HangupBy::System,
                 code: 200,
             });
@@ -759,7 +750,7 @@ impl Call {
             _ => {
                 tracing::info!("the transferring call is gone: hanging up");
                 return self.hangup(Ending {
-                    cause: "normal_clearing",
+                    cause: HangupCause::Normal,
                     by: HangupBy::System,
                     code: 200,
                 });
@@ -990,11 +981,8 @@ impl Call {
     }
 
     pub(super) fn api_hangup(&mut self, cause: HangupCause) {
-        let name = match cause {
-            HangupCause::Normal => "normal_clearing",
-            other => other.as_str(),
-        };
-        tracing::info!(cause = name, "hung up through the API");
+        let name = cause;
+        tracing::info!(%cause, "hung up through the API");
         if self.answered {
             return self.hangup(Ending {
                 cause: name,

@@ -257,7 +257,7 @@ impl Call {
             Err(status) => {
                 self.ensure_record();
                 self.ending = Some(Ending {
-                    cause: "media_failed",
+                    cause: HangupCause::MediaFailed,
                     by: HangupBy::System,
                     code: status.0,
                 });
@@ -487,13 +487,9 @@ impl Call {
     fn ivr_hangup(&mut self, cause: HangupCause) {
         self.ivr = None;
         if self.answered {
-            let name = match cause {
-                HangupCause::Normal => "normal_clearing",
-                other => other.as_str(),
-            };
-            tracing::info!(cause = name, "IVR hangs up");
+            tracing::info!(%cause, "IVR hangs up");
             self.hangup(Ending {
-                cause: name,
+                cause,
                 by: HangupBy::System,
                 code: 200,
             });
@@ -501,12 +497,12 @@ impl Call {
         }
         if self.best_failure.is_some() && cause == HangupCause::Normal {
             self.ensure_record();
-            return self.fail_caller(StatusCode::TEMPORARILY_UNAVAILABLE, "failed");
+            return self.fail_caller(StatusCode::TEMPORARILY_UNAVAILABLE, HangupCause::Failed);
         }
         let status = StatusCode(cause.status());
         if self.ending.is_none() {
             self.ending = Some(Ending {
-                cause: cause.as_str(),
+                cause,
                 by: HangupBy::System,
                 code: status.0,
             });
