@@ -18,6 +18,8 @@ use bytes::Bytes;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
+use super::core::answer::{Unacked, UnackedOutput};
+use super::core::fork::{DialId, ForkCommand, ForkSet, cancel_request};
 use super::{CallContext, CallHandle, CallInput, CallParty};
 use crate::domain::{HangupCause, better_failure};
 use crate::event::Event;
@@ -41,45 +43,11 @@ use crate::store::{
     NewLeg, NewRecording, RecordingId, SessionId, StoreCmd,
 };
 
-/// T1 for our own 2xx retransmissions (RFC 3261 §13.3.1.4).
-const T1: Duration = Duration::from_millis(500);
-/// T2 caps the 2xx retransmission interval.
-const T2: Duration = Duration::from_secs(4);
-/// How long after CANCEL we wait for the forks' final responses before giving up on them.
-const CANCEL_GRACE: Duration = Duration::from_secs(32);
-
 /// Which side of the B2BUA.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Side {
     Caller,
     Callee,
-}
-
-/// One forked INVITE towards a callee contact.
-struct Fork {
-    /// The dial (interpreter action id) this fork belongs to.
-    dial: u64,
-    /// The extension this fork rings.
-    extension: String,
-    branch: Branch,
-    invite: Request,
-    peer: Peer,
-    /// A provisional response arrived, so CANCEL may be sent (§9.1).
-    proceeding: bool,
-    cancel_wanted: bool,
-    /// CANCELled: given up for good if no final response comes by then.
-    cancel_by: Option<Instant>,
-    done: bool,
-}
-
-/// A 2xx we retransmit until its ACK arrives (§13.3.1.4).
-struct PendingAck {
-    side: Side,
-    resp: Response,
-    peer: Peer,
-    interval: Duration,
-    next: Instant,
-    give_up: Instant,
 }
 
 /// A re-INVITE being relayed from one side to the other.
@@ -119,7 +87,7 @@ struct Call {
     b_call_id: String,
     b_tag: String,
     b_dialog: Option<Dialog>,
-    forks: Vec<Fork>,
+    forks: ForkSet,
     best_failure: Option<Response>,
     media: Option<MediaSession>,
     media_events: mpsc::UnboundedReceiver<MediaEvent>,
@@ -138,7 +106,8 @@ struct Call {
     recording: Option<RecordingId>,
     answered: bool,
     finished_a: bool,
-    pending_acks: Vec<PendingAck>,
+    /// Our 2xx answers waiting for their ACK.
+    unacked: Unacked<Side>,
     reinvite: Option<Reinvite>,
     ending: Option<Ending>,
     /// An unanswered caller waits at most this long for the flow to answer it or ring
@@ -269,7 +238,7 @@ impl Call {
             caller_peer: from,
             a_dialog: None,
             b_dialog: None,
-            forks: Vec::new(),
+            forks: ForkSet::new(),
             best_failure: None,
             media: None,
             media_events,
@@ -282,7 +251,7 @@ impl Call {
             recording: None,
             answered: false,
             finished_a: false,
-            pending_acks: Vec::new(),
+            unacked: Unacked::new(),
             reinvite: None,
             ending: None,
             no_answer_at: Instant::now() + ctx_no_answer,
@@ -522,17 +491,13 @@ impl Call {
         h.push("Allow", crate::sip::endpoint::ALLOW);
         h.push("User-Agent", self.ep.local.server_header.clone());
         req.set_body(Some("application/sdp"), offer);
-        self.forks.push(Fork {
-            dial,
-            extension: target.to_owned(),
+        self.forks.add(
+            DialId(dial),
+            target.to_owned(),
             branch,
-            invite: req.clone(),
-            peer: loc.source,
-            proceeding: false,
-            cancel_wanted: false,
-            cancel_by: None,
-            done: false,
-        });
+            req.clone(),
+            loc.source,
+        );
         self.ep.send(Command::SendRequest {
             req,
             to: loc.source,
@@ -565,7 +530,7 @@ impl Call {
         // too, even where no ending was recorded.
         let flow_done =
             self.ending.is_some() || (!self.answered && self.ivr.is_none() && self.dial.is_none());
-        flow_done && self.finished_a && self.forks.iter().all(|f| f.done)
+        flow_done && self.finished_a && self.forks.all_done()
     }
 
     fn next_deadline(&self) -> Instant {
@@ -574,10 +539,8 @@ impl Call {
         } else {
             self.no_answer_at
         };
-        for f in &self.forks {
-            if let Some(c) = f.cancel_by.filter(|_| !f.done) {
-                d = d.min(c);
-            }
+        if let Some(t) = self.forks.poll_timeout() {
+            d = d.min(Instant::from_std(t));
         }
         if let Some(dial) = &self.dial {
             d = d.min(dial.deadline);
@@ -588,8 +551,8 @@ impl Call {
         if let Some(t) = self.ivr.as_ref().and_then(|i| i.poll_timeout()) {
             d = d.min(Instant::from_std(t));
         }
-        for p in &self.pending_acks {
-            d = d.min(p.next);
+        if let Some(t) = self.unacked.poll_timeout() {
+            d = d.min(Instant::from_std(t));
         }
         d
     }
@@ -630,43 +593,24 @@ impl Call {
         {
             ivr.handle_timeout(now.into_std());
         }
-        let mut abandoned = Vec::new();
-        for f in &mut self.forks {
-            if !f.done && f.cancel_by.is_some_and(|d| now >= d) {
-                abandoned.push(f.branch.clone());
-                f.done = true;
+        self.forks.handle_timeout(now.into_std());
+        self.run_fork_commands();
+        self.unacked.handle_timeout(now.into_std());
+        while let Some(out) = self.unacked.poll_output() {
+            match out {
+                UnackedOutput::Retransmit { to, resp } => self.ep.send(Command::SendRaw {
+                    to,
+                    msg: Message::Response(resp),
+                }),
+                UnackedOutput::GaveUp { side } => {
+                    tracing::info!(?side, "no ACK for our 2xx: hanging up (RFC 3261 §13.3.1.4)");
+                    self.hangup(Ending {
+                        cause: HangupCause::AckTimeout,
+                        by: HangupBy::System,
+                        code: 408,
+                    });
+                }
             }
-        }
-        if !abandoned.is_empty() {
-            tracing::info!(
-                forks = abandoned.len(),
-                "callee never answered CANCEL: giving up"
-            );
-            self.ep.send(Command::Abandon {
-                branches: abandoned,
-            });
-        }
-        let mut expired = Vec::new();
-        for (i, p) in self.pending_acks.iter_mut().enumerate() {
-            if now >= p.give_up {
-                expired.push(i);
-            } else if now >= p.next {
-                self.ep.send(Command::SendRaw {
-                    to: p.peer,
-                    msg: Message::Response(p.resp.clone()),
-                });
-                p.interval = (p.interval * 2).min(T2);
-                p.next = now + p.interval;
-            }
-        }
-        for i in expired.into_iter().rev() {
-            let p = self.pending_acks.remove(i);
-            tracing::info!(side = ?p.side, "no ACK for our 2xx: hanging up (RFC 3261 §13.3.1.4)");
-            self.hangup(Ending {
-                cause: HangupCause::AckTimeout,
-                by: HangupBy::System,
-                code: 408,
-            });
         }
     }
 
@@ -689,8 +633,9 @@ impl Call {
             }
             TuEvent::Request { tx, req, from } => self.on_request(tx, req, from),
             TuEvent::Ack { req, from: _ } => {
-                let side = self.side_of(&req);
-                self.pending_acks.retain(|p| Some(p.side) != side);
+                if let Some(side) = self.side_of(&req) {
+                    self.unacked.ack(side);
+                }
             }
             TuEvent::StrayResponse { resp, from: _ } => self.reack(&resp),
         }
@@ -759,7 +704,7 @@ impl Call {
         {
             return self.on_reinvite_response(resp);
         }
-        let Some(i) = self.forks.iter().position(|f| f.branch == *branch) else {
+        let Some(i) = self.forks.find(branch) else {
             // A 2xx retransmission for a re-INVITE we already ACKed.
             self.reack(&resp);
             return;
@@ -771,15 +716,11 @@ impl Call {
         if status.is_provisional() {
             // Any provisional, 100 included, lets a CANCEL go out (§9.1): a trunk may send
             // 100 and nothing else for a long while.
-            self.forks[i].proceeding = true;
-            if self.forks[i].cancel_wanted {
-                self.send_cancel(i);
-                return;
-            }
+            let wanted = self.forks.on_provisional(i);
+            self.run_fork_commands();
             // 100, or a late 18x from a fork of a dial already given up: nothing for the
             // caller.
-            let current = self.dial.as_ref().map(|d| d.id) == Some(self.forks[i].dial);
-            if status == StatusCode::TRYING || !current || self.forks[i].cancel_by.is_some() {
+            if status == StatusCode::TRYING || !wanted || !self.is_current_fork(i) {
                 return;
             }
             if status.0 == 180 || status.0 == 183 {
@@ -813,14 +754,13 @@ impl Call {
             self.respond_a(out);
             return;
         }
-        self.forks[i].done = true;
+        self.forks.on_final(i);
         if status.is_success() {
             self.on_fork_answered(i, resp);
             return;
         }
         tracing::debug!(code = status.0, "fork failed");
-        let dial = self.forks[i].dial;
-        if self.dial.as_ref().map(|d| d.id) != Some(dial) || self.b_answered {
+        if !self.is_current_fork(i) || self.b_answered {
             // A fork of a dial already given up (CANCELled after its timeout) or lost.
             return;
         }
@@ -833,7 +773,8 @@ impl Call {
         if global_failure {
             self.cancel_forks();
         }
-        if global_failure || self.forks.iter().filter(|f| f.dial == dial).all(|f| f.done) {
+        let dial = self.forks.get(i).map(|f| f.dial);
+        if global_failure || dial.is_some_and(|d| self.forks.dial_done(d)) {
             self.dial_failed();
         }
     }
@@ -881,15 +822,18 @@ impl Call {
             self.send_ack(Side::Callee, 1);
             return;
         }
-        let peer = self.forks[i].peer;
-        let dialog = match Dialog::uac(&self.forks[i].invite, &resp, peer) {
+        let Some(fork) = self.forks.get(i) else {
+            return;
+        };
+        let (target, remote_uri) = (fork.target.clone(), fork.invite.uri.to_string());
+        let dialog = match Dialog::uac(&fork.invite, &resp, fork.peer) {
             Ok(d) => d,
             Err(e) => {
                 tracing::info!(error = %e, "unusable 2xx from callee");
                 return;
             }
         };
-        let current = self.dial.as_ref().map(|d| d.id) == Some(self.forks[i].dial);
+        let current = self.is_current_fork(i);
         if self.b_answered
             || !current
             || self.ending.is_some()
@@ -928,7 +872,7 @@ impl Call {
             call_id: self.record_id,
             role: LegRole::Callee,
             sip_call_id: self.b_call_id.clone(),
-            remote_uri: self.forks[i].invite.uri.to_string(),
+            remote_uri,
             started_ms: now,
         }));
         self.ctx.writer.send(StoreCmd::LegAnswered {
@@ -936,8 +880,7 @@ impl Call {
             at_ms: now,
         });
         self.cancel_forks();
-        let extension = self.forks[i].extension.clone();
-        self.dial_answered(extension);
+        self.dial_answered(target);
     }
 
     /// Narrows a callee answer (or early-media SDP) for the caller, rewrites it for our
@@ -1101,9 +1044,8 @@ impl Call {
             }
             return;
         }
-        if let Some(i) = self.forks.iter().position(|f| f.branch == *branch) {
-            let mut synthetic =
-                Response::from_request(&self.forks[i].invite, StatusCode::REQUEST_TIMEOUT);
+        if let Some(fork) = self.forks.find(branch).and_then(|i| self.forks.get(i)) {
+            let mut synthetic = Response::from_request(&fork.invite, StatusCode::REQUEST_TIMEOUT);
             synthetic.reason = "Request Timeout".into();
             self.on_response(branch, synthetic);
         }
@@ -1184,7 +1126,7 @@ impl Call {
                     // The caller left during the IVR or while a dial was ringing.
                     self.ivr = None;
                     self.dial = None;
-                    if self.forks.iter().any(|f| !f.done) {
+                    if !self.forks.all_done() {
                         self.cancel_forks();
                     }
                 }
@@ -1193,7 +1135,7 @@ impl Call {
                     by,
                     code: 200,
                 });
-                self.pending_acks.clear();
+                self.unacked.clear();
             }
             Method::Invite => self.on_reinvite(tx, req, from, side),
             Method::Options => {
@@ -1364,16 +1306,7 @@ impl Call {
 
     /// Over UDP, our 2xx is retransmitted until its ACK arrives (RFC 3261 §13.3.1.4).
     fn await_ack(&mut self, side: Side, resp: Response, peer: Peer) {
-        if !peer.transport.is_reliable() {
-            self.pending_acks.push(PendingAck {
-                side,
-                resp,
-                peer,
-                interval: T1,
-                next: Instant::now() + T1,
-                give_up: Instant::now() + T1 * 64,
-            });
-        }
+        self.unacked.start(crate::clock::now(), side, resp, peer);
     }
 
     /// A 2xx to an INVITE we sent came again: our ACK was lost, send it again (§13.2.2.4),
@@ -1467,7 +1400,7 @@ impl Call {
     fn hangup(&mut self, ending: Ending) {
         self.hangup_leg(Side::Caller);
         self.hangup_leg(Side::Callee);
-        self.pending_acks.clear();
+        self.unacked.clear();
         self.ivr = None;
         self.dial = None;
         self.cancel_forks();
@@ -1476,40 +1409,41 @@ impl Call {
         }
     }
 
+    /// CANCELs every fork still ringing (RFC 3261 §9.1).
     fn cancel_forks(&mut self) {
-        let give_up = Instant::now() + CANCEL_GRACE;
-        for i in 0..self.forks.len() {
-            if self.forks[i].done || self.forks[i].cancel_by.is_some() {
-                continue;
-            }
-            self.forks[i].cancel_by = Some(give_up);
-            if self.forks[i].proceeding {
-                self.send_cancel(i);
-            } else {
-                self.forks[i].cancel_wanted = true;
+        self.forks.cancel_all(crate::clock::now());
+        self.run_fork_commands();
+    }
+
+    /// Carries out what the fork set asks for: CANCELs, and abandoning the transactions of
+    /// forks that never answered theirs.
+    fn run_fork_commands(&mut self) {
+        while let Some(cmd) = self.forks.poll_command() {
+            match cmd {
+                ForkCommand::Cancel { index } => {
+                    if let Some(fork) = self.forks.get(index) {
+                        self.ep.send(Command::SendRequest {
+                            req: cancel_request(&fork.invite),
+                            to: fork.peer,
+                            owner: self.me.clone(),
+                        });
+                    }
+                }
+                ForkCommand::Abandon { branches } => {
+                    tracing::info!(
+                        forks = branches.len(),
+                        "callee never answered CANCEL: giving up"
+                    );
+                    self.ep.send(Command::Abandon { branches });
+                }
             }
         }
     }
 
-    /// CANCEL for a fork (§9.1): same Request-URI, Call-ID, From, To, CSeq number and top Via.
-    fn send_cancel(&mut self, i: usize) {
-        let f = &mut self.forks[i];
-        f.cancel_wanted = false;
-        let inv = &f.invite;
-        let mut cancel = Request::new(Method::Cancel, inv.uri.clone());
-        for name in ["Via", "Route", "From", "To", "Call-ID"] {
-            for v in inv.headers.get_all(name) {
-                cancel.headers.push(name, v.to_owned());
-            }
-        }
-        cancel.headers.push("Max-Forwards", "70");
-        cancel.headers.push("CSeq", "1 CANCEL");
-        cancel.headers.push("Content-Length", "0");
-        self.ep.send(Command::SendRequest {
-            req: cancel,
-            to: f.peer,
-            owner: self.me.clone(),
-        });
+    /// Whether fork `i` belongs to the dial ringing now.
+    fn is_current_fork(&self, i: usize) -> bool {
+        let dial = self.dial.as_ref().map(|d| DialId(d.id));
+        dial.is_some() && self.forks.get(i).map(|f| f.dial) == dial
     }
 
     /// A 2xx we do not want (RFC 3261 §13.2.2.4): ACK it, then end its dialog with BYE.

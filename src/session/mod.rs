@@ -10,6 +10,7 @@
 //! written through the store's writer task and never awaited.
 
 mod call;
+pub mod core;
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};

@@ -30,7 +30,7 @@ use bytes::Bytes;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use super::{Call, Ending, Fork, Side, ivr, party, party_name, point_media};
+use super::{Call, Ending, Side, ivr, party, party_name, point_media};
 use crate::event::{Event, Transferred};
 use crate::ivr::interp::{Attributes, DialOutcome, Interpreter, Options};
 use crate::ivr::plan::{HangupCause, Prompt};
@@ -39,6 +39,7 @@ use crate::media::engine::{MediaCommand, PlaySource};
 use crate::media::negotiate;
 use crate::media::ports::Leg;
 use crate::media::sdp::SessionDescription;
+use crate::session::core::fork::DialId;
 use crate::session::{
     CallContext, CallHandle, CallInfo, CallInput, CallParty, ControlCommand, ControlError,
     ControlReply, LegInfo, OriginateRequest, PlaybackId, RecordAction, TransferTarget,
@@ -58,7 +59,7 @@ pub(super) const API_PLAY_BASE: u64 = 1 << 48;
 pub(super) const CONNECT_DIAL_ID: u64 = u64::MAX - 1;
 
 /// The fork "dial" id of a placed call's own INVITE.
-const OUTBOUND_FORK: u64 = u64::MAX;
+const OUTBOUND_FORK: DialId = DialId(u64::MAX);
 
 /// How long each digit sent through the API lasts.
 const API_DIGIT_DURATION: Duration = Duration::from_millis(100);
@@ -221,17 +222,8 @@ impl Call {
                 to: target.source,
                 owner: self.me.clone(),
             });
-            self.forks.push(Fork {
-                dial: OUTBOUND_FORK,
-                extension: req.to.clone(),
-                branch,
-                invite,
-                peer: target.source,
-                proceeding: false,
-                cancel_wanted: false,
-                cancel_by: None,
-                done: false,
-            });
+            self.forks
+                .add(OUTBOUND_FORK, req.to.clone(), branch, invite, target.source);
         }
     }
 
@@ -248,20 +240,18 @@ impl Call {
     pub(super) fn on_outbound_response(&mut self, i: usize, resp: Response) {
         let status = resp.status;
         if status.is_provisional() {
-            self.forks[i].proceeding = true;
-            if self.forks[i].cancel_wanted {
-                self.send_cancel(i);
-            } else if status.0 == 180 || status.0 == 183 {
+            let wanted = self.forks.on_provisional(i);
+            self.run_fork_commands();
+            if wanted && (status.0 == 180 || status.0 == 183) {
                 self.note_ringing(status);
             }
             return;
         }
-        if self.forks[i].done {
+        if !self.forks.on_final(i) {
             // A 2xx retransmission: our ACK was lost.
             self.reack(&resp);
             return;
         }
-        self.forks[i].done = true;
         if !status.is_success() {
             if self.answered || self.ending.is_some() {
                 // A fork we CANCELled once another answered (or we gave up).
@@ -274,11 +264,7 @@ impl Call {
                 out.failure = Some(status.0);
             }
             let decline = status.0 >= 600;
-            let waiting = self
-                .forks
-                .iter()
-                .any(|f| f.dial == OUTBOUND_FORK && !f.done);
-            if waiting && !decline {
+            if self.forks.dial_waiting(OUTBOUND_FORK) && !decline {
                 return;
             }
             let code = out.failure.unwrap_or(status.0);
@@ -294,8 +280,10 @@ impl Call {
             });
             return;
         }
-        let peer = self.forks[i].peer;
-        let dialog = Dialog::uac(&self.forks[i].invite, &resp, peer);
+        let Some(fork) = self.forks.get(i) else {
+            return;
+        };
+        let dialog = Dialog::uac(&fork.invite, &resp, fork.peer);
         let media = SessionDescription::parse(&resp.body)
             .ok()
             .and_then(|sdp| negotiate::leg_media(&sdp).map(|m| (sdp, m)));
@@ -933,14 +921,14 @@ impl Call {
             state: leg_state(self.answered, self.held[0] || self.api_held[0]),
             muted: self.muted[0] || self.api_held[0],
         }];
-        let b_ringing = self.dial.is_some() && self.forks.iter().any(|f| !f.done);
+        let b_ringing = self.dial.is_some() && !self.forks.all_done();
         if self.b_dialog.is_some() || b_ringing {
             let user = self
                 .forks
                 .iter()
                 .rev()
                 .find(|f| f.dial != OUTBOUND_FORK)
-                .map(|f| f.extension.clone());
+                .map(|f| f.target.clone());
             legs.push(LegInfo {
                 id: self.legs[1],
                 party: CallParty::Callee,

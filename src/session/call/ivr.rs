@@ -552,7 +552,7 @@ impl Call {
         };
         self.ensure_record();
         // Each dial attempt is its own callee-side dialog.
-        if !self.forks.is_empty() {
+        if self.forks.iter().next().is_some() {
             self.b_call_id = new_call_id();
             self.b_tag = new_tag();
         }

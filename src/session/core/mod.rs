@@ -1,0 +1,9 @@
+//! The call's sans-IO parts (SANS-IO, in the style of [`crate::sip::transaction`]): state
+//! machines that take `now` and inputs and queue what the driver must do, with no sockets,
+//! channels or clocks of their own, each tested in virtual time.
+//!
+//! * [`fork`]: the INVITEs sent to reach a callee and their CANCELs (RFC 3261 §9.1, §16.7).
+//! * [`answer`]: our 2xx answers retransmitted until their ACK (RFC 3261 §13.3.1.4).
+
+pub mod answer;
+pub mod fork;
