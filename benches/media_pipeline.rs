@@ -7,6 +7,7 @@
 //!   the leg without telephone-event, as with SIPp's built-in uas).
 //! * `transcode_pcmu_opus`: the caller sends PCMU, the callee Opus: decode, (resample),
 //!   encode both ways.
+#![allow(clippy::disallowed_methods)] // a test measures real time, not the server's clock
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};

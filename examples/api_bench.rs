@@ -19,6 +19,7 @@
 //! (receive time minus the event's `time`, same host clock; `time` has millisecond resolution).
 //!
 //! `cargo run --release --example api_bench -- --url http://127.0.0.1:8080 --key sb_…`
+#![allow(clippy::disallowed_methods)] // a test measures real time, not the server's clock
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};

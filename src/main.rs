@@ -176,8 +176,15 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         print!("{text}");
         return Ok(ExitCode::SUCCESS);
     }
-    let settings = load_settings(&cli.common, serve_args)?;
+    let mut settings = load_settings(&cli.common, serve_args)?;
     if let Command::Dialplan(cmd) = &command {
+        let DialplanCommand::Check { path } = cmd;
+        if path.is_none()
+            && let Err(error) = switchboard::assets::resolve(&mut settings)
+        {
+            eprintln!("{error}");
+            return Ok(ExitCode::from(1));
+        }
         return Ok(dialplan_command(&settings, cmd));
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()

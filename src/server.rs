@@ -39,6 +39,8 @@ pub enum ServerError {
     Rtp(String),
     #[error("cannot create the data directory {0}: {1}")]
     DataDir(String, std::io::Error),
+    #[error("{0}")]
+    Assets(#[from] crate::assets::AssetError),
     #[error("invalid dialplan ({} error(s)):\n{}", .0.len(), .0.iter().map(|d| d.to_string()).collect::<Vec<_>>().join("\n"))]
     Dialplan(Vec<crate::ivr::parse::Diagnostic>),
 }
@@ -102,8 +104,9 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
 }
 
 /// Starts every subsystem and returns once all sockets are bound.
-pub async fn start(settings: Settings) -> Result<Server, ServerError> {
+pub async fn start(mut settings: Settings) -> Result<Server, ServerError> {
     let metrics = metrics_handle();
+    crate::assets::resolve(&mut settings)?;
     // An invalid dialplan refuses the start, before anything is bound.
     let plan = crate::ivr::reload::start(
         settings.ivr.dialplans.clone(),
@@ -352,8 +355,8 @@ impl Server {
         let active = self.calls.active();
         if active > 0 {
             tracing::info!(active, timeout = ?self.drain_timeout, "draining calls");
-            let deadline = tokio::time::Instant::now() + self.drain_timeout;
-            while self.calls.active() > 0 && tokio::time::Instant::now() < deadline {
+            let deadline = crate::clock::tokio_now() + self.drain_timeout;
+            while self.calls.active() > 0 && crate::clock::tokio_now() < deadline {
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
         }

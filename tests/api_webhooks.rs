@@ -1,6 +1,7 @@
 //! `/v1/webhooks` end to end: a receiver in the test that fails its first attempts still gets
 //! every matching event, in order, signed; the retries show in the delivery state; deletion
 //! stops deliveries; the cursor survives a restart.
+#![allow(clippy::disallowed_methods)] // a test measures real time, not the server's clock
 
 mod common;
 

@@ -1,6 +1,7 @@
 //! End-to-end B2BUA behaviour over real UDP sockets against an in-process server: digest
 //! registration, an authenticated call with media relayed both ways, BYE, CANCEL, and the
 //! failure answers (404, 480, 486).
+#![allow(clippy::disallowed_methods)] // a test measures real time, not the server's clock
 
 mod common;
 

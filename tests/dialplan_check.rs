@@ -386,3 +386,45 @@ fn steps_that_speak_are_listed_with_their_positions() {
     let lines: Vec<u32> = plan.speech_steps().iter().map(|p| p.line).collect();
     assert_eq!(lines, [7, 10]);
 }
+
+#[test]
+fn outside_a_checkout_the_embedded_demo_plan_and_media_are_installed_under_the_data_dir() {
+    let cwd = tempfile::tempdir().expect("temp dir");
+    let out = Command::new(env!("CARGO_BIN_EXE_switchboard"))
+        .args(["dialplan", "check"])
+        .current_dir(cwd.path())
+        .env("SWITCHBOARD_LOG", "off")
+        .env_remove("SWITCHBOARD_CONFIG")
+        .output()
+        .expect("run switchboard");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{stderr}");
+    assert!(stdout.starts_with("dialplan OK"), "{stdout}");
+    let data = cwd.path().join("data");
+    assert!(data.join("dialplans/default.toml").is_file());
+    for prompt in SHIPPED_PROMPTS {
+        let wav = data.join("media/prompts").join(format!("{prompt}.wav"));
+        assert!(wav.is_file(), "{} missing", wav.display());
+    }
+}
+
+#[test]
+fn a_configured_dialplan_path_that_is_missing_is_named_with_its_config_key() {
+    let cwd = tempfile::tempdir().expect("temp dir");
+    let config = cwd.path().join("switchboard.toml");
+    std::fs::write(&config, "[ivr]\ndialplans = \"/nonexistent/plans\"\n").expect("config");
+    let out = Command::new(env!("CARGO_BIN_EXE_switchboard"))
+        .arg("--config")
+        .arg(&config)
+        .args(["dialplan", "check"])
+        .current_dir(cwd.path())
+        .env("SWITCHBOARD_LOG", "off")
+        .env_remove("SWITCHBOARD_CONFIG")
+        .output()
+        .expect("run switchboard");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("ivr.dialplans"), "{stderr}");
+    assert!(stderr.contains("/nonexistent/plans"), "{stderr}");
+}

@@ -2,6 +2,7 @@
 //! any call record, loops that never wait, dial timeouts before and after the answer, and a
 //! second dial after the first timed out. (The SIPp tests in `sipp_ivr.rs` cover the demo
 //! plan end to end.)
+#![allow(clippy::disallowed_methods)] // a test measures real time, not the server's clock
 
 mod common;
 

@@ -1,5 +1,6 @@
 //! The webhook step's HTTP client (`switchboard::ivr::webhook::post`) against servers started
 //! in each test on 127.0.0.1: what arrives, and every way a reply can be unusable.
+#![allow(clippy::disallowed_methods)] // a test measures real time, not the server's clock
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};

@@ -20,6 +20,7 @@
 //! Without `sipp` on PATH the tests print a notice and pass, unless `CI` is set, where that is a
 //! failure. `SIPP_TEST_PEER=kamailio` runs the same tests against Kamailio + rtpengine
 //! (`sipp-scenarios/peer/kamailio-peer.cfg`) to validate the scenarios and this harness.
+#![allow(clippy::disallowed_methods)] // a test measures real time, not the server's clock
 
 mod sipp_harness;
 

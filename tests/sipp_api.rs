@@ -16,6 +16,7 @@
 //! waits happen outside `block_on`, where nothing async is held up.
 //!
 //! Without `sipp` the tests print a notice and pass, unless `CI` is set, where that fails.
+#![allow(clippy::disallowed_methods)] // a test measures real time, not the server's clock
 
 mod common;
 mod sipp_harness;

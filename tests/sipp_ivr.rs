@@ -19,6 +19,7 @@
 //!
 //! Without `sipp` (or the `sip-tester` DTMF captures, or `sox`) the tests print a notice and
 //! pass, unless `CI` is set, where that is a failure. The start-up refusal needs no tool.
+#![allow(clippy::disallowed_methods)] // a test measures real time, not the server's clock
 
 mod sipp_harness;
 

@@ -22,6 +22,7 @@
 //! Completion is polled, never slept for: SIPp's exit, tshark's "capturing" line, and the
 //! database rows written after the call's media session stopped (the per-leg media
 //! statistics, written after every digit event of the call).
+#![allow(clippy::disallowed_methods)] // a test measures real time, not the server's clock
 
 mod sipp_harness;
 

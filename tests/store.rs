@@ -1,6 +1,7 @@
 //! Store tests, run against SQLite (a temp dir) and, when `SWITCHBOARD_TEST_PG_URL` is set,
 //! against PostgreSQL (a fresh schema per test, so tests run in parallel).
 //! `scripts/pg-test cargo test --test store` provides a throwaway PostgreSQL.
+#![allow(clippy::disallowed_methods)] // a test measures real time, not the server's clock
 
 #[macro_use]
 mod store_harness;

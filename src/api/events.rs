@@ -254,7 +254,7 @@ impl Stream {
             return end;
         }
         let mut ping =
-            tokio::time::interval_at(tokio::time::Instant::now() + PING_INTERVAL, PING_INTERVAL);
+            tokio::time::interval_at(crate::clock::tokio_now() + PING_INTERVAL, PING_INTERVAL);
         loop {
             tokio::select! {
                 _ = stop.cancelled() => return End::Shutdown,

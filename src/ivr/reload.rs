@@ -195,7 +195,7 @@ impl Reloader {
                     let _ = reply.send(outcome);
                 }
                 Some(()) = events.recv() => {
-                    deadline = Some(tokio::time::Instant::now() + DEBOUNCE);
+                    deadline = Some(crate::clock::tokio_now() + DEBOUNCE);
                 }
                 () = sleep_until(deadline), if deadline.is_some() => {
                     deadline = None;

@@ -33,7 +33,7 @@ use crate::media::sdp::{Direction as SdpDirection, SessionDescription};
 use crate::media::tone::ToneKind;
 use crate::sip::dialog::DialogKey;
 use crate::sip::dialog::{Dialog, new_call_id, new_tag, response_with_tag};
-use crate::sip::endpoint::{Command, EndpointHandle, Owner, TuEvent};
+use crate::sip::endpoint::{Command, EndpointHandle, Owner, TuEvent, TxFailure};
 use crate::sip::message::{Message, Method, NameAddr, Request, Response, StatusCode};
 use crate::sip::registrar::{AuthDecision, Location};
 use crate::sip::transaction::{Branch, TxId};
@@ -172,6 +172,8 @@ struct Call {
     consult_of: Option<(CallId, String)>,
     /// `call.ringing` was written.
     rang: bool,
+    /// A request of the call could not be delivered (transport error).
+    undelivered: bool,
     /// Unix ms of the call's start and answer.
     started_ms: i64,
     answered_ms: Option<i64>,
@@ -254,7 +256,7 @@ impl Call {
             unacked: Unacked::new(),
             reinvite: None,
             ending: None,
-            no_answer_at: Instant::now() + ctx_no_answer,
+            no_answer_at: crate::clock::tokio_now() + ctx_no_answer,
             caller_ext: None,
             called: String::new(),
             recorded: false,
@@ -284,6 +286,7 @@ impl Call {
             consult: None,
             consult_of: None,
             rang: false,
+            undelivered: false,
             started_ms: crate::clock::unix_ms(),
             answered_ms: None,
             direction: Direction::Inbound,
@@ -535,7 +538,7 @@ impl Call {
 
     fn next_deadline(&self) -> Instant {
         let mut d = if self.answered || self.finished_a {
-            Instant::now() + Duration::from_secs(3600)
+            crate::clock::tokio_now() + Duration::from_secs(3600)
         } else {
             self.no_answer_at
         };
@@ -558,7 +561,7 @@ impl Call {
     }
 
     fn on_timer(&mut self) {
-        let now = Instant::now();
+        let now = crate::clock::tokio_now();
         if !self.answered && !self.finished_a && now >= self.no_answer_at {
             tracing::info!("no answer: giving up");
             self.ending = Some(Ending {
@@ -617,7 +620,7 @@ impl Call {
     fn on_sip(&mut self, event: TuEvent) {
         match event {
             TuEvent::Response { branch, resp } => self.on_response(&branch, resp),
-            TuEvent::Timeout { branch } => self.on_timeout(&branch),
+            TuEvent::Failed { branch, why } => self.on_request_failed(&branch, why),
             TuEvent::Cancelled => {
                 if !self.answered && !self.finished_a {
                     self.ending = Some(Ending {
@@ -792,7 +795,7 @@ impl Call {
             out.reason.clone_from(&b.reason);
         }
         let cause = match best {
-            Some(_) => HangupCause::from_failure(status.0),
+            Some(_) => self.failure_cause(status.0),
             None => fallback_cause,
         };
         self.ending = Some(Ending {
@@ -1035,7 +1038,14 @@ impl Call {
         }
     }
 
-    fn on_timeout(&mut self, branch: &Branch) {
+    /// A request of ours got no response: it timed out, or could not be delivered at all
+    /// (logged at warn: a phone's TCP flow is gone, a host refuses the connection; the call
+    /// record then says `unreachable` rather than `normal_clearing`).
+    fn on_request_failed(&mut self, branch: &Branch, why: TxFailure) {
+        if why == TxFailure::Unreachable {
+            tracing::warn!(%branch, "a request of the call could not be delivered");
+            self.undelivered = true;
+        }
         if let Some(r) = &self.reinvite
             && r.branch == *branch
         {
@@ -1440,6 +1450,16 @@ impl Call {
         }
     }
 
+    /// The cause a callee's failure stands for; our own 408 for a fork that could not be
+    /// delivered says so.
+    fn failure_cause(&self, code: u16) -> HangupCause {
+        if code == 408 && self.undelivered {
+            HangupCause::Unreachable
+        } else {
+            HangupCause::from_failure(code)
+        }
+    }
+
     /// Whether fork `i` belongs to the dial ringing now.
     fn is_current_fork(&self, i: usize) -> bool {
         let dial = self.dial.as_ref().map(|d| DialId(d.id));
@@ -1560,11 +1580,14 @@ impl Call {
                 from: self.record_id,
             });
         }
-        let ending = self.ending.take().unwrap_or(Ending {
+        let mut ending = self.ending.take().unwrap_or(Ending {
             cause: HangupCause::Unknown,
             by: HangupBy::System,
             code: 500,
         });
+        if self.undelivered && ending.cause == HangupCause::Normal {
+            ending.cause = HangupCause::Unreachable;
+        }
         // A re-INVITE still being relayed gets its final answer (§15.1.2), or its server
         // transaction would wait for one forever.
         if let Some(r) = self.reinvite.take() {

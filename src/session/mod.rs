@@ -387,10 +387,16 @@ impl CallRegistry {
         let ctx = self.ctx.clone();
         let live = self.live.clone();
         let ep = self.endpoint.clone();
-        self.tracker.spawn(async move {
-            call::run(ctx, ep, invite, inbox, id).await;
-            unregister(&live, id);
-        });
+        let sip_call_id = invite.req.headers.call_id().unwrap_or_default().to_owned();
+        // Every log line of the call, its media task's included, names it.
+        let span = tracing::info_span!("call", id = %id, sip_call_id = %sip_call_id);
+        self.tracker.spawn(tracing::Instrument::instrument(
+            async move {
+                call::run(ctx, ep, invite, inbox, id).await;
+                unregister(&live, id);
+            },
+            span,
+        ));
     }
 
     /// Places a call (`POST /v1/calls`): checks the request, then starts a call actor that
@@ -457,10 +463,14 @@ impl CallRegistry {
         self.register(id, handle);
         let ctx = self.ctx.clone();
         let live = self.live.clone();
-        self.tracker.spawn(async move {
-            call::run_originate(ctx, ep, inbox, id, req, targets).await;
-            unregister(&live, id);
-        });
+        let span = tracing::info_span!("call", id = %id, placed = true);
+        self.tracker.spawn(tracing::Instrument::instrument(
+            async move {
+                call::run_originate(ctx, ep, inbox, id, req, targets).await;
+                unregister(&live, id);
+            },
+            span,
+        ));
     }
 
     /// Starts an attended transfer of call `id`'s caller to `to` (an extension or a SIP URI):

@@ -48,11 +48,20 @@ pub enum TuEvent {
     Response { branch: Branch, resp: Response },
     /// A 2xx retransmission after our INVITE client transaction ended: ACK it again.
     StrayResponse { resp: Response, from: Peer },
-    /// A client transaction of the TU timed out or could not be sent (Timer B or F, a
-    /// transport error).
-    Timeout { branch: Branch },
+    /// A client transaction of the TU failed without a response: it timed out (Timer B or
+    /// F) or could not be delivered (a TCP flow gone, a connection refused).
+    Failed { branch: Branch, why: TxFailure },
     /// The INVITE was CANCELled (the CANCEL itself was answered 200, §9.2).
     Cancelled,
+}
+
+/// Why a client transaction ended without a final response.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TxFailure {
+    /// No answer in time (Timer B or F, RFC 3261 §17.1).
+    Timeout,
+    /// The request could not be sent (§18.4: a transport error).
+    Unreachable,
 }
 
 /// Where a transaction user receives what the endpoint routes to it.
@@ -116,6 +125,11 @@ pub enum Command {
     },
     RemoveDialog {
         key: DialogKey,
+    },
+    /// A message of client transaction `tx` could not be sent after all (a TCP connect that
+    /// failed on its own task).
+    TransportError {
+        tx: TxId,
     },
 }
 
@@ -246,7 +260,7 @@ impl Endpoint {
 
     async fn drain(&mut self) {
         while let Some(t) = self.txl.poll_transmit() {
-            if !self.transmit(t.to, &t.msg).await
+            if !self.transmit(t.to, &t.msg, t.tx).await
                 && let Some(tx) = t.tx
             {
                 self.txl.handle_transport_error(tx);
@@ -255,8 +269,17 @@ impl Endpoint {
         while let Some(ev) = self.txl.poll_event() {
             match ev {
                 TxEvent::Timeout { tx } | TxEvent::TransportError { tx } => {
-                    if let Some((owner, branch)) = self.client_owners.remove(&tx) {
-                        let _ = owner.send(TuEvent::Timeout { branch });
+                    let why = match ev {
+                        TxEvent::TransportError { .. } => TxFailure::Unreachable,
+                        _ => TxFailure::Timeout,
+                    };
+                    if let Some((owner, branch)) = self.client_owners.remove(&tx)
+                        && let Err(mpsc::error::SendError(TuEvent::Failed { branch, .. })) =
+                            owner.send(TuEvent::Failed { branch, why })
+                        && why == TxFailure::Unreachable
+                    {
+                        // Its call already ended (a BYE it sent on its way out).
+                        tracing::warn!(%branch, "request of an ended call could not be delivered");
                     }
                     self.server_owners.remove(&tx);
                 }
@@ -268,8 +291,9 @@ impl Endpoint {
         }
     }
 
-    /// Sends one message; false when the transport refused it at once.
-    async fn transmit(&self, to: Peer, msg: &Message) -> bool {
+    /// Sends one message; false when the transport refused it at once. A TCP connect that
+    /// fails later, on its own task, is reported back as [`Command::TransportError`].
+    async fn transmit(&self, to: Peer, msg: &Message, tx: Option<TxId>) -> bool {
         count_message("out", msg);
         let bytes = Bytes::from(msg.to_bytes());
         match to.transport {
@@ -287,9 +311,13 @@ impl Endpoint {
                     return true;
                 };
                 let transport = self.transport.clone();
+                let commands = self.handle.tx.clone();
                 tokio::spawn(async move {
                     if let Err(e) = transport.send(to, bytes).await {
                         tracing::debug!(peer = %to.addr, error = %e, "SIP send failed");
+                        if let Some(tx) = tx {
+                            let _ = commands.send(Command::TransportError { tx });
+                        }
                     }
                 });
                 true
@@ -319,7 +347,10 @@ impl Endpoint {
                     }
                     Err(e) => {
                         tracing::warn!(error = %e, "could not start a client transaction");
-                        let _ = owner.send(TuEvent::Timeout { branch });
+                        let _ = owner.send(TuEvent::Failed {
+                            branch,
+                            why: TxFailure::Unreachable,
+                        });
                     }
                 }
             }
@@ -343,6 +374,7 @@ impl Endpoint {
             Command::RemoveDialog { key } => {
                 self.dialogs.remove(&key);
             }
+            Command::TransportError { tx } => self.txl.handle_transport_error(tx),
         }
     }
 

@@ -219,7 +219,7 @@ impl Registrar {
                 cache.clear(); // a flood of unknown names: forget them all
             }
         }
-        cache.insert(ext.to_owned(), (Instant::now(), user.clone()));
+        cache.insert(ext.to_owned(), (crate::clock::now(), user.clone()));
         user
     }
 
@@ -484,9 +484,9 @@ impl Registrar {
 
     fn record_failure(&self, ip: IpAddr, username: &str) {
         let mut map = self.failures.lock().unwrap_or_else(|e| e.into_inner());
-        let e = map.entry(ip).or_insert((0, Instant::now()));
+        let e = map.entry(ip).or_insert((0, crate::clock::now()));
         if e.1.elapsed() >= self.throttle_window {
-            *e = (0, Instant::now());
+            *e = (0, crate::clock::now());
         }
         e.0 += 1;
         tracing::warn!(target: "security", source = %ip, username, failures = e.0,

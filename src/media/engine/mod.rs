@@ -125,7 +125,8 @@ impl MediaSession {
             armed: None,
             buf: Box::new([0; MAX_DATAGRAM]),
         };
-        let task = tokio::spawn(driver.run());
+        // The media task logs under the span of whoever opened it (the call).
+        let task = tokio::spawn(tracing::Instrument::in_current_span(driver.run()));
         Ok(Self {
             bind_ip,
             ports,
@@ -356,13 +357,13 @@ impl Driver {
         while let Some(recorder) = self.pipeline.poll_stopped_recording() {
             let pending = recorder.stop();
             let events = self.events.clone();
-            tokio::spawn(async move {
+            tokio::spawn(tracing::Instrument::in_current_span(async move {
                 let result = pending.await.map_err(|error| {
                     tracing::error!(%error, "recording not finalised");
                     error.to_string()
                 });
                 let _ = events.send(MediaEvent::RecordingStopped { result });
-            });
+            }));
         }
     }
 }

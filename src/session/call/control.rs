@@ -209,7 +209,7 @@ impl Call {
         });
         tracing::info!(to = %req.to, contacts = forks.len(), "placing a call");
         self.outbound = Some(Outbound {
-            ring_until: Instant::now() + req.ring_timeout,
+            ring_until: crate::clock::tokio_now() + req.ring_timeout,
             flow: req.flow,
             connect_to: req.connect_to,
             webhook: req.webhook,
@@ -274,7 +274,7 @@ impl Call {
                 self.cancel_forks();
             }
             self.ending = Some(Ending {
-                cause: HangupCause::from_failure(code),
+                cause: self.failure_cause(code),
                 by: HangupBy::Callee,
                 code,
             });
@@ -445,7 +445,7 @@ impl Call {
             plan,
             &flow,
             attrs,
-            std::time::Instant::now(),
+            crate::clock::now(),
             options,
         ));
     }

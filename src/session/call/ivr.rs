@@ -149,7 +149,7 @@ impl Call {
     /// Gives the interpreter an input (nothing when no flow runs any more).
     pub(super) fn ivr_input(&mut self, input: Input) {
         if let Some(ivr) = &mut self.ivr {
-            ivr.handle_input(std::time::Instant::now(), input);
+            ivr.handle_input(crate::clock::now(), input);
         } else if let Input::DialDone { outcome, .. } = input
             && self.connecting
         {
@@ -565,10 +565,10 @@ impl Call {
         tracing::info!(?extensions, contacts = contacts.len(), "dialling");
         self.dial = Some(DialState {
             id,
-            deadline: Instant::now() + timeout,
+            deadline: crate::clock::tokio_now() + timeout,
         });
         // The dial's own timeout bounds the wait now.
-        self.no_answer_at = Instant::now() + Duration::from_secs(365 * 24 * 3600);
+        self.no_answer_at = crate::clock::tokio_now() + Duration::from_secs(365 * 24 * 3600);
         for (loc, ext) in contacts {
             self.fork(id, &loc, &ext, offer.clone());
         }
@@ -618,7 +618,7 @@ impl Call {
         };
         tracing::info!(code = status, outcome = outcome.as_str(), "dial failed");
         self.stop_ringback();
-        self.no_answer_at = Instant::now() + self.ctx.no_answer_timeout;
+        self.no_answer_at = crate::clock::tokio_now() + self.ctx.no_answer_timeout;
         self.ivr_input(Input::DialDone {
             id: dial.id,
             outcome,
@@ -638,7 +638,7 @@ impl Call {
         ));
         self.best_failure_ours = true;
         self.stop_ringback();
-        self.no_answer_at = Instant::now() + self.ctx.no_answer_timeout;
+        self.no_answer_at = crate::clock::tokio_now() + self.ctx.no_answer_timeout;
         self.ivr_input(Input::DialDone {
             id: dial.id,
             outcome: DialOutcome::NoAnswer,
@@ -826,7 +826,7 @@ impl Call {
     /// shortly after the media session ended; wait for them (bounded) so their rows are
     /// complete.
     pub(super) async fn await_stopped_recording(&mut self) {
-        let deadline = Instant::now() + Duration::from_secs(5);
+        let deadline = crate::clock::tokio_now() + Duration::from_secs(5);
         while !self.stopping.is_empty() {
             match tokio::time::timeout_at(deadline, self.media_events.recv()).await {
                 Ok(Some(event)) => self.on_media_event(event),

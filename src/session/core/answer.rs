@@ -186,7 +186,11 @@ mod tests {
         let (sent, gave_up) = run(&mut u, t0, GIVE_UP);
         assert!(gave_up);
         assert!(sent.iter().all(|at| *at < GIVE_UP));
-        assert_eq!(sent.len(), 10, "at 0.5, 1.5, 3.5, then every 4 s up to 31.5 s");
+        assert_eq!(
+            sent.len(),
+            10,
+            "at 0.5, 1.5, 3.5, then every 4 s up to 31.5 s"
+        );
         assert!(!u.is_waiting(Side::Caller));
     }
 

@@ -232,7 +232,7 @@ impl Connection {
         let inner = self.inner.clone();
         let cfg = &inner.config;
         let mut framer = StreamFramer::new(MAX_MESSAGE_SIZE);
-        let mut idle_deadline = Instant::now() + cfg.idle_timeout;
+        let mut idle_deadline = crate::clock::tokio_now() + cfg.idle_timeout;
         // After a malformed request: no more reading; close after the next write or then.
         let mut linger_until: Option<Instant> = None;
         loop {
@@ -250,11 +250,11 @@ impl Connection {
                         }
                     };
                     inner.metrics.tcp.bytes_in.increment(n as u64);
-                    idle_deadline = Instant::now() + cfg.idle_timeout;
+                    idle_deadline = crate::clock::tokio_now() + cfg.idle_timeout;
                     match self.handle_frames(&mut framer).await {
                         ReadOutcome::Continue => {}
                         ReadOutcome::Linger => {
-                            linger_until = Some(Instant::now() + cfg.malformed_linger);
+                            linger_until = Some(crate::clock::tokio_now() + cfg.malformed_linger);
                         }
                         ReadOutcome::Close => break,
                     }
@@ -265,7 +265,7 @@ impl Connection {
                         break;
                     }
                     inner.metrics.tcp.msgs_out.increment(1);
-                    idle_deadline = Instant::now() + cfg.idle_timeout;
+                    idle_deadline = crate::clock::tokio_now() + cfg.idle_timeout;
                     if linger_until.is_some() {
                         break; // the answer to the malformed request is out
                     }
