@@ -1472,3 +1472,26 @@ async fn hang_up(api: &Api, id: &str, phones: &[&Ua]) {
             .await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_whose_invite_cannot_be_delivered_ends_unreachable() {
+    let (server, _plan, key) = server().await;
+    let api = Api::new(server.http, &key);
+    // A TCP port nobody listens on: the connection is refused.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = closed.local_addr().expect("addr").port();
+    drop(closed);
+    let (status, created) = api
+        .send(
+            reqwest::Method::POST,
+            "/v1/calls",
+            Some(json!({"from": "5000", "to": format!("sip:bob@127.0.0.1:{port};transport=tcp")})),
+        )
+        .await;
+    assert_eq!(status, 201, "{created}");
+    let id = created["id"].as_str().expect("id").to_owned();
+    let events = events_until(&server, &id, "call.ended").await;
+    let ended = events.last().expect("call.ended");
+    assert_eq!(ended.data["cause"], "unreachable", "{:?}", ended.data);
+    server.stop().await;
+}
