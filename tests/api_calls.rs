@@ -930,6 +930,7 @@ async fn a_call_to_a_sip_uri_goes_straight_to_its_host_and_is_answered() {
     assert_eq!(status, 200);
     assert_eq!(detail["state"], "answered");
     assert_eq!(detail["callee"], uri.as_str());
+    assert_eq!(detail["legs"][0]["kind"], "sip", "{detail}");
 
     hang_up(&api, &id, &[&alice]).await;
     events_until(&server, &id, "call.ended").await;

@@ -10,9 +10,9 @@ use reqwest::StatusCode;
 use serde_json::Value;
 use switchboard::media::rtp::{LegStats, Ssrc};
 use switchboard::store::{
-    CallId, Direction, EndedRecording, HangupBy, Identity, IdentityKind, LegId, LegRole, NewCall,
-    NewLeg, NewRecording, RecordingId, RecordingKind, RecordingState, Scope, SessionId, Store,
-    StoreCmd,
+    CallId, Direction, EndedRecording, HangupBy, Identity, IdentityKind, LegId, LegKind, LegRole,
+    NewCall, NewLeg, NewRecording, RecordingId, RecordingKind, RecordingState, Scope, SessionId,
+    Store, StoreCmd,
 };
 
 const T0: i64 = 1_700_000_000_000; // 2023-11-14T22:13:20Z
@@ -202,8 +202,9 @@ async fn call_records_filter_page_and_show_legs_with_media_quality() {
         leg_id: leg,
         call_id: a.call_id,
         role: LegRole::Caller,
-        sip_call_id: a.sip_call_id.clone(),
-        remote_uri: "sip:+4930111@198.51.100.1".into(),
+        kind: LegKind::Sip,
+        sip_call_id: Some(a.sip_call_id.clone()),
+        remote_uri: Some("sip:+4930111@198.51.100.1".into()),
         started_ms: T0,
     }));
     w.send(StoreCmd::LegMedia {

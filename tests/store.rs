@@ -13,8 +13,8 @@ use store_harness::TestDb;
 use switchboard::sip::auth::{Algorithm, ha1};
 use switchboard::sip::transport::{Peer, Transport};
 use switchboard::store::{
-    Backend, Binding, CallId, Direction, HangupBy, Identity, IdentityKind, LegId, LegRole, NewCall,
-    NewLeg, SessionId, StoreCmd, StoreError,
+    Backend, Binding, CallId, Direction, HangupBy, Identity, IdentityKind, LegId, LegKind, LegRole,
+    NewCall, NewLeg, SessionId, StoreCmd, StoreError,
 };
 
 const T0: i64 = 1_700_000_000_000;
@@ -26,6 +26,7 @@ on_both!(
     same_caller_twice_is_one_customer_with_two_sessions,
     call_record_has_durations_billable_and_cause,
     legs_record_answer_end_and_code,
+    a_leg_without_a_sip_dialog_is_stored_with_its_kind,
     orphaned_calls_are_closed_as_server_restart,
     event_seq_is_monotonic_published_after_commit_and_continues_after_reopen,
     bad_command_in_a_batch_loses_only_itself,
@@ -411,6 +412,46 @@ async fn call_record_has_durations_billable_and_cause(db: TestDb) {
     store.close().await.expect("close");
 }
 
+async fn a_leg_without_a_sip_dialog_is_stored_with_its_kind(db: TestDb) {
+    let store = db.open().await;
+    let w = store.writer();
+    let call = new_call(SessionId::new(), "+15550004", T0);
+    let queue = LegId::new();
+    w.send(StoreCmd::CallStarted(call.clone()));
+    w.send(StoreCmd::LegStarted(NewLeg {
+        leg_id: queue,
+        call_id: call.call_id,
+        role: LegRole::Callee,
+        kind: LegKind::Queue,
+        sip_call_id: None,
+        remote_uri: None,
+        started_ms: T0,
+    }));
+    w.send(StoreCmd::LegStarted(NewLeg {
+        leg_id: LegId::new(),
+        call_id: call.call_id,
+        role: LegRole::Monitor,
+        kind: LegKind::Webrtc,
+        sip_call_id: None,
+        remote_uri: None,
+        started_ms: T0 + 1,
+    }));
+    store.flush().await.expect("flush");
+    let legs = store.legs_for_call(call.call_id).await.expect("legs");
+    assert_eq!(w.failed(), 0, "both rows accepted");
+    assert_eq!(
+        legs.iter()
+            .map(|l| (l.role, l.kind, l.sip_call_id.clone()))
+            .collect::<Vec<_>>(),
+        [
+            (LegRole::Callee, LegKind::Queue, None),
+            (LegRole::Monitor, LegKind::Webrtc, None)
+        ]
+    );
+    assert_eq!(legs[0].id, queue);
+    store.close().await.expect("close");
+}
+
 async fn legs_record_answer_end_and_code(db: TestDb) {
     let store = db.open().await;
     let w = store.writer();
@@ -421,16 +462,18 @@ async fn legs_record_answer_end_and_code(db: TestDb) {
         leg_id: a,
         call_id: call.call_id,
         role: LegRole::Caller,
-        sip_call_id: call.sip_call_id.clone(),
-        remote_uri: "sip:+15550003@198.51.100.1".into(),
+        kind: LegKind::Sip,
+        sip_call_id: Some(call.sip_call_id.clone()),
+        remote_uri: Some("sip:+15550003@198.51.100.1".into()),
         started_ms: T0,
     }));
     w.send(StoreCmd::LegStarted(NewLeg {
         leg_id: b,
         call_id: call.call_id,
         role: LegRole::Callee,
-        sip_call_id: "b-leg@switchboard".into(),
-        remote_uri: "sip:1001@10.0.0.2:5060".into(),
+        kind: LegKind::Sip,
+        sip_call_id: Some("b-leg@switchboard".into()),
+        remote_uri: Some("sip:1001@10.0.0.2:5060".into()),
         started_ms: T0 + 100,
     }));
     w.send(StoreCmd::LegAnswered {
@@ -460,7 +503,10 @@ async fn legs_record_answer_end_and_code(db: TestDb) {
     assert_eq!(legs[1].answered_ms, Some(T0 + 3_000));
     assert_eq!(legs[1].ended_ms, Some(T0 + 10_000));
     assert_eq!(legs[1].final_code, Some(200));
-    assert_eq!(legs[1].remote_uri, "sip:1001@10.0.0.2:5060");
+    assert_eq!(
+        legs[1].remote_uri.as_deref(),
+        Some("sip:1001@10.0.0.2:5060")
+    );
     assert_eq!(legs[0].final_code, None);
     assert_eq!(w.failed(), 0);
     store.close().await.expect("close");
@@ -480,8 +526,9 @@ async fn orphaned_calls_are_closed_as_server_restart(db: TestDb) {
         leg_id: leg,
         call_id: open_answered.call_id,
         role: LegRole::Caller,
-        sip_call_id: open_answered.sip_call_id.clone(),
-        remote_uri: "sip:x@y".into(),
+        kind: LegKind::Sip,
+        sip_call_id: Some(open_answered.sip_call_id.clone()),
+        remote_uri: Some("sip:x@y".into()),
         started_ms: T0,
     }));
     w.send(StoreCmd::CallAnswered {
@@ -619,8 +666,9 @@ async fn bad_command_in_a_batch_loses_only_itself(db: TestDb) {
         leg_id: LegId::new(),
         call_id: CallId::new(),
         role: LegRole::Callee,
-        sip_call_id: "x".into(),
-        remote_uri: "sip:x@y".into(),
+        kind: LegKind::Sip,
+        sip_call_id: Some("x".into()),
+        remote_uri: Some("sip:x@y".into()),
         started_ms: T0,
     }));
     // The same call twice: the second insert violates the primary key.

@@ -84,8 +84,10 @@ pub struct CallLeg {
     pub id: String,
     /// `caller` (leg A; the party rung for a call the server placed) or `callee`.
     pub party: CallParty,
-    /// The SIP Call-ID of the leg's dialog.
-    pub sip_call_id: String,
+    /// What the leg is: `sip`, `local`, `conference`, `queue` or `webrtc`.
+    pub kind: crate::domain::LegKind,
+    /// The SIP Call-ID of the leg's dialog (SIP legs only).
+    pub sip_call_id: Option<String>,
     pub user: Option<String>,
     /// `ringing`, `answered` or `held`.
     pub state: String,
@@ -515,6 +517,7 @@ async fn get_call(
                 .map(|l| CallLeg {
                     id: l.id.to_string(),
                     party: l.party,
+                    kind: l.kind,
                     sip_call_id: l.sip_call_id.clone(),
                     user: l.user.clone(),
                     state: l.state.to_owned(),

@@ -17,9 +17,7 @@ use uuid::Uuid;
 
 use super::auth::ReadKey;
 use super::{ApiError, ApiQuery, ApiState, Problem};
-use crate::store::{
-    CallFilter, CallId, CallRecord, Direction, HangupBy, LegRecord, LegRole, SessionId,
-};
+use crate::store::{CallFilter, CallId, CallRecord, Direction, HangupBy, LegRecord, SessionId};
 
 /// Default page size of every list.
 pub const DEFAULT_LIMIT: u32 = 50;
@@ -115,18 +113,22 @@ pub struct CallRecordView {
 pub struct CallRecordDetail {
     #[serde(flatten)]
     pub call: CallRecordView,
-    /// The call's SIP legs, oldest first.
+    /// The call's legs, oldest first.
     pub legs: Vec<LegView>,
 }
 
-/// One SIP leg of a call.
+/// One leg of a call.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct LegView {
     pub id: Uuid,
-    /// `caller` or `callee`.
+    /// `caller`, `callee` or `monitor`.
     pub role: String,
-    pub sip_call_id: String,
-    pub remote_uri: String,
+    /// `sip`, `local`, `conference`, `queue` or `webrtc`.
+    pub kind: String,
+    /// The SIP Call-ID (SIP legs only).
+    pub sip_call_id: Option<String>,
+    /// The remote party's URI (SIP legs only).
+    pub remote_uri: Option<String>,
     /// Start, Unix ms.
     pub started_ms: i64,
     pub answered_ms: Option<i64>,
@@ -206,11 +208,8 @@ impl From<&LegRecord> for LegView {
     fn from(l: &LegRecord) -> LegView {
         LegView {
             id: l.id.0,
-            role: match l.role {
-                LegRole::Caller => "caller",
-                LegRole::Callee => "callee",
-            }
-            .to_owned(),
+            role: l.role.as_str().to_owned(),
+            kind: l.kind.as_str().to_owned(),
             sip_call_id: l.sip_call_id.clone(),
             remote_uri: l.remote_uri.clone(),
             started_ms: l.started_ms,

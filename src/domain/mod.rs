@@ -81,6 +81,25 @@ text_enum!(
         Caller = "caller",
         /// A leg towards a callee.
         Callee = "callee",
+        /// A listener (a supervisor monitoring the call).
+        Monitor = "monitor",
+    }
+);
+
+text_enum!(
+    /// What a leg is: how the call core reaches the party on it. Every kind reports ringing,
+    /// early media, answer, failure and end the same way (ARCHITECTURE.md, "Leg kinds").
+    LegKind {
+        /// A SIP dialog (a phone, a trunk).
+        Sip = "sip",
+        /// The server itself answering (the IVR).
+        Local = "local",
+        /// A conference room.
+        Conference = "conference",
+        /// A queue holding the caller until an agent takes it.
+        Queue = "queue",
+        /// A browser over WebRTC.
+        Webrtc = "webrtc",
     }
 );
 

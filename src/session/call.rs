@@ -39,8 +39,8 @@ use crate::sip::registrar::{AuthDecision, Location};
 use crate::sip::transaction::{Branch, TxId};
 use crate::sip::transport::{Peer, Transport};
 use crate::store::{
-    CallId, Direction, EndedRecording, HangupBy, Identity, IdentityKind, LegId, LegRole, NewCall,
-    NewLeg, NewRecording, RecordingId, SessionId, StoreCmd,
+    CallId, Direction, EndedRecording, HangupBy, Identity, IdentityKind, LegId, LegKind, LegRole,
+    NewCall, NewLeg, NewRecording, RecordingId, SessionId, StoreCmd,
 };
 
 /// Which side of the B2BUA.
@@ -874,8 +874,9 @@ impl Call {
             leg_id: self.legs[1],
             call_id: self.record_id,
             role: LegRole::Callee,
-            sip_call_id: self.b_call_id.clone(),
-            remote_uri,
+            kind: LegKind::Sip,
+            sip_call_id: Some(self.b_call_id.clone()),
+            remote_uri: Some(remote_uri),
             started_ms: now,
         }));
         self.ctx.writer.send(StoreCmd::LegAnswered {
@@ -1567,8 +1568,9 @@ impl Call {
             leg_id: self.legs[0],
             call_id: self.record_id,
             role: LegRole::Caller,
-            sip_call_id,
-            remote_uri: from.map(|f| f.uri.to_string()).unwrap_or_default(),
+            kind: LegKind::Sip,
+            sip_call_id: Some(sip_call_id),
+            remote_uri: from.map(|f| f.uri.to_string()),
             started_ms: now,
         }));
     }

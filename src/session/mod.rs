@@ -186,8 +186,10 @@ pub struct CallInfo {
 pub struct LegInfo {
     pub id: LegId,
     pub party: CallParty,
-    /// The SIP Call-ID of the leg's dialog.
-    pub sip_call_id: String,
+    /// What the leg is (a SIP dialog, a queue, a browser, …).
+    pub kind: crate::domain::LegKind,
+    /// The SIP Call-ID of the leg's dialog (SIP legs only).
+    pub sip_call_id: Option<String>,
     /// The party's extension or user, if known.
     pub user: Option<String>,
     /// `ringing`, `answered` or `held`.

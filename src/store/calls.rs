@@ -10,7 +10,7 @@ use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
 
 use super::{CallId, CustomerId, LegId, SessionId, Store, StoreError, parse_id};
-pub use crate::domain::{Direction, HangupBy, IdentityKind, LegRole};
+pub use crate::domain::{Direction, HangupBy, IdentityKind, LegKind, LegRole};
 
 /// A customer identity: (kind, value), e.g. (phone, "+4930123456").
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
@@ -64,10 +64,12 @@ pub struct NewLeg {
     pub call_id: CallId,
     /// Its role.
     pub role: LegRole,
-    /// Call-ID of this leg's SIP dialog.
-    pub sip_call_id: String,
-    /// Remote party URI.
-    pub remote_uri: String,
+    /// What it is.
+    pub kind: LegKind,
+    /// Call-ID of this leg's SIP dialog (SIP legs only).
+    pub sip_call_id: Option<String>,
+    /// Remote party URI (SIP legs only).
+    pub remote_uri: Option<String>,
     /// Start, Unix ms.
     pub started_ms: i64,
 }
@@ -131,10 +133,12 @@ pub struct LegRecord {
     pub call_id: CallId,
     /// Role.
     pub role: LegRole,
-    /// SIP Call-ID of the leg.
-    pub sip_call_id: String,
-    /// Remote URI.
-    pub remote_uri: String,
+    /// What it is.
+    pub kind: LegKind,
+    /// SIP Call-ID of the leg (SIP legs only).
+    pub sip_call_id: Option<String>,
+    /// Remote URI (SIP legs only).
+    pub remote_uri: Option<String>,
     /// Start, Unix ms.
     pub started_ms: i64,
     /// Answer, Unix ms.
@@ -214,7 +218,7 @@ impl Store {
     /// The legs of a call, oldest first.
     pub async fn legs_for_call(&self, call: CallId) -> Result<Vec<LegRecord>, StoreError> {
         let rows = sqlx::query(
-            "SELECT id, call_id, role, sip_call_id, remote_uri, started_ms, answered_ms, ended_ms,
+            "SELECT id, call_id, role, kind, sip_call_id, remote_uri, started_ms, answered_ms, ended_ms,
                     final_code, codec, rtp_packets_received, rtp_packets_sent, rtp_packets_lost,
                     jitter_ms, rtt_ms, mos
              FROM call_legs WHERE call_id = $1 ORDER BY started_ms, id",
@@ -437,12 +441,13 @@ pub(super) async fn call_ended(
 
 pub(super) async fn leg_started(conn: &mut AnyConnection, l: &NewLeg) -> Result<(), sqlx::Error> {
     sqlx::query(
-        "INSERT INTO call_legs (id, call_id, role, sip_call_id, remote_uri, started_ms)
-         VALUES ($1, $2, $3, $4, $5, $6)",
+        "INSERT INTO call_legs (id, call_id, role, kind, sip_call_id, remote_uri, started_ms)
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
     )
     .bind(l.leg_id.to_string())
     .bind(l.call_id.to_string())
     .bind(l.role.as_str())
+    .bind(l.kind.as_str())
     .bind(&l.sip_call_id)
     .bind(&l.remote_uri)
     .bind(l.started_ms)
@@ -576,6 +581,10 @@ fn leg_from_row(row: &AnyRow) -> Result<LegRecord, StoreError> {
         id: parse_id(T, &id)?,
         call_id: parse_id(T, &call)?,
         role: LegRole::parse(&role).ok_or_else(|| corrupt(T, format!("bad role {role:?}")))?,
+        kind: {
+            let kind: String = row.try_get("kind")?;
+            LegKind::parse(&kind).ok_or_else(|| corrupt(T, format!("bad kind {kind:?}")))?
+        },
         sip_call_id: row.try_get("sip_call_id")?,
         remote_uri: row.try_get("remote_uri")?,
         started_ms: row.try_get("started_ms")?,

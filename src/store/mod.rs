@@ -47,8 +47,8 @@ pub use api_keys::{ApiKeyRecord, Scope, key_prefix};
 pub use audit::{Actor, AuditRecord, NewAudit, RecordingDeletion};
 pub use bindings::Binding;
 pub use calls::{
-    CallRecord, Direction, HangupBy, Identity, IdentityKind, LegMediaRecord, LegRecord, LegRole,
-    NewCall, NewLeg, NewSession, SessionRecord,
+    CallRecord, Direction, HangupBy, Identity, IdentityKind, LegKind, LegMediaRecord, LegRecord,
+    LegRole, NewCall, NewLeg, NewSession, SessionRecord,
 };
 pub use events::EventRecord;
 pub use queries::{CallFilter, CustomerRecord, RecordingFilter};

@@ -916,7 +916,8 @@ impl Call {
         let mut legs = vec![LegInfo {
             id: self.legs[0],
             party: CallParty::Caller,
-            sip_call_id: self.invite.headers.call_id().unwrap_or_default().to_owned(),
+            kind: crate::domain::LegKind::Sip,
+            sip_call_id: self.invite.headers.call_id().ok().map(str::to_owned),
             user: Some(a_user).filter(|u| !u.is_empty()),
             state: leg_state(self.answered, self.held[0] || self.api_held[0]),
             muted: self.muted[0] || self.api_held[0],
@@ -932,7 +933,8 @@ impl Call {
             legs.push(LegInfo {
                 id: self.legs[1],
                 party: CallParty::Callee,
-                sip_call_id: self.b_call_id.clone(),
+                kind: crate::domain::LegKind::Sip,
+                sip_call_id: Some(self.b_call_id.clone()),
                 user,
                 state: leg_state(self.b_dialog.is_some(), self.held[1] || self.api_held[1]),
                 muted: self.muted[1] || self.api_held[1],
