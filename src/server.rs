@@ -225,6 +225,7 @@ pub async fn start(mut settings: Settings) -> Result<Server, ServerError> {
         CallContext {
             registrar: registrar.clone(),
             writer: store.writer(),
+            sessions: crate::session::service::SessionService::new(store.writer()),
             ports: PortPool::new(settings.rtp_ports.0, settings.rtp_ports.1)
                 .map_err(|e| ServerError::Rtp(e.to_string()))?,
             media_ip: settings.public_ip,

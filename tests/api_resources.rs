@@ -11,8 +11,8 @@ use serde_json::Value;
 use switchboard::media::rtp::{LegStats, Ssrc};
 use switchboard::store::{
     CallId, Direction, EndedRecording, HangupBy, Identity, IdentityKind, LegId, LegKind, LegRole,
-    NewCall, NewLeg, NewRecording, RecordingId, RecordingKind, RecordingState, Scope, SessionId,
-    Store, StoreCmd,
+    NewCall, NewLeg, NewRecording, NewSession, RecordingId, RecordingKind, RecordingState, Scope,
+    SessionId, Store, StoreCmd, WriterHandle,
 };
 
 const T0: i64 = 1_700_000_000_000; // 2023-11-14T22:13:20Z
@@ -92,7 +92,6 @@ fn new_call(session: SessionId, caller: &str, callee: &str, started_ms: i64) -> 
         call_id: CallId::new(),
         session_id: session,
         sip_call_id: format!("{}@198.51.100.1", uuid::Uuid::new_v4()),
-        caller_identity: phone(caller),
         caller: caller.into(),
         callee: callee.into(),
         direction: Direction::Inbound,
@@ -100,10 +99,27 @@ fn new_call(session: SessionId, caller: &str, callee: &str, started_ms: i64) -> 
     }
 }
 
+/// What the session service and a call send for a new call: the session it opens (the
+/// caller's phone number as the customer's identity, none for an anonymous caller), then the
+/// call record.
+fn call_started(w: &WriterHandle, c: &NewCall) {
+    w.send(StoreCmd::SessionStarted(NewSession {
+        session_id: c.session_id,
+        identity: if c.caller == "anonymous" {
+            None
+        } else {
+            phone(&c.caller)
+        },
+        channel: "voice".into(),
+        started_ms: c.started_ms,
+    }));
+    w.send(StoreCmd::CallStarted(c.clone()));
+}
+
 /// A call that was answered at +1 s and ended at +61 s with `cause`.
 fn seed_call(store: &Store, call: &NewCall, cause: &str) {
     let w = store.writer();
-    w.send(StoreCmd::CallStarted(call.clone()));
+    call_started(&w, call);
     w.send(StoreCmd::CallAnswered {
         call_id: call.call_id,
         at_ms: call.started_ms + 1000,

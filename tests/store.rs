@@ -14,7 +14,7 @@ use switchboard::sip::auth::{Algorithm, ha1};
 use switchboard::sip::transport::{Peer, Transport};
 use switchboard::store::{
     Backend, Binding, CallId, Direction, HangupBy, Identity, IdentityKind, LegId, LegKind, LegRole,
-    NewCall, NewLeg, SessionId, StoreCmd, StoreError,
+    NewCall, NewLeg, NewSession, SessionId, StoreCmd, StoreError, WriterHandle,
 };
 
 const T0: i64 = 1_700_000_000_000;
@@ -68,12 +68,28 @@ fn new_call(session: SessionId, caller: &str, started_ms: i64) -> NewCall {
         call_id: CallId::new(),
         session_id: session,
         sip_call_id: format!("{}@198.51.100.1", uuid::Uuid::new_v4()),
-        caller_identity: phone(caller),
         caller: caller.into(),
         callee: "support".into(),
         direction: Direction::Inbound,
         started_ms,
     }
+}
+
+/// What the session service and a call send for a new call: the session it opens (the
+/// caller's phone number as the customer's identity, none for an anonymous caller), then the
+/// call record.
+fn call_started(w: &WriterHandle, c: &NewCall) {
+    w.send(StoreCmd::SessionStarted(NewSession {
+        session_id: c.session_id,
+        identity: if c.caller == "anonymous" {
+            None
+        } else {
+            phone(&c.caller)
+        },
+        channel: "voice".into(),
+        started_ms: c.started_ms,
+    }));
+    w.send(StoreCmd::CallStarted(c.clone()));
 }
 
 fn end(call_id: CallId, at_ms: i64, cause: &str, by: HangupBy, code: Option<u16>) -> StoreCmd {
@@ -271,10 +287,9 @@ async fn same_caller_twice_is_one_customer_with_two_sessions(db: TestDb) {
     let c1 = new_call(s1, "+4930123456", T0);
     let c2 = new_call(s2, "+4930123456", T0 + 10_000);
     let c3 = new_call(s3, "+4940999999", T0 + 20_000);
-    let mut anonymous = new_call(SessionId::new(), "anonymous", T0 + 30_000);
-    anonymous.caller_identity = None;
+    let anonymous = new_call(SessionId::new(), "anonymous", T0 + 30_000);
     for c in [&c1, &c2, &c3, &anonymous] {
-        w.send(StoreCmd::CallStarted(c.clone()));
+        call_started(&w, c);
     }
     store.flush().await.expect("flush");
     assert_eq!(w.failed(), 0);
@@ -318,7 +333,7 @@ async fn same_caller_twice_is_one_customer_with_two_sessions(db: TestDb) {
 
     // A second call in an existing session joins it.
     let c4 = new_call(s1, "+4930123456", T0 + 40_000);
-    w.send(StoreCmd::CallStarted(c4.clone()));
+    call_started(&w, &c4);
     store.flush().await.expect("flush");
     let calls = store.calls_for_session(s1).await.expect("calls");
     assert_eq!(
@@ -341,8 +356,8 @@ async fn call_record_has_durations_billable_and_cause(db: TestDb) {
     let w = store.writer();
     let answered = new_call(SessionId::new(), "+15550001", T0);
     let unanswered = new_call(SessionId::new(), "+15550002", T0);
-    w.send(StoreCmd::CallStarted(answered.clone()));
-    w.send(StoreCmd::CallStarted(unanswered.clone()));
+    call_started(&w, &answered);
+    call_started(&w, &unanswered);
     w.send(StoreCmd::CallAnswered {
         call_id: answered.call_id,
         at_ms: T0 + 2_000,
@@ -417,7 +432,7 @@ async fn a_leg_without_a_sip_dialog_is_stored_with_its_kind(db: TestDb) {
     let w = store.writer();
     let call = new_call(SessionId::new(), "+15550004", T0);
     let queue = LegId::new();
-    w.send(StoreCmd::CallStarted(call.clone()));
+    call_started(&w, &call);
     w.send(StoreCmd::LegStarted(NewLeg {
         leg_id: queue,
         call_id: call.call_id,
@@ -457,7 +472,7 @@ async fn legs_record_answer_end_and_code(db: TestDb) {
     let w = store.writer();
     let call = new_call(SessionId::new(), "+15550003", T0);
     let (a, b) = (LegId::new(), LegId::new());
-    w.send(StoreCmd::CallStarted(call.clone()));
+    call_started(&w, &call);
     w.send(StoreCmd::LegStarted(NewLeg {
         leg_id: a,
         call_id: call.call_id,
@@ -520,7 +535,7 @@ async fn orphaned_calls_are_closed_as_server_restart(db: TestDb) {
     let finished = new_call(SessionId::new(), "+15550012", T0);
     let leg = LegId::new();
     for c in [&open_answered, &open_ringing, &finished] {
-        w.send(StoreCmd::CallStarted(c.clone()));
+        call_started(&w, c);
     }
     w.send(StoreCmd::LegStarted(NewLeg {
         leg_id: leg,
@@ -653,7 +668,7 @@ async fn bad_command_in_a_batch_loses_only_itself(db: TestDb) {
     let w = store.writer();
     let good1 = new_call(SessionId::new(), "+15550020", T0);
     let good2 = new_call(SessionId::new(), "+15550021", T0);
-    w.send(StoreCmd::CallStarted(good1.clone()));
+    call_started(&w, &good1);
     w.send(StoreCmd::Event {
         at_ms: T0,
         kind: "before".into(),
@@ -672,8 +687,8 @@ async fn bad_command_in_a_batch_loses_only_itself(db: TestDb) {
         started_ms: T0,
     }));
     // The same call twice: the second insert violates the primary key.
-    w.send(StoreCmd::CallStarted(good1.clone()));
-    w.send(StoreCmd::CallStarted(good2.clone()));
+    call_started(&w, &good1);
+    call_started(&w, &good2);
     w.send(StoreCmd::Event {
         at_ms: T0,
         kind: "after".into(),
@@ -700,7 +715,7 @@ async fn session_attributes_and_end_are_stored(db: TestDb) {
     let store = db.open().await;
     let w = store.writer();
     let call = new_call(SessionId::new(), "+15550030", T0);
-    w.send(StoreCmd::CallStarted(call.clone()));
+    call_started(&w, &call);
     w.send(StoreCmd::SessionAttributes {
         session_id: call.session_id,
         attributes: serde_json::json!({ "account": "12345", "menu": ["1", "3"] }),
@@ -709,7 +724,7 @@ async fn session_attributes_and_end_are_stored(db: TestDb) {
         session_id: call.session_id,
         at_ms: T0 + 90_000,
     });
-    w.send(StoreCmd::SessionStarted(switchboard::store::NewSession {
+    w.send(StoreCmd::SessionStarted(NewSession {
         session_id: SessionId::new(),
         identity: Some(Identity {
             kind: IdentityKind::Chat,
@@ -746,8 +761,8 @@ async fn session_attribute_upserts_last_value_wins_and_lists_by_name(db: TestDb)
     let w = store.writer();
     let call = new_call(SessionId::new(), "+15550031", T0);
     let other = new_call(SessionId::new(), "+15550032", T0);
-    w.send(StoreCmd::CallStarted(call.clone()));
-    w.send(StoreCmd::CallStarted(other.clone()));
+    call_started(&w, &call);
+    call_started(&w, &other);
     let set =
         |session: SessionId, name: &str, value: &str, at_ms: i64| StoreCmd::SessionAttribute {
             session_id: session,
@@ -837,7 +852,7 @@ async fn writer_sustains_a_thousand_calls_per_second(db: TestDb) {
             T0 + i as i64,
         );
         ids.push(call.call_id);
-        w.send(StoreCmd::CallStarted(call.clone()));
+        call_started(&w, &call);
         w.send(StoreCmd::CallAnswered {
             call_id: call.call_id,
             at_ms: T0 + i as i64 + 1_000,

@@ -4,6 +4,7 @@
 //! Attributes set here go through the store's writer task like those the IVR sets
 //! (`StoreCmd::SessionAttribute`, last value wins), each with a `session.attribute` event.
 
+use crate::session::service::{SessionService, SetBy};
 use std::collections::BTreeMap;
 
 use axum::Json;
@@ -18,7 +19,7 @@ use super::auth::{ControlKey, ReadKey};
 use super::recordings::RecordingView;
 use super::records::{CallRecordDetail, call_detail, parse_uuid};
 use super::{ApiError, ApiState, Problem, ProblemJson};
-use crate::store::{SessionId, SessionRecord, StoreCmd};
+use crate::store::{SessionId, SessionRecord};
 
 /// Most events a timeline holds (the oldest first).
 pub const MAX_TIMELINE_EVENTS: u32 = 1000;
@@ -163,26 +164,12 @@ async fn put_attributes(
         .get_session(id)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("session {id} not found")))?;
-    let writer = s.store.writer();
+    let sessions = SessionService::new(s.store.writer());
     for (name, value) in body.0 {
-        let at_ms = crate::clock::unix_ms();
-        writer.send(StoreCmd::SessionAttribute {
-            session_id: session.id,
-            call_id: None,
-            name: name.clone(),
-            value: value.clone(),
-            at_ms,
-        });
-        writer.send(StoreCmd::event(
-            at_ms,
-            Some(session.id),
-            None,
-            crate::event::Event::SessionAttribute {
-                name: name.clone(),
-                value: value.clone(),
-                api_key: Some(caller.key.name.clone()),
-            },
-        ));
+        let by = SetBy::Api {
+            key: caller.key.name.clone(),
+        };
+        sessions.set_attribute(session.id, by, &name, &value, crate::clock::unix_ms());
     }
     s.store.flush().await?;
     Ok(Json(attributes(&s, session.id).await?))

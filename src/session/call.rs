@@ -192,6 +192,7 @@ pub(super) async fn run(
     invite: crate::sip::endpoint::IncomingInvite,
     mut inbox: mpsc::UnboundedReceiver<CallInput>,
     record_id: CallId,
+    session_id: SessionId,
 ) {
     let crate::sip::endpoint::IncomingInvite {
         tx,
@@ -201,7 +202,7 @@ pub(super) async fn run(
         events,
     } = invite;
     let sip = (owner, events);
-    let mut call = Call::new(ctx, ep, sip, record_id, req, Some(tx), from);
+    let mut call = Call::new(ctx, ep, sip, (record_id, session_id), req, Some(tx), from);
     let started = call.start().await;
     if started {
         call.event_loop(&mut inbox).await;
@@ -216,7 +217,7 @@ impl Call {
         ctx: Arc<CallContext>,
         ep: EndpointHandle,
         (me, sip_events): (Owner, mpsc::UnboundedReceiver<TuEvent>),
-        record_id: CallId,
+        (record_id, session_id): (CallId, SessionId),
         invite: Request,
         invite_tx: Option<TxId>,
         from: Peer,
@@ -226,7 +227,7 @@ impl Call {
         let (ivr_tx, ivr_rx) = mpsc::unbounded_channel();
         Call {
             record_id,
-            session_id: SessionId::new(),
+            session_id,
             legs: [LegId::new(), LegId::new()],
             a_tag: new_tag(),
             b_call_id: new_call_id(),
@@ -1550,11 +1551,17 @@ impl Call {
         let now = crate::clock::unix_ms();
         self.started_ms = now;
         let sip_call_id = self.invite.headers.call_id().unwrap_or_default().to_owned();
+        if self.consult_of.is_none() {
+            // A consultation call joins the session of the call it serves, already open.
+            let voice = crate::session::service::Channel::voice();
+            self.ctx
+                .sessions
+                .open(self.session_id, &voice, identity, now);
+        }
         self.ctx.writer.send(StoreCmd::CallStarted(NewCall {
             call_id: self.record_id,
             session_id: self.session_id,
             sip_call_id: sip_call_id.clone(),
-            caller_identity: identity,
             caller: caller.clone(),
             callee: callee.to_owned(),
             direction,

@@ -11,6 +11,7 @@
 
 mod call;
 pub mod core;
+pub mod service;
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -310,6 +311,8 @@ async fn sip_uri_target(to: &str) -> Result<Location, OriginateError> {
 pub struct CallContext {
     pub registrar: Arc<Registrar>,
     pub writer: WriterHandle,
+    /// Opens the sessions calls belong to and keeps their attributes.
+    pub sessions: service::SessionService,
     pub ports: PortPool,
     /// Address advertised in SDP.
     pub media_ip: IpAddr,
@@ -389,12 +392,13 @@ impl CallRegistry {
         let ctx = self.ctx.clone();
         let live = self.live.clone();
         let ep = self.endpoint.clone();
+        let session = self.ctx.sessions.allocate();
         let sip_call_id = invite.req.headers.call_id().unwrap_or_default().to_owned();
         // Every log line of the call, its media task's included, names it.
         let span = tracing::info_span!("call", id = %id, sip_call_id = %sip_call_id);
         self.tracker.spawn(tracing::Instrument::instrument(
             async move {
-                call::run(ctx, ep, invite, inbox, id).await;
+                call::run(ctx, ep, invite, inbox, id, session).await;
                 unregister(&live, id);
             },
             span,
@@ -465,10 +469,15 @@ impl CallRegistry {
         self.register(id, handle);
         let ctx = self.ctx.clone();
         let live = self.live.clone();
+        // A consultation call belongs to the session of the call it serves (one timeline).
+        let session = match &req.consult_for {
+            Some(of) => of.session_id,
+            None => self.ctx.sessions.allocate(),
+        };
         let span = tracing::info_span!("call", id = %id, placed = true);
         self.tracker.spawn(tracing::Instrument::instrument(
             async move {
-                call::run_originate(ctx, ep, inbox, id, req, targets).await;
+                call::run_originate(ctx, ep, inbox, id, session, req, targets).await;
                 unregister(&live, id);
             },
             span,

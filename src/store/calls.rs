@@ -39,12 +39,10 @@ pub struct NewSession {
 pub struct NewCall {
     /// Call id.
     pub call_id: CallId,
-    /// The session it belongs to; created (channel `voice`) if new.
+    /// The session it belongs to (opened before, by the session service).
     pub session_id: SessionId,
     /// Call-ID of the inbound SIP dialog.
     pub sip_call_id: String,
-    /// Caller identity resolving to a customer; `None` for anonymous callers.
-    pub caller_identity: Option<Identity>,
     /// Caller as displayed (From URI or number).
     pub caller: String,
     /// Callee (Request-URI user or number).
@@ -376,16 +374,6 @@ pub(super) async fn session_ended(
 }
 
 pub(super) async fn call_started(conn: &mut AnyConnection, c: &NewCall) -> Result<(), sqlx::Error> {
-    session_started(
-        conn,
-        &NewSession {
-            session_id: c.session_id,
-            identity: c.caller_identity.clone(),
-            channel: "voice".into(),
-            started_ms: c.started_ms,
-        },
-    )
-    .await?;
     sqlx::query(
         "INSERT INTO calls (id, session_id, sip_call_id, direction, caller, callee, started_ms)
          VALUES ($1, $2, $3, $4, $5, $6, $7)",

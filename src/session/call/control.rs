@@ -106,6 +106,7 @@ pub(in crate::session) async fn run_originate(
     ep: EndpointHandle,
     mut inbox: mpsc::UnboundedReceiver<CallInput>,
     record_id: CallId,
+    session_id: crate::store::SessionId,
     req: OriginateRequest,
     targets: Vec<Location>,
 ) {
@@ -114,7 +115,8 @@ pub(in crate::session) async fn run_originate(
     };
     let placeholder = Request::new(Method::Invite, first.uri.clone());
     let sip: (Owner, mpsc::UnboundedReceiver<TuEvent>) = mpsc::unbounded_channel();
-    let mut call = Call::new(ctx, ep, sip, record_id, placeholder, None, first.source);
+    let ids = (record_id, session_id);
+    let mut call = Call::new(ctx, ep, sip, ids, placeholder, None, first.source);
     call.start_outbound(req, &targets);
     call.event_loop(&mut inbox).await;
     call.finish().await;
@@ -184,7 +186,6 @@ impl Call {
         let invite = invite.clone();
         self.invite = invite;
         if let Some(of) = &req.consult_for {
-            self.session_id = of.session_id;
             self.bridge_peer = Some((of.call, of.owner.clone()));
             self.consult_of = Some((of.call, of.room.clone()));
         }

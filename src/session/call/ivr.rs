@@ -22,6 +22,7 @@ use crate::media::recorder::{ChannelMode, Recorder, RecordingSummary};
 use crate::media::sdp::SessionDescription;
 use crate::media::tone::ToneKind;
 use crate::session::CallParty;
+use crate::session::service::SetBy;
 use crate::sip::dialog::{DialogKey, new_call_id, new_tag};
 use crate::sip::endpoint::Command;
 use crate::sip::message::{NameAddr, Request, Response, StatusCode};
@@ -443,18 +444,13 @@ impl Call {
     fn set_attribute(&mut self, name: String, value: String) {
         tracing::info!(%name, %value, "session attribute");
         self.ensure_record();
-        self.ctx.writer.send(StoreCmd::SessionAttribute {
-            session_id: self.session_id,
-            call_id: Some(self.record_id),
-            name: name.clone(),
-            value: value.clone(),
-            at_ms: crate::clock::unix_ms(),
-        });
-        self.event(Event::SessionAttribute {
-            name: name.clone(),
-            value: value.clone(),
-            api_key: None,
-        });
+        self.ctx.sessions.set_attribute(
+            self.session_id,
+            SetBy::Call(self.record_id),
+            &name,
+            &value,
+            crate::clock::unix_ms(),
+        );
     }
 
     /// Routes the call again for `number` and runs that flow with the same attributes.
