@@ -1556,6 +1556,12 @@ impl Call {
                 .push("Contact", self.ep.local.contact(self.caller_peer.transport));
             resp.headers.push("Allow", crate::sip::endpoint::ALLOW);
         }
+        if status == StatusCode::NOT_ACCEPTABLE_HERE
+            && let Some(warning) = negotiate::offer_warning(&self.invite.body)
+        {
+            // Why the offer is refused, e.g. SRTP we do not carry (RFC 3261 §20.43).
+            resp.headers.push("Warning", warning);
+        }
         resp
     }
 
@@ -1564,14 +1570,7 @@ impl Call {
             return;
         }
         self.finished_a = true;
-        let mut resp = self.a_response(status);
-        if status == StatusCode::NOT_ACCEPTABLE_HERE
-            && let Some(warning) = negotiate::offer_warning(&self.invite.body)
-        {
-            // Why the offer is refused, e.g. SRTP we do not carry (RFC 3261 §20.43).
-            resp.headers.push("Warning", warning);
-        }
-        self.respond_a(resp);
+        self.respond_a(self.a_response(status));
     }
 
     fn record_start(&mut self, caller_ext: Option<&str>, callee: &str) {
