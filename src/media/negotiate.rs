@@ -149,7 +149,8 @@ pub fn leg_media(sdp: &SessionDescription) -> Option<LegMedia> {
 }
 
 /// Narrows `answer` (the other side's answer to a widened `offer`) into the answer the
-/// offerer gets, and returns (offerer's media, answerer's media). `promised` is the offerer's
+/// offerer gets (the offer's `m=` lines and profile, the direction answering the offer's),
+/// and returns (offerer's media, answerer's media). `promised` is the offerer's
 /// media already fixed by an earlier answer (early media): it is kept. None when the answer
 /// has no voice codec we support.
 pub fn answer_for_offerer(
@@ -181,6 +182,11 @@ pub fn answer_for_offerer(
         restrict(&mut answer.media[audio], offer, &offerer);
     }
     conform_to_offer(answer, offer);
+    // Our direction toward the offerer is what our engine does with it, not the answerer's:
+    // each leg is our own RTP session. So a callee's `sendonly` 183 and `sendrecv` 200 give
+    // the offerer one answer (RFC 6337 §3.1), and a hold answered by the other side reads as
+    // the offer answered (RFC 3264 §6.1).
+    answer.set_direction(offer.direction().answer());
     Some((offerer, answerer))
 }
 
@@ -418,9 +424,13 @@ mod tests {
             String::from_utf8_lossy(&in_18x),
             String::from_utf8_lossy(&in_2xx)
         );
-        // The callee's own 183 with SDP, then its 200: the caller sees one answer too.
+        // The callee's own 183 with SDP (early media only: sendonly), then its 200
+        // (sendrecv): the caller sees one answer too.
         let mut leg = LegOrigin::new("switchboard", 78, ip());
-        let mut callee_183 = sdp("0 101", "a=rtpmap:101 telephone-event/8000\r\n");
+        let mut callee_183 = sdp(
+            "0 101",
+            "a=rtpmap:101 telephone-event/8000\r\na=sendonly\r\n",
+        );
         let (a, _) = answer_for_offerer(&offer, &mut callee_183, None).expect("usable");
         let in_183 = leg.write(&callee_183, ip(), 30000);
         let mut callee_200 = sdp("0 101", "a=rtpmap:101 telephone-event/8000\r\n");
