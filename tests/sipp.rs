@@ -34,6 +34,13 @@ use sipp_harness::*;
 
 /// A call with media through the server: callee answers, test plays RTP, caller hangs up.
 fn anchored_call(transport: &[&str]) {
+    anchored_call_with("uac_call", transport);
+}
+
+/// [`anchored_call`] with caller scenario `uac` (same harness contract as `uac_call.xml`).
+/// When the scenario logs the `o=` of an 18x answer (`early_o`), the 200's (`final_o`) must be
+/// the same: one answer, same version (RFC 6337 §3.1, RFC 3264 §8).
+fn anchored_call_with(uac: &str, transport: &[&str]) {
     let Some(server) = setup() else { return };
     register_callee(&server);
     let rtp = server.ports.rtp_range();
@@ -58,7 +65,7 @@ fn anchored_call(transport: &[&str]) {
             callee_file.display().to_string(),
         ],
     );
-    let mut caller = SippRun::new(&server, "caller", "uac_call", CALLER_SIP, CALLER_MEDIA)
+    let mut caller = SippRun::new(&server, "caller", uac, CALLER_SIP, CALLER_MEDIA)
         .args(["-s", CALLEE])
         .authenticated_as(CALLER)
         .args(["-key", "caller_rtp", &caller_port.to_string()])
@@ -86,6 +93,24 @@ fn anchored_call(transport: &[&str]) {
         "media through the server: callee got {} and caller got {} of {PACKETS} PCMU packets",
         at_callee.pcmu, at_caller.pcmu
     );
+    let logged = std::fs::read_to_string(&caller_file).unwrap_or_default();
+    let origin = |label: &str| -> Vec<String> {
+        logged
+            .lines()
+            .filter_map(|l| l.strip_prefix(label))
+            .map(|o| o.trim().to_owned())
+            .filter(|o| !o.is_empty())
+            .collect()
+    };
+    if let Some(final_o) = origin("final_o ").first() {
+        eprintln!("answer origin: 18x {:?}, 200 {final_o}", origin("early_o "));
+        for early in origin("early_o ") {
+            assert_eq!(
+                &early, final_o,
+                "the 18x and the 200 must carry the same answer"
+            );
+        }
+    }
     let offers = sdp_lines(&callee_file, "offer");
     let offer = offers.first().expect("callee logged the relayed offer");
     assert_anchored(&server, "INVITE to the callee", offer, caller_port);
@@ -105,6 +130,32 @@ fn anchored_call(transport: &[&str]) {
         "caller got {} of {PACKETS} echoed PCMU packets back through the server",
         at_caller.pcmu
     );
+}
+
+/// Linphone with SRTP mandatory calls a plain phone: 488 with a Warning, the callee is never
+/// rung. Never an answered call where both ends hear silence (issue 11, item 8).
+#[test]
+fn srtp_only_offer_is_refused_with_488_and_a_warning() {
+    let Some(server) = setup() else { return };
+    if server.target != Target::Switchboard {
+        return eprintln!("NOTICE: SRTP refusal is switchboard's rule, not the peer's");
+    }
+    register_callee(&server);
+    SippRun::new(&server, "caller", "uac_srtp_488", CALLER_SIP, CALLER_MEDIA)
+        .args(["-s", CALLEE])
+        .authenticated_as(CALLER)
+        .succeeds();
+}
+
+/// An offer with an SRTP stream and a plain one: the plain one is carried (media flows through
+/// the server), the SRTP one rejected, and no key, ZRTP hash or feedback line reaches either
+/// side; the 18x and 200 answers are the same.
+#[test]
+fn srtp_offer_with_a_plain_stream_is_carried_plain_without_keys() {
+    if std::env::var("SIPP_TEST_PEER").is_ok_and(|p| p == "kamailio") {
+        return eprintln!("NOTICE: SDP whitelist is switchboard's rule, not the peer's");
+    }
+    anchored_call_with("uac_call_srtp_fallback", &[]);
 }
 
 /// Caller scenario to `ext` that ends with a final response, no callee involved.

@@ -13,9 +13,22 @@
 //!
 //! The two [`LegMedia`] values then tell the engine whether the legs share a codec (relay
 //! without decoding) or not (transcode).
+//!
+//! The rules for what each side gets (the SDP itself is written by
+//! [`super::sdp::LegOrigin::write`], never relayed):
+//! * an offer we cannot carry (audio only over SRTP or an unknown profile, no audio, no common
+//!   codec) is refused with 488 and a Warning saying why ([`offer_warning`], RFC 3261 §20.43,
+//!   §21.4.26), never relayed blind;
+//! * the offer we pass on is ours: `RTP/AVP` ([`relay_offer`]), since each leg is its own RTP
+//!   session and no AVPF feedback is honoured;
+//! * an answer has the offer's `m=` lines in order, with the offer's profile on the audio
+//!   stream and every other stream rejected (RFC 3264 §6);
+//! * the answer the caller got in an unreliable 18x is the one its 2xx carries (RFC 6337
+//!   §3.1, RFC 3261 §13.2.1): [`early_answer`] and [`answer_for_offerer`] with the promised
+//!   media give the same description, and [`super::sdp::LegOrigin`] keeps its version.
 
 use super::codec::CodecKind;
-use super::sdp::{Attribute, Codec, Line, SessionDescription, SupportedCodec};
+use super::sdp::{Attribute, Codec, Line, MediaDescription, SessionDescription, SupportedCodec};
 
 /// What one leg sends and receives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,6 +54,39 @@ const TRANSCODABLE: [(CodecKind, &str, Option<u8>, Option<&str>); 4] = [
         Some("useinbandfec=1;minptime=10"),
     ),
 ];
+
+/// The offer we pass on to the other side for `offer` (already intersected with
+/// [`SessionDescription::intersect_supported`]): its audio stream as `RTP/AVP`, widened with
+/// every codec we transcode when `transcoding`.
+pub fn relay_offer(offer: &SessionDescription, transcoding: bool) -> SessionDescription {
+    let mut ours = offer.clone();
+    if let Some(audio) = ours.audio_index() {
+        ours.media[audio].proto = "RTP/AVP".to_owned();
+    }
+    if transcoding {
+        widen_offer(&mut ours);
+    }
+    ours
+}
+
+/// The offer of a call the server places: PCMU, PCMA, G.722 and telephone-event, 20 ms.
+pub fn server_offer() -> SessionDescription {
+    const OFFER: &str = "v=0\r\no=switchboard 0 0 IN IP4 0.0.0.0\r\ns=switchboard\r\n\
+        t=0 0\r\nm=audio 9 RTP/AVP 0 8 9 101\r\na=rtpmap:0 PCMU/8000\r\n\
+        a=rtpmap:8 PCMA/8000\r\na=rtpmap:9 G722/8000\r\na=rtpmap:101 telephone-event/8000\r\n\
+        a=fmtp:101 0-16\r\na=ptime:20\r\na=sendrecv\r\n";
+    SessionDescription::parse(OFFER.as_bytes()).expect("the constant offer parses")
+}
+
+/// Why we refuse the offer in `body`, as a Warning header value (RFC 3261 §20.43) for the 488:
+/// None when the body is empty (a delayed offer) or the offer is usable.
+pub fn offer_warning(body: &[u8]) -> Option<String> {
+    if body.is_empty() {
+        return None;
+    }
+    let refusal = SessionDescription::parse(body).and_then(|mut sdp| sdp.intersect_supported());
+    refusal.err().map(|e| e.warning("switchboard"))
+}
 
 /// Appends every transcodable codec the offer lacks, and `telephone-event/8000`, to the audio
 /// stream, with free dynamic payload types (96–127) where no static one exists. Call it after
@@ -103,7 +149,8 @@ pub fn leg_media(sdp: &SessionDescription) -> Option<LegMedia> {
 }
 
 /// Narrows `answer` (the other side's answer to a widened `offer`) into the answer the
-/// offerer gets, and returns (offerer's media, answerer's media). `promised` is the offerer's
+/// offerer gets (the offer's `m=` lines and profile, the direction answering the offer's),
+/// and returns (offerer's media, answerer's media). `promised` is the offerer's
 /// media already fixed by an earlier answer (early media): it is kept. None when the answer
 /// has no voice codec we support.
 pub fn answer_for_offerer(
@@ -134,6 +181,12 @@ pub fn answer_for_offerer(
     if let Some(audio) = answer.audio_index() {
         restrict(&mut answer.media[audio], offer, &offerer);
     }
+    conform_to_offer(answer, offer);
+    // Our direction toward the offerer is what our engine does with it, not the answerer's:
+    // each leg is our own RTP session. So a callee's `sendonly` 183 and `sendrecv` 200 give
+    // the offerer one answer (RFC 6337 §3.1), and a hold answered by the other side reads as
+    // the offer answered (RFC 3264 §6.1).
+    answer.set_direction(offer.direction().answer());
     Some((offerer, answerer))
 }
 
@@ -148,6 +201,32 @@ pub fn early_answer(offer: &SessionDescription) -> Option<(SessionDescription, L
     let direction = offer.direction().answer();
     answer.set_direction(direction);
     Some((answer, media))
+}
+
+/// Gives `answer` the offer's `m=` lines in order (RFC 3264 §6): the answer's audio stream
+/// where the offer has its audio stream, with the offer's media and profile; every other line
+/// rejected as the offer wrote it (the writer empties it).
+fn conform_to_offer(answer: &mut SessionDescription, offer: &SessionDescription) {
+    let accepted = answer.audio().cloned();
+    let offer_audio = offer.audio_index();
+    answer.media = offer
+        .media
+        .iter()
+        .enumerate()
+        .map(|(i, m)| match &accepted {
+            Some(a) if Some(i) == offer_audio => MediaDescription {
+                media: m.media.clone(),
+                proto: m.proto.clone(),
+                ..a.clone()
+            },
+            _ => MediaDescription {
+                port: 0,
+                port_count: None,
+                lines: Vec::new(),
+                ..m.clone()
+            },
+        })
+        .collect();
 }
 
 /// The first voice codec we can decode, with its payload type.
@@ -197,6 +276,7 @@ fn restrict(m: &mut super::sdp::MediaDescription, offer: &SessionDescription, me
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::media::sdp::LegOrigin;
 
     fn sdp(formats: &str, extra: &str) -> SessionDescription {
         let body = format!(
@@ -294,5 +374,122 @@ mod tests {
         let offer = sdp("0", "a=sendonly\r\n");
         let (early, _) = early_answer(&offer).expect("early");
         assert_eq!(early.direction(), super::super::sdp::Direction::RecvOnly);
+    }
+
+    const IP: &str = "203.0.113.7";
+
+    fn ip() -> std::net::IpAddr {
+        IP.parse().expect("test address")
+    }
+
+    #[test]
+    fn answer_never_carries_the_offerers_rtcp_fb() {
+        let offer = sdp(
+            "96 0 101",
+            "a=rtpmap:96 opus/48000/2\r\na=rtpmap:101 telephone-event/8000\r\n\
+             a=rtcp-fb:96 nack\r\na=rtcp-fb:* trr-int 1000\r\na=rtcp-xr:voip-metrics\r\n",
+        );
+        let (early, _) = early_answer(&offer).expect("early");
+        let mut answer = sdp("0", "a=rtcp-fb:0 nack\r\n");
+        answer_for_offerer(&offer, &mut answer, None).expect("usable");
+        let mut leg = LegOrigin::new("switchboard", 1, ip());
+        for model in [&early, &answer] {
+            let text = String::from_utf8(leg.write(model, ip(), 30000)).expect("utf-8");
+            assert!(!text.contains("rtcp-fb"), "{text}");
+            assert!(!text.contains("rtcp-xr"), "{text}");
+        }
+    }
+
+    #[test]
+    fn same_answer_in_183_and_200() {
+        // The caller offers PCMU and PCMA; ringback fixes PCMU in the 18x; the callee then
+        // answers PCMA from another address. The caller's 2xx must repeat the 18x answer,
+        // byte for byte, same o= version (RFC 6337 §3.1, RFC 3264 §8).
+        let offer = sdp(
+            "0 8 101",
+            "a=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-15\r\na=ptime:20\r\n",
+        );
+        let mut leg = LegOrigin::new("switchboard", 77, ip());
+        let (early, promised) = early_answer(&offer).expect("early");
+        let in_18x = leg.write(&early, ip(), 30000);
+        let mut callee = sdp(
+            "8 101",
+            "a=rtpmap:101 telephone-event/8000\r\na=sendrecv\r\n",
+        );
+        callee.origin.address = "10.9.9.9".into();
+        let (a, b) = answer_for_offerer(&offer, &mut callee, Some(promised)).expect("usable");
+        assert_eq!((a.codec, b.codec), (CodecKind::Pcmu, CodecKind::Pcma));
+        let in_2xx = leg.write(&callee, ip(), 30000);
+        assert_eq!(
+            String::from_utf8_lossy(&in_18x),
+            String::from_utf8_lossy(&in_2xx)
+        );
+        // The callee's own 183 with SDP (early media only: sendonly), then its 200
+        // (sendrecv): the caller sees one answer too.
+        let mut leg = LegOrigin::new("switchboard", 78, ip());
+        let mut callee_183 = sdp(
+            "0 101",
+            "a=rtpmap:101 telephone-event/8000\r\na=sendonly\r\n",
+        );
+        let (a, _) = answer_for_offerer(&offer, &mut callee_183, None).expect("usable");
+        let in_183 = leg.write(&callee_183, ip(), 30000);
+        let mut callee_200 = sdp("0 101", "a=rtpmap:101 telephone-event/8000\r\n");
+        callee_200.origin.session_version = 2;
+        answer_for_offerer(&offer, &mut callee_200, Some(a)).expect("usable");
+        assert_eq!(in_183, leg.write(&callee_200, ip(), 30000));
+    }
+
+    #[test]
+    fn answer_keeps_the_offers_m_lines_and_profile() {
+        let body = "v=0\r\no=a 1 1 IN IP4 10.0.0.1\r\ns=-\r\nc=IN IP4 10.0.0.1\r\nt=0 0\r\n\
+             m=audio 4000 RTP/SAVP 0\r\na=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:abcd\r\n\
+             m=audio 4002 RTP/AVPF 0 8\r\na=rtcp-fb:* nack\r\nm=video 4004 RTP/AVP 97\r\n";
+        let mut offer = SessionDescription::parse(body.as_bytes()).expect("parses");
+        offer
+            .intersect_supported()
+            .expect("the AVPF stream is usable");
+        let relayed = relay_offer(&offer, false);
+        assert_eq!(relayed.audio().expect("audio").proto, "RTP/AVP");
+        // The callee answers our plain offer with one m-line only (a sloppy answer).
+        let mut answer = sdp("8", "");
+        answer_for_offerer(&offer, &mut answer, None).expect("usable");
+        let mut leg = LegOrigin::new("switchboard", 5, ip());
+        let text = String::from_utf8(leg.write(&answer, ip(), 30000)).expect("utf-8");
+        let m_lines: Vec<&str> = text.lines().filter(|l| l.starts_with("m=")).collect();
+        assert_eq!(
+            m_lines,
+            [
+                "m=audio 0 RTP/SAVP 0",
+                "m=audio 30000 RTP/AVPF 8",
+                "m=video 0 RTP/AVP 97"
+            ]
+        );
+        assert!(
+            !text.contains("crypto") && !text.contains("rtcp-fb"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn offers_we_cannot_carry_get_a_warning_and_usable_ones_none() {
+        let srtp = "v=0\r\no=a 1 1 IN IP4 10.0.0.1\r\ns=-\r\nc=IN IP4 10.0.0.1\r\nt=0 0\r\n\
+             m=audio 4000 RTP/SAVP 0\r\na=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:abcd\r\n";
+        let warning = offer_warning(srtp.as_bytes()).expect("refused");
+        assert!(warning.starts_with("302 switchboard \""), "{warning}");
+        assert!(warning.contains("RTP/SAVP"), "{warning}");
+        assert_eq!(offer_warning(sdp("0", "").to_string().as_bytes()), None);
+        assert_eq!(offer_warning(b""), None, "a delayed offer is not a refusal");
+        assert!(offer_warning(b"garbage").is_some_and(|w| w.starts_with("399 ")));
+    }
+
+    #[test]
+    fn server_offer_is_plain_g711_g722_and_dtmf() {
+        let offer = server_offer();
+        let kinds: Vec<_> = offer.codecs().iter().map(|c| c.encoding.clone()).collect();
+        assert_eq!(kinds, ["PCMU", "PCMA", "G722", "telephone-event"]);
+        let mut leg = LegOrigin::new("switchboard", 9, ip());
+        let text = String::from_utf8(leg.write(&offer, ip(), 30000)).expect("utf-8");
+        assert!(text.starts_with("v=0\r\no=switchboard 9 9 IN IP4 203.0.113.7\r\n"));
+        assert!(text.contains("m=audio 30000 RTP/AVP 0 8 9 101\r\n"));
     }
 }

@@ -12,16 +12,26 @@
 //!   RFC 8866 §5.7), port, RTCP address (RFC 3605 `a=rtcp`), direction (RFC 3264 §5.1,
 //!   media-level overriding session-level, `c=0.0.0.0` read as RFC 2543 hold, RFC 3264 §8.4),
 //!   codec list (`a=rtpmap`, `a=fmtp`, RFC 3551 static payload types).
-//! * rewriting for a plain RTP anchor ([`SessionDescription::rewrite_for_relay`]): our address
-//!   in `o=` and every `c=`, our port in the audio `m=`, ICE (RFC 8839) and `rtcp-mux`
-//!   (RFC 5761) removed.
+//! * the transport profile of each `m=` line ([`Profile`], RFC 8866 §5.14 `<proto>`): the
+//!   engine terminates plain RTP only (`RTP/AVP`, RFC 3551; `RTP/AVPF`, RFC 4585, without its
+//!   feedback). SRTP profiles (`RTP/SAVP` RFC 3711 with `a=crypto` RFC 4568, `RTP/SAVPF`,
+//!   DTLS-SRTP `UDP/TLS/RTP/SAVP(F)` RFC 5764) and unknown ones are never carried: such a
+//!   stream is rejected with port 0, and an offer with nothing else is refused
+//!   ([`SdpError::UnsupportedProfile`], 488 with a Warning, RFC 3261 §21.4.26, §20.43).
 //! * codec intersection ([`SessionDescription::intersect_supported`]): PCMU, PCMA, G.722,
 //!   Opus (RFC 7587) and RFC 4733 telephone-event; other streams rejected with port 0
 //!   (RFC 3264 §6).
-//! * stable origin per leg with a version bump on change ([`LegOrigin`], RFC 3264 §8).
+//! * **writing our own SDP** ([`SessionDescription::written_from`], [`LegOrigin::write`]):
+//!   every description the server sends is generated from the negotiated model, by whitelist:
+//!   our `o=`, `s=`, `c=`, `t=0 0`, the audio `m=` with its negotiated payload types,
+//!   `a=rtpmap`/`a=fmtp` for them, `a=ptime` (RFC 8866 §6.4), `a=rtcp` (RFC 3605) and the
+//!   direction (RFC 3264 §5.1, §6.1); other streams as port-0 rejections (RFC 3264 §6).
+//!   Nothing else a peer wrote (`a=crypto`, `a=zrtp-hash`, `a=rtcp-fb`, `a=rtcp-xr`, ICE,
+//!   `b=`…) ever leaves the server.
+//! * stable origin per leg with a version bump on change only ([`LegOrigin`], RFC 3264 §8).
 //!
-//! "The audio stream" is the first `m=audio` line with a non-zero port: the relay anchors one
-//! audio stream per call.
+//! "The audio stream" is the first `m=audio` line with a non-zero port and a profile the
+//! engine carries: the relay anchors one audio stream per call.
 
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
@@ -36,6 +46,8 @@ pub const MAX_LINES: usize = 1024;
 pub const MAX_MEDIA: usize = 32;
 /// Largest number of formats on one `m=` line.
 pub const MAX_FORMATS: usize = 128;
+/// The packet time we ask for (`a=ptime`, RFC 8866 §6.4): the engine's 20 ms frame.
+pub const FRAME_MS: u16 = 20;
 
 /// Why an SDP body was refused or could not be negotiated.
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
@@ -58,6 +70,26 @@ pub enum SdpError {
     /// No supported audio codec survived the intersection (the B2BUA answers 488).
     #[error("SDP offers no supported audio codec")]
     NoCommonCodec,
+    /// Audio is offered only over a transport profile the engine cannot terminate (SRTP,
+    /// unknown): the B2BUA answers 488 rather than relay it blind.
+    #[error("SDP offers audio only over {0}, which this server does not carry (no SRTP yet)")]
+    UnsupportedProfile(String),
+}
+
+/// What an `m=` line's transport protocol (RFC 8866 §5.14 `<proto>`) means to the engine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Profile {
+    /// `RTP/AVP` (RFC 3551): carried.
+    Avp,
+    /// `RTP/AVPF` (RFC 4585): carried, answered as `RTP/AVPF` (the profile of an answer must
+    /// match the offer's, RFC 3264 §6) but without `a=rtcp-fb`: RTCP is terminated per leg and
+    /// no feedback is honoured, which RFC 4585 §4.2 allows.
+    Avpf,
+    /// SRTP: `RTP/SAVP` (RFC 3711), `RTP/SAVPF` (RFC 5124), `UDP/TLS/RTP/SAVP(F)` (RFC 5764).
+    /// Not carried until the engine terminates SRTP.
+    Secure,
+    /// Anything else (`udp`, `TCP/RTP/AVP`, …): not carried.
+    Other,
 }
 
 /// A parsed SDP session description (RFC 8866 §5).
@@ -161,11 +193,38 @@ pub struct Codec {
 }
 
 /// The origin one leg of the B2BUA presents: stable username and session id, version bumped
-/// whenever the description sent on that leg changes (RFC 3264 §8).
+/// whenever the description sent on that leg changes and only then (RFC 3264 §8). One per side
+/// of a call, fixed for the call.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LegOrigin {
     origin: Origin,
     last: Option<Vec<u8>>,
+}
+
+impl SdpError {
+    /// The Warning code (RFC 3261 §20.43) a 488 for this error carries: 302 "Incompatible
+    /// transport protocol" for a profile we do not carry, 304 "Media type not available"
+    /// without audio, 305 "Incompatible media format" without a common codec, 399 otherwise.
+    pub fn warn_code(&self) -> u16 {
+        match self {
+            SdpError::UnsupportedProfile(_) => 302,
+            SdpError::NoAudio => 304,
+            SdpError::NoCommonCodec => 305,
+            _ => 399,
+        }
+    }
+
+    /// The Warning header value (RFC 3261 §20.43): `<code> <agent> "<text>"`, the text
+    /// being this error's message with quotes and backslashes removed.
+    pub fn warning(&self, agent: &str) -> String {
+        let text: String = self
+            .to_string()
+            .chars()
+            .filter(|c| !matches!(c, '"' | '\\'))
+            .take(200)
+            .collect();
+        format!("{} {agent} \"{text}\"", self.warn_code())
+    }
 }
 
 impl SessionDescription {
@@ -257,11 +316,12 @@ impl SessionDescription {
         self.to_string().into_bytes()
     }
 
-    /// Index in [`Self::media`] of the audio stream: the first `m=audio` with a non-zero port.
+    /// Index in [`Self::media`] of the audio stream: the first `m=audio` with a non-zero port
+    /// and a profile the engine carries ([`Profile::is_carried`]).
     pub fn audio_index(&self) -> Option<usize> {
-        self.media
-            .iter()
-            .position(|m| m.media.eq_ignore_ascii_case("audio") && m.port != 0)
+        self.media.iter().position(|m| {
+            m.media.eq_ignore_ascii_case("audio") && m.port != 0 && m.profile().is_carried()
+        })
     }
 
     /// The audio stream, if any.
@@ -361,49 +421,53 @@ impl SessionDescription {
         self.origin.session_version = self.origin.session_version.wrapping_add(1);
     }
 
-    /// Rewrites the description so that the audio goes through our relay at `ip:rtp_port`:
-    /// * `o=` address and every `c=` (session and media level) become `ip` (`IN IP4`/`IN IP6`);
-    ///   media without any connection get one;
-    /// * the audio `m=` port becomes `rtp_port`; an `a=rtcp` on it becomes `rtp_port + 1`,
-    ///   other `a=rtcp` lines are dropped;
-    /// * ICE attributes (RFC 8839: candidate, ufrag, pwd, options, lite, …) and `rtcp-mux`
-    ///   (RFC 5761) are removed everywhere: we are a plain RTP anchor with separate RTCP;
-    /// * an RFC 2543 hold (`c=0.0.0.0`) is kept meaningful by writing the direction it
-    ///   implied as an attribute (`a=sendonly` / `a=inactive`).
+    /// The description this server sends, written from `model` (an offer or answer already
+    /// negotiated: intersected, widened or narrowed) with our media at `ip:rtp_port`. A
+    /// whitelist (RFC 8866 §5, RFC 3264 §5, §6):
+    /// * `v=0`, the model's `o=` (replace it with [`LegOrigin::apply`]) at `ip`,
+    ///   `s=switchboard`, session-level `c=` with `ip`, `t=0 0`;
+    /// * the audio stream: `m=audio <rtp_port> RTP/AVP|RTP/AVPF` with the model's payload
+    ///   types that we relay, an `a=rtpmap` and (if the model has one) `a=fmtp` for each,
+    ///   `a=ptime:20` (the engine's frame, whatever the peer packetises: so an answer does not
+    ///   change between the 18x and the 2xx), `a=rtcp:<rtp_port + 1>` (RFC 3605: the engine
+    ///   terminates RTCP there) and the model's direction, always written out (an RFC 2543
+    ///   `c=0.0.0.0` hold becomes `a=sendonly`/`a=inactive`);
+    /// * every other `m=` line rejected: port 0, same media, profile and formats, no lines.
     ///
-    /// The session version is not changed: call [`Self::bump_version`] or use [`LegOrigin`].
-    pub fn rewrite_for_relay(&mut self, ip: IpAddr, rtp_port: u16) {
-        let held_by_address = self.connection_addr().is_some_and(|a| a.is_unspecified());
-        let direction = self.direction();
-        let audio = self.audio_index();
-
-        self.origin.nettype = "IN".to_owned();
-        self.origin.addrtype = addrtype(ip).to_owned();
-        self.origin.address = ip.to_string();
-
-        let session_has_c = rewrite_lines(&mut self.session, ip);
-        for (i, m) in self.media.iter_mut().enumerate() {
-            let had_rtcp = find_attribute(&m.lines, "rtcp").is_some();
-            let has_c = rewrite_lines(&mut m.lines, ip);
-            if !has_c && !session_has_c {
-                let at = usize::from(matches!(
-                    m.lines.first(),
-                    Some(Line::Other { kind: 'i', .. })
-                ));
-                m.lines.insert(at, Line::Connection(Connection::new(ip)));
-            }
-            if Some(i) == audio {
-                m.port = rtp_port;
-                m.port_count = None;
-                if had_rtcp {
-                    let rtcp = rtp_port.wrapping_add(1);
-                    m.lines
-                        .push(Line::Attribute(Attribute::new("rtcp", rtcp.to_string())));
+    /// Nothing else of the model is copied: no `a=crypto`, `a=zrtp-hash`, `a=rtcp-fb`,
+    /// `a=rtcp-xr`, ICE, `b=`, `i=` or session-level attributes.
+    pub fn written_from(model: &SessionDescription, ip: IpAddr, rtp_port: u16) -> Self {
+        let audio = model.audio_index();
+        let media = model
+            .media
+            .iter()
+            .enumerate()
+            .map(|(i, m)| {
+                if Some(i) == audio {
+                    model.written_audio(m, rtp_port)
+                } else {
+                    MediaDescription::rejected(m)
                 }
-            }
-        }
-        if held_by_address && audio.is_some() {
-            self.set_direction(direction);
+            })
+            .collect();
+        let mut origin = model.origin.clone();
+        origin.nettype = "IN".to_owned();
+        origin.addrtype = addrtype(ip).to_owned();
+        origin.address = ip.to_string();
+        Self {
+            origin,
+            session: vec![
+                Line::Other {
+                    kind: 's',
+                    value: "switchboard".to_owned(),
+                },
+                Line::Connection(Connection::new(ip)),
+                Line::Other {
+                    kind: 't',
+                    value: "0 0".to_owned(),
+                },
+            ],
+            media,
         }
     }
 
@@ -414,8 +478,20 @@ impl SessionDescription {
     /// without an audio stream and [`SdpError::NoCommonCodec`] if no audio codec
     /// (telephone-event alone does not count) survives; the description is then left
     /// unchanged.
+    ///
+    /// An offer whose only audio streams use a profile we do not carry (SRTP, unknown) fails
+    /// with [`SdpError::UnsupportedProfile`]; with several audio streams, the first one we
+    /// carry is kept and the others are rejected.
     pub fn intersect_supported(&mut self) -> Result<(), SdpError> {
-        let audio = self.audio_index().ok_or(SdpError::NoAudio)?;
+        let Some(audio) = self.audio_index() else {
+            let refused = self.media.iter().find(|m| {
+                m.media.eq_ignore_ascii_case("audio") && m.port != 0 && !m.profile().is_carried()
+            });
+            return Err(match refused {
+                Some(m) => SdpError::UnsupportedProfile(m.proto.clone()),
+                None => SdpError::NoAudio,
+            });
+        };
         let codecs = self.codecs();
         let keep: Vec<u8> = codecs
             .iter()
@@ -478,6 +554,50 @@ impl SessionDescription {
                 }
             })
             .collect()
+    }
+
+    /// The audio `m=` section we write for `m` (this description's audio stream).
+    fn written_audio(&self, m: &MediaDescription, rtp_port: u16) -> MediaDescription {
+        let codecs: Vec<Codec> = self
+            .codecs()
+            .into_iter()
+            .filter(|c| c.supported().is_some())
+            .collect();
+        let proto = match m.profile() {
+            Profile::Avpf => "RTP/AVPF",
+            _ => "RTP/AVP",
+        };
+        let mut lines = Vec::new();
+        for c in &codecs {
+            let mut map = format!("{} {}/{}", c.payload_type, c.encoding, c.clock_rate);
+            if c.channels != 1 {
+                map.push_str(&format!("/{}", c.channels));
+            }
+            lines.push(Line::Attribute(Attribute::new("rtpmap", map)));
+            if let Some(fmtp) = c.fmtp.as_deref().filter(|f| !f.is_empty()) {
+                lines.push(Line::Attribute(Attribute::new(
+                    "fmtp",
+                    format!("{} {fmtp}", c.payload_type),
+                )));
+            }
+        }
+        lines.push(Line::Attribute(Attribute::new(
+            "ptime",
+            FRAME_MS.to_string(),
+        )));
+        lines.push(Line::Attribute(Attribute::new(
+            "rtcp",
+            rtp_port.wrapping_add(1).to_string(),
+        )));
+        lines.push(Line::Attribute(Attribute::flag(self.direction().as_str())));
+        MediaDescription {
+            media: "audio".to_owned(),
+            port: rtp_port,
+            port_count: None,
+            proto: proto.to_owned(),
+            formats: codecs.iter().map(|c| c.payload_type.to_string()).collect(),
+            lines,
+        }
     }
 }
 
@@ -669,6 +789,48 @@ impl MediaDescription {
     pub fn attribute(&self, name: &str) -> Option<&Attribute> {
         find_attribute(&self.lines, name)
     }
+
+    /// What this section's transport protocol means to the engine.
+    pub fn profile(&self) -> Profile {
+        Profile::of(&self.proto)
+    }
+
+    /// This section rejected (RFC 3264 §6): port 0, same media, profile and formats, no
+    /// attributes.
+    fn rejected(m: &MediaDescription) -> Self {
+        let formats = if m.formats.is_empty() {
+            vec!["0".to_owned()]
+        } else {
+            m.formats.clone()
+        };
+        Self {
+            media: m.media.clone(),
+            port: 0,
+            port_count: None,
+            proto: m.proto.clone(),
+            formats,
+            lines: Vec::new(),
+        }
+    }
+}
+
+impl Profile {
+    /// Reads an `m=` line's `<proto>` (compared without case).
+    pub fn of(proto: &str) -> Self {
+        let p = proto.to_ascii_uppercase();
+        match p.as_str() {
+            "RTP/AVP" => Profile::Avp,
+            "RTP/AVPF" => Profile::Avpf,
+            "RTP/SAVP" | "RTP/SAVPF" | "UDP/TLS/RTP/SAVP" | "UDP/TLS/RTP/SAVPF"
+            | "TCP/TLS/RTP/SAVP" | "TCP/TLS/RTP/SAVPF" => Profile::Secure,
+            _ => Profile::Other,
+        }
+    }
+
+    /// Whether the engine terminates this profile (plain RTP).
+    pub fn is_carried(self) -> bool {
+        matches!(self, Profile::Avp | Profile::Avpf)
+    }
 }
 
 impl fmt::Display for MediaDescription {
@@ -775,6 +937,16 @@ impl LegOrigin {
         &self.origin
     }
 
+    /// The body this leg gets for `model`: [`SessionDescription::written_from`] with our media
+    /// at `ip:rtp_port`, under this leg's origin (version bumped only if the body changed).
+    pub fn write(&mut self, model: &SessionDescription, ip: IpAddr, rtp_port: u16) -> Vec<u8> {
+        let mut sdp = SessionDescription::written_from(model, ip, rtp_port);
+        self.origin.addrtype = addrtype(ip).to_owned();
+        self.origin.address = ip.to_string();
+        self.apply(&mut sdp);
+        sdp.to_bytes()
+    }
+
     /// Puts this leg's origin on `sdp`, bumping the version if the description differs from
     /// the one last sent on this leg, so repeated identical descriptions keep their version.
     pub fn apply(&mut self, sdp: &mut SessionDescription) {
@@ -862,36 +1034,6 @@ fn static_payload_type(pt: u8) -> Option<(&'static str, u32)> {
         18 => ("G729", 8000),
         _ => return None,
     })
-}
-
-/// Replaces every `c=` with ours, drops ICE, rtcp-mux and rtcp attributes; says whether a `c=`
-/// was there.
-fn rewrite_lines(lines: &mut Vec<Line>, ip: IpAddr) -> bool {
-    let mut had_c = false;
-    lines.retain_mut(|line| match line {
-        Line::Connection(c) => {
-            *c = Connection::new(ip);
-            had_c = true;
-            true
-        }
-        Line::Attribute(a) => !matches!(
-            a.name.as_str(),
-            "candidate"
-                | "remote-candidates"
-                | "end-of-candidates"
-                | "ice-ufrag"
-                | "ice-pwd"
-                | "ice-options"
-                | "ice-lite"
-                | "ice-mismatch"
-                | "ice-pacing"
-                | "rtcp-mux"
-                | "rtcp-mux-only"
-                | "rtcp"
-        ),
-        Line::Other { .. } => true,
-    });
-    had_c
 }
 
 #[cfg(test)]
@@ -1022,48 +1164,217 @@ a=sendrecv\n";
     }
 
     #[test]
-    fn rewrite_for_relay_sets_our_address_and_strips_ice() {
+    fn written_sdp_has_our_address_and_none_of_the_peers_ice() {
         let mut sdp = parse(BARESIP_OFFER);
+        sdp.intersect_supported().expect("supported");
         let ip: IpAddr = "203.0.113.7".parse().unwrap();
-        let version = sdp.origin.session_version;
-        sdp.rewrite_for_relay(ip, 30000);
-        assert_eq!(sdp.origin.address, "203.0.113.7");
-        assert_eq!(sdp.origin.session_version, version);
-        assert_eq!(sdp.rtp_addr(), Some("203.0.113.7:30000".parse().unwrap()));
-        assert_eq!(sdp.rtcp_addr(), Some("203.0.113.7:30001".parse().unwrap()));
-        let text = sdp.to_string();
-        for gone in ["ice-", "candidate", "rtcp-mux", "10.0.0.5", "a=rtcp:10001"] {
+        let ours = SessionDescription::written_from(&sdp, ip, 30000);
+        assert_eq!(ours.origin.address, "203.0.113.7");
+        assert_eq!(ours.rtp_addr(), Some("203.0.113.7:30000".parse().unwrap()));
+        assert_eq!(ours.rtcp_addr(), Some("203.0.113.7:30001".parse().unwrap()));
+        let text = ours.to_string();
+        for gone in [
+            "ice-",
+            "candidate",
+            "rtcp-mux",
+            "10.0.0.5",
+            "a=rtcp:10001",
+            "a=label",
+            "a=tool",
+            "b=AS",
+        ] {
             assert!(!text.contains(gone), "{gone} still in {text}");
         }
         assert!(text.contains("a=rtcp:30001\r\n"));
-        assert!(text.contains("a=label:1\r\n"), "uninterpreted lines kept");
-        sdp.bump_version();
-        assert_eq!(sdp.origin.session_version, version + 1);
+        assert!(text.contains("m=video 0 RTP/AVP 97\r\n"), "{text}");
+        assert_eq!(SessionDescription::parse(&ours.to_bytes()), Ok(ours));
     }
 
     #[test]
-    fn ipv6_connection_is_read_and_rewritten_as_ip6() {
-        let mut sdp = parse(
+    fn written_sdp_is_exactly_the_whitelist() {
+        let sdp = parse(SIPP_OFFER);
+        let ip: IpAddr = "198.51.100.1".parse().unwrap();
+        let ours = SessionDescription::written_from(&sdp, ip, 20000);
+        assert_eq!(
+            ours.to_string(),
+            "v=0\r\no=user1 53655765 2353687637 IN IP4 198.51.100.1\r\ns=switchboard\r\n\
+             c=IN IP4 198.51.100.1\r\nt=0 0\r\nm=audio 20000 RTP/AVP 0 8 101\r\n\
+             a=rtpmap:0 PCMU/8000\r\na=rtpmap:8 PCMA/8000\r\n\
+             a=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-15\r\na=ptime:20\r\n\
+             a=rtcp:20001\r\na=sendrecv\r\n"
+        );
+    }
+
+    #[test]
+    fn ipv6_connection_is_read_and_written_as_ip6() {
+        let sdp = parse(
             "v=0\r\no=- 1 1 IN IP6 2001:db8::1\r\ns=-\r\nt=0 0\r\n\
              m=audio 4000 RTP/AVP 8\r\nc=IN IP6 2001:db8::1\r\n",
         );
         assert_eq!(sdp.connection_addr(), Some("2001:db8::1".parse().unwrap()));
         assert_eq!(sdp.rtp_addr(), Some("[2001:db8::1]:4000".parse().unwrap()));
-        sdp.rewrite_for_relay(IpAddr::V4(Ipv4Addr::new(198, 51, 100, 1)), 20000);
-        let text = sdp.to_string();
+        let v4 = SessionDescription::written_from(
+            &sdp,
+            IpAddr::V4(Ipv4Addr::new(198, 51, 100, 1)),
+            20000,
+        );
+        let text = v4.to_string();
         assert!(text.contains("o=- 1 1 IN IP4 198.51.100.1\r\n"));
         assert!(text.contains("c=IN IP4 198.51.100.1\r\n"));
-        sdp.rewrite_for_relay(IpAddr::V6(Ipv6Addr::LOCALHOST), 20002);
-        assert!(sdp.to_string().contains("c=IN IP6 ::1\r\n"));
+        assert!(!text.contains("2001:db8"));
+        let v6 = SessionDescription::written_from(&sdp, IpAddr::V6(Ipv6Addr::LOCALHOST), 20002);
+        assert!(v6.to_string().contains("c=IN IP6 ::1\r\n"));
     }
 
     #[test]
-    fn media_without_connection_gets_one_on_rewrite() {
-        let mut sdp =
+    fn media_without_connection_gets_ours_when_written() {
+        let sdp =
             parse("v=0\r\no=- 1 1 IN IP4 1.2.3.4\r\ns=-\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0\r\n");
         assert_eq!(sdp.connection_addr(), None);
-        sdp.rewrite_for_relay("10.1.1.1".parse().unwrap(), 5000);
-        assert_eq!(sdp.rtp_addr(), Some("10.1.1.1:5000".parse().unwrap()));
+        let ours = SessionDescription::written_from(&sdp, "10.1.1.1".parse().unwrap(), 5000);
+        assert_eq!(ours.rtp_addr(), Some("10.1.1.1:5000".parse().unwrap()));
+    }
+
+    const LINPHONE_SRTP_OFFER: &str = "v=0\r\n\
+o=1001 3240 1571 IN IP4 192.0.2.20\r\n\
+s=Talk\r\n\
+c=IN IP4 192.0.2.20\r\n\
+t=0 0\r\n\
+a=rtcp-xr:rcvr-rtt=all:10000 stat-summary=loss,dup,jitt,TTL voip-metrics\r\n\
+m=audio 7078 RTP/SAVP 96 0 8 101\r\n\
+a=rtpmap:96 opus/48000/2\r\n\
+a=fmtp:96 useinbandfec=1\r\n\
+a=rtpmap:101 telephone-event/8000\r\n\
+a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:WVNfX19zZW1jdGwgKCkgewkyMjA7fQp9CnVubGVz\r\n\
+a=crypto:2 AES_CM_128_HMAC_SHA1_32 inline:NzB4d1BINUAvLEw6UzF3WSJ+PSdFcGdUJShpX1Zj\r\n\
+a=rtcp-fb:* trr-int 1000\r\n\
+a=rtcp-fb:* ccm tmmbr\r\n";
+
+    #[test]
+    fn savp_offer_with_crypto_is_refused() {
+        let mut sdp = parse(LINPHONE_SRTP_OFFER);
+        let before = sdp.clone();
+        let err = sdp.intersect_supported().expect_err("SRTP is not carried");
+        assert_eq!(err, SdpError::UnsupportedProfile("RTP/SAVP".into()));
+        assert_eq!(sdp, before, "left unchanged");
+        assert_eq!(sdp.audio_index(), None);
+        assert_eq!(err.warn_code(), 302);
+        let warning = err.warning("switchboard");
+        assert!(warning.starts_with("302 switchboard \"SDP offers audio only over RTP/SAVP"));
+        assert!(warning.ends_with('"'));
+    }
+
+    #[test]
+    fn savpf_dtls_and_unknown_profiles_are_refused() {
+        for proto in ["RTP/SAVPF", "UDP/TLS/RTP/SAVPF", "TCP/RTP/AVP", "udp"] {
+            let mut sdp = parse(&LINPHONE_SRTP_OFFER.replace("RTP/SAVP", proto));
+            assert_eq!(
+                sdp.intersect_supported(),
+                Err(SdpError::UnsupportedProfile(proto.into())),
+                "{proto}"
+            );
+        }
+        let mut avpf = parse(&LINPHONE_SRTP_OFFER.replace("RTP/SAVP", "RTP/AVPF"));
+        assert_eq!(avpf.intersect_supported(), Ok(()));
+    }
+
+    #[test]
+    fn offer_without_audio_warns_304_and_without_codec_305() {
+        let mut video = parse(
+            "v=0\r\no=- 1 1 IN IP4 1.2.3.4\r\ns=-\r\nc=IN IP4 1.2.3.4\r\nt=0 0\r\n\
+             m=video 4000 RTP/AVP 97\r\n",
+        );
+        let err = video.intersect_supported().expect_err("no audio");
+        assert_eq!((err.clone(), err.warn_code()), (SdpError::NoAudio, 304));
+        let mut g729 = parse(
+            "v=0\r\no=- 1 1 IN IP4 1.2.3.4\r\ns=-\r\nc=IN IP4 1.2.3.4\r\nt=0 0\r\n\
+             m=audio 4000 RTP/AVP 18\r\n",
+        );
+        let err = g729.intersect_supported().expect_err("no codec");
+        assert_eq!(err.warn_code(), 305);
+    }
+
+    #[test]
+    fn of_several_audio_streams_the_plain_one_is_carried_and_the_srtp_one_rejected() {
+        // The RFC 3264 "two m-lines" way of offering SRTP with a plain fallback.
+        let body = format!(
+            "{LINPHONE_SRTP_OFFER}m=audio 7080 RTP/AVP 0 101\r\na=rtpmap:101 telephone-event/8000\r\n"
+        );
+        let mut sdp = parse(&body);
+        sdp.intersect_supported()
+            .expect("the plain stream is usable");
+        assert_eq!(sdp.audio_index(), Some(1));
+        assert_eq!(sdp.media_port(), Some(7080));
+        assert_eq!(sdp.media[0].port, 0, "SRTP stream rejected");
+        let ours = SessionDescription::written_from(&sdp, "203.0.113.7".parse().unwrap(), 30000);
+        let text = ours.to_string();
+        assert!(
+            text.contains("m=audio 0 RTP/SAVP 96 0 8 101\r\nm=audio 30000 RTP/AVP 0 101\r\n"),
+            "{text}"
+        );
+        assert!(!text.contains("crypto"), "{text}");
+    }
+
+    #[test]
+    fn crypto_and_zrtp_hash_never_leave_on_an_avp_line() {
+        // Best-effort SRTP (SDES keys on a plain RTP/AVP line) and ZRTP: answered plain.
+        let body = LINPHONE_SRTP_OFFER.replace("RTP/SAVP", "RTP/AVP").replace(
+            "a=rtcp-fb:* ccm tmmbr\r\n",
+            "a=rtcp-fb:* ccm tmmbr\r\na=zrtp-hash:1.10 1d7f2bb9e7b2ab6b8a1d3b5c0b0b8a9e\r\n",
+        );
+        let mut sdp = parse(&body);
+        sdp.intersect_supported().expect("plain RTP offer");
+        let text = SessionDescription::written_from(&sdp, "203.0.113.7".parse().unwrap(), 30000)
+            .to_string();
+        for gone in ["crypto", "zrtp", "rtcp-fb", "rtcp-xr", "Talk"] {
+            assert!(!text.contains(gone), "{gone} in {text}");
+        }
+        assert!(text.contains("a=rtpmap:96 opus/48000/2\r\na=fmtp:96 useinbandfec=1\r\n"));
+    }
+
+    #[test]
+    fn avpf_stays_avpf_without_feedback_lines() {
+        let mut sdp = parse(&LINPHONE_SRTP_OFFER.replace("RTP/SAVP", "RTP/AVPF"));
+        sdp.intersect_supported().expect("AVPF is carried");
+        let text = SessionDescription::written_from(&sdp, "203.0.113.7".parse().unwrap(), 30000)
+            .to_string();
+        assert!(
+            text.contains("m=audio 30000 RTP/AVPF 96 0 8 101\r\n"),
+            "{text}"
+        );
+        assert!(!text.contains("rtcp-fb"), "{text}");
+    }
+
+    #[test]
+    fn o_line_version_grows_only_when_the_sdp_changes() {
+        let ip: IpAddr = "203.0.113.7".parse().unwrap();
+        let mut leg = LegOrigin::new("switchboard", 4242, ip);
+        let model = parse(SIPP_OFFER);
+        let first = parse_bytes(&leg.write(&model, ip, 30000));
+        assert_eq!(
+            first.origin.to_string(),
+            "o=switchboard 4242 4242 IN IP4 203.0.113.7"
+        );
+        let again = parse_bytes(&leg.write(&model, ip, 30000));
+        assert_eq!(again, first, "resent unchanged: same bytes, same version");
+        // The peer's own origin changing does not change what we send.
+        let mut bumped = model.clone();
+        bumped.bump_version();
+        assert_eq!(parse_bytes(&leg.write(&bumped, ip, 30000)), first);
+        let mut held = model.clone();
+        held.set_direction(Direction::SendOnly);
+        let held = parse_bytes(&leg.write(&held, ip, 30000));
+        assert_eq!(held.origin.session_version, 4243);
+        assert_eq!(held.origin.session_id, "4242");
+        let resumed = parse_bytes(&leg.write(&model, ip, 30000));
+        assert_eq!(
+            resumed.origin.session_version, 4244,
+            "a change back is a change"
+        );
+    }
+
+    fn parse_bytes(b: &[u8]) -> SessionDescription {
+        SessionDescription::parse(b).expect("our SDP parses")
     }
 
     #[test]
@@ -1088,16 +1399,17 @@ a=sendrecv\n";
         );
         assert!(!overridden.is_hold());
         let rfc2543 = base.replace("c=IN IP4 192.0.2.1", "c=IN IP4 0.0.0.0");
-        let mut old_hold = parse(&format!("{rfc2543}m=audio 4000 RTP/AVP 0\r\n"));
+        let old_hold = parse(&format!("{rfc2543}m=audio 4000 RTP/AVP 0\r\n"));
         assert_eq!(old_hold.direction(), Direction::SendOnly);
         assert!(old_hold.is_hold());
-        old_hold.rewrite_for_relay("192.0.2.99".parse().unwrap(), 6000);
+        let written =
+            SessionDescription::written_from(&old_hold, "192.0.2.99".parse().unwrap(), 6000);
         assert_eq!(
-            old_hold.direction(),
+            written.direction(),
             Direction::SendOnly,
             "hold survives the rewrite"
         );
-        assert!(old_hold.to_string().contains("a=sendonly\r\n"));
+        assert!(written.to_string().contains("a=sendonly\r\n"));
     }
 
     #[test]

@@ -29,7 +29,7 @@ use crate::media::engine::{MediaCommand, MediaEvent, MediaReport, MediaSession, 
 use crate::media::negotiate::{self, LegMedia};
 use crate::media::ports::Leg;
 use crate::media::recorder::{ChannelMode, Recorder, RecordingSpec};
-use crate::media::sdp::{Direction as SdpDirection, SessionDescription};
+use crate::media::sdp::{Direction as SdpDirection, LegOrigin, SessionDescription};
 use crate::media::tone::ToneKind;
 use crate::sip::dialog::DialogKey;
 use crate::sip::dialog::{Dialog, new_call_id, new_tag, response_with_tag};
@@ -147,6 +147,9 @@ struct Call {
     pending_speech: Option<u64>,
     /// The SDP answer the caller got in early media (18x), if any.
     a_early_sdp: Option<Bytes>,
+    /// The origin of the SDP we send to each side (caller, callee): one session id per side
+    /// for the call, its version bumped only when what we send changes (RFC 3264 §8).
+    sdp_out: [LegOrigin; 2],
     /// A call the server placed: its INVITE to leg A, while it rings.
     outbound: Option<control::Outbound>,
     /// Dial this extension once the flow may (a placed call's `connect_to`).
@@ -223,6 +226,7 @@ impl Call {
         from: Peer,
     ) -> Call {
         let ctx_no_answer = ctx.no_answer_timeout;
+        let media_ip = ctx.media_ip;
         let (media_tx, media_events) = mpsc::unbounded_channel();
         let (ivr_tx, ivr_rx) = mpsc::unbounded_channel();
         Call {
@@ -275,6 +279,8 @@ impl Call {
             transfers: 0,
             pending_speech: None,
             a_early_sdp: None,
+            sdp_out: [0, 1]
+                .map(|_| LegOrigin::new("switchboard", u64::from(rand::random::<u32>()), media_ip)),
             outbound: None,
             pending_connect: None,
             connecting: false,
@@ -349,14 +355,11 @@ impl Call {
         let sdp = self.caller_offer()?;
         let session = self.open_media(2)?;
         point_media(&session, Leg::A, &sdp);
-        let mut offer = sdp.clone();
-        if self.ctx.media.transcoding {
-            negotiate::widen_offer(&mut offer);
-        }
-        offer.rewrite_for_relay(self.ctx.media_ip, session.local_port(Leg::B));
+        let offer = negotiate::relay_offer(&sdp, self.ctx.media.transcoding);
+        let body = self.sdp_out[1].write(&offer, self.ctx.media_ip, session.local_port(Leg::B));
         self.media = Some(session);
         self.a_offer = Some(sdp);
-        Ok(Bytes::from(offer.to_bytes()))
+        Ok(Bytes::from(body))
     }
 
     /// The caller's SDP offer, intersected with what we support.
@@ -387,11 +390,12 @@ impl Call {
     /// Answers the caller ourselves and joins it to conference room `room`.
     fn answer_conference(&mut self, caller_ext: Option<&str>, target: &str, room: String) -> bool {
         let answer = self.caller_offer().and_then(|offer| {
-            let (mut answer, media) =
+            let (answer, media) =
                 negotiate::early_answer(&offer).ok_or(StatusCode::NOT_ACCEPTABLE_HERE)?;
             let session = self.open_media(1)?;
             point_media(&session, Leg::A, &offer);
-            answer.rewrite_for_relay(self.ctx.media_ip, session.local_port(Leg::A));
+            let body =
+                self.sdp_out[0].write(&answer, self.ctx.media_ip, session.local_port(Leg::A));
             session.command(MediaCommand::SetMedia {
                 leg: Leg::A,
                 media: Some(media),
@@ -399,7 +403,7 @@ impl Call {
             let room = self.ctx.media.rooms.get_or_create(&room);
             session.command(MediaCommand::JoinConference { room, leg: Leg::A });
             self.media = Some(session);
-            Ok(Bytes::from(answer.to_bytes()))
+            Ok(Bytes::from(body))
         });
         let body = match answer {
             Ok(body) => body,
@@ -865,6 +869,8 @@ impl Call {
         self.b_answered = true;
         self.send_ack(Side::Callee, 1);
         if !self.answered {
+            // An answer already given in an unreliable 18x is the answer (RFC 6337 §3.1).
+            let body = self.a_early_sdp.clone().unwrap_or(body);
             self.answer_caller(body);
         }
         if self.ctx.media.record_calls && self.recording.is_none() {
@@ -917,16 +923,16 @@ impl Call {
             );
         }
         self.a_promised = Some(a);
-        sdp.rewrite_for_relay(self.ctx.media_ip, media.local_port(Leg::A));
-        Some(Bytes::from(sdp.to_bytes()))
+        let body = self.sdp_out[0].write(&sdp, self.ctx.media_ip, media.local_port(Leg::A));
+        Some(Bytes::from(body))
     }
 
     /// Answers the caller's offer for early media and plays ringback; the SDP for the 180.
     fn start_ringback(&mut self) -> Option<Bytes> {
         let media = self.media.as_ref()?;
-        let (mut sdp, a) = negotiate::early_answer(self.a_offer.as_ref()?)?;
-        sdp.rewrite_for_relay(self.ctx.media_ip, media.local_port(Leg::A));
-        let body = Bytes::from(sdp.to_bytes());
+        let (sdp, a) = negotiate::early_answer(self.a_offer.as_ref()?)?;
+        let body =
+            Bytes::from(self.sdp_out[0].write(&sdp, self.ctx.media_ip, media.local_port(Leg::A)));
         if self.ringback {
             // Already ringing: the same answer again (RFC 3264 §8: unchanged).
             return Some(body);
@@ -1195,12 +1201,11 @@ impl Call {
                 return self.respond_in_dialog(tx, &req, StatusCode::SERVER_ERROR);
             };
             point_media(media, leg_of(side), &sdp);
-            offer = Some(sdp.clone());
-            if self.ctx.media.transcoding {
-                negotiate::widen_offer(&mut sdp);
-            }
-            sdp.rewrite_for_relay(self.ctx.media_ip, media.local_port(leg_of(other(side))));
-            Bytes::from(sdp.to_bytes())
+            let relayed = negotiate::relay_offer(&sdp, self.ctx.media.transcoding);
+            let to = usize::from(other(side) == Side::Callee);
+            let port = media.local_port(leg_of(other(side)));
+            offer = Some(sdp);
+            Bytes::from(self.sdp_out[to].write(&relayed, self.ctx.media_ip, port))
         };
         let target = other(side);
         let Some(d) = self.dialog_mut(target) else {
@@ -1261,7 +1266,7 @@ impl Call {
                     Some((sdp, offerer, answerer, offer.direction()))
                 });
             match narrowed {
-                Some((mut sdp, offerer, answerer, direction)) => {
+                Some((sdp, offerer, answerer, direction)) => {
                     point_media(media, leg_of(to_side), &sdp);
                     media.command(MediaCommand::SetMedia {
                         leg: leg_of(r.from),
@@ -1289,8 +1294,9 @@ impl Call {
                     if self.a_promised.is_some() && r.from == Side::Caller {
                         self.a_promised = Some(offerer);
                     }
-                    sdp.rewrite_for_relay(self.ctx.media_ip, media.local_port(leg_of(r.from)));
-                    Bytes::from(sdp.to_bytes())
+                    let from = usize::from(r.from == Side::Callee);
+                    let port = media.local_port(leg_of(r.from));
+                    Bytes::from(self.sdp_out[from].write(&sdp, self.ctx.media_ip, port))
                 }
                 None => {
                     return self.respond_in_dialog(r.tx, &r.req, StatusCode::NOT_ACCEPTABLE_HERE);
@@ -1351,7 +1357,13 @@ impl Call {
     }
 
     fn respond_in_dialog(&mut self, tx: TxId, req: &Request, status: StatusCode) {
-        self.ep.respond(tx, Response::from_request(req, status));
+        let mut resp = Response::from_request(req, status);
+        if status == StatusCode::NOT_ACCEPTABLE_HERE
+            && let Some(warning) = negotiate::offer_warning(&req.body)
+        {
+            resp.headers.push("Warning", warning);
+        }
+        self.ep.respond(tx, resp);
     }
 
     fn side_of(&self, req: &Request) -> Option<Side> {
@@ -1500,6 +1512,12 @@ impl Call {
             resp.headers
                 .push("Contact", self.ep.local.contact(self.caller_peer.transport));
             resp.headers.push("Allow", crate::sip::endpoint::ALLOW);
+        }
+        if status == StatusCode::NOT_ACCEPTABLE_HERE
+            && let Some(warning) = negotiate::offer_warning(&self.invite.body)
+        {
+            // Why the offer is refused, e.g. SRTP we do not carry (RFC 3261 §20.43).
+            resp.headers.push("Warning", warning);
         }
         resp
     }

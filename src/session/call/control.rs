@@ -129,16 +129,11 @@ impl Call {
     fn start_outbound(&mut self, req: OriginateRequest, targets: &[Location]) {
         self.finished_a = true;
         let session = self.open_media(2);
-        let body = session.as_ref().ok().and_then(|session| {
-            let ip = self.ctx.media_ip;
-            let family = if ip.is_ipv4() { "IP4" } else { "IP6" };
+        let body = session.as_ref().ok().map(|session| {
             let port = session.local_port(Leg::A);
-            let version = crate::clock::unix_ms();
-            let text = format!(
-                "v=0\r\no=switchboard {version} 1 IN {family} {ip}\r\ns=switchboard\r\nc=IN {family} {ip}\r\nt=0 0\r\nm=audio {port} RTP/AVP 0 8 9 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:8 PCMA/8000\r\na=rtpmap:9 G722/8000\r\na=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-16\r\na=ptime:20\r\na=sendrecv\r\n"
-            );
-            let sdp = SessionDescription::parse(text.as_bytes()).ok()?;
-            Some((Bytes::from(text), sdp))
+            let body = self.sdp_out[0].write(&negotiate::server_offer(), self.ctx.media_ip, port);
+            let sdp = SessionDescription::parse(&body).expect("our own SDP parses");
+            (Bytes::from(body), sdp)
         });
         let domain = self.ep.local.domain.clone();
         let call_id = new_call_id();

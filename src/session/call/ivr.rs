@@ -230,7 +230,7 @@ impl Call {
             return true;
         }
         let answer = self.caller_offer().and_then(|offer| {
-            let (mut answer, a) =
+            let (answer, a) =
                 negotiate::early_answer(&offer).ok_or(StatusCode::NOT_ACCEPTABLE_HERE)?;
             if self.media.is_none() {
                 let session = self.open_media(2)?;
@@ -240,14 +240,14 @@ impl Call {
             let Some(media) = &self.media else {
                 return Err(StatusCode::SERVER_ERROR);
             };
-            answer.rewrite_for_relay(self.ctx.media_ip, media.local_port(Leg::A));
+            let body = self.sdp_out[0].write(&answer, self.ctx.media_ip, media.local_port(Leg::A));
             media.command(MediaCommand::SetMedia {
                 leg: Leg::A,
                 media: Some(a),
             });
             self.a_promised = Some(a);
             self.a_offer = Some(offer);
-            Ok(Bytes::from(answer.to_bytes()))
+            Ok(Bytes::from(body))
         });
         match answer {
             Ok(body) => {
@@ -579,18 +579,14 @@ impl Call {
         let offer = if self.media.is_none() {
             self.prepare_media()?
         } else {
-            let mut sdp = match &self.a_offer {
-                Some(sdp) => sdp.clone(),
-                None => self.caller_offer()?,
+            let sdp = match &self.a_offer {
+                Some(sdp) => negotiate::relay_offer(sdp, self.ctx.media.transcoding),
+                None => negotiate::relay_offer(&self.caller_offer()?, self.ctx.media.transcoding),
             };
-            if self.ctx.media.transcoding {
-                negotiate::widen_offer(&mut sdp);
-            }
             let Some(media) = &self.media else {
                 return Err(StatusCode::SERVER_ERROR);
             };
-            sdp.rewrite_for_relay(self.ctx.media_ip, media.local_port(Leg::B));
-            Bytes::from(sdp.to_bytes())
+            Bytes::from(self.sdp_out[1].write(&sdp, self.ctx.media_ip, media.local_port(Leg::B)))
         };
         self.b_offer = Some(offer.clone());
         Ok(offer)
@@ -889,7 +885,7 @@ impl Call {
             }
             Some(sdp)
         };
-        let Some((mut answer, a)) = offer.as_ref().and_then(negotiate::early_answer) else {
+        let Some((answer, a)) = offer.as_ref().and_then(negotiate::early_answer) else {
             return self.respond_in_dialog(tx, &req, StatusCode::NOT_ACCEPTABLE_HERE);
         };
         if let Some(sdp) = &offer
@@ -903,10 +899,10 @@ impl Call {
             self.a_promised = Some(a);
             self.a_offer = offer.clone();
         }
-        answer.rewrite_for_relay(self.ctx.media_ip, media.local_port(Leg::A));
+        let body = self.sdp_out[0].write(&answer, self.ctx.media_ip, media.local_port(Leg::A));
         let Some(peer) = self.a_dialog.as_ref().map(|d| d.peer) else {
             return self.respond_in_dialog(tx, &req, StatusCode::CALL_DOES_NOT_EXIST);
         };
-        self.accept_reinvite(tx, &req, Side::Caller, peer, Bytes::from(answer.to_bytes()));
+        self.accept_reinvite(tx, &req, Side::Caller, peer, Bytes::from(body));
     }
 }
