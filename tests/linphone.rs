@@ -14,6 +14,7 @@
 //! `ipv6_migration_done=1` + `use_ipv6=0` make it bind its SIP port on IPv4 and register at once
 //! in a container without a network monitor. Without `linphonec` on PATH the tests print a
 //! notice and pass (`scripts/install-test-deps` installs `linphone-cli`).
+#![allow(clippy::disallowed_methods)] // a test measures real time, not the server's clock
 
 mod sipp_harness;
 
