@@ -20,6 +20,7 @@ use tokio::time::Instant;
 
 use super::core::answer::{Unacked, UnackedOutput};
 use super::core::fork::{DialId, ForkCommand, ForkSet, cancel_request};
+use super::core::leg::LegIdentity;
 use super::{CallContext, CallHandle, CallInput, CallParty};
 use crate::domain::{HangupCause, better_failure};
 use crate::event::Event;
@@ -731,35 +732,16 @@ impl Call {
             if status == StatusCode::TRYING || !wanted || !self.is_current_fork(i) {
                 return;
             }
-            if status.0 == 180 || status.0 == 183 {
-                self.note_ringing(status);
-            }
-            if self.answered || self.finished_a {
-                if self.answered && !self.b_answered {
-                    self.ringback_while_dialling(status);
-                }
-                return;
-            }
-            let mut out = self.a_response(status);
-            out.reason.clone_from(&resp.reason);
-            if !resp.body.is_empty() {
+            // The callee's early media, narrowed for the caller while it still waits.
+            let early = if !resp.body.is_empty() && self.caller_waits() {
                 match self.answer_for_caller(&resp) {
-                    Some(body) => out.set_body(Some("application/sdp"), body),
+                    Some(body) => Some(body),
                     None => return,
                 }
-                self.b_early = true;
-            } else if status == StatusCode::RINGING && !self.b_early {
-                // No early media from the callee: we play ringback ourselves (RFC 3960 §3).
-                if let Some(body) = self.start_ringback() {
-                    out.set_body(Some("application/sdp"), body);
-                }
-            }
-            if !out.body.is_empty() {
-                // An answer already given in early media: an answer of our own later (the
-                // IVR after a failed dial) repeats it (RFC 6337 §3.1).
-                self.a_early_sdp = Some(out.body.clone());
-            }
-            self.respond_a(out);
+            } else {
+                None
+            };
+            self.callee_progress(status, &resp.reason, early);
             return;
         }
         self.forks.on_final(i);
@@ -772,17 +754,27 @@ impl Call {
             // A fork of a dial already given up (CANCELled after its timeout) or lost.
             return;
         }
+        let dial = self.forks.get(i).map(|f| f.dial);
+        let last = dial.is_some_and(|d| self.forks.dial_done(d));
+        self.callee_failed(resp, last);
+    }
+
+    /// A callee leg of the ringing dial failed with `failure` (a SIP final response, or one a
+    /// leg of another kind stands for, see [`super::core::leg`]); `last`: no other leg of the
+    /// dial is still trying. The best failure is kept ([`better_failure`]); a 6xx ends the
+    /// search at once (RFC 3261 §16.7 step 5: the other legs are cancelled); after the last
+    /// failure the flow goes on with the outcome.
+    fn callee_failed(&mut self, failure: Response, last: bool) {
+        let status = failure.status;
         if better_failure(self.best_failure.as_ref().map(|r| r.status.0), status.0) {
-            self.best_failure = Some(resp);
+            self.best_failure = Some(failure);
             self.best_failure_ours = false;
         }
-        // A 6xx ends the search (§16.7 step 5): cancel the other forks and answer now.
         let global_failure = status.0 >= 600;
         if global_failure {
             self.cancel_forks();
         }
-        let dial = self.forks.get(i).map(|f| f.dial);
-        if global_failure || dial.is_some_and(|d| self.forks.dial_done(d)) {
+        if global_failure || last {
             self.dial_failed();
         }
     }
@@ -866,11 +858,62 @@ impl Call {
             return;
         };
         self.b_dialog = Some(dialog);
-        self.b_answered = true;
         self.send_ack(Side::Callee, 1);
+        let leg = LegIdentity {
+            kind: LegKind::Sip,
+            target,
+            sip_call_id: Some(self.b_call_id.clone()),
+            remote_uri: Some(remote_uri),
+        };
+        self.callee_answered(leg, body);
+    }
+
+    /// Whether the caller still waits for an answer (nobody answered it, no final response).
+    fn caller_waits(&self) -> bool {
+        !self.answered && !self.finished_a
+    }
+
+    /// A callee leg of any kind reports progress (see [`super::core::leg`]): `status` is 180
+    /// (ringing), 183 (early media: `early` is the caller's answer for it) or another 1xx.
+    /// `call.ringing` is written once; a waiting caller hears the callee's early media or our
+    /// ringback (RFC 3960 §3), an answered one (IVR) hears ringback.
+    fn callee_progress(&mut self, status: StatusCode, reason: &str, early: Option<Bytes>) {
+        if status.0 == 180 || status.0 == 183 {
+            self.note_ringing(status);
+        }
+        if !self.caller_waits() {
+            if self.answered && !self.b_answered {
+                self.ringback_while_dialling(status);
+            }
+            return;
+        }
+        let mut out = self.a_response(status);
+        out.reason = reason.to_owned();
+        if let Some(body) = early {
+            out.set_body(Some("application/sdp"), body);
+            self.b_early = true;
+        } else if status == StatusCode::RINGING && !self.b_early {
+            // No early media from the callee: we play ringback ourselves (RFC 3960 §3).
+            if let Some(body) = self.start_ringback() {
+                out.set_body(Some("application/sdp"), body);
+            }
+        }
+        if !out.body.is_empty() {
+            // An answer already given in early media: an answer of our own later (the IVR
+            // after a failed dial) repeats it (RFC 6337 §3.1).
+            self.a_early_sdp = Some(out.body.clone());
+        }
+        self.respond_a(out);
+    }
+
+    /// A callee leg of any kind answered (see [`super::core::leg`]); `answer` is the caller's
+    /// SDP answer for it. The caller is answered (with the early answer if one was sent), the
+    /// leg recorded, the recording started, other legs of the dial cancelled, the flow told.
+    fn callee_answered(&mut self, leg: LegIdentity, answer: Bytes) {
+        self.b_answered = true;
         if !self.answered {
             // An answer already given in an unreliable 18x is the answer (RFC 6337 §3.1).
-            let body = self.a_early_sdp.clone().unwrap_or(body);
+            let body = self.a_early_sdp.clone().unwrap_or(answer);
             self.answer_caller(body);
         }
         if self.ctx.media.record_calls && self.recording.is_none() {
@@ -881,9 +924,9 @@ impl Call {
             leg_id: self.legs[1],
             call_id: self.record_id,
             role: LegRole::Callee,
-            kind: LegKind::Sip,
-            sip_call_id: Some(self.b_call_id.clone()),
-            remote_uri: Some(remote_uri),
+            kind: leg.kind,
+            sip_call_id: leg.sip_call_id,
+            remote_uri: leg.remote_uri,
             started_ms: now,
         }));
         self.ctx.writer.send(StoreCmd::LegAnswered {
@@ -891,7 +934,7 @@ impl Call {
             at_ms: now,
         });
         self.cancel_forks();
-        self.dial_answered(target);
+        self.dial_answered(leg.target);
     }
 
     /// Narrows a callee answer (or early-media SDP) for the caller, rewrites it for our

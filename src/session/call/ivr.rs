@@ -602,10 +602,10 @@ impl Call {
             .as_ref()
             .map(|r| r.status.0)
             .unwrap_or(480);
-        let outcome = match status {
-            486 | 600 | 603 => DialOutcome::Busy,
-            408 | 480 | 487 => DialOutcome::NoAnswer,
-            404 | 410 | 484 | 604 => DialOutcome::Unavailable,
+        let outcome = match HangupCause::from_failure(status) {
+            HangupCause::Busy | HangupCause::Declined => DialOutcome::Busy,
+            HangupCause::NoAnswer | HangupCause::Cancelled => DialOutcome::NoAnswer,
+            HangupCause::NotFound => DialOutcome::Unavailable,
             _ => DialOutcome::Failed,
         };
         tracing::info!(code = status, outcome = outcome.as_str(), "dial failed");
