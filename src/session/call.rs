@@ -21,6 +21,7 @@ use tokio::time::Instant;
 use super::core::answer::{Unacked, UnackedOutput};
 use super::core::fork::{DialId, ForkCommand, ForkSet, cancel_request};
 use super::core::leg::LegIdentity;
+use super::core::timers::{CallTimer, Timers};
 use super::{CallContext, CallHandle, CallInput, CallParty};
 use crate::domain::{HangupCause, better_failure};
 use crate::event::Event;
@@ -111,9 +112,8 @@ struct Call {
     unacked: Unacked<Side>,
     reinvite: Option<Reinvite>,
     ending: Option<Ending>,
-    /// An unanswered caller waits at most this long for the flow to answer it or ring
-    /// someone (`no_answer_timeout`); far away while a dial rings (it has its own timeout).
-    no_answer_at: Instant,
+    /// The call's named timers (no answer, dial ring, placed-call ring).
+    timers: Timers<CallTimer>,
     /// The caller's authenticated extension, if any.
     caller_ext: Option<String>,
     /// The number called (Request-URI user).
@@ -262,7 +262,11 @@ impl Call {
             unacked: Unacked::new(),
             reinvite: None,
             ending: None,
-            no_answer_at: crate::clock::tokio_now() + ctx_no_answer,
+            timers: {
+                let mut timers = Timers::new();
+                timers.set(CallTimer::NoAnswer, crate::clock::now() + ctx_no_answer);
+                timers
+            },
             caller_ext: None,
             called: String::new(),
             recorded: false,
@@ -543,19 +547,12 @@ impl Call {
     }
 
     fn next_deadline(&self) -> Instant {
-        let mut d = if self.answered || self.finished_a {
-            crate::clock::tokio_now() + Duration::from_secs(3600)
-        } else {
-            self.no_answer_at
-        };
-        if let Some(t) = self.forks.poll_timeout() {
+        let mut d = crate::clock::tokio_now() + Duration::from_secs(3600);
+        if let Some(t) = self.timers.poll_timeout() {
             d = d.min(Instant::from_std(t));
         }
-        if let Some(dial) = &self.dial {
-            d = d.min(dial.deadline);
-        }
-        if let Some(o) = self.outbound.as_ref().filter(|_| !self.answered) {
-            d = d.min(o.ring_until);
+        if let Some(t) = self.forks.poll_timeout() {
+            d = d.min(Instant::from_std(t));
         }
         if let Some(t) = self.ivr.as_ref().and_then(|i| i.poll_timeout()) {
             d = d.min(Instant::from_std(t));
@@ -568,32 +565,8 @@ impl Call {
 
     fn on_timer(&mut self) {
         let now = crate::clock::tokio_now();
-        if !self.answered && !self.finished_a && now >= self.no_answer_at {
-            tracing::info!("no answer: giving up");
-            self.ending = Some(Ending {
-                cause: HangupCause::NoAnswer,
-                by: HangupBy::System,
-                code: 480,
-            });
-            self.reply_a_final(StatusCode::TEMPORARILY_UNAVAILABLE);
-            self.cancel_forks();
-            self.ivr = None;
-            self.dial = None;
-        }
-        if self.dial.as_ref().is_some_and(|d| now >= d.deadline) {
-            self.dial_timed_out();
-        }
-        if !self.answered
-            && self.ending.is_none()
-            && self.outbound.as_ref().is_some_and(|o| now >= o.ring_until)
-        {
-            tracing::info!("placed call: no answer in time");
-            self.ending = Some(Ending {
-                cause: HangupCause::NoAnswer,
-                by: HangupBy::System,
-                code: 480,
-            });
-            self.cancel_forks();
+        for timer in self.timers.expired(now.into_std()) {
+            self.on_call_timer(timer);
         }
         if let Some(ivr) = &mut self.ivr
             && ivr
@@ -647,6 +620,38 @@ impl Call {
                 }
             }
             TuEvent::StrayResponse { resp, from: _ } => self.reack(&resp),
+        }
+    }
+
+    /// A call-level timer fired (see [`CallTimer`]).
+    fn on_call_timer(&mut self, timer: CallTimer) {
+        match timer {
+            CallTimer::NoAnswer if self.caller_waits() => {
+                tracing::info!("no answer: giving up");
+                self.ending = Some(Ending {
+                    cause: HangupCause::NoAnswer,
+                    by: HangupBy::System,
+                    code: 480,
+                });
+                self.reply_a_final(StatusCode::TEMPORARILY_UNAVAILABLE);
+                self.cancel_forks();
+                self.ivr = None;
+                self.dial = None;
+            }
+            CallTimer::DialRing if self.dial.is_some() => self.dial_timed_out(),
+            CallTimer::OutboundRing
+                if !self.answered && self.ending.is_none() && self.outbound.is_some() =>
+            {
+                tracing::info!("placed call: no answer in time");
+                self.ending = Some(Ending {
+                    cause: HangupCause::NoAnswer,
+                    by: HangupBy::System,
+                    code: 480,
+                });
+                self.cancel_forks();
+            }
+            // Fired after what it guarded was over (answered, dial given up, call ending).
+            CallTimer::NoAnswer | CallTimer::DialRing | CallTimer::OutboundRing => {}
         }
     }
 

@@ -28,7 +28,6 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use tokio::sync::mpsc;
-use tokio::time::Instant;
 
 use super::{Call, Ending, Side, ivr, party, party_name, point_media};
 use crate::event::{Event, Transferred};
@@ -66,8 +65,6 @@ const API_DIGIT_DURATION: Duration = Duration::from_millis(100);
 
 /// A call the server placed, while its INVITEs ring.
 pub(super) struct Outbound {
-    /// The ring timeout: CANCEL then.
-    pub ring_until: Instant,
     /// What to do once answered.
     flow: Option<String>,
     connect_to: Option<String>,
@@ -204,8 +201,11 @@ impl Call {
             owner: self.me.clone(),
         });
         tracing::info!(to = %req.to, contacts = forks.len(), "placing a call");
+        self.timers.set(
+            crate::session::core::timers::CallTimer::OutboundRing,
+            crate::clock::now() + req.ring_timeout,
+        );
         self.outbound = Some(Outbound {
-            ring_until: crate::clock::tokio_now() + req.ring_timeout,
             flow: req.flow,
             connect_to: req.connect_to,
             webhook: req.webhook,

@@ -8,7 +8,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use tokio::time::Instant;
 
 use super::{Call, Ending, Side, control, point_media};
 use crate::event::Event;
@@ -22,6 +21,7 @@ use crate::media::recorder::{ChannelMode, Recorder, RecordingSummary};
 use crate::media::sdp::SessionDescription;
 use crate::media::tone::ToneKind;
 use crate::session::CallParty;
+use crate::session::core::timers::CallTimer;
 use crate::session::service::SetBy;
 use crate::sip::dialog::{DialogKey, new_call_id, new_tag};
 use crate::sip::endpoint::Command;
@@ -68,7 +68,6 @@ pub(super) enum IvrResult {
 /// A dial ringing now.
 pub(super) struct DialState {
     pub id: u64,
-    pub deadline: Instant,
 }
 
 impl Call {
@@ -559,12 +558,11 @@ impl Call {
         });
         self.b_dialog_ids.push(key);
         tracing::info!(?extensions, contacts = contacts.len(), "dialling");
-        self.dial = Some(DialState {
-            id,
-            deadline: crate::clock::tokio_now() + timeout,
-        });
+        self.dial = Some(DialState { id });
         // The dial's own timeout bounds the wait now.
-        self.no_answer_at = crate::clock::tokio_now() + Duration::from_secs(365 * 24 * 3600);
+        self.timers
+            .set(CallTimer::DialRing, crate::clock::now() + timeout);
+        self.timers.clear(CallTimer::NoAnswer);
         for (loc, ext) in contacts {
             self.fork(id, &loc, &ext, offer.clone());
         }
@@ -610,7 +608,10 @@ impl Call {
         };
         tracing::info!(code = status, outcome = outcome.as_str(), "dial failed");
         self.stop_ringback();
-        self.no_answer_at = crate::clock::tokio_now() + self.ctx.no_answer_timeout;
+        self.timers.set(
+            CallTimer::NoAnswer,
+            crate::clock::now() + self.ctx.no_answer_timeout,
+        );
         self.ivr_input(Input::DialDone {
             id: dial.id,
             outcome,
@@ -630,7 +631,10 @@ impl Call {
         ));
         self.best_failure_ours = true;
         self.stop_ringback();
-        self.no_answer_at = crate::clock::tokio_now() + self.ctx.no_answer_timeout;
+        self.timers.set(
+            CallTimer::NoAnswer,
+            crate::clock::now() + self.ctx.no_answer_timeout,
+        );
         self.ivr_input(Input::DialDone {
             id: dial.id,
             outcome: DialOutcome::NoAnswer,
