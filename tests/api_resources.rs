@@ -4,15 +4,18 @@
 //! path writes it; scopes are tested in tests/api.rs.
 
 mod common;
+#[allow(unused_macros)]
+#[macro_use]
+mod store_harness;
+use store_harness::call_started;
 
 use common::{TestServer, Ua};
 use reqwest::StatusCode;
 use serde_json::Value;
 use switchboard::media::rtp::{LegStats, Ssrc};
 use switchboard::store::{
-    CallId, Direction, EndedRecording, HangupBy, Identity, IdentityKind, LegId, LegKind, LegRole,
-    NewCall, NewLeg, NewRecording, NewSession, RecordingId, RecordingKind, RecordingState, Scope,
-    SessionId, Store, StoreCmd, WriterHandle,
+    CallId, Direction, EndedRecording, HangupBy, LegId, LegKind, LegRole, NewCall, NewLeg,
+    NewRecording, RecordingId, RecordingKind, RecordingState, Scope, SessionId, Store, StoreCmd,
 };
 
 const T0: i64 = 1_700_000_000_000; // 2023-11-14T22:13:20Z
@@ -80,13 +83,6 @@ async fn expect_problem(resp: reqwest::Response, status: u16) -> Value {
     body
 }
 
-fn phone(number: &str) -> Option<Identity> {
-    Some(Identity {
-        kind: IdentityKind::Phone,
-        value: number.into(),
-    })
-}
-
 fn new_call(session: SessionId, caller: &str, callee: &str, started_ms: i64) -> NewCall {
     NewCall {
         call_id: CallId::new(),
@@ -97,23 +93,6 @@ fn new_call(session: SessionId, caller: &str, callee: &str, started_ms: i64) -> 
         direction: Direction::Inbound,
         started_ms,
     }
-}
-
-/// What the session service and a call send for a new call: the session it opens (the
-/// caller's phone number as the customer's identity, none for an anonymous caller), then the
-/// call record.
-fn call_started(w: &WriterHandle, c: &NewCall) {
-    w.send(StoreCmd::SessionStarted(NewSession {
-        session_id: c.session_id,
-        identity: if c.caller == "anonymous" {
-            None
-        } else {
-            phone(&c.caller)
-        },
-        channel: "voice".into(),
-        started_ms: c.started_ms,
-    }));
-    w.send(StoreCmd::CallStarted(c.clone()));
 }
 
 /// A call that was answered at +1 s and ended at +61 s with `cause`.

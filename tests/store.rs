@@ -9,12 +9,12 @@ mod store_harness;
 use std::net::SocketAddr;
 use std::time::Instant;
 
-use store_harness::TestDb;
+use store_harness::{TestDb, call_started};
 use switchboard::sip::auth::{Algorithm, ha1};
 use switchboard::sip::transport::{Peer, Transport};
 use switchboard::store::{
     Backend, Binding, CallId, Direction, HangupBy, Identity, IdentityKind, LegId, LegKind, LegRole,
-    NewCall, NewLeg, NewSession, SessionId, StoreCmd, StoreError, WriterHandle,
+    NewCall, NewLeg, NewSession, SessionId, StoreCmd, StoreError,
 };
 
 const T0: i64 = 1_700_000_000_000;
@@ -56,13 +56,6 @@ fn binding(ext: &str, contact: &str, expires_at_ms: i64, cseq: u32) -> Binding {
     }
 }
 
-fn phone(number: &str) -> Option<Identity> {
-    Some(Identity {
-        kind: IdentityKind::Phone,
-        value: number.into(),
-    })
-}
-
 fn new_call(session: SessionId, caller: &str, started_ms: i64) -> NewCall {
     NewCall {
         call_id: CallId::new(),
@@ -73,23 +66,6 @@ fn new_call(session: SessionId, caller: &str, started_ms: i64) -> NewCall {
         direction: Direction::Inbound,
         started_ms,
     }
-}
-
-/// What the session service and a call send for a new call: the session it opens (the
-/// caller's phone number as the customer's identity, none for an anonymous caller), then the
-/// call record.
-fn call_started(w: &WriterHandle, c: &NewCall) {
-    w.send(StoreCmd::SessionStarted(NewSession {
-        session_id: c.session_id,
-        identity: if c.caller == "anonymous" {
-            None
-        } else {
-            phone(&c.caller)
-        },
-        channel: "voice".into(),
-        started_ms: c.started_ms,
-    }));
-    w.send(StoreCmd::CallStarted(c.clone()));
 }
 
 fn end(call_id: CallId, at_ms: i64, cause: &str, by: HangupBy, code: Option<u16>) -> StoreCmd {

@@ -628,13 +628,8 @@ impl Call {
         match timer {
             CallTimer::NoAnswer if self.caller_waits() => {
                 tracing::info!("no answer: giving up");
-                self.ending = Some(Ending {
-                    cause: HangupCause::NoAnswer,
-                    by: HangupBy::System,
-                    code: 480,
-                });
+                self.end_unanswered();
                 self.reply_a_final(StatusCode::TEMPORARILY_UNAVAILABLE);
-                self.cancel_forks();
                 self.ivr = None;
                 self.dial = None;
             }
@@ -643,16 +638,22 @@ impl Call {
                 if !self.answered && self.ending.is_none() && self.outbound.is_some() =>
             {
                 tracing::info!("placed call: no answer in time");
-                self.ending = Some(Ending {
-                    cause: HangupCause::NoAnswer,
-                    by: HangupBy::System,
-                    code: 480,
-                });
-                self.cancel_forks();
+                self.end_unanswered();
             }
             // Fired after what it guarded was over (answered, dial given up, call ending).
             CallTimer::NoAnswer | CallTimer::DialRing | CallTimer::OutboundRing => {}
         }
+    }
+
+    /// Nobody answered in time: the call ends `no_answer` (480) and whatever still rings is
+    /// CANCELled.
+    fn end_unanswered(&mut self) {
+        self.ending = Some(Ending {
+            cause: HangupCause::NoAnswer,
+            by: HangupBy::System,
+            code: 480,
+        });
+        self.cancel_forks();
     }
 
     fn handle(&mut self, input: CallInput) {

@@ -8,7 +8,9 @@
 use std::path::Path;
 
 use sqlx::Connection;
-use switchboard::store::{Backend, Store};
+use switchboard::store::{
+    Backend, Identity, IdentityKind, NewCall, NewSession, Store, StoreCmd, WriterHandle,
+};
 
 pub const PG_ENV: &str = "SWITCHBOARD_TEST_PG_URL";
 
@@ -87,4 +89,21 @@ macro_rules! on_both {
             }
         }
     )+};
+}
+
+/// What the session service and a call send for a new call: the session it opens (the
+/// caller's phone number as the customer's identity, none for an anonymous caller), then the
+/// call record.
+pub fn call_started(w: &WriterHandle, c: &NewCall) {
+    let identity = (c.caller != "anonymous").then(|| Identity {
+        kind: IdentityKind::Phone,
+        value: c.caller.clone(),
+    });
+    w.send(StoreCmd::SessionStarted(NewSession {
+        session_id: c.session_id,
+        identity,
+        channel: "voice".into(),
+        started_ms: c.started_ms,
+    }));
+    w.send(StoreCmd::CallStarted(c.clone()));
 }
