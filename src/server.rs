@@ -133,7 +133,7 @@ pub async fn start(mut settings: Settings) -> Result<Server, ServerError> {
     let store = Store::open(&settings.database_url).await?;
     tracing::info!(backend = ?store.backend(), "store open");
     let closed = store.close_orphans(crate::clock::unix_ms()).await?;
-    store.repair_recordings(&settings.data_dir).await?;
+    crate::media::recordings::repair_recordings(&store, &settings.data_dir).await?;
     if closed > 0 {
         tracing::warn!(
             calls = closed,
@@ -240,7 +240,8 @@ pub async fn start(mut settings: Settings) -> Result<Server, ServerError> {
     tasks.spawn(calls.clone().take_invites(new_invites));
     tasks.spawn(endpoint.run(inbound_rx, stop_endpoint.clone()));
 
-    tasks.spawn(store.clone().run_recording_purge(
+    tasks.spawn(crate::media::recordings::run_recording_purge(
+        store.clone(),
         settings.data_dir.clone(),
         settings.recording.retention_days,
         stop_endpoint.clone(),
