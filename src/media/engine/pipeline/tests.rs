@@ -267,18 +267,7 @@ fn rfc4733_digits_from_a_leg_are_reported_once_and_in_band_to_a_leg_without_even
     for i in 0..6u16 {
         let duration = 160 * (i.min(3) + 1);
         let end = if i >= 3 { 0x80 } else { 0 };
-        let mut pkt = Vec::new();
-        RtpHeader {
-            marker: i == 0,
-            payload_type: 101,
-            sequence: 10 + i,
-            timestamp: 8000,
-            ssrc: Ssrc(7),
-        }
-        .write(
-            &[3, end | 10, (duration >> 8) as u8, duration as u8],
-            &mut pkt,
-        );
+        let mut pkt = rfc4733_packet(i, 3, end, duration);
         let now = t0 + FRAME * u32::from(i);
         assert_eq!(
             p.on_rtp(now, Leg::A, &mut pkt),
@@ -405,6 +394,24 @@ fn a_digit_barges_in_on_a_prompt_and_the_prompt_end_is_reported() {
 }
 
 /// An RTP packet of `pcm` (one frame) encoded as PCMU, payload type 0, sequence `i`.
+/// The `i`-th packet (sequence 10 + i, marker on the first) of RFC 4733 event `event` from
+/// SSRC 7 with payload type 101: `end` is the E bit (0x80 or 0), volume 10.
+fn rfc4733_packet(i: u16, event: u8, end: u8, duration: u16) -> Vec<u8> {
+    let mut pkt = Vec::new();
+    RtpHeader {
+        marker: i == 0,
+        payload_type: 101,
+        sequence: 10 + i,
+        timestamp: 8000,
+        ssrc: Ssrc(7),
+    }
+    .write(
+        &[event, end | 10, (duration >> 8) as u8, duration as u8],
+        &mut pkt,
+    );
+    pkt
+}
+
 fn pcmu_packet(i: u16, pcm: &[i16], enc: &mut Box<dyn Encoder>) -> Vec<u8> {
     let mut payload = Vec::new();
     enc.encode(pcm, &mut payload).expect("encode");
@@ -790,18 +797,7 @@ fn with_only_the_caller_leg_up_digits_prompts_and_a_voicemail_work_and_the_relay
     for i in 0..4u16 {
         let end = if i == 3 { 0x80 } else { 0 };
         let duration = 160 * (i + 1);
-        let mut pkt = Vec::new();
-        RtpHeader {
-            marker: i == 0,
-            payload_type: 101,
-            sequence: 10 + i,
-            timestamp: 8000,
-            ssrc: Ssrc(7),
-        }
-        .write(
-            &[4, end | 10, (duration >> 8) as u8, duration as u8],
-            &mut pkt,
-        );
+        let mut pkt = rfc4733_packet(i, 4, end, duration);
         let now = t0 + FRAME * (5 + u32::from(i));
         assert_eq!(p.on_rtp(now, Leg::A, &mut pkt), RtpAction::Consume);
         p.on_timeout(now);
