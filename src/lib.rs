@@ -26,6 +26,8 @@ pub mod config;
 pub mod domain;
 pub mod event;
 pub mod ivr;
+#[cfg(test)]
+mod layering;
 pub mod media;
 pub mod server;
 pub mod session;

@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use switchboard::config::{Config, Settings};
+use switchboard::sip::auth::user_secrets;
 use switchboard::store::Store;
 
 #[derive(Parser)]
@@ -300,7 +301,7 @@ async fn user_command(settings: &Settings, cmd: UserCommand) -> anyhow::Result<(
             check_extension(&ext)?;
             anyhow::ensure!(!password.is_empty(), "the password must not be empty");
             store
-                .add_user(&ext, name.as_deref(), &password, realm)
+                .add_user(&ext, name.as_deref(), &user_secrets(&ext, realm, &password))
                 .await?;
             println!("added extension {ext}");
         }
@@ -320,7 +321,9 @@ async fn user_command(settings: &Settings, cmd: UserCommand) -> anyhow::Result<(
                     .context("cannot read the password")?,
             };
             anyhow::ensure!(!password.is_empty(), "the password must not be empty");
-            store.set_password(&ext, &password, realm).await?;
+            store
+                .set_password(&ext, &user_secrets(&ext, realm, &password))
+                .await?;
             println!("password changed for {ext}");
         }
     }

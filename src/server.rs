@@ -12,16 +12,17 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Settings;
+use crate::ivr::reload::PlanHandle;
 use crate::media::engine::PipelineConfig;
 use crate::media::engine::conference::Rooms;
 use crate::media::jitter::JitterConfig;
 use crate::media::player::PromptCache;
 use crate::media::ports::PortPool;
 use crate::session::{CallContext, CallRegistry, MediaContext};
-use crate::sip::endpoint::{Endpoint, EndpointHandle, Local};
+use crate::sip::endpoint::{Endpoint, EndpointHandle, IncomingInvite, Local};
 use crate::sip::registrar::{Registrar, RegistrarSettings};
 use crate::sip::transaction::{Timers, TransactionLayer};
-use crate::sip::transport::{Listen, Transport, TransportSet};
+use crate::sip::transport::{Inbound, Listen, Transport, TransportSet};
 use crate::store::Store;
 
 /// Why the server could not start.
@@ -103,11 +104,56 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Starts every subsystem and returns once all sockets are bound.
+/// Starts every subsystem and returns once all sockets are bound: the dialplan, the store, SIP
+/// (transports, registrar, endpoint and calls), the housekeeping tasks, then HTTP.
 pub async fn start(mut settings: Settings) -> Result<Server, ServerError> {
     let metrics = metrics_handle();
     crate::assets::resolve(&mut settings)?;
     // An invalid dialplan refuses the start, before anything is bound.
+    let plan = load_dialplan(&settings)?;
+    let store = open_store(&settings).await?;
+    let stop_endpoint = CancellationToken::new();
+    let sip = start_sip(&settings, &store, plan.clone(), stop_endpoint.clone()).await?;
+    let mut tasks = tokio::task::JoinSet::new();
+    tasks.spawn(sip.calls.clone().take_invites(sip.new_invites));
+    tasks.spawn(sip.endpoint.run(sip.inbound, stop_endpoint.clone()));
+    spawn_housekeeping(
+        &mut tasks,
+        &settings,
+        &store,
+        &sip.registrar,
+        plan,
+        sip.prompts,
+        &stop_endpoint,
+    );
+    let http = start_http(
+        &settings,
+        metrics,
+        &store,
+        &sip.calls,
+        &sip.handle,
+        &sip.registrar,
+        &mut tasks,
+    )
+    .await?;
+
+    Ok(Server {
+        sip: sip.bound,
+        http: http.addr,
+        store,
+        endpoint: sip.handle,
+        calls: sip.calls,
+        stop_endpoint,
+        stop_http: http.stop,
+        webhooks: http.webhooks,
+        drain_timeout: settings.drain_timeout,
+        tasks,
+    })
+}
+
+/// Loads and checks the dialplan and starts watching it for changes; warns when it speaks text
+/// and espeak-ng is missing.
+fn load_dialplan(settings: &Settings) -> Result<PlanHandle, ServerError> {
     let plan = crate::ivr::reload::start(
         settings.ivr.dialplans.clone(),
         crate::ivr::parse::CheckOptions {
@@ -126,6 +172,12 @@ pub async fn start(mut settings: Settings) -> Result<Server, ServerError> {
             );
         }
     }
+    Ok(plan)
+}
+
+/// Opens the store (creating the data directory for a SQLite file), then closes the call
+/// records and repairs the recordings an earlier crash left open.
+async fn open_store(settings: &Settings) -> Result<Store, ServerError> {
     if settings.database_url.starts_with("sqlite:") && !settings.database_url.contains(":memory:") {
         std::fs::create_dir_all(&settings.data_dir)
             .map_err(|e| ServerError::DataDir(settings.data_dir.display().to_string(), e))?;
@@ -133,16 +185,38 @@ pub async fn start(mut settings: Settings) -> Result<Server, ServerError> {
     let store = Store::open(&settings.database_url).await?;
     tracing::info!(backend = ?store.backend(), "store open");
     let closed = store.close_orphans(crate::clock::unix_ms()).await?;
-    store.repair_recordings(&settings.data_dir).await?;
+    crate::media::recordings::repair_recordings(&store, &settings.data_dir).await?;
     if closed > 0 {
         tracing::warn!(
             calls = closed,
             "closed call records left open by an earlier crash"
         );
     }
+    Ok(store)
+}
 
-    let (inbound_tx, inbound_rx) = mpsc::channel(65_536);
-    let stop_endpoint = CancellationToken::new();
+/// The SIP side, built but not yet running: [`start`] spawns the endpoint and the call
+/// registry's INVITE loop.
+struct Sip {
+    bound: Vec<Listen>,
+    inbound: mpsc::Receiver<Inbound>,
+    endpoint: Endpoint,
+    handle: EndpointHandle,
+    registrar: Arc<Registrar>,
+    calls: CallRegistry,
+    new_invites: mpsc::UnboundedReceiver<IncomingInvite>,
+    prompts: Arc<PromptCache>,
+}
+
+/// Binds the SIP transports, loads the registrar (and its bindings) and builds the endpoint and
+/// the call registry with the media context.
+async fn start_sip(
+    settings: &Settings,
+    store: &Store,
+    plan: PlanHandle,
+    stop: CancellationToken,
+) -> Result<Sip, ServerError> {
+    let (inbound_tx, inbound) = mpsc::channel(65_536);
     let listens: Vec<Listen> = settings
         .sip_listen
         .iter()
@@ -151,7 +225,7 @@ pub async fn start(mut settings: Settings) -> Result<Server, ServerError> {
             addr: l.addr,
         })
         .collect();
-    let transport = TransportSet::bind(&listens, inbound_tx, stop_endpoint.clone())
+    let transport = TransportSet::bind(&listens, inbound_tx, stop)
         .await
         .map_err(|source| ServerError::Bind {
             what: "SIP",
@@ -174,44 +248,22 @@ pub async fn start(mut settings: Settings) -> Result<Server, ServerError> {
         server_header: format!("switchboard/{}", env!("CARGO_PKG_VERSION")),
         force_rport: settings.force_rport,
     });
-
-    let nonce_secret = std::env::var("SWITCHBOARD_NONCE_SECRET")
-        .map(String::into_bytes)
-        .unwrap_or_else(|_| rand::random::<[u8; 32]>().to_vec());
-    let registrar = Arc::new(
-        Registrar::new(
-            RegistrarSettings {
-                realm: settings.domain.clone(),
-                nonce_secret,
-                nonce_ttl: settings.nonce_ttl,
-                trusted: settings.trusted.clone(),
-                min_expires: settings.min_expires,
-                max_expires: settings.max_expires,
-                default_expires: settings.default_expires,
-                failures_before_throttle: settings.auth_failures_before_throttle,
-                throttle_window: settings.auth_throttle_window,
-                algorithms: settings.digest_algorithms.clone(),
-            },
-            store.clone(),
-        )
-        .await?,
-    );
+    let registrar = start_registrar(settings, store).await?;
 
     let rtp_bind_ip = bound
         .iter()
         .map(|l| l.addr.ip())
         .next()
         .unwrap_or(settings.public_ip);
-    let media = media_context(&settings);
+    let media = media_context(settings);
     let prompts = media.prompts.clone();
-    let mut plan_changes = plan.clone();
     tracing::info!(
         low = settings.rtp_ports.0,
         high = settings.rtp_ports.1,
         "RTP port range"
     );
 
-    let (invites, new_invites) = tokio::sync::mpsc::unbounded_channel();
+    let (invites, new_invites) = mpsc::unbounded_channel();
     let endpoint = Endpoint::new(
         TransactionLayer::new(Timers::default()).with_auto_trying(true),
         transport,
@@ -236,18 +288,65 @@ pub async fn start(mut settings: Settings) -> Result<Server, ServerError> {
         },
         handle.clone(),
     );
-    let mut tasks = tokio::task::JoinSet::new();
-    tasks.spawn(calls.clone().take_invites(new_invites));
-    tasks.spawn(endpoint.run(inbound_rx, stop_endpoint.clone()));
+    Ok(Sip {
+        bound,
+        inbound,
+        endpoint,
+        handle,
+        registrar,
+        calls,
+        new_invites,
+        prompts,
+    })
+}
 
-    tasks.spawn(store.clone().run_recording_purge(
+/// The registrar with the digest settings; it loads the unexpired bindings from the store.
+async fn start_registrar(
+    settings: &Settings,
+    store: &Store,
+) -> Result<Arc<Registrar>, ServerError> {
+    let nonce_secret = std::env::var("SWITCHBOARD_NONCE_SECRET")
+        .map(String::into_bytes)
+        .unwrap_or_else(|_| rand::random::<[u8; 32]>().to_vec());
+    let registrar = Registrar::new(
+        RegistrarSettings {
+            realm: settings.domain.clone(),
+            nonce_secret,
+            nonce_ttl: settings.nonce_ttl,
+            trusted: settings.trusted.clone(),
+            min_expires: settings.min_expires,
+            max_expires: settings.max_expires,
+            default_expires: settings.default_expires,
+            failures_before_throttle: settings.auth_failures_before_throttle,
+            throttle_window: settings.auth_throttle_window,
+            algorithms: settings.digest_algorithms.clone(),
+        },
+        store.clone(),
+    )
+    .await?;
+    Ok(Arc::new(registrar))
+}
+
+/// The background tasks that keep the server tidy until `stop`: recording retention, fresh
+/// prompts after a dialplan reload, and the pruning of expired registrations.
+fn spawn_housekeeping(
+    tasks: &mut tokio::task::JoinSet<()>,
+    settings: &Settings,
+    store: &Store,
+    registrar: &Arc<Registrar>,
+    mut plan_changes: PlanHandle,
+    prompts: Arc<PromptCache>,
+    stop: &CancellationToken,
+) {
+    tasks.spawn(crate::media::recordings::run_recording_purge(
+        store.clone(),
         settings.data_dir.clone(),
         settings.recording.retention_days,
-        stop_endpoint.clone(),
+        stop.clone(),
     ));
     // A reloaded plan may name re-recorded prompts: decode them afresh (calls playing the old
     // ones keep their copy).
-    let prompts_stop = stop_endpoint.clone();
+    let prompts_stop = stop.clone();
     tasks.spawn(async move {
         loop {
             tokio::select! {
@@ -261,7 +360,7 @@ pub async fn start(mut settings: Settings) -> Result<Server, ServerError> {
             }
         }
     });
-    let pruner_stop = stop_endpoint.clone();
+    let pruner_stop = stop.clone();
     let pruned = registrar.clone();
     tasks.spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(10));
@@ -272,7 +371,25 @@ pub async fn start(mut settings: Settings) -> Result<Server, ServerError> {
             }
         }
     });
+}
 
+/// The HTTP side, running.
+struct Http {
+    addr: SocketAddr,
+    stop: CancellationToken,
+    webhooks: crate::api::webhooks::WebhookDispatcher,
+}
+
+/// Binds the HTTP listener, starts the webhook deliveries and serves the API on `tasks`.
+async fn start_http(
+    settings: &Settings,
+    metrics: PrometheusHandle,
+    store: &Store,
+    calls: &CallRegistry,
+    handle: &EndpointHandle,
+    registrar: &Arc<Registrar>,
+    tasks: &mut tokio::task::JoinSet<()>,
+) -> Result<Http, ServerError> {
     let listener = tokio::net::TcpListener::bind(settings.http_listen)
         .await
         .map_err(|source| ServerError::Bind {
@@ -280,12 +397,12 @@ pub async fn start(mut settings: Settings) -> Result<Server, ServerError> {
             addr: settings.http_listen.to_string(),
             source,
         })?;
-    let http = listener.local_addr().map_err(|source| ServerError::Bind {
+    let addr = listener.local_addr().map_err(|source| ServerError::Bind {
         what: "HTTP",
         addr: settings.http_listen.to_string(),
         source,
     })?;
-    tracing::info!(listen = %http, "HTTP listening");
+    tracing::info!(listen = %addr, "HTTP listening");
     let draining_handle = handle.clone();
     let app = crate::api::router(crate::api::ApiState {
         metrics,
@@ -311,8 +428,8 @@ pub async fn start(mut settings: Settings) -> Result<Server, ServerError> {
     );
     webhooks.start().await?;
     let app = app.layer(axum::Extension(webhooks.clone()));
-    let stop_http = CancellationToken::new();
-    let http_stop = stop_http.clone();
+    let stop = CancellationToken::new();
+    let http_stop = stop.clone();
     tasks.spawn(async move {
         let serve = axum::serve(listener, app)
             .with_graceful_shutdown(async move { http_stop.cancelled().await });
@@ -320,28 +437,20 @@ pub async fn start(mut settings: Settings) -> Result<Server, ServerError> {
             tracing::error!(error = %e, "HTTP server failed");
         }
     });
-
-    Ok(Server {
-        sip: bound,
-        http,
-        store,
-        endpoint: handle,
-        calls,
-        stop_endpoint,
-        stop_http,
+    Ok(Http {
+        addr,
+        stop,
         webhooks,
-        drain_timeout: settings.drain_timeout,
-        tasks,
     })
 }
 
 impl Server {
-    /// The bound address of the first listener of `transport`.
     /// Calls whose actor is still running.
     pub fn active_calls(&self) -> usize {
         self.calls.active()
     }
 
+    /// The bound address of the first listener of `transport`.
     pub fn sip_addr(&self, transport: Transport) -> Option<SocketAddr> {
         self.sip
             .iter()

@@ -205,7 +205,7 @@ async fn call_records_filter_page_and_show_legs_with_media_quality() {
     w.send(StoreCmd::LegMedia {
         leg_id: leg,
         codec: Some("PCMU".into()),
-        stats: stats(990, 10),
+        stats: stats(990, 10).into(),
     });
     store.flush().await.expect("flush");
 

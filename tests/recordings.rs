@@ -11,6 +11,7 @@ use store_harness::TestDb;
 use switchboard::media::recorder::{
     ChannelMode, PoolConfig, RecorderPool, RecordingSpec, companion_path,
 };
+use switchboard::media::recordings::{purge_recordings, repair_recordings};
 use switchboard::store::{
     CallId, EndedRecording, NewRecording, RecordingId, RecordingKind, RecordingState, SessionId,
     StoreCmd,
@@ -149,7 +150,7 @@ async fn open_recordings_are_repaired_at_startup_and_missing_files_fail(db: Test
     w.send(StoreCmd::RecordingStarted(escaping.clone()));
     store.flush().await.expect("flush");
 
-    let counts = store.repair_recordings(db.dir()).await.expect("repair");
+    let counts = repair_recordings(&store, db.dir()).await.expect("repair");
     assert_eq!((counts.repaired, counts.failed), (1, 2));
 
     let row = store
@@ -179,7 +180,7 @@ async fn open_recordings_are_repaired_at_startup_and_missing_files_fail(db: Test
         assert_eq!(row.state, RecordingState::Failed);
     }
     // Nothing left to repair: a second start-up does nothing.
-    let again = store.repair_recordings(db.dir()).await.expect("repair");
+    let again = repair_recordings(&store, db.dir()).await.expect("repair");
     assert_eq!((again.repaired, again.failed), (0, 0));
 }
 
@@ -207,8 +208,7 @@ async fn retention_purge_deletes_old_files_and_marks_rows_deleted(db: TestDb) {
     store.flush().await.expect("flush");
 
     assert_eq!(
-        store
-            .purge_recordings(db.dir(), 0, T0)
+        purge_recordings(&store, db.dir(), 0, T0)
             .await
             .expect("purge"),
         0,
@@ -217,8 +217,7 @@ async fn retention_purge_deletes_old_files_and_marks_rows_deleted(db: TestDb) {
     assert!(old_summary.path.exists());
 
     assert_eq!(
-        store
-            .purge_recordings(db.dir(), 30, T0)
+        purge_recordings(&store, db.dir(), 30, T0)
             .await
             .expect("purge"),
         1
@@ -250,8 +249,7 @@ async fn retention_purge_deletes_old_files_and_marks_rows_deleted(db: TestDb) {
     assert_eq!(state(young.recording_id).await, RecordingState::Complete);
     assert_eq!(state(live.recording_id).await, RecordingState::Recording);
     assert_eq!(
-        store
-            .purge_recordings(db.dir(), 30, T0)
+        purge_recordings(&store, db.dir(), 30, T0)
             .await
             .expect("purge"),
         0,
@@ -339,8 +337,7 @@ async fn kind_and_mailbox_are_stored_and_voicemails_are_listed_per_mailbox(db: T
 
     // Retention removes voicemails like any recording; deleted ones are no longer listed.
     assert_eq!(
-        store
-            .purge_recordings(db.dir(), 30, T0)
+        purge_recordings(&store, db.dir(), 30, T0)
             .await
             .expect("purge"),
         1

@@ -24,9 +24,10 @@ use super::auth::{AdminKey, ReadKey};
 use super::records::{MAX_LIMIT, next_before, page_limit, parse_time, parse_uuid};
 use super::{ApiError, ApiQuery, ApiState, Problem};
 use crate::media::recorder::is_safe_relative;
+use crate::media::recordings::RecordingDeletion;
 use crate::store::{
-    Actor, AuditRecord, CallId, RecordingDeletion, RecordingFilter, RecordingId, RecordingKind,
-    RecordingRecord, SessionId,
+    Actor, AuditRecord, CallId, RecordingFilter, RecordingId, RecordingKind, RecordingRecord,
+    SessionId,
 };
 
 /// What a recording is.
@@ -448,7 +449,7 @@ async fn delete_recording(
         key_id: Some(caller.key.id),
         name: caller.key.name,
     };
-    match s.store.delete_recording(&s.data_dir, id, &actor).await? {
+    match crate::media::recordings::delete_recording(&s.store, &s.data_dir, id, &actor).await? {
         RecordingDeletion::Deleted => Ok(StatusCode::NO_CONTENT),
         RecordingDeletion::NotFound => {
             Err(ApiError::not_found(format!("recording {id} not found")))

@@ -13,6 +13,7 @@ use utoipa_axum::routes;
 use super::auth::{AdminKey, ApiCaller, ReadKey};
 use super::records::{MAX_LIMIT, page_limit};
 use super::{ApiError, ApiQuery, ApiState, Problem, ProblemJson};
+use crate::sip::auth::user_secrets;
 use crate::store::{Actor, NewAudit, User};
 
 /// Shortest password accepted.
@@ -199,8 +200,7 @@ async fn create_user(
         .add_user(
             &body.ext,
             body.name.as_deref(),
-            &body.password,
-            s.registrar.realm(),
+            &user_secrets(&body.ext, s.registrar.realm(), &body.password),
         )
         .await
         .map_err(|e| match e {
@@ -249,7 +249,9 @@ async fn update_user(
         s.store.set_user_name(&ext, name.as_deref()).await?;
     }
     if let Some(p) = &body.password {
-        s.store.set_password(&ext, p, s.registrar.realm()).await?;
+        s.store
+            .set_password(&ext, &user_secrets(&ext, s.registrar.realm(), p))
+            .await?;
     }
     s.registrar.forget_user(&ext);
     let detail = serde_json::json!({

@@ -32,6 +32,7 @@ pub mod negotiate;
 pub mod player;
 pub mod ports;
 pub mod recorder;
+pub mod recordings;
 pub mod resample;
 pub mod rtp;
 pub mod sdp;

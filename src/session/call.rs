@@ -1785,7 +1785,7 @@ impl Call {
             self.ctx.writer.send(StoreCmd::LegMedia {
                 leg_id: self.legs[i],
                 codec: report.pipeline.codecs[i].map(|c| c.name().to_owned()),
-                stats,
+                stats: stats.into(),
             });
         }
         if let Some(id) = self.recording {

@@ -187,6 +187,15 @@ pub fn ha1(algorithm: Algorithm, user: &str, realm: &str, password: &str) -> Str
     algorithm.hash_hex(format!("{user}:{realm}:{password}").as_bytes())
 }
 
+/// What the store keeps for `user` instead of `password`: both HA1 values under `realm`.
+pub fn user_secrets(user: &str, realm: &str, password: &str) -> crate::store::UserSecrets {
+    crate::store::UserSecrets {
+        ha1_md5: ha1(Algorithm::Md5, user, realm, password),
+        ha1_sha256: ha1(Algorithm::Sha256, user, realm, password),
+        realm: realm.to_owned(),
+    }
+}
+
 /// The response a client holding `ha1` must send for these credentials (RFC 7616 §3.4.1;
 /// RFC 2069 form when `qop` is absent). `ha1` is the plain HA1; the `-sess` transform is
 /// applied here when `creds.sess` is set. Returns lowercase hex.

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use super::auth::{AuthOutcome, Authenticator};
 use super::dialog::{new_tag, response_with_tag};
 use super::message::{Contact, NameAddr, Request, Response, StatusCode, Uri, parse_uri};
-use super::transport::Peer;
+use super::transport::{Peer, Transport};
 use crate::event::{Event, Registration};
 use crate::store::{Binding, Store, StoreCmd, User, WriterHandle};
 
@@ -109,22 +109,13 @@ impl Registrar {
         let count: usize = locations.values().map(Vec::len).sum();
         metrics::gauge!("switchboard_registrations").set(count as f64);
         tracing::info!(bindings = count, "registrations loaded");
+        let secrets = crate::sip::auth::user_secrets("decoy", &s.realm, &new_tag());
         let decoy = User {
             ext: String::new(),
             name: None,
-            ha1_md5: crate::sip::auth::ha1(
-                crate::sip::auth::Algorithm::Md5,
-                "decoy",
-                &s.realm,
-                &new_tag(),
-            ),
-            ha1_sha256: crate::sip::auth::ha1(
-                crate::sip::auth::Algorithm::Sha256,
-                "decoy",
-                &s.realm,
-                &new_tag(),
-            ),
-            realm: s.realm.clone(),
+            ha1_md5: secrets.ha1_md5,
+            ha1_sha256: secrets.ha1_sha256,
+            realm: secrets.realm,
             created_ms: 0,
         };
         Ok(Registrar {
@@ -539,7 +530,8 @@ fn binding_from_location(l: &Location, now_ms: i64) -> Binding {
     Binding {
         ext: l.ext.clone(),
         contact_uri: l.contact.clone(),
-        source: l.source,
+        transport: l.source.transport.as_str().to_owned(),
+        source_addr: l.source.addr,
         call_id: l.call_id.clone(),
         cseq: l.cseq,
         expires_at_ms: l.expires_at_ms,
@@ -549,12 +541,21 @@ fn binding_from_location(l: &Location, now_ms: i64) -> Binding {
     }
 }
 
+/// The location a stored binding stands for; `None` (logged) when its transport or Contact URI
+/// no longer reads.
 fn location_from_binding(b: &Binding) -> Option<Location> {
+    let Some(transport) = Transport::from_token(&b.transport) else {
+        tracing::warn!(ext = %b.ext, transport = %b.transport, "skipping binding with an unknown transport");
+        return None;
+    };
     Some(Location {
         ext: b.ext.clone(),
         contact: b.contact_uri.clone(),
         uri: parse_uri(&b.contact_uri).ok()?,
-        source: b.source,
+        source: Peer {
+            transport,
+            addr: b.source_addr,
+        },
         expires_at_ms: b.expires_at_ms,
         call_id: b.call_id.clone(),
         cseq: b.cseq,

@@ -1,16 +1,15 @@
 //! The audit log (issue 5): who changed what through the API, and when. Rows are only ever
 //! inserted; an audited change and its row are written in one transaction, so neither exists
-//! without the other. Also the audited delete of a recording ([`Store::delete_recording`]).
-
-use std::path::Path;
+//! without the other. Also the audited row change of a deleted recording
+//! ([`Store::mark_recording_deleted_audited`]; `media::recordings::delete_recording` removes its
+//! files first).
 
 use serde::Serialize;
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
 use uuid::Uuid;
 
-use super::recordings::delete_files;
-use super::{ApiKeyId, RecordingId, RecordingState, Store, StoreError, parse_id};
+use super::{ApiKeyId, RecordingRecord, Store, StoreError, parse_id};
 
 /// Who made a change: the API key (its row id and name).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,19 +50,6 @@ pub struct AuditRecord {
     pub detail: serde_json::Value,
 }
 
-/// What [`Store::delete_recording`] did.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum RecordingDeletion {
-    /// Files removed, row marked `deleted`, audit row written.
-    Deleted,
-    /// No such recording, or already deleted.
-    NotFound,
-    /// Still being written: refused.
-    StillRecording,
-    /// The file could not be removed (nothing was changed); the reason, for the log.
-    FileError(String),
-}
-
 impl Store {
     /// Writes one audit row.
     pub async fn audit(&self, actor: &Actor, entry: &NewAudit) -> Result<(), StoreError> {
@@ -100,31 +86,15 @@ impl Store {
         rows.iter().map(audit_from_row).collect()
     }
 
-    /// Deletes a finished recording as retention does (its files, and the directories they
-    /// leave empty, under `<data_dir>/recordings`; the row becomes `deleted`) and writes an
-    /// audit row `recording.delete` in the same transaction as the row change.
-    pub async fn delete_recording(
+    /// Marks the recording `rec` (whose files are gone) `deleted` and writes an audit row
+    /// `recording.delete` in the same transaction; false (nothing written) when it was already
+    /// deleted (retention got there first; its log line is the record).
+    pub async fn mark_recording_deleted_audited(
         &self,
-        data_dir: &Path,
-        id: RecordingId,
+        rec: &RecordingRecord,
         actor: &Actor,
-    ) -> Result<RecordingDeletion, StoreError> {
-        let Some(rec) = self.get_recording(id).await? else {
-            return Ok(RecordingDeletion::NotFound);
-        };
-        match rec.state {
-            RecordingState::Deleted => return Ok(RecordingDeletion::NotFound),
-            RecordingState::Recording => return Ok(RecordingDeletion::StillRecording),
-            RecordingState::Complete | RecordingState::Repaired | RecordingState::Failed => {}
-        }
-        let dir = data_dir.to_path_buf();
-        let rel = rec.path.clone();
-        let removed = tokio::task::spawn_blocking(move || delete_files(&dir, &rel))
-            .await
-            .unwrap_or_else(|e| Err(format!("delete task failed: {e}")));
-        if let Err(e) = removed {
-            return Ok(RecordingDeletion::FileError(e));
-        }
+    ) -> Result<bool, StoreError> {
+        let id = rec.id;
         let now = crate::clock::unix_ms();
         let mut tx = self.pool().begin().await?;
         let done = sqlx::query(
@@ -134,9 +104,8 @@ impl Store {
         .execute(&mut *tx)
         .await?;
         if done.rows_affected() == 0 {
-            // Retention got there first; its log line is the record.
             tx.rollback().await?;
-            return Ok(RecordingDeletion::NotFound);
+            return Ok(false);
         }
         let entry = NewAudit {
             action: "recording.delete".into(),
@@ -151,8 +120,7 @@ impl Store {
         };
         insert(&mut tx, actor, &entry, now).await?;
         tx.commit().await?;
-        tracing::info!(recording = %id, actor = %actor.name, "recording deleted through the API");
-        Ok(RecordingDeletion::Deleted)
+        Ok(true)
     }
 }
 

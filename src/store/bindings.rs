@@ -8,7 +8,6 @@ use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
 
 use super::{Store, StoreError};
-use crate::sip::transport::{Peer, Transport};
 
 /// One registered contact.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -17,8 +16,11 @@ pub struct Binding {
     pub ext: String,
     /// The Contact URI as registered.
     pub contact_uri: String,
-    /// Transport and address the REGISTER came from.
-    pub source: Peer,
+    /// Transport the REGISTER came on, as its Via token (`UDP`, `TCP`); the registrar reads
+    /// it back (`sip::transport::Transport::from_token`).
+    pub transport: String,
+    /// Address the REGISTER came from.
+    pub source_addr: SocketAddr,
     /// Call-ID of the REGISTER (RFC 3261 §10.3 step 7).
     pub call_id: String,
     /// CSeq number of the REGISTER.
@@ -34,8 +36,8 @@ pub struct Binding {
 }
 
 impl Store {
-    /// Unexpired bindings (`expires_at_ms > now_ms`). Rows that do not decode (e.g. an unknown
-    /// transport) are skipped with a warning.
+    /// Unexpired bindings (`expires_at_ms > now_ms`). Rows that do not decode (e.g. a bad
+    /// source address) are skipped with a warning.
     pub async fn load_bindings(&self, now_ms: i64) -> Result<Vec<Binding>, StoreError> {
         let rows = sqlx::query(
             "SELECT ext, contact_uri, transport, source_addr, call_id, cseq, expires_at_ms,
@@ -70,8 +72,8 @@ pub(super) async fn upsert(conn: &mut AnyConnection, b: &Binding) -> Result<(), 
     .bind(uuid::Uuid::now_v7().to_string())
     .bind(&b.ext)
     .bind(&b.contact_uri)
-    .bind(b.source.transport.as_str())
-    .bind(b.source.addr.to_string())
+    .bind(&b.transport)
+    .bind(b.source_addr.to_string())
     .bind(&b.call_id)
     .bind(i64::from(b.cseq))
     .bind(b.expires_at_ms)
@@ -117,9 +119,6 @@ fn binding_from_row(row: &AnyRow) -> Result<Binding, StoreError> {
         table: "registrations",
         reason,
     };
-    let transport: String = row.try_get("transport")?;
-    let transport = transport_from_str(&transport)
-        .ok_or_else(|| corrupt(format!("unknown transport {transport:?}")))?;
     let addr: String = row.try_get("source_addr")?;
     let addr: SocketAddr = addr
         .parse()
@@ -129,7 +128,8 @@ fn binding_from_row(row: &AnyRow) -> Result<Binding, StoreError> {
     Ok(Binding {
         ext: row.try_get("ext")?,
         contact_uri: row.try_get("contact_uri")?,
-        source: Peer { transport, addr },
+        transport: row.try_get("transport")?,
+        source_addr: addr,
         call_id: row.try_get("call_id")?,
         cseq: u32::try_from(cseq).map_err(|_| corrupt(format!("bad cseq {cseq}")))?,
         expires_at_ms: row.try_get("expires_at_ms")?,
@@ -138,11 +138,4 @@ fn binding_from_row(row: &AnyRow) -> Result<Binding, StoreError> {
             .transpose()?,
         updated_ms: row.try_get("updated_ms")?,
     })
-}
-
-/// Inverse of [`Transport::as_str`].
-fn transport_from_str(s: &str) -> Option<Transport> {
-    [Transport::Udp, Transport::Tcp]
-        .into_iter()
-        .find(|t| t.as_str().eq_ignore_ascii_case(s))
 }

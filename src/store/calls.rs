@@ -149,6 +149,24 @@ pub struct LegRecord {
     pub media: Option<LegMediaRecord>,
 }
 
+/// The media statistics stored for a leg when its media session ends (from
+/// `media::rtp::LegStats`).
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct LegMediaStats {
+    /// RTP packets received from the remote.
+    pub packets_received: u64,
+    /// RTP packets sent.
+    pub packets_sent: u64,
+    /// Packets lost.
+    pub packets_lost: u64,
+    /// Interarrival jitter, ms.
+    pub jitter_ms: f64,
+    /// Round-trip time, ms, if known.
+    pub rtt_ms: Option<f64>,
+    /// E-model MOS of what was received, if anything was.
+    pub mos: Option<f64>,
+}
+
 /// A leg's media statistics as stored.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct LegMediaRecord {
@@ -478,7 +496,7 @@ pub(super) async fn leg_media(
     conn: &mut AnyConnection,
     leg: LegId,
     codec: Option<&str>,
-    stats: &crate::media::rtp::LegStats,
+    stats: &LegMediaStats,
 ) -> Result<(), sqlx::Error> {
     let count = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
     sqlx::query(

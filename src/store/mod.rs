@@ -44,19 +44,19 @@ use tokio::sync::broadcast;
 
 pub use crate::domain::{ApiKeyId, CallId, CustomerId, LegId, SessionId, WebhookId};
 pub use api_keys::{ApiKeyRecord, Scope, key_prefix};
-pub use audit::{Actor, AuditRecord, NewAudit, RecordingDeletion};
+pub use audit::{Actor, AuditRecord, NewAudit};
 pub use bindings::Binding;
 pub use calls::{
-    CallRecord, Direction, HangupBy, Identity, IdentityKind, LegKind, LegMediaRecord, LegRecord,
-    LegRole, NewCall, NewLeg, NewSession, SessionRecord,
+    CallRecord, Direction, HangupBy, Identity, IdentityKind, LegKind, LegMediaRecord,
+    LegMediaStats, LegRecord, LegRole, NewCall, NewLeg, NewSession, SessionRecord,
 };
 pub use events::EventRecord;
 pub use queries::{CallFilter, CustomerRecord, RecordingFilter};
 pub use recordings::{
-    EndedRecording, NewRecording, RECORDING_PURGE_INTERVAL, RecordingId, RecordingKind,
-    RecordingRecord, RecordingState, RepairCounts,
+    EndedRecording, NewRecording, RecordingFile, RecordingId, RecordingKind, RecordingRecord,
+    RecordingState,
 };
-pub use users::User;
+pub use users::{User, UserSecrets};
 pub use webhooks::{EventFilter, MAX_TYPES as MAX_EVENT_TYPES, NewWebhook, WebhookRecord};
 pub use writer::{StoreCmd, WriterHandle};
 

@@ -1,6 +1,8 @@
 //! Call recordings (DESIGN §3 steps 4–5): one row per recorded WAV file, its life cycle
 //! `recording → complete | failed`, crash recovery at startup (`recording → repaired | failed`)
-//! and retention (`… → deleted`).
+//! and retention (`… → deleted`). This module only stores: the files are repaired, purged and
+//! deleted by `media::recordings`, which reads and marks the rows through the methods here
+//! (and builds [`NewRecording`] / [`EndedRecording`] from the recorder's spec and summary).
 //!
 //! * A row says what it is ([`RecordingKind`]): a call recording, a voicemail left in a
 //!   `mailbox` ([`Store::voicemails`]), or a message recorded by the IVR. Repair and retention
@@ -12,28 +14,21 @@
 //!   a path that would leave the data directory is never opened or deleted.
 //! * No foreign keys to `calls`/`sessions`: a recording's row must never be lost because its
 //!   call row was (a file without a row would escape repair and retention).
-//! * [`Store::repair_recordings`] and [`Store::purge_recordings`] write through the pool
-//!   directly: they run at startup and hourly, not on the call path. The companion file of a
-//!   stereo recording (`<id>.mixed.wav`) is repaired and deleted with its main file.
+//! * Repair and retention write through the pool directly ([`Store::mark_recording_repaired`],
+//!   [`Store::mark_recording_deleted`]…): they run at startup and hourly, not on the call path.
 //!
 //! [`StoreCmd::RecordingStarted`]: super::StoreCmd::RecordingStarted
 //! [`StoreCmd::RecordingEnded`]: super::StoreCmd::RecordingEnded
 
 use std::fmt;
-use std::path::{Path, PathBuf};
 use std::str::FromStr;
-use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
-use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use super::{CallId, SessionId, Store, StoreError, parse_id};
-use crate::media::recorder::{
-    RecorderError, RecordingSpec, RecordingSummary, companion_path, is_safe_relative, repair,
-};
 
 /// One recording (one main file). UUIDv7, like the other ids (DESIGN §6.1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -145,19 +140,16 @@ pub struct RecordingRecord {
     pub mailbox: Option<String>,
 }
 
-/// What [`Store::repair_recordings`] did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct RepairCounts {
-    /// Rows repaired from their files.
-    pub repaired: u64,
-    /// Rows whose file was missing or unreadable.
-    pub failed: u64,
+/// A recording's file as the repair and retention passes see it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordingFile {
+    /// Recording id.
+    pub id: RecordingId,
+    /// Path relative to the data directory, as stored (not checked here).
+    pub path: String,
+    /// Start, Unix ms.
+    pub started_ms: i64,
 }
-
-/// How often the retention purge runs.
-pub const RECORDING_PURGE_INTERVAL: Duration = Duration::from_secs(3600);
-
-const DAY_MS: i64 = 86_400_000;
 
 pub(super) const COLUMNS: &str = "id, session_id, call_id, path, state, channels, sample_rate, duration_ms, \
      size_bytes, sha256, started_ms, ended_ms, dropped_frames, kind, mailbox";
@@ -242,21 +234,6 @@ impl fmt::Display for RecordingState {
 }
 
 impl NewRecording {
-    /// The row for a recording started from `spec`.
-    pub fn from_spec(spec: &RecordingSpec) -> NewRecording {
-        NewRecording {
-            id: spec.recording_id,
-            session_id: spec.session_id,
-            call_id: spec.call_id,
-            path: spec.relative_path().to_string_lossy().into_owned(),
-            channels: spec.channels(),
-            sample_rate: spec.sample_rate,
-            started_ms: spec.started_ms,
-            kind: RecordingKind::Call,
-            mailbox: None,
-        }
-    }
-
     /// The same row as another kind, with its mailbox:
     /// `NewRecording::from_spec(&spec).with_kind(RecordingKind::Voicemail, Some("sales".into()))`.
     pub fn with_kind(mut self, kind: RecordingKind, mailbox: Option<String>) -> NewRecording {
@@ -272,19 +249,6 @@ impl NewRecording {
 }
 
 impl EndedRecording {
-    /// A recording the recorder completed.
-    pub fn complete(id: RecordingId, summary: &RecordingSummary) -> EndedRecording {
-        EndedRecording {
-            id,
-            state: RecordingState::Complete,
-            duration_ms: Some(i64::try_from(summary.duration.as_millis()).unwrap_or(i64::MAX)),
-            size_bytes: Some(i64::try_from(summary.size).unwrap_or(i64::MAX)),
-            sha256: Some(summary.sha256.clone()),
-            ended_ms: summary.ended_ms,
-            dropped_frames: summary.dropped_frames,
-        }
-    }
-
     /// A recording the recorder could not complete.
     pub fn failed(id: RecordingId, ended_ms: i64) -> EndedRecording {
         EndedRecording {
@@ -344,129 +308,73 @@ impl Store {
         rows.iter().map(recording_from_row).collect()
     }
 
-    /// Repairs every recording left in state `recording` by a crash: the file's header is fixed
-    /// ([`repair`]), duration, size and SHA-256 are filled and the row becomes `repaired`; a
-    /// missing or unreadable file makes it `failed` (logged). Call at startup, before calls are
-    /// accepted (with several nodes on one database this would also touch the other nodes'
-    /// live recordings, like [`Store::close_orphans`]).
-    pub async fn repair_recordings(&self, data_dir: &Path) -> Result<RepairCounts, StoreError> {
+    /// The recordings left in state `recording` (by a crash, when called at startup), by id.
+    pub async fn recordings_left_open(&self) -> Result<Vec<RecordingFile>, StoreError> {
         let rows = sqlx::query(
             "SELECT id, path, started_ms FROM recordings WHERE state = 'recording' ORDER BY id",
         )
         .fetch_all(self.pool())
         .await?;
-        let mut counts = RepairCounts::default();
-        for row in &rows {
-            let id: String = row.try_get("id")?;
-            let rel: String = row.try_get("path")?;
-            let started_ms: i64 = row.try_get("started_ms")?;
-            match repair_files(data_dir, &rel).await {
-                Ok(out) => {
-                    let duration_ms = i64::try_from(out.duration.as_millis()).unwrap_or(i64::MAX);
-                    sqlx::query(
-                        "UPDATE recordings SET state = 'repaired', duration_ms = $1,
-                            size_bytes = $2, sha256 = $3, ended_ms = $4
-                         WHERE id = $5 AND state = 'recording'",
-                    )
-                    .bind(duration_ms)
-                    .bind(i64::try_from(out.size).unwrap_or(i64::MAX))
-                    .bind(&out.sha256)
-                    .bind(started_ms.saturating_add(duration_ms))
-                    .bind(&id)
-                    .execute(self.pool())
-                    .await?;
-                    tracing::info!(recording = %id, path = %rel, duration_ms,
-                        "recording left open by a crash repaired");
-                    counts.repaired += 1;
-                }
-                Err(e) => {
-                    tracing::warn!(recording = %id, path = %rel, error = %e,
-                        "recording left open by a crash cannot be repaired; marked failed");
-                    sqlx::query(
-                        "UPDATE recordings SET state = 'failed' WHERE id = $1 AND state = 'recording'",
-                    )
-                    .bind(&id)
-                    .execute(self.pool())
-                    .await?;
-                    counts.failed += 1;
-                }
-            }
-        }
-        Ok(counts)
+        rows.iter().map(recording_file_from_row).collect()
     }
 
-    /// Retention: deletes the files of finished recordings that started more than
-    /// `retention_days` before `now_ms` and marks their rows `deleted` (each logged). Rows
-    /// still `recording` are left alone; `retention_days == 0` keeps everything. A file that is
-    /// already gone counts as deleted; one that cannot be deleted is logged and retried at the
-    /// next run. Returns the number of rows marked deleted.
-    pub async fn purge_recordings(
+    /// Marks a recording left open as `repaired`, with what its repaired file holds.
+    pub async fn mark_recording_repaired(
         &self,
-        data_dir: &Path,
-        retention_days: u32,
-        now_ms: i64,
-    ) -> Result<u64, StoreError> {
-        if retention_days == 0 {
-            return Ok(0);
-        }
-        let cutoff = now_ms.saturating_sub(i64::from(retention_days) * DAY_MS);
+        id: RecordingId,
+        duration_ms: i64,
+        size_bytes: i64,
+        sha256: &str,
+        ended_ms: i64,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE recordings SET state = 'repaired', duration_ms = $1,
+                size_bytes = $2, sha256 = $3, ended_ms = $4
+             WHERE id = $5 AND state = 'recording'",
+        )
+        .bind(duration_ms)
+        .bind(size_bytes)
+        .bind(sha256)
+        .bind(ended_ms)
+        .bind(id.to_string())
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    /// Marks a recording left open as `failed` (its file could not be repaired).
+    pub async fn mark_recording_failed(&self, id: RecordingId) -> Result<(), StoreError> {
+        sqlx::query("UPDATE recordings SET state = 'failed' WHERE id = $1 AND state = 'recording'")
+            .bind(id.to_string())
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
+
+    /// The finished recordings (`complete`, `repaired`, `failed`) that started before
+    /// `cutoff_ms`, oldest first: what retention deletes.
+    pub async fn recordings_started_before(
+        &self,
+        cutoff_ms: i64,
+    ) -> Result<Vec<RecordingFile>, StoreError> {
         let rows = sqlx::query(
-            "SELECT id, path FROM recordings
+            "SELECT id, path, started_ms FROM recordings
              WHERE state IN ('complete', 'repaired', 'failed') AND started_ms < $1
              ORDER BY started_ms, id",
         )
-        .bind(cutoff)
+        .bind(cutoff_ms)
         .fetch_all(self.pool())
         .await?;
-        let mut deleted = 0;
-        for row in &rows {
-            let id: String = row.try_get("id")?;
-            let rel: String = row.try_get("path")?;
-            let dir = data_dir.to_path_buf();
-            let rel_owned = rel.clone();
-            let removed = tokio::task::spawn_blocking(move || delete_files(&dir, &rel_owned))
-                .await
-                .unwrap_or_else(|e| Err(format!("delete task failed: {e}")));
-            if let Err(e) = removed {
-                tracing::warn!(recording = %id, path = %rel, error = %e,
-                    "recording past retention could not be deleted; will retry");
-                continue;
-            }
-            sqlx::query("UPDATE recordings SET state = 'deleted' WHERE id = $1")
-                .bind(&id)
-                .execute(self.pool())
-                .await?;
-            tracing::info!(recording = %id, path = %rel, retention_days,
-                "recording deleted by retention");
-            deleted += 1;
-        }
-        Ok(deleted)
+        rows.iter().map(recording_file_from_row).collect()
     }
 
-    /// Runs [`Store::purge_recordings`] now and then every [`RECORDING_PURGE_INTERVAL`] until
-    /// `stop` is cancelled; returns at once when `retention_days` is 0 (keep forever).
-    pub async fn run_recording_purge(
-        self,
-        data_dir: PathBuf,
-        retention_days: u32,
-        stop: CancellationToken,
-    ) {
-        if retention_days == 0 {
-            return;
-        }
-        let mut tick = tokio::time::interval(RECORDING_PURGE_INTERVAL);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                _ = stop.cancelled() => break,
-                _ = tick.tick() => {
-                    let now = crate::clock::unix_ms();
-                    if let Err(e) = self.purge_recordings(&data_dir, retention_days, now).await {
-                        tracing::warn!(error = %e, "recording retention purge failed");
-                    }
-                }
-            }
-        }
+    /// Marks a recording `deleted` (its files are gone).
+    pub async fn mark_recording_deleted(&self, id: RecordingId) -> Result<(), StoreError> {
+        sqlx::query("UPDATE recordings SET state = 'deleted' WHERE id = $1")
+            .bind(id.to_string())
+            .execute(self.pool())
+            .await?;
+        Ok(())
     }
 
     async fn recordings_where(
@@ -531,56 +439,13 @@ pub(super) async fn recording_ended(
     Ok(())
 }
 
-/// Repairs a recording's main file (and its companion, best effort) off the runtime.
-async fn repair_files(
-    data_dir: &Path,
-    rel: &str,
-) -> Result<crate::media::recorder::RepairOutcome, RecorderError> {
-    let rel_path = Path::new(rel);
-    if !is_safe_relative(rel_path) {
-        return Err(RecorderError::NotWav {
-            path: rel_path.to_path_buf(),
-            reason: "stored path leaves the data directory".into(),
-        });
-    }
-    let path = data_dir.join(rel_path);
-    tokio::task::spawn_blocking(move || {
-        let companion = companion_path(&path);
-        if companion.exists()
-            && let Err(e) = repair(&companion)
-        {
-            tracing::warn!(path = %companion.display(), error = %e, "companion not repaired");
-        }
-        repair(&path)
+fn recording_file_from_row(row: &AnyRow) -> Result<RecordingFile, StoreError> {
+    let id: String = row.try_get("id")?;
+    Ok(RecordingFile {
+        id: parse_id("recordings", &id)?,
+        path: row.try_get("path")?,
+        started_ms: row.try_get("started_ms")?,
     })
-    .await
-    .unwrap_or(Err(RecorderError::WriterGone))
-}
-
-/// Deletes a recording's files (missing ones are fine) and the directories they leave empty,
-/// up to `<data_dir>/recordings`.
-pub(super) fn delete_files(data_dir: &Path, rel: &str) -> Result<(), String> {
-    let rel_path = Path::new(rel);
-    if !is_safe_relative(rel_path) {
-        return Err("stored path leaves the data directory".into());
-    }
-    let path = data_dir.join(rel_path);
-    for file in [companion_path(&path), path.clone()] {
-        match std::fs::remove_file(&file) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(format!("{}: {e}", file.display())),
-        }
-    }
-    let root = data_dir.join("recordings");
-    let mut dir = path.parent();
-    while let Some(d) = dir {
-        if d == root || !d.starts_with(&root) || std::fs::remove_dir(d).is_err() {
-            break; // not empty (or not ours): stop tidying
-        }
-        dir = d.parent();
-    }
-    Ok(())
 }
 
 pub(super) fn recording_from_row(row: &AnyRow) -> Result<RecordingRecord, StoreError> {

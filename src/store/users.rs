@@ -1,12 +1,14 @@
 //! SIP users (extensions) with their digest HA1 values (RFC 7616 §3.4.2). Used by the CLI and
 //! the registrar's authentication; awaited directly, never from the call path.
+//!
+//! The store keeps the HA1 strings as data: they are computed from the password by
+//! `sip::auth::user_secrets` before they get here.
 
 use serde::Serialize;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
 use super::{Store, StoreError};
-use crate::sip::auth::{Algorithm, ha1};
 
 /// A SIP user. The password itself is never stored.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -27,14 +29,15 @@ pub struct User {
     pub created_ms: i64,
 }
 
-impl User {
-    /// The stored HA1 for `algorithm` (for [`crate::sip::auth::Authenticator::verify`]).
-    pub fn ha1(&self, algorithm: Algorithm) -> &str {
-        match algorithm {
-            Algorithm::Md5 => &self.ha1_md5,
-            Algorithm::Sha256 => &self.ha1_sha256,
-        }
-    }
+/// What is stored instead of a user's password: the HA1 values and the realm they were made for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserSecrets {
+    /// MD5(ext:realm:password), hex.
+    pub ha1_md5: String,
+    /// SHA-256(ext:realm:password), hex.
+    pub ha1_sha256: String,
+    /// The realm both were made for.
+    pub realm: String,
 }
 
 impl Store {
@@ -43,8 +46,7 @@ impl Store {
         &self,
         ext: &str,
         name: Option<&str>,
-        password: &str,
-        realm: &str,
+        secrets: &UserSecrets,
     ) -> Result<(), StoreError> {
         if ext.is_empty() {
             return Err(StoreError::Invalid("empty extension".into()));
@@ -55,9 +57,9 @@ impl Store {
         )
         .bind(ext)
         .bind(name)
-        .bind(ha1(Algorithm::Md5, ext, realm, password))
-        .bind(ha1(Algorithm::Sha256, ext, realm, password))
-        .bind(realm)
+        .bind(&secrets.ha1_md5)
+        .bind(&secrets.ha1_sha256)
+        .bind(&secrets.realm)
         .bind(crate::clock::unix_ms())
         .execute(self.pool())
         .await?;
@@ -67,19 +69,15 @@ impl Store {
         Ok(())
     }
 
-    /// Replaces a user's password (and realm); [`StoreError::NotFound`] if there is no such user.
-    pub async fn set_password(
-        &self,
-        ext: &str,
-        password: &str,
-        realm: &str,
-    ) -> Result<(), StoreError> {
+    /// Replaces a user's password (its HA1 values and realm); [`StoreError::NotFound`] if there
+    /// is no such user.
+    pub async fn set_password(&self, ext: &str, secrets: &UserSecrets) -> Result<(), StoreError> {
         let done = sqlx::query(
             "UPDATE users SET ha1_md5 = $1, ha1_sha256 = $2, realm = $3 WHERE ext = $4",
         )
-        .bind(ha1(Algorithm::Md5, ext, realm, password))
-        .bind(ha1(Algorithm::Sha256, ext, realm, password))
-        .bind(realm)
+        .bind(&secrets.ha1_md5)
+        .bind(&secrets.ha1_sha256)
+        .bind(&secrets.realm)
         .bind(ext)
         .execute(self.pool())
         .await?;

@@ -116,7 +116,7 @@ pub enum StoreCmd {
         /// The codec the leg used (`PCMU`, `opus`, …).
         codec: Option<String>,
         /// RTP statistics and MOS.
-        stats: crate::media::rtp::LegStats,
+        stats: super::LegMediaStats,
     },
     /// Append to the event log (numbered by the writer).
     Event {

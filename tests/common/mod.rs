@@ -84,7 +84,11 @@ impl TestServer {
         let server = self.server.as_ref().expect("running");
         server
             .store
-            .add_user(ext, None, password, "switchboard")
+            .add_user(
+                ext,
+                None,
+                &switchboard::sip::auth::user_secrets(ext, "switchboard", password),
+            )
             .await
             .expect("add user");
     }

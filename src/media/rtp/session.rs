@@ -112,6 +112,20 @@ pub struct LegStats {
     pub mos: Option<f64>,
 }
 
+impl From<LegStats> for crate::store::LegMediaStats {
+    /// What the call record keeps of a leg's statistics.
+    fn from(s: LegStats) -> Self {
+        crate::store::LegMediaStats {
+            packets_received: s.packets_received,
+            packets_sent: s.packets_sent,
+            packets_lost: s.packets_lost,
+            jitter_ms: s.jitter_ms,
+            rtt_ms: s.rtt_ms,
+            mos: s.mos,
+        }
+    }
+}
+
 /// The header fields of a received packet that [`RtpSession::restamp`] needs, read once.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Incoming {
