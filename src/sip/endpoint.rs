@@ -23,7 +23,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::message::{self, Message, Method, Request, Response, StatusCode};
 use super::registrar::Registrar;
-use super::transaction::{TransactionLayer, TxEvent, TxId, TxInput};
+use super::transaction::{Summary, TransactionLayer, TxEvent, TxId, TxInput};
 use super::transport::{Inbound, InboundEvent, Peer, Transport, TransportSet};
 use crate::session::{CallInput, CallRegistry};
 
@@ -210,7 +210,7 @@ impl Endpoint {
 
     async fn drain(&mut self) {
         while let Some(t) = self.txl.poll_transmit() {
-            if !self.transmit(t.to, &t.msg).await
+            if !self.transmit(t.to, t.bytes, t.summary).await
                 && let Some(tx) = t.tx
             {
                 self.txl.handle_transport_error(tx);
@@ -233,9 +233,8 @@ impl Endpoint {
     }
 
     /// Sends one message; false when the transport refused it at once.
-    async fn transmit(&self, to: Peer, msg: &Message) -> bool {
-        count_message("out", msg);
-        let bytes = Bytes::from(msg.to_bytes());
+    async fn transmit(&self, to: Peer, bytes: Bytes, summary: Summary) -> bool {
+        count_message("out", summary);
         match to.transport {
             Transport::Udp => {
                 if let Err(e) = self.transport.send(to, bytes).await {
@@ -345,7 +344,7 @@ impl Endpoint {
                 }
             }
             InboundEvent::Message(msg @ Message::Response(_)) => {
-                count_message("in", &msg);
+                count_message("in", Summary::of(&msg));
                 if let Some(input) = self.txl.handle_message(crate::clock::now(), msg, peer) {
                     self.handle_tx_input(input);
                 }
@@ -623,18 +622,9 @@ fn accepts_sdp(req: &Request) -> bool {
 /// Counts one message in `switchboard_sip_messages_total`. Extension methods (named by
 /// whoever sends them) share one `OTHER` label, so a peer cannot grow the metrics without
 /// bound; status codes are bounded by the parser (100..=699).
-fn count_message(direction: &'static str, msg: &Message) {
-    match msg {
-        Message::Request(r) => count_request(direction, &r.method),
-        Message::Response(r) => {
-            let method = r
-                .headers
-                .cseq()
-                .map(|c| method_label(&c.method))
-                .unwrap_or("");
-            metrics::counter!("switchboard_sip_messages_total", "direction" => direction, "method" => method, "status" => r.status.0.to_string()).increment(1);
-        }
-    }
+fn count_message(direction: &'static str, summary: Summary) {
+    let status = summary.status.map(|s| s.0.to_string()).unwrap_or_default();
+    metrics::counter!("switchboard_sip_messages_total", "direction" => direction, "method" => summary.method, "status" => status).increment(1);
 }
 
 fn count_request(direction: &'static str, method: &Method) {
