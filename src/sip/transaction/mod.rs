@@ -66,6 +66,7 @@ macro_rules! shrink_sparse {
         )+
     };
 }
+pub(crate) use shrink_sparse;
 
 mod client;
 mod key;
