@@ -45,7 +45,7 @@
 //! (Accepted, Confirmed, non-INVITE client Completed), never a parsed message. At 1,000 calls/s
 //! some 100,000 transactions wait for Timers D, J, L and M at any moment, so a lingering
 //! transaction costs its key, its timers and at most one buffer. The table's maps and timer heap
-//! shrink when a burst has drained (see [`TransactionLayer::len`]).
+//! shrink once they are at most a quarter full, so a drained burst gives its memory back.
 //!
 //! Every transaction ends with exactly one [`TxEvent::Terminated`]; a [`TxEvent::Timeout`] or
 //! [`TxEvent::TransportError`] precedes it when that is why it ended. Timers live in one binary
@@ -157,6 +157,7 @@ pub struct Summary {
 }
 
 impl Summary {
+    /// The summary of any message (the endpoint counts received responses with it).
     pub fn of(msg: &Message) -> Summary {
         match msg {
             Message::Request(r) => Summary::request(r),
