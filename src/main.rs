@@ -11,6 +11,13 @@ use switchboard::config::{Config, Settings};
 use switchboard::sip::auth::user_secrets;
 use switchboard::store::Store;
 
+/// jemalloc, with its background purging thread: freed memory goes back to the system within
+/// seconds (dirty pages decay over 10 s), where glibc's malloc kept a burst's peak for good
+/// (ARCHITECTURE.md, "Decisions worth knowing"). The library and its tests keep the system
+/// allocator: this is a choice of the binary.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 #[derive(Parser)]
 #[command(
     name = "switchboard",
@@ -152,6 +159,24 @@ fn main() -> ExitCode {
     }
 }
 
+/// Publishes the allocator's figures every few seconds: `switchboard_memory_allocated_bytes`
+/// (live heap objects) and `switchboard_memory_resident_bytes` (what the allocator holds in
+/// RAM, free pages not yet purged included).
+async fn allocator_stats() {
+    use tikv_jemalloc_ctl::{epoch, stats};
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(5));
+    loop {
+        tick.tick().await;
+        if epoch::advance().is_err() {
+            return;
+        }
+        if let (Ok(allocated), Ok(resident)) = (stats::allocated::read(), stats::resident::read()) {
+            metrics::gauge!("switchboard_memory_allocated_bytes").set(allocated as f64);
+            metrics::gauge!("switchboard_memory_resident_bytes").set(resident as f64);
+        }
+    }
+}
+
 fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("SWITCHBOARD_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
@@ -194,7 +219,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         .context("cannot start the async runtime")?;
     runtime.block_on(async move {
         match command {
-            Command::Serve(_) => switchboard::server::run(settings).await,
+            Command::Serve(_) => {
+                tokio::spawn(allocator_stats());
+                switchboard::server::run(settings).await
+            }
             Command::Migrate => {
                 Store::open(&settings.database_url).await?;
                 println!(

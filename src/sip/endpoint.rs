@@ -27,7 +27,9 @@ use tokio_util::sync::CancellationToken;
 use super::dialog::DialogKey;
 use super::message::{self, Message, Method, Request, Response, StatusCode};
 use super::registrar::Registrar;
-use super::transaction::{Branch, TransactionLayer, TxEvent, TxId, TxInput};
+use super::transaction::{
+    Branch, Summary, TransactionLayer, TxEvent, TxId, TxInput, shrink_sparse,
+};
 use super::transport::{Inbound, InboundEvent, Peer, Transport, TransportSet};
 
 /// Methods we implement, for Allow (RFC 3261 §20.5).
@@ -245,6 +247,8 @@ impl Endpoint {
 
     /// Runs until `stop` is cancelled (after the server has drained calls).
     pub async fn run(mut self, mut inbound: mpsc::Receiver<Inbound>, stop: CancellationToken) {
+        let mut housekeeping = tokio::time::interval(HOUSEKEEPING);
+        housekeeping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let deadline = self.txl.poll_timeout().map(tokio::time::Instant::from_std);
             tokio::select! {
@@ -253,14 +257,34 @@ impl Endpoint {
                 Some(cmd) = self.commands.recv() => self.handle_command(cmd),
                 Some(msg) = inbound.recv() => self.handle_inbound(msg),
                 _ = sleep_until_opt(deadline) => self.txl.handle_timeout(crate::clock::now()),
+                _ = housekeeping.tick() => self.housekeeping(),
             }
             self.drain().await;
         }
     }
 
+    /// Once a second: owners whose call has ended are forgotten, the table sizes published as
+    /// gauges, and the routing maps shrunk after a burst (a `HashMap` keeps its largest
+    /// capacity otherwise).
+    ///
+    /// An owner is the sending half of its call's channel, and a channel's first block of
+    /// slots (some 8 kB) lives as long as one sender does: kept until Timer M, the owner of an
+    /// INVITE client transaction would hold that memory for 32 s after its call has gone.
+    fn housekeeping(&mut self) {
+        self.client_owners
+            .retain(|_, (owner, _)| !owner.is_closed());
+        self.server_owners.retain(|_, owner| !owner.is_closed());
+        self.dialogs.retain(|_, owner| !owner.is_closed());
+        metrics::gauge!("switchboard_sip_transactions").set(self.txl.len() as f64);
+        metrics::gauge!("switchboard_sip_dialogs").set(self.dialogs.len() as f64);
+        metrics::gauge!("switchboard_sip_transaction_owners")
+            .set((self.client_owners.len() + self.server_owners.len()) as f64);
+        shrink_sparse!(self.client_owners, self.server_owners, self.dialogs);
+    }
+
     async fn drain(&mut self) {
         while let Some(t) = self.txl.poll_transmit() {
-            if !self.transmit(t.to, &t.msg, t.tx).await
+            if !self.transmit(t.to, t.bytes, t.summary, t.tx).await
                 && let Some(tx) = t.tx
             {
                 self.txl.handle_transport_error(tx);
@@ -293,9 +317,8 @@ impl Endpoint {
 
     /// Sends one message; false when the transport refused it at once. A TCP connect that
     /// fails later, on its own task, is reported back as [`Command::TransportError`].
-    async fn transmit(&self, to: Peer, msg: &Message, tx: Option<TxId>) -> bool {
-        count_message("out", msg);
-        let bytes = Bytes::from(msg.to_bytes());
+    async fn transmit(&self, to: Peer, bytes: Bytes, summary: Summary, tx: Option<TxId>) -> bool {
+        count_message("out", summary);
         match to.transport {
             Transport::Udp => {
                 if let Err(e) = self.transport.send(to, bytes).await {
@@ -329,6 +352,11 @@ impl Endpoint {
         let now = crate::clock::now();
         match cmd {
             Command::Respond { tx, resp } => {
+                // Only a CANCEL needs the owner of an INVITE server transaction, and a final
+                // response ends what it can do (RFC 3261 §9.2).
+                if resp.status.is_final() {
+                    self.server_owners.remove(&tx);
+                }
                 if let Err(e) = self.txl.respond(now, tx, resp) {
                     tracing::debug!(error = %e, "response on a finished transaction");
                 }
@@ -410,7 +438,7 @@ impl Endpoint {
                 }
             }
             InboundEvent::Message(msg @ Message::Response(_)) => {
-                count_message("in", &msg);
+                count_message("in", Summary::of(&msg));
                 if let Some(input) = self.txl.handle_message(crate::clock::now(), msg, peer) {
                     self.handle_tx_input(input);
                 }
@@ -472,11 +500,15 @@ impl Endpoint {
                 from: _,
                 invite_tx,
             } => {
-                let owner = invite_tx.and_then(|t| self.server_owners.get(&t).cloned());
-                match owner {
-                    Some(owner) => {
+                // §9.2: a CANCEL matching an INVITE server transaction gets 200; it reaches
+                // the call only while the INVITE has no final response (the owner is dropped
+                // at the final).
+                match invite_tx {
+                    Some(invite_tx) => {
                         self.respond_now(tx, Response::from_request(&req, StatusCode::OK));
-                        let _ = owner.send(TuEvent::Cancelled);
+                        if let Some(owner) = self.server_owners.get(&invite_tx) {
+                            let _ = owner.send(TuEvent::Cancelled);
+                        }
                     }
                     None => self.respond_now(
                         tx,
@@ -700,18 +732,9 @@ fn accepts_sdp(req: &Request) -> bool {
 /// Counts one message in `switchboard_sip_messages_total`. Extension methods (named by
 /// whoever sends them) share one `OTHER` label, so a peer cannot grow the metrics without
 /// bound; status codes are bounded by the parser (100..=699).
-fn count_message(direction: &'static str, msg: &Message) {
-    match msg {
-        Message::Request(r) => count_request(direction, &r.method),
-        Message::Response(r) => {
-            let method = r
-                .headers
-                .cseq()
-                .map(|c| method_label(&c.method))
-                .unwrap_or("");
-            metrics::counter!("switchboard_sip_messages_total", "direction" => direction, "method" => method, "status" => r.status.0.to_string()).increment(1);
-        }
-    }
+fn count_message(direction: &'static str, summary: Summary) {
+    let status = summary.status.map(|s| s.0.to_string()).unwrap_or_default();
+    metrics::counter!("switchboard_sip_messages_total", "direction" => direction, "method" => summary.method, "status" => status).increment(1);
 }
 
 fn count_request(direction: &'static str, method: &Method) {
@@ -721,6 +744,9 @@ fn count_request(direction: &'static str, method: &Method) {
 fn method_label(m: &Method) -> &'static str {
     m.known_token().unwrap_or("OTHER")
 }
+
+/// How often the endpoint publishes its table sizes and shrinks its maps.
+const HOUSEKEEPING: std::time::Duration = std::time::Duration::from_secs(1);
 
 async fn sleep_until_opt(deadline: Option<tokio::time::Instant>) {
     match deadline {

@@ -1,15 +1,14 @@
 //! Client transactions: INVITE (RFC 3261 §17.1.1, RFC 6026 Accepted state) and non-INVITE
 //! (§17.1.2), response matching (§17.1.3) and the ACK for non-2xx finals (§17.1.1.3).
 
-use std::sync::Arc;
 use std::time::Instant;
 
 use super::key::{self, ClientKey};
 use super::timer::{Armed, Timer};
 use super::{
-    Key, TransactionLayer, Tx, TxError, TxId, TxInput, TxKind, TxState, is_invite, status_ok,
+    Key, TransactionLayer, Tx, TxError, TxId, TxInput, TxKind, TxState, Wire, is_invite, status_ok,
 };
-use crate::sip::message::{Message, Method, Request, Response};
+use crate::sip::message::{Method, Request, Response};
 use crate::sip::transport::Peer;
 
 impl TransactionLayer {
@@ -42,7 +41,7 @@ impl TransactionLayer {
         let id = self.alloc_id();
         let invite = is_invite(&req.method);
         let reliable = to.transport.is_reliable();
-        let msg = Arc::new(Message::Request(req));
+        let wire = Wire::request(&req);
         self.client_index.insert(ckey.clone(), id);
         self.txs.insert(
             id,
@@ -62,11 +61,11 @@ impl TransactionLayer {
                 key: Key::Client(ckey),
                 armed: Armed::default(),
                 interval: self.timers.t1,
-                msg: Some(msg.clone()),
-                ack: None,
+                wire: Some(wire.clone()),
+                invite: invite.then(|| Box::new(req)),
             },
         );
-        self.send(id, to, msg);
+        self.send(id, to, wire);
         let (retransmit, timeout) = if invite {
             (Timer::A, Timer::B)
         } else {
@@ -110,9 +109,9 @@ impl TransactionLayer {
             (Timer::E, TxState::Proceeding) => self.timers.t2,
             _ => return,
         };
-        let Some(msg) = tx.msg.clone() else { return };
+        let Some(wire) = tx.wire.clone() else { return };
         let peer = tx.peer;
-        self.send(id, peer, msg);
+        self.send(id, peer, wire);
         self.arm_retransmit(id, timer, now, next);
     }
 
@@ -131,18 +130,21 @@ impl TransactionLayer {
                 tx.armed.clear(Timer::B);
             }
             TxState::Calling | TxState::Proceeding if status.is_success() => {
+                // RFC 6026 Accepted re-sends nothing: the TU ACKs each 2xx.
                 tx.state = TxState::Accepted;
+                tx.wire = None;
+                tx.invite = None;
                 self.disarm(id, &[Timer::A, Timer::B]);
                 self.arm(id, Timer::M, now, self.timers.sixty_four_t1());
             }
             TxState::Calling | TxState::Proceeding => {
                 tx.state = TxState::Completed;
-                let ack = match tx.msg.as_deref() {
-                    Some(Message::Request(invite)) => build_ack(invite, &resp),
-                    _ => return None,
+                // From now on only the ACK is re-sent (for each retransmitted final).
+                let ack = match tx.invite.take() {
+                    Some(invite) => Wire::request(&build_ack(&invite, &resp)),
+                    None => return None,
                 };
-                let ack = Arc::new(Message::Request(ack));
-                tx.ack = Some(ack.clone());
+                tx.wire = Some(ack.clone());
                 let (peer, reliable) = (tx.peer, tx.reliable);
                 self.disarm(id, &[Timer::A, Timer::B]);
                 self.send(id, peer, ack);
@@ -155,7 +157,7 @@ impl TransactionLayer {
             }
             TxState::Completed if status.is_final() && !status.is_success() => {
                 // A retransmitted final: the ACK was lost (§17.1.1.2).
-                let (peer, ack) = (tx.peer, tx.ack.clone()?);
+                let (peer, ack) = (tx.peer, tx.wire.clone()?);
                 self.send(id, peer, ack);
                 return None;
             }
@@ -178,7 +180,9 @@ impl TransactionLayer {
                 tx.state = TxState::Proceeding;
             }
             TxState::Trying | TxState::Proceeding => {
+                // Completed only absorbs retransmitted finals: nothing to re-send.
                 tx.state = TxState::Completed;
+                tx.wire = None;
                 let reliable = tx.reliable;
                 self.disarm(id, &[Timer::E, Timer::F]);
                 let wait = if reliable {

@@ -35,10 +35,17 @@
 //!   transaction it targets (§9.2).
 //! * Reliable transports (TCP): no A/E/G retransmissions; D, I, J and K are zero.
 //!
-//! Outgoing messages are handed out as [`Transmit`] holding an `Arc<Message>`: a
-//! retransmission costs a reference count, and printing (`Message::to_bytes`) is the driver's
-//! job. Responses go back to the [`Peer`] the request came from (symmetric response routing,
+//! Outgoing messages are printed once, when they enter the layer, and handed out as
+//! [`Transmit`] holding their bytes: a retransmission re-sends the same bytes for a reference
+//! count. Responses go back to the [`Peer`] the request came from (symmetric response routing,
 //! RFC 3581); the transport may refine that per RFC 3261 §18.2.2.
+//!
+//! A transaction that has its final answer keeps only what a retransmission needs: the bytes of
+//! the last response (server, Completed), of the ACK (INVITE client, Completed) or nothing
+//! (Accepted, Confirmed, non-INVITE client Completed), never a parsed message. At 1,000 calls/s
+//! some 100,000 transactions wait for Timers D, J, L and M at any moment, so a lingering
+//! transaction costs its key, its timers and at most one buffer. The table's maps and timer heap
+//! shrink once they are at most a quarter full, so a drained burst gives its memory back.
 //!
 //! Every transaction ends with exactly one [`TxEvent::Terminated`]; a [`TxEvent::Timeout`] or
 //! [`TxEvent::TransportError`] precedes it when that is why it ended. Timers live in one binary
@@ -47,15 +54,29 @@
 //! Header fields are read from their text by private helpers (module `key`), so the layer
 //! works without the typed header parsers and never panics on malformed input.
 
+/// Shrinks each collection (anything with `len`, `capacity` and `shrink_to`) that is
+/// [`sparse`] to one and a half times its length, which leaves it well over a quarter full.
+macro_rules! shrink_sparse {
+    ($($c:expr),+ $(,)?) => {
+        $(
+            if $crate::sip::transaction::sparse($c.len(), $c.capacity()) {
+                let keep = $c.len() + $c.len() / 2;
+                $c.shrink_to(keep);
+            }
+        )+
+    };
+}
+pub(crate) use shrink_sparse;
+
 mod client;
 mod key;
 mod server;
 mod timer;
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use rand::Rng;
 
 use crate::sip::message::{Message, Method, Request, Response, StatusCode};
@@ -117,8 +138,76 @@ pub struct Transmit {
     /// to [`TransactionLayer::handle_transport_error`] if sending fails.
     pub tx: Option<TxId>,
     pub to: Peer,
-    /// Print with `Message::to_bytes`. Shared with the transaction, which re-sends it.
-    pub msg: Arc<Message>,
+    /// The message as printed (`Message::to_bytes`) when it entered the layer; shared with the
+    /// transaction, which re-sends exactly these bytes.
+    pub bytes: Bytes,
+    /// What it is, for counting without parsing it again.
+    pub summary: Summary,
+}
+
+/// The method and status of a [`Transmit`], for metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Summary {
+    /// The request's method or the response's CSeq method: its token for the methods of
+    /// RFC 3261 and their extensions we know, `"OTHER"` for any other, `""` when a response's
+    /// CSeq is unreadable.
+    pub method: &'static str,
+    /// The status of a response; `None` for a request.
+    pub status: Option<StatusCode>,
+}
+
+impl Summary {
+    /// The summary of any message (the endpoint counts received responses with it).
+    pub fn of(msg: &Message) -> Summary {
+        match msg {
+            Message::Request(r) => Summary::request(r),
+            Message::Response(r) => Summary::response(r),
+        }
+    }
+    fn request(r: &Request) -> Summary {
+        Summary {
+            method: method_label(&r.method),
+            status: None,
+        }
+    }
+    fn response(r: &Response) -> Summary {
+        Summary {
+            method: key::cseq(&r.headers).map_or("", |(_, m)| method_label(&m)),
+            status: Some(r.status),
+        }
+    }
+}
+
+fn method_label(m: &Method) -> &'static str {
+    m.known_token().unwrap_or("OTHER")
+}
+
+/// A message printed once: its bytes (a clone is a reference count) and its summary.
+#[derive(Debug, Clone)]
+struct Wire {
+    bytes: Bytes,
+    summary: Summary,
+}
+
+impl Wire {
+    fn print(msg: &Message) -> Wire {
+        match msg {
+            Message::Request(r) => Wire::request(r),
+            Message::Response(r) => Wire::response(r),
+        }
+    }
+    fn request(r: &Request) -> Wire {
+        Wire {
+            bytes: Bytes::from(r.to_bytes()),
+            summary: Summary::request(r),
+        }
+    }
+    fn response(r: &Response) -> Wire {
+        Wire {
+            bytes: Bytes::from(r.to_bytes()),
+            summary: Summary::response(r),
+        }
+    }
 }
 
 /// What a received message means for the transaction user (TU).
@@ -208,10 +297,13 @@ struct Tx {
     armed: Armed,
     /// The current Timer A/E/G interval.
     interval: Duration,
-    /// Client: the request (re)sent. Server: the last response sent, if any.
-    msg: Option<Arc<Message>>,
-    /// INVITE client: the ACK for a non-2xx final, re-sent on its retransmissions.
-    ack: Option<Arc<Message>>,
+    /// What a retransmission sends, printed: client, the request until a final response;
+    /// INVITE client in Completed, the ACK for the non-2xx final; server, the last response
+    /// while a retransmitted request may ask for it (Proceeding, Completed). `None` otherwise.
+    wire: Option<Wire>,
+    /// INVITE client until its final response: the request, to build the ACK for a non-2xx
+    /// final (§17.1.1.3). Dropped at the final.
+    invite: Option<Box<Request>>,
 }
 
 #[derive(Debug)]
@@ -330,10 +422,12 @@ impl TransactionLayer {
 
     /// Queues a message outside any transaction: the ACK for a 2xx, a stateless response.
     pub fn send_stateless(&mut self, msg: Message, to: Peer) {
+        let wire = Wire::print(&msg);
         self.transmits.push_back(Transmit {
             tx: None,
             to,
-            msg: Arc::new(msg),
+            bytes: wire.bytes,
+            summary: wire.summary,
         });
     }
 
@@ -442,11 +536,12 @@ impl TransactionLayer {
         }
     }
 
-    fn send(&mut self, id: TxId, to: Peer, msg: Arc<Message>) {
+    fn send(&mut self, id: TxId, to: Peer, wire: Wire) {
         self.transmits.push_back(Transmit {
             tx: Some(id),
             to,
-            msg,
+            bytes: wire.bytes,
+            summary: wire.summary,
         });
     }
 
@@ -482,11 +577,35 @@ impl TransactionLayer {
         self.events.push_back(TxEvent::Terminated { tx: id });
     }
 
-    /// Drops stale heap entries from the top so that `poll_timeout` is exact.
+    /// Drops stale heap entries from the top so that `poll_timeout` is exact, and gives back
+    /// the memory of a drained burst.
     fn prune(&mut self) {
         let txs = &self.txs;
         self.queue
             .prune(|at, id, timer| txs.get(&id).is_some_and(|t| t.armed.is(timer, at)));
+        self.shrink();
+    }
+
+    /// Hash maps and heaps keep their largest capacity for ever: after a burst of 100,000
+    /// transactions the table would hold tens of megabytes of empty slots. A collection at most
+    /// a quarter full is shrunk to one and a half times its length (amortised O(1): it lost
+    /// three quarters of its entries since it last grew or shrank).
+    fn shrink(&mut self) {
+        shrink_sparse!(
+            self.txs,
+            self.server_index,
+            self.client_index,
+            self.queue,
+            self.transmits,
+            self.events
+        );
+    }
+
+    /// Memory held by the table, for tests: (capacity of the transaction map, of the timer
+    /// heap).
+    #[cfg(test)]
+    fn capacities(&self) -> (usize, usize) {
+        (self.txs.capacity(), self.queue.capacity())
     }
 
     /// Heap entries, live or stale (tests check that stale ones do not pile up).
@@ -494,6 +613,14 @@ impl TransactionLayer {
     fn queued_timers(&self) -> usize {
         self.queue.len()
     }
+}
+
+/// Capacity below which collections are never shrunk.
+const SMALL: usize = 1024;
+
+/// True when a collection of `len` items is worth shrinking: large and at most a quarter full.
+pub(crate) fn sparse(len: usize, capacity: usize) -> bool {
+    capacity > SMALL && len.saturating_mul(4) <= capacity
 }
 
 fn status_ok(status: StatusCode) -> Result<(), TxError> {

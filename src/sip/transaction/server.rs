@@ -1,13 +1,12 @@
 //! Server transactions: INVITE (RFC 3261 §17.2.1, RFC 6026 Accepted state) and non-INVITE
 //! (§17.2.2), request matching (§17.2.3) and CANCEL matching (§9.2).
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::key::ServerKey;
 use super::timer::{Armed, Timer};
-use super::{Key, TransactionLayer, Tx, TxError, TxId, TxInput, TxKind, TxState, status_ok};
-use crate::sip::message::{Message, Method, Request, Response, StatusCode};
+use super::{Key, TransactionLayer, Tx, TxError, TxId, TxInput, TxKind, TxState, Wire, status_ok};
+use crate::sip::message::{Method, Request, Response, StatusCode};
 use crate::sip::transport::Peer;
 
 impl TransactionLayer {
@@ -38,9 +37,9 @@ impl TransactionLayer {
                 let tx = self.start_server(key, TxKind::InviteServer, from);
                 if self.auto_trying {
                     let trying = Response::from_request(&req, StatusCode::TRYING);
-                    let trying = Arc::new(Message::Response(trying));
+                    let trying = Wire::response(&trying);
                     if let Some(t) = self.txs.get_mut(&tx) {
-                        t.msg = Some(trying.clone());
+                        t.wire = Some(trying.clone());
                     }
                     self.send(tx, from, trying);
                 }
@@ -70,15 +69,17 @@ impl TransactionLayer {
             state: tx.state,
             status: status.0,
         };
-        let msg = Arc::new(Message::Response(resp));
         let (peer, reliable) = (tx.peer, tx.reliable);
         match (tx.kind, tx.state) {
             (TxKind::InviteClient | TxKind::NonInviteClient, _) => {
                 return Err(TxError::NotAServerTransaction(id));
             }
             (TxKind::InviteServer, TxState::Proceeding) => {
-                tx.msg = Some(msg.clone());
-                self.send(id, peer, msg);
+                let wire = Wire::response(&resp);
+                // Accepted absorbs INVITE retransmissions (the TU re-sends its 2xx): only a
+                // provisional or a non-2xx final is ever re-sent by the transaction.
+                tx.wire = (!status.is_success()).then(|| wire.clone());
+                self.send(id, peer, wire);
                 if status.is_success() {
                     // RFC 6026 §8.5: Accepted; the TU retransmits its 2xx (§13.3.1.4).
                     self.set_state(id, TxState::Accepted);
@@ -93,11 +94,12 @@ impl TransactionLayer {
             }
             // RFC 6026 §8.6: 2xx retransmissions from the TU pass through Accepted.
             (TxKind::InviteServer, TxState::Accepted) if status.is_success() => {
-                self.send(id, peer, msg);
+                self.send(id, peer, Wire::response(&resp));
             }
             (TxKind::NonInviteServer, TxState::Trying | TxState::Proceeding) => {
-                tx.msg = Some(msg.clone());
-                self.send(id, peer, msg);
+                let wire = Wire::response(&resp);
+                tx.wire = Some(wire.clone());
+                self.send(id, peer, wire);
                 if status.is_provisional() {
                     self.set_state(id, TxState::Proceeding);
                 } else {
@@ -122,9 +124,9 @@ impl TransactionLayer {
             return;
         }
         let next = tx.interval.saturating_mul(2).min(self.timers.t2);
-        let Some(msg) = tx.msg.clone() else { return };
+        let Some(wire) = tx.wire.clone() else { return };
         let peer = tx.peer;
-        self.send(id, peer, msg);
+        self.send(id, peer, wire);
         self.arm_retransmit(id, Timer::G, now, next);
     }
 
@@ -146,8 +148,8 @@ impl TransactionLayer {
                 key: Key::Server(key),
                 armed: Armed::default(),
                 interval: self.timers.t1,
-                msg: None,
-                ack: None,
+                wire: None,
+                invite: None,
             },
         );
         tracing::trace!(tx = %id, ?kind, "server transaction started");
@@ -165,11 +167,15 @@ impl TransactionLayer {
     ) -> Option<TxInput> {
         let tx = self.txs.get(&id)?;
         let (kind, state, peer, reliable) = (tx.kind, tx.state, tx.peer, tx.reliable);
-        let last = tx.msg.clone();
+        let last = tx.wire.clone();
         let again = match (kind, state, req.method == Method::Ack) {
             (TxKind::InviteServer, TxState::Completed, true) => {
-                // §17.2.1: ACK for our non-2xx final → Confirmed, absorb ACK retransmits.
+                // §17.2.1: ACK for our non-2xx final → Confirmed, absorb ACK retransmits;
+                // nothing is re-sent from now on.
                 self.set_state(id, TxState::Confirmed);
+                if let Some(t) = self.txs.get_mut(&id) {
+                    t.wire = None;
+                }
                 self.disarm(id, &[Timer::G, Timer::H]);
                 let wait = if reliable {
                     Duration::ZERO
@@ -190,8 +196,8 @@ impl TransactionLayer {
             // Accepted and Confirmed absorb INVITE retransmissions; Trying absorbs requests.
             _ => None,
         };
-        if let Some(msg) = again {
-            self.send(id, peer, msg);
+        if let Some(wire) = again {
+            self.send(id, peer, wire);
         }
         None
     }

@@ -77,16 +77,24 @@ fn secs(t0: Instant, t: Instant) -> f64 {
     (t - t0).as_secs_f64()
 }
 
+/// The message a transmit carries, parsed back from its bytes.
+fn msg_of(t: &Transmit) -> Message {
+    let (msg, _) = crate::sip::message::parse(&t.bytes, crate::sip::message::Framing::Datagram)
+        .expect("the layer prints messages that parse");
+    assert_eq!(t.summary, Summary::of(&msg), "summary matches the bytes");
+    msg
+}
+
 fn status_of(t: &Transmit) -> Option<u16> {
-    match &*t.msg {
+    match msg_of(t) {
         Message::Response(r) => Some(r.status.0),
         Message::Request(_) => None,
     }
 }
 
 fn method_of(t: &Transmit) -> Option<Method> {
-    match &*t.msg {
-        Message::Request(r) => Some(r.method.clone()),
+    match msg_of(t) {
+        Message::Request(r) => Some(r.method),
         Message::Response(_) => None,
     }
 }
@@ -198,7 +206,7 @@ fn auto_trying_sends_100_and_resends_it_on_retransmission() {
     server_receives(&mut l, t0, req.clone());
     let sent = drain(&mut l);
     assert_eq!(sent.iter().map(status_of).collect::<Vec<_>>(), [Some(100)]);
-    assert_eq!(sent[0].msg.headers().get("CSeq"), Some("1 INVITE"));
+    assert_eq!(msg_of(&sent[0]).headers().get("CSeq"), Some("1 INVITE"));
     l.handle_message(t0, Message::Request(req), udp(ALICE));
     assert_eq!(
         drain(&mut l).iter().map(status_of).collect::<Vec<_>>(),
@@ -309,7 +317,7 @@ fn non_2xx_final_to_invite_gets_a_locally_built_ack() {
     let sent = drain(&mut l);
     assert_eq!(sent.len(), 1);
     assert_eq!(sent[0].to, udp(BOB));
-    let Message::Request(ack) = &*sent[0].msg else {
+    let Message::Request(ack) = &msg_of(&sent[0]) else {
         panic!("ACK expected")
     };
     assert_eq!(ack.method, Method::Ack);
@@ -345,7 +353,7 @@ fn non_2xx_final_to_invite_gets_a_locally_built_ack() {
     assert!(input.is_none(), "the final goes up once");
     let again = drain(&mut l);
     assert_eq!(again.len(), 1);
-    assert_eq!(*again[0].msg, *sent[0].msg);
+    assert_eq!(again[0].bytes, sent[0].bytes, "the same bytes");
 
     // Timer D (32 s) ends it.
     let log = run_timers(&mut l, t0, 10);
@@ -937,4 +945,161 @@ fn late_handle_timeout_does_not_replay_missed_retransmissions() {
     l.handle_timeout(t0 + Duration::from_secs(10));
     assert_eq!(drain(&mut l).len(), 1);
     assert_eq!(l.poll_timeout(), Some(t0 + Duration::from_secs(11)));
+}
+
+/// What a transaction holds: (bytes it would re-send, whether it keeps the parsed INVITE).
+fn held(l: &TransactionLayer, tx: TxId) -> (Option<Bytes>, bool) {
+    let t = l.txs.get(&tx).expect("live transaction");
+    (t.wire.as_ref().map(|w| w.bytes.clone()), t.invite.is_some())
+}
+
+#[test]
+fn lingering_transactions_keep_only_the_bytes_a_retransmission_needs() {
+    let (mut l, t0) = (layer(), Instant::now());
+
+    // INVITE client, 2xx: Accepted (Timer M) re-sends nothing and keeps no INVITE.
+    let inv = invite("z9hG4bKlc2xx");
+    let c2xx = l.send_request(t0, inv.clone(), udp(BOB)).expect("send");
+    assert!(
+        held(&l, c2xx).1,
+        "the INVITE is kept until a final, for the ACK"
+    );
+    l.handle_message(t0, Message::Response(response(&inv, 200)), udp(BOB));
+    assert_eq!(l.state(c2xx), Some(TxState::Accepted));
+    assert_eq!(held(&l, c2xx), (None, false));
+
+    // INVITE client, 486: Completed (Timer D) keeps the ACK's bytes only.
+    let inv = invite("z9hG4bKlc486");
+    let c486 = l.send_request(t0, inv.clone(), udp(BOB)).expect("send");
+    drain(&mut l);
+    l.handle_message(t0, Message::Response(response(&inv, 486)), udp(BOB));
+    let ack = drain(&mut l).pop().expect("ACK sent");
+    assert_eq!(l.state(c486), Some(TxState::Completed));
+    assert_eq!(held(&l, c486), (Some(ack.bytes), false));
+
+    // Non-INVITE client, 200: Completed (Timer K) re-sends nothing.
+    let opt = request(Method::Options, "z9hG4bKlco", 2);
+    let copt = l.send_request(t0, opt.clone(), udp(BOB)).expect("send");
+    l.handle_message(t0, Message::Response(response(&opt, 200)), udp(BOB));
+    assert_eq!(l.state(copt), Some(TxState::Completed));
+    assert_eq!(held(&l, copt), (None, false));
+
+    // INVITE server, 200: Accepted (Timer L) absorbs retransmissions, keeps nothing.
+    let sinv = invite("z9hG4bKls2xx");
+    let s2xx = server_receives(&mut l, t0, sinv.clone());
+    l.respond(t0, s2xx, response(&sinv, 200)).expect("200");
+    assert_eq!(held(&l, s2xx), (None, false));
+
+    // INVITE server, 486 then ACK: Confirmed (Timer I) keeps nothing.
+    let sinv = invite("z9hG4bKls486");
+    let s486 = server_receives(&mut l, t0, sinv.clone());
+    l.respond(t0, s486, response(&sinv, 486)).expect("486");
+    assert!(held(&l, s486).0.is_some(), "Completed re-sends its final");
+    let ack = request(Method::Ack, "z9hG4bKls486", 1);
+    l.handle_message(t0, Message::Request(ack), udp(ALICE));
+    assert_eq!(l.state(s486), Some(TxState::Confirmed));
+    assert_eq!(held(&l, s486), (None, false));
+
+    // Non-INVITE server, 200: Completed (Timer J) keeps the bytes of its final.
+    let bye = request(Method::Bye, "z9hG4bKlsbye", 2);
+    let sbye = server_receives(&mut l, t0, bye.clone());
+    drain(&mut l);
+    l.respond(t0, sbye, response(&bye, 200)).expect("200");
+    let ok = drain(&mut l).pop().expect("200 sent");
+    assert_eq!(held(&l, sbye), (Some(ok.bytes), false));
+}
+
+#[test]
+fn completed_non_invite_server_resends_the_exact_bytes_of_its_final() {
+    let (mut l, t0) = (layer(), Instant::now());
+    let bye = request(Method::Bye, "z9hG4bKsame", 2);
+    let tx = server_receives(&mut l, t0, bye.clone());
+    l.respond(t0, tx, response(&bye, 200)).expect("200");
+    let first = drain(&mut l);
+    assert_eq!(first.len(), 1);
+    for s in [1, 10, 31] {
+        let at = t0 + Duration::from_secs(s);
+        assert!(
+            l.handle_message(at, Message::Request(bye.clone()), udp(ALICE))
+                .is_none()
+        );
+        let again = drain(&mut l);
+        assert_eq!(again.len(), 1);
+        assert_eq!(again[0].bytes, first[0].bytes, "same bytes at {s} s");
+        assert_eq!(again[0].to, udp(ALICE));
+        assert_eq!(again[0].tx, Some(tx));
+    }
+    // Timer J (64*T1) ends it.
+    let log = run_timers(&mut l, t0, 10);
+    assert!(approx(log.last().expect("Timer J").0, 32.0));
+    assert!(l.is_empty());
+}
+
+#[test]
+fn timer_g_resends_the_exact_bytes_of_the_final() {
+    let (mut l, t0) = (layer(), Instant::now());
+    let inv = invite("z9hG4bKgsame");
+    let tx = server_receives(&mut l, t0, inv.clone());
+    l.respond(t0, tx, response(&inv, 486)).expect("486");
+    let first = drain(&mut l).pop().expect("486 sent");
+    let log = run_timers(&mut l, t0, 3);
+    assert_eq!(log.len(), 3);
+    for (at, sent, _) in &log {
+        assert_eq!(sent.len(), 1, "one retransmission at {at} s");
+        assert_eq!(sent[0].bytes, first.bytes, "same bytes at {at} s");
+    }
+}
+
+#[test]
+fn table_gives_its_memory_back_after_a_burst_drains() {
+    // A burst of 20,000 call set-ups (both sides) then every timer to the end, in virtual time.
+    let (mut l, t0) = (layer(), Instant::now());
+    for i in 0..20_000u32 {
+        let now = t0 + Duration::from_micros(u64::from(i) * 50);
+        let inv = invite(&format!("z9hG4bKburst{i}"));
+        l.send_request(now, inv.clone(), udp(BOB)).expect("send");
+        let stx = server_receives(&mut l, now, inv.clone());
+        l.respond(now, stx, response(&inv, 200)).expect("200");
+        l.handle_message(now, Message::Response(response(&inv, 200)), udp(BOB));
+        drain(&mut l);
+        events(&mut l);
+    }
+    let (peak_txs, peak_heap) = l.capacities();
+    assert!(
+        peak_txs >= 40_000 && peak_heap >= 40_000,
+        "{peak_txs} {peak_heap}"
+    );
+    // Halfway through the timers the table has already shrunk with it.
+    l.handle_timeout(t0 + Duration::from_millis(32_000 + 800));
+    let left = l.len();
+    assert!(left > 0 && left < 10_000, "{left}");
+    assert!(l.capacities().0 < peak_txs / 2, "shrunk while draining");
+    while let Some(at) = l.poll_timeout() {
+        l.handle_timeout(at);
+        events(&mut l);
+    }
+    assert!(l.is_empty());
+    assert!(l.server_index.is_empty() && l.client_index.is_empty());
+    assert_eq!(l.queued_timers(), 0);
+    let (txs, heap) = l.capacities();
+    assert!(
+        txs <= SMALL && heap <= SMALL,
+        "capacity left: {txs} slots, {heap} heap entries"
+    );
+    assert!(l.server_index.capacity() <= SMALL && l.client_index.capacity() <= SMALL);
+}
+
+#[test]
+fn a_collection_is_shrunk_only_when_large_and_mostly_empty() {
+    assert!(!sparse(0, SMALL));
+    assert!(sparse(0, SMALL + 1));
+    assert!(sparse(1000, 4000));
+    assert!(!sparse(1001, 4000));
+    let mut m: HashMap<u32, u32> = (0..100_000).map(|i| (i, i)).collect();
+    m.retain(|k, _| *k < 1000);
+    shrink_sparse!(m);
+    assert!(m.capacity() < 4 * m.len(), "{}", m.capacity());
+    let cap = m.capacity();
+    shrink_sparse!(m);
+    assert_eq!(m.capacity(), cap, "no shrink twice in a row");
 }

@@ -106,9 +106,16 @@ impl TimerQueue {
         self.heap.peek().map(|Reverse((at, _, _))| *at)
     }
 
-    /// Entries held, live or stale (tests check that stale ones do not pile up).
-    #[cfg(test)]
+    /// Entries held, live or stale.
     pub(super) fn len(&self) -> usize {
         self.heap.len()
+    }
+
+    pub(super) fn shrink_to(&mut self, capacity: usize) {
+        self.heap.shrink_to(capacity);
+    }
+
+    pub(super) fn capacity(&self) -> usize {
+        self.heap.capacity()
     }
 }
