@@ -598,7 +598,7 @@ impl Call {
 
     fn on_sip(&mut self, event: TuEvent) {
         match event {
-            TuEvent::Response { branch, resp } => self.on_response(&branch, resp),
+            TuEvent::Response { branch, resp } => self.on_response(&branch, *resp),
             TuEvent::Failed { branch, why } => self.on_request_failed(&branch, why),
             TuEvent::Cancelled => {
                 if !self.answered && !self.finished_a {
@@ -613,7 +613,7 @@ impl Call {
                     self.dial = None;
                 }
             }
-            TuEvent::Request { tx, req, from } => self.on_request(tx, req, from),
+            TuEvent::Request { tx, req, from } => self.on_request(tx, *req, from),
             TuEvent::Ack { req, from: _ } => {
                 if let Some(side) = self.side_of(&req) {
                     self.unacked.ack(side);

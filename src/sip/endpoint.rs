@@ -40,16 +40,22 @@ pub const ACCEPT: &str = "application/sdp";
 pub const SUPPORTED: &[&str] = &[];
 
 /// What the endpoint tells the transaction user that owns a transaction or a dialog.
+/// Messages are boxed: a call's channel allocates its buffer in blocks of 32 events, so the
+/// event's size is memory held per live call.
 #[derive(Debug)]
 pub enum TuEvent {
     /// A request inside one of the TU's dialogs (BYE, re-INVITE, INFO, ...).
-    Request { tx: TxId, req: Request, from: Peer },
+    Request {
+        tx: TxId,
+        req: Box<Request>,
+        from: Peer,
+    },
     /// An ACK inside one of the TU's dialogs.
-    Ack { req: Request, from: Peer },
+    Ack { req: Box<Request>, from: Peer },
     /// A response to a request the TU sent, named by the request's Via branch.
-    Response { branch: Branch, resp: Response },
+    Response { branch: Branch, resp: Box<Response> },
     /// A 2xx retransmission after our INVITE client transaction ended: ACK it again.
-    StrayResponse { resp: Response, from: Peer },
+    StrayResponse { resp: Box<Response>, from: Peer },
     /// A client transaction of the TU failed without a response: it timed out (Timer B or
     /// F) or could not be delivered (a TCP flow gone, a connection refused).
     Failed { branch: Branch, why: TxFailure },
@@ -465,13 +471,16 @@ impl Endpoint {
                 if let Some((owner, branch)) = self.client_owners.get(&tx) {
                     let _ = owner.send(TuEvent::Response {
                         branch: branch.clone(),
-                        resp,
+                        resp: Box::new(resp),
                     });
                 }
             }
             TxInput::Ack { req, from } => {
                 if let Some(owner) = self.dialog_owner(&req) {
-                    let _ = owner.send(TuEvent::Ack { req, from });
+                    let _ = owner.send(TuEvent::Ack {
+                        req: Box::new(req),
+                        from,
+                    });
                 }
             }
             TxInput::StrayResponse { resp, from } => {
@@ -490,7 +499,10 @@ impl Endpoint {
                     if let Some((cid, tag)) = key
                         && let Some(owner) = self.dialogs.get(&DialogKey::new(cid, tag))
                     {
-                        let _ = owner.send(TuEvent::StrayResponse { resp, from });
+                        let _ = owner.send(TuEvent::StrayResponse {
+                            resp: Box::new(resp),
+                            from,
+                        });
                     }
                 }
             }
@@ -540,7 +552,11 @@ impl Endpoint {
                     // The call may have ended before its RemoveDialog got here: answer 481
                     // rather than leave the server transaction waiting forever.
                     if let Err(mpsc::error::SendError(TuEvent::Request { req, .. })) =
-                        owner.send(TuEvent::Request { tx, req, from })
+                        owner.send(TuEvent::Request {
+                            tx,
+                            req: Box::new(req),
+                            from,
+                        })
                     {
                         self.server_owners.remove(&tx);
                         if let (Ok(call_id), Some(tag)) = (
@@ -752,5 +768,18 @@ async fn sleep_until_opt(deadline: Option<tokio::time::Instant>) {
     match deadline {
         Some(d) => tokio::time::sleep_until(d).await,
         None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A call's channel buffers events in blocks of 32: what one event weighs is memory held
+    /// for every live call (about 8 kB per call when messages went by value).
+    #[test]
+    fn an_event_for_a_transaction_user_is_small() {
+        let size = std::mem::size_of::<TuEvent>();
+        assert!(size <= 64, "TuEvent is {size} bytes");
     }
 }
