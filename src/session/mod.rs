@@ -723,14 +723,4 @@ impl CallRegistry {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// A call's inbox buffers inputs in blocks of 32: one input's size is memory held for
-    /// every live call.
-    #[test]
-    fn a_call_input_is_small() {
-        let size = std::mem::size_of::<CallInput>();
-        assert!(size <= 128, "CallInput is {size} bytes");
-    }
-}
+mod tests;

@@ -199,6 +199,19 @@ impl Local {
 }
 
 impl EndpointHandle {
+    /// A handle whose commands come out of the returned receiver instead of going to an
+    /// endpoint task: a transaction user driven without sockets (the call actor's tests) is
+    /// seen doing exactly what it asks the endpoint to do.
+    pub fn detached(local: Arc<Local>) -> (EndpointHandle, mpsc::UnboundedReceiver<Command>) {
+        let (tx, commands) = mpsc::unbounded_channel();
+        let handle = EndpointHandle {
+            tx,
+            local,
+            draining: Arc::new(AtomicBool::new(false)),
+        };
+        (handle, commands)
+    }
+
     pub fn send(&self, cmd: Command) {
         // The endpoint outlives every call; a closed channel only happens at exit.
         let _ = self.tx.send(cmd);

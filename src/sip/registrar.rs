@@ -191,7 +191,7 @@ impl Registrar {
         {
             let cache = self.users.lock().unwrap_or_else(|e| e.into_inner());
             if let Some((at, user)) = cache.get(ext)
-                && at.elapsed() < USER_CACHE_TTL
+                && crate::clock::now().saturating_duration_since(*at) < USER_CACHE_TTL
             {
                 return user.clone();
             }
@@ -205,7 +205,8 @@ impl Registrar {
         };
         let mut cache = self.users.lock().unwrap_or_else(|e| e.into_inner());
         if cache.len() >= USER_CACHE_MAX {
-            cache.retain(|_, (at, _)| at.elapsed() < USER_CACHE_TTL);
+            let now = crate::clock::now();
+            cache.retain(|_, (at, _)| now.saturating_duration_since(*at) < USER_CACHE_TTL);
             if cache.len() >= USER_CACHE_MAX {
                 cache.clear(); // a flood of unknown names: forget them all
             }
@@ -469,14 +470,15 @@ impl Registrar {
     fn throttled(&self, ip: IpAddr) -> bool {
         let map = self.failures.lock().unwrap_or_else(|e| e.into_inner());
         map.get(&ip).is_some_and(|(n, since)| {
-            *n >= self.failures_before_throttle && since.elapsed() < self.throttle_window
+            *n >= self.failures_before_throttle
+                && crate::clock::now().saturating_duration_since(*since) < self.throttle_window
         })
     }
 
     fn record_failure(&self, ip: IpAddr, username: &str) {
         let mut map = self.failures.lock().unwrap_or_else(|e| e.into_inner());
         let e = map.entry(ip).or_insert((0, crate::clock::now()));
-        if e.1.elapsed() >= self.throttle_window {
+        if crate::clock::now().saturating_duration_since(e.1) >= self.throttle_window {
             *e = (0, crate::clock::now());
         }
         e.0 += 1;
@@ -484,7 +486,8 @@ impl Registrar {
             "authentication failed");
         if map.len() > 100_000 {
             let window = self.throttle_window;
-            map.retain(|_, (_, since)| since.elapsed() < window);
+            let now = crate::clock::now();
+            map.retain(|_, (_, since)| now.saturating_duration_since(*since) < window);
         }
     }
 

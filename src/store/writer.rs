@@ -179,6 +179,17 @@ pub const MAX_BATCH: usize = 1024;
 impl WriterHandle {
     /// Queues a command without waiting. If the queue is full or the writer has stopped, the
     /// command is dropped, counted in [`WriterHandle::dropped`] and logged.
+    /// A handle whose commands come out of the returned receiver instead of reaching the
+    /// database: tests see exactly what a caller writes.
+    pub fn detached() -> (WriterHandle, mpsc::Receiver<StoreCmd>) {
+        let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
+        let handle = WriterHandle {
+            tx,
+            stats: Arc::default(),
+        };
+        (handle, rx)
+    }
+
     pub fn send(&self, cmd: StoreCmd) {
         if let Err(e) = self.tx.try_send(cmd) {
             let n = self.stats.dropped.fetch_add(1, Ordering::Relaxed) + 1;

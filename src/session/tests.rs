@@ -1,0 +1,591 @@
+//! The call actor driven in virtual time (`tokio::time::pause`): SIP goes in as the
+//! endpoint's `TuEvent`s and comes out as its `Command`s, records as `StoreCmd`s, with no SIP
+//! socket and no database on the call's path (the registrar's user and its contacts are
+//! loaded before time is paused). Each test is named by the behaviour it pins.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+
+use super::service::SessionService;
+use super::{CallContext, CallRegistry, MediaContext};
+use crate::media::engine::PipelineConfig;
+use crate::media::engine::conference::Rooms;
+use crate::media::ports::PortPool;
+use crate::sip::endpoint::{Command, EndpointHandle, IncomingInvite, Local, TuEvent};
+use crate::sip::message::{Framing, Message, Method, Request, Response, StatusCode, parse};
+use crate::sip::registrar::{Registrar, RegistrarSettings};
+use crate::sip::transaction::{Branch, Timers, TransactionLayer, TxId, TxInput};
+use crate::sip::transport::{Peer, Transport};
+use crate::store::{Store, StoreCmd};
+
+/// The caller: a trusted trunk (not challenged).
+const CALLER: &str = "127.0.0.1:5070";
+
+struct Harness {
+    calls: CallRegistry,
+    commands: mpsc::UnboundedReceiver<Command>,
+    records: mpsc::Receiver<StoreCmd>,
+    /// Turns the caller's INVITE into a server transaction, as the endpoint would.
+    txl: TransactionLayer,
+    _data: tempfile::TempDir,
+}
+
+fn udp(addr: &str) -> Peer {
+    Peer {
+        transport: Transport::Udp,
+        addr: addr.parse::<SocketAddr>().expect("address"),
+    }
+}
+
+fn message(text: &str) -> Message {
+    let text = text.replace('\n', "\r\n");
+    parse(text.as_bytes(), Framing::Datagram)
+        .expect("a valid SIP message")
+        .0
+}
+
+/// A server with extension 2001 registered at each of `contacts`, time paused.
+async fn harness(contacts: &[&str]) -> Harness {
+    let data = tempfile::tempdir().expect("temp dir");
+    let store = Store::open(&format!("sqlite://{}/t.db", data.path().display()))
+        .await
+        .expect("store");
+    let secrets = crate::sip::auth::user_secrets("2001", "switchboard", "pw");
+    store.add_user("2001", None, &secrets).await.expect("user");
+    let registrar = Registrar::new(
+        RegistrarSettings {
+            realm: "switchboard".into(),
+            nonce_secret: b"test".to_vec(),
+            nonce_ttl: Duration::from_secs(300),
+            trusted: vec!["127.0.0.1/32".parse().expect("cidr")],
+            min_expires: 60,
+            max_expires: 3600,
+            default_expires: 3600,
+            failures_before_throttle: 5,
+            throttle_window: Duration::from_secs(60),
+            algorithms: vec![crate::sip::auth::Algorithm::Md5],
+        },
+        store.clone(),
+    )
+    .await
+    .expect("registrar");
+    for (i, contact) in contacts.iter().enumerate() {
+        let Message::Request(register) = message(&format!(
+            "REGISTER sip:127.0.0.1 SIP/2.0\n\
+             Via: SIP/2.0/UDP {contact};branch=z9hG4bKreg{i}\n\
+             From: <sip:2001@127.0.0.1>;tag=r{i}\n\
+             To: <sip:2001@127.0.0.1>\n\
+             Call-ID: reg-{i}\n\
+             CSeq: 1 REGISTER\n\
+             Contact: <sip:2001@{contact}>\n\
+             Expires: 3600\n\
+             Content-Length: 0\n\n"
+        )) else {
+            panic!("a request");
+        };
+        let ok = registrar.handle_register(&register, udp(contact)).await;
+        assert_eq!(ok.status, StatusCode::OK, "REGISTER from {contact}");
+    }
+    // The user is cached now: the call never waits for the database.
+    assert!(registrar.user("2001").await.is_some());
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let plan = crate::ivr::parse::load(
+        &root.join("dialplans"),
+        &crate::ivr::parse::CheckOptions {
+            media_dir: root.join("media"),
+        },
+    )
+    .expect("the shipped plan");
+    let (writer, records) = crate::store::WriterHandle::detached();
+    let ctx = CallContext {
+        registrar: Arc::new(registrar),
+        writer: writer.clone(),
+        sessions: SessionService::new(writer),
+        ports: PortPool::new(43000, 44998).expect("ports"),
+        media_ip: "127.0.0.1".parse().expect("ip"),
+        rtp_bind_ip: "127.0.0.1".parse().expect("ip"),
+        no_answer_timeout: Duration::from_secs(60),
+        media: MediaContext {
+            pipeline: PipelineConfig {
+                jitter: Default::default(),
+                tone_region: Default::default(),
+                music_on_hold: None,
+                inband_dtmf: false,
+            },
+            record_calls: false,
+            recording: Default::default(),
+            data_dir: data.path().to_owned(),
+            transcoding: false,
+            conference_prefix: "*8".into(),
+            rooms: Rooms::default(),
+            prompts: Arc::new(crate::media::player::PromptCache::new(root.join("media"))),
+        },
+        plan: crate::ivr::reload::PlanHandle::fixed(plan),
+    };
+    let local = Arc::new(Local {
+        domain: "127.0.0.1".into(),
+        public_ip: "127.0.0.1".parse().expect("ip"),
+        sent_by: [(Transport::Udp, "127.0.0.1:5060".parse().expect("addr"))].into(),
+        branch_prefix: "z9hG4bKsbtest".into(),
+        server_header: "switchboard-test".into(),
+        force_rport: true,
+    });
+    let (endpoint, commands) = EndpointHandle::detached(local);
+    tokio::time::pause();
+    Harness {
+        calls: CallRegistry::new(ctx, endpoint),
+        commands,
+        records,
+        txl: TransactionLayer::new(Timers::default()),
+        _data: data,
+    }
+}
+
+const OFFER: &str = "v=0\n\
+o=caller 1 1 IN IP4 127.0.0.1\n\
+s=-\n\
+c=IN IP4 127.0.0.1\n\
+t=0 0\n\
+m=audio 31000 RTP/AVP 0 101\n\
+a=rtpmap:0 PCMU/8000\n\
+a=rtpmap:101 telephone-event/8000\n\
+a=fmtp:101 0-16\n";
+
+fn answer_sdp(port: u16) -> String {
+    format!(
+        "v=0\no=callee 1 1 IN IP4 127.0.0.1\ns=-\nc=IN IP4 127.0.0.1\nt=0 0\n\
+         m=audio {port} RTP/AVP 0 101\na=rtpmap:0 PCMU/8000\na=rtpmap:101 telephone-event/8000\n"
+    )
+}
+
+/// The call under test as the endpoint sees it: the caller's INVITE transaction, and where
+/// the endpoint sends what concerns the call (the callee's responses included: the forks'
+/// owner is the same channel).
+struct Caller {
+    tx: TxId,
+    events: mpsc::UnboundedSender<TuEvent>,
+}
+
+impl Caller {
+    fn send(&self, event: TuEvent) {
+        self.events.send(event).expect("the call is alive");
+    }
+}
+
+impl Harness {
+    /// The caller INVITEs extension 2001.
+    fn invite(&mut self) -> Caller {
+        let body = OFFER.replace('\n', "\r\n");
+        let text = format!(
+            "INVITE sip:2001@127.0.0.1:5060 SIP/2.0\n\
+             Via: SIP/2.0/UDP {CALLER};branch=z9hG4bKcaller\n\
+             Max-Forwards: 70\n\
+             From: <sip:+15550001@127.0.0.1>;tag=caller\n\
+             To: <sip:2001@127.0.0.1>\n\
+             Call-ID: call-under-test\n\
+             CSeq: 1 INVITE\n\
+             Contact: <sip:+15550001@{CALLER}>\n\
+             Content-Type: application/sdp\n\
+             Content-Length: {}\n\n",
+            body.len()
+        );
+        let mut raw = text.replace('\n', "\r\n");
+        raw.push_str(&body);
+        let msg = parse(raw.as_bytes(), Framing::Datagram).expect("INVITE").0;
+        let Some(TxInput::Request { tx, req, from }) =
+            self.txl
+                .handle_message(crate::clock::now(), msg, udp(CALLER))
+        else {
+            panic!("a new server transaction");
+        };
+        let (owner, events) = mpsc::unbounded_channel();
+        self.calls.spawn(IncomingInvite {
+            tx,
+            req,
+            from,
+            owner: owner.clone(),
+            events,
+        });
+        Caller { tx, events: owner }
+    }
+
+    /// The next command the call gives the endpoint (virtual time runs while it waits).
+    async fn next(&mut self) -> Command {
+        tokio::time::timeout(Duration::from_secs(120), self.commands.recv())
+            .await
+            .expect("a command within 120 s of virtual time")
+            .expect("the call is alive")
+    }
+
+    /// Commands up to the first request of `method` sent in a transaction; that request.
+    async fn request(&mut self, method: Method) -> (Request, Peer) {
+        loop {
+            if let Command::SendRequest { req, to, .. } = self.next().await
+                && req.method == method
+            {
+                return (req, to);
+            }
+        }
+    }
+
+    /// Commands up to the first response on the caller's transaction; its status.
+    async fn response_to_caller(&mut self, caller: &Caller) -> Response {
+        loop {
+            if let Command::Respond { tx, resp } = self.next().await
+                && tx == caller.tx
+            {
+                return resp;
+            }
+        }
+    }
+
+    /// The call record's hang-up cause, once written.
+    async fn ended_cause(&mut self) -> String {
+        loop {
+            let cmd = tokio::time::timeout(Duration::from_secs(120), self.records.recv())
+                .await
+                .expect("a record within 120 s of virtual time")
+                .expect("the writer is open");
+            if let StoreCmd::CallEnded { hangup_cause, .. } = cmd {
+                return hangup_cause;
+            }
+        }
+    }
+}
+
+/// A response from the callee on fork `invite`.
+fn reply(invite: &Request, status: u16, to_tag: &str, sdp: Option<String>) -> TuEvent {
+    let h = &invite.headers;
+    let mut text = format!(
+        "SIP/2.0 {status} Whatever\nVia: {}\nFrom: {}\nTo: {};tag={to_tag}\nCall-ID: {}\nCSeq: {}\nContact: <sip:2001@127.0.0.1:6000>\n",
+        h.get("Via").expect("Via"),
+        h.get("From").expect("From"),
+        h.get("To").expect("To"),
+        h.get("Call-ID").expect("Call-ID"),
+        h.get("CSeq").expect("CSeq"),
+    );
+    let body = sdp.map(|s| s.replace('\n', "\r\n")).unwrap_or_default();
+    if !body.is_empty() {
+        text.push_str("Content-Type: application/sdp\n");
+    }
+    text.push_str(&format!("Content-Length: {}\n\n", body.len()));
+    let mut raw = text.replace('\n', "\r\n");
+    raw.push_str(&body);
+    let Message::Response(resp) = parse(raw.as_bytes(), Framing::Datagram)
+        .expect("a response")
+        .0
+    else {
+        panic!("a response");
+    };
+    TuEvent::Response {
+        branch: branch_of(invite),
+        resp: Box::new(resp),
+    }
+}
+
+fn branch_of(req: &Request) -> Branch {
+    Branch::new(
+        req.headers
+            .top_via()
+            .ok()
+            .and_then(|v| v.branch().map(str::to_owned))
+            .expect("branch"),
+    )
+}
+
+#[tokio::test]
+async fn forking_with_mixed_responses_relays_the_best_failure_once_every_fork_failed() {
+    let mut h = harness(&["127.0.0.1:6001", "127.0.0.1:6002"]).await;
+    let caller = h.invite();
+    let (first, to_first) = h.request(Method::Invite).await;
+    let (second, to_second) = h.request(Method::Invite).await;
+    assert_ne!(to_first.addr, to_second.addr, "one fork per contact");
+    assert_eq!(
+        first.headers.get("Call-ID"),
+        second.headers.get("Call-ID"),
+        "forks of one dial share the callee-side Call-ID"
+    );
+    caller.send(reply(&first, 180, "a", None));
+    assert_eq!(h.response_to_caller(&caller).await.status.0, 180);
+    caller.send(reply(&first, 404, "a", None));
+    caller.send(reply(&second, 486, "b", None));
+    let last = h.response_to_caller(&caller).await;
+    assert_eq!(last.status.0, 486, "busy beats not found (RFC 3261 §16.7)");
+    assert_eq!(h.ended_cause().await, "busy");
+}
+
+#[tokio::test]
+async fn a_6xx_from_one_fork_cancels_the_others_and_ends_the_search() {
+    let mut h = harness(&["127.0.0.1:6001", "127.0.0.1:6002"]).await;
+    let caller = h.invite();
+    let (first, _) = h.request(Method::Invite).await;
+    let (second, _) = h.request(Method::Invite).await;
+    caller.send(reply(&second, 180, "b", None));
+    caller.send(reply(&first, 603, "a", None));
+    let (cancel, _) = h.request(Method::Cancel).await;
+    assert_eq!(
+        branch_of(&cancel),
+        branch_of(&second),
+        "the ringing fork is CANCELled"
+    );
+    let last = h.response_to_caller(&caller).await;
+    assert_eq!(last.status.0, 603);
+    assert_eq!(h.ended_cause().await, "declined");
+}
+
+#[tokio::test]
+async fn a_200_crossing_the_callers_cancel_is_acked_and_hung_up() {
+    let mut h = harness(&["127.0.0.1:6001"]).await;
+    let caller = h.invite();
+    let (fork, _) = h.request(Method::Invite).await;
+    caller.send(reply(&fork, 180, "a", None));
+    assert_eq!(h.response_to_caller(&caller).await.status.0, 180);
+    caller.send(TuEvent::Cancelled);
+    assert_eq!(h.response_to_caller(&caller).await.status.0, 487);
+    let (cancel, _) = h.request(Method::Cancel).await;
+    assert_eq!(branch_of(&cancel), branch_of(&fork));
+    // The callee answered before our CANCEL reached it.
+    caller.send(reply(&fork, 200, "a", Some(answer_sdp(32000))));
+    let mut acked = false;
+    loop {
+        match h.next().await {
+            Command::SendRaw {
+                msg: Message::Request(ack),
+                ..
+            } if ack.method == Method::Ack => acked = true,
+            Command::SendRequest { req, .. } if req.method == Method::Bye => break,
+            _ => {}
+        }
+    }
+    assert!(
+        acked,
+        "the unwanted 2xx is ACKed before its BYE (RFC 3261 §13.2.2.4)"
+    );
+    assert_eq!(h.ended_cause().await, "caller_cancel");
+}
+
+#[tokio::test]
+async fn an_answer_never_acked_is_retransmitted_then_the_call_is_hung_up() {
+    let mut h = harness(&["127.0.0.1:6001"]).await;
+    let caller = h.invite();
+    let (fork, _) = h.request(Method::Invite).await;
+    caller.send(reply(&fork, 200, "a", Some(answer_sdp(32000))));
+    let ok = h.response_to_caller(&caller).await;
+    assert_eq!(ok.status.0, 200);
+    let start = crate::clock::tokio_now();
+    let mut retransmitted = Vec::new();
+    loop {
+        match h.next().await {
+            Command::SendRaw {
+                msg: Message::Response(r),
+                ..
+            } if r.status.0 == 200 => {
+                retransmitted.push(crate::clock::tokio_now() - start);
+            }
+            Command::SendRequest { req, .. } if req.method == Method::Bye => break,
+            _ => {}
+        }
+    }
+    // Deadlines are kept to the millisecond tick of tokio's timer.
+    let first = retransmitted.first().copied().unwrap_or_default();
+    assert!(
+        (Duration::from_millis(500)..=Duration::from_millis(502)).contains(&first),
+        "first retransmission after T1, not {first:?}"
+    );
+    assert_eq!(retransmitted.len(), 10, "T1 doubling to T2 for 64·T1");
+    assert_eq!(h.ended_cause().await, "ack_timeout");
+}
+
+#[tokio::test]
+async fn nobody_answering_within_the_no_answer_timeout_ends_the_call_no_answer() {
+    let mut h = harness(&["127.0.0.1:6001"]).await;
+    let caller = h.invite();
+    let (fork, _) = h.request(Method::Invite).await;
+    caller.send(reply(&fork, 180, "a", None));
+    assert_eq!(h.response_to_caller(&caller).await.status.0, 180);
+    let rang_at = crate::clock::tokio_now();
+    let (cancel, _) = h.request(Method::Cancel).await;
+    let waited = crate::clock::tokio_now() - rang_at;
+    assert!(
+        waited >= Duration::from_secs(20),
+        "the dial rang {waited:?} before its CANCEL"
+    );
+    assert_eq!(branch_of(&cancel), branch_of(&fork));
+    caller.send(reply(&fork, 487, "a", None));
+    let last = h.response_to_caller(&caller).await;
+    assert!(
+        matches!(last.status.0, 480 | 487 | 408),
+        "the caller learns nobody answered: {}",
+        last.status.0
+    );
+}
+
+/// A call's inbox buffers inputs in blocks of 32: one input's size is memory held for every
+/// live call.
+#[test]
+fn a_call_input_is_small() {
+    let size = std::mem::size_of::<super::CallInput>();
+    assert!(size <= 128, "CallInput is {size} bytes");
+}
+
+/// A request with `body` (SDP) as raw bytes.
+fn raw_request(text: &str, body: Option<&str>) -> Message {
+    let body = body.map(|b| b.replace('\n', "\r\n")).unwrap_or_default();
+    let mut raw = text.replace('\n', "\r\n");
+    if !body.is_empty() {
+        raw.push_str("Content-Type: application/sdp\r\n");
+    }
+    raw.push_str(&format!("Content-Length: {}\r\n\r\n", body.len()));
+    raw.push_str(&body);
+    parse(raw.as_bytes(), Framing::Datagram)
+        .expect("a request")
+        .0
+}
+
+impl Harness {
+    /// An in-dialog request from the party at `from`, as the endpoint hands it to the call:
+    /// its server transaction (an ACK has none) and the event.
+    fn in_dialog(&mut self, text: &str, body: Option<&str>, from: &str) -> (Option<TxId>, TuEvent) {
+        let msg = raw_request(text, body);
+        match self.txl.handle_message(crate::clock::now(), msg, udp(from)) {
+            Some(TxInput::Request { tx, req, from }) => (
+                Some(tx),
+                TuEvent::Request {
+                    tx,
+                    req: Box::new(req),
+                    from,
+                },
+            ),
+            Some(TxInput::Ack { req, from }) => (
+                None,
+                TuEvent::Ack {
+                    req: Box::new(req),
+                    from,
+                },
+            ),
+            other => panic!("an in-dialog request, not {other:?}"),
+        }
+    }
+
+    /// Commands up to the first response on transaction `tx`.
+    async fn response_on(&mut self, want: TxId) -> Response {
+        loop {
+            if let Command::Respond { tx, resp } = self.next().await
+                && tx == want
+            {
+                return resp;
+            }
+        }
+    }
+}
+
+/// The tag of a From or To value.
+fn tag_of(header: &str) -> String {
+    header
+        .split(";tag=")
+        .nth(1)
+        .map(|t| t.split(';').next().unwrap_or(t).to_owned())
+        .expect("a tag")
+}
+
+/// An answered call: the callee (tag `callee`) answered the fork, the caller ACKed our 200.
+/// Returns the fork's INVITE and our 200 to the caller.
+async fn answered_call(h: &mut Harness, caller: &Caller) -> (Request, Response) {
+    let (fork, _) = h.request(Method::Invite).await;
+    caller.send(reply(&fork, 200, "callee", Some(answer_sdp(32000))));
+    let ok = h.response_to_caller(caller).await;
+    assert_eq!(ok.status.0, 200);
+    let our_tag = tag_of(ok.headers.get("To").expect("To"));
+    let (_, ack) = h.in_dialog(
+        &format!(
+            "ACK sip:switchboard@127.0.0.1:5060 SIP/2.0\n\
+             Via: SIP/2.0/UDP {CALLER};branch=z9hG4bKack1\n\
+             Max-Forwards: 70\n\
+             From: <sip:+15550001@127.0.0.1>;tag=caller\n\
+             To: <sip:2001@127.0.0.1>;tag={our_tag}\n\
+             Call-ID: call-under-test\n\
+             CSeq: 1 ACK\n"
+        ),
+        None,
+        CALLER,
+    );
+    caller.send(ack);
+    (fork, ok)
+}
+
+#[tokio::test]
+async fn a_second_fork_answering_after_the_first_is_acked_and_hung_up() {
+    let mut h = harness(&["127.0.0.1:6001", "127.0.0.1:6002"]).await;
+    let caller = h.invite();
+    let (first, _) = h.request(Method::Invite).await;
+    let (second, _) = h.request(Method::Invite).await;
+    caller.send(reply(&first, 200, "winner", Some(answer_sdp(32000))));
+    assert_eq!(h.response_to_caller(&caller).await.status.0, 200);
+    caller.send(reply(&second, 200, "loser", Some(answer_sdp(32002))));
+    let bye = loop {
+        match h.next().await {
+            Command::SendRequest { req, .. } if req.method == Method::Bye => break req,
+            _ => {}
+        }
+    };
+    let to = bye.headers.get("To").expect("To");
+    assert_eq!(
+        tag_of(to),
+        "loser",
+        "only the losing fork's dialog is ended"
+    );
+}
+
+#[tokio::test]
+async fn a_reinvite_while_another_is_relayed_is_answered_491() {
+    let mut h = harness(&["127.0.0.1:6001"]).await;
+    let caller = h.invite();
+    let (fork, ok) = answered_call(&mut h, &caller).await;
+    let our_b_tag = tag_of(fork.headers.get("From").expect("From"));
+    let our_a_tag = tag_of(ok.headers.get("To").expect("To"));
+    let b_call_id = fork.headers.get("Call-ID").expect("Call-ID").to_owned();
+    // The callee puts the caller on hold: relayed to the caller.
+    let (_, hold) = h.in_dialog(
+        &format!(
+            "INVITE sip:switchboard@127.0.0.1:5060 SIP/2.0\n\
+             Via: SIP/2.0/UDP 127.0.0.1:6001;branch=z9hG4bKhold\n\
+             Max-Forwards: 70\n\
+             From: <sip:2001@127.0.0.1>;tag=callee\n\
+             To: <sip:+15550001@127.0.0.1>;tag={our_b_tag}\n\
+             Call-ID: {b_call_id}\n\
+             CSeq: 2 INVITE\n\
+             Contact: <sip:2001@127.0.0.1:6001>\n"
+        ),
+        Some(&answer_sdp(32000).replace("t=0 0\n", "t=0 0\na=sendonly\n")),
+        "127.0.0.1:6001",
+    );
+    caller.send(hold);
+    let (relayed, to) = h.request(Method::Invite).await;
+    assert_eq!(to.addr.to_string(), CALLER, "relayed to the caller");
+    assert!(
+        String::from_utf8_lossy(&relayed.body).contains("a=sendonly"),
+        "the hold is passed on"
+    );
+    // Meanwhile the caller sends its own re-INVITE: glare (RFC 3261 §14.2).
+    let (tx, glare) = h.in_dialog(
+        &format!(
+            "INVITE sip:switchboard@127.0.0.1:5060 SIP/2.0\n\
+             Via: SIP/2.0/UDP {CALLER};branch=z9hG4bKglare\n\
+             Max-Forwards: 70\n\
+             From: <sip:+15550001@127.0.0.1>;tag=caller\n\
+             To: <sip:2001@127.0.0.1>;tag={our_a_tag}\n\
+             Call-ID: call-under-test\n\
+             CSeq: 2 INVITE\n\
+             Contact: <sip:+15550001@{CALLER}>\n"
+        ),
+        Some(OFFER),
+        CALLER,
+    );
+    caller.send(glare);
+    let pending = h.response_on(tx.expect("a transaction")).await;
+    assert_eq!(pending.status.0, 491, "Request Pending");
+}
