@@ -50,12 +50,22 @@ fn message(text: &str) -> Message {
 
 /// A server with extension 2001 registered at each of `contacts`, time paused.
 async fn harness(contacts: &[&str]) -> Harness {
+    let phones: Vec<(&str, &str)> = contacts.iter().map(|c| ("2001", *c)).collect();
+    harness_with(&phones).await
+}
+
+/// A server with each `(extension, contact)` registered, time paused.
+async fn harness_with(phones: &[(&str, &str)]) -> Harness {
     let data = tempfile::tempdir().expect("temp dir");
     let store = Store::open(&format!("sqlite://{}/t.db", data.path().display()))
         .await
         .expect("store");
-    let secrets = crate::sip::auth::user_secrets("2001", "switchboard", "pw");
-    store.add_user("2001", None, &secrets).await.expect("user");
+    let mut extensions: Vec<&str> = phones.iter().map(|(ext, _)| *ext).collect();
+    extensions.dedup();
+    for ext in &extensions {
+        let secrets = crate::sip::auth::user_secrets(ext, "switchboard", "pw");
+        store.add_user(ext, None, &secrets).await.expect("user");
+    }
     let registrar = Registrar::new(
         RegistrarSettings {
             realm: "switchboard".into(),
@@ -73,15 +83,15 @@ async fn harness(contacts: &[&str]) -> Harness {
     )
     .await
     .expect("registrar");
-    for (i, contact) in contacts.iter().enumerate() {
+    for (i, (ext, contact)) in phones.iter().enumerate() {
         let Message::Request(register) = message(&format!(
             "REGISTER sip:127.0.0.1 SIP/2.0\n\
              Via: SIP/2.0/UDP {contact};branch=z9hG4bKreg{i}\n\
-             From: <sip:2001@127.0.0.1>;tag=r{i}\n\
-             To: <sip:2001@127.0.0.1>\n\
+             From: <sip:{ext}@127.0.0.1>;tag=r{i}\n\
+             To: <sip:{ext}@127.0.0.1>\n\
              Call-ID: reg-{i}\n\
              CSeq: 1 REGISTER\n\
-             Contact: <sip:2001@{contact}>\n\
+             Contact: <sip:{ext}@{contact}>\n\
              Expires: 3600\n\
              Content-Length: 0\n\n"
         )) else {
@@ -90,8 +100,10 @@ async fn harness(contacts: &[&str]) -> Harness {
         let ok = registrar.handle_register(&register, udp(contact)).await;
         assert_eq!(ok.status, StatusCode::OK, "REGISTER from {contact}");
     }
-    // The user is cached now: the call never waits for the database.
-    assert!(registrar.user("2001").await.is_some());
+    // The users are cached now: the call never waits for the database.
+    for ext in &extensions {
+        assert!(registrar.user(ext).await.is_some());
+    }
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let plan = crate::ivr::parse::load(
         &root.join("dialplans"),
@@ -239,6 +251,35 @@ impl Harness {
                 && tx == caller.tx
             {
                 return resp;
+            }
+        }
+    }
+
+    /// Like [`Self::request`], with the channel its responses go to (a placed call's own).
+    async fn request_with_owner(
+        &mut self,
+        method: Method,
+    ) -> (Request, Peer, mpsc::UnboundedSender<TuEvent>) {
+        loop {
+            if let Command::SendRequest { req, to, owner } = self.next().await
+                && req.method == method
+            {
+                return (req, to, owner);
+            }
+        }
+    }
+
+    /// The `data` of the next event of type `kind` the call writes.
+    async fn event(&mut self, kind: &str) -> serde_json::Value {
+        loop {
+            let cmd = tokio::time::timeout(Duration::from_secs(120), self.records.recv())
+                .await
+                .expect("a record within 120 s of virtual time")
+                .expect("the writer is open");
+            if let StoreCmd::Event { kind: k, data, .. } = cmd
+                && k == kind
+            {
+                return data;
             }
         }
     }
@@ -588,4 +629,139 @@ async fn a_reinvite_while_another_is_relayed_is_answered_491() {
     caller.send(glare);
     let pending = h.response_on(tx.expect("a transaction")).await;
     assert_eq!(pending.status.0, 491, "Request Pending");
+}
+
+#[tokio::test]
+async fn hold_and_resume_from_the_callee_are_relayed_and_reported() {
+    let mut h = harness(&["127.0.0.1:6001"]).await;
+    let caller = h.invite();
+    let (fork, _) = answered_call(&mut h, &caller).await;
+    let our_b_tag = tag_of(fork.headers.get("From").expect("From"));
+    let b_call_id = fork.headers.get("Call-ID").expect("Call-ID").to_owned();
+    for (cseq, direction, held) in [(2, "sendonly", true), (3, "sendrecv", false)] {
+        let (tx, reinvite) = h.in_dialog(
+            &format!(
+                "INVITE sip:switchboard@127.0.0.1:5060 SIP/2.0\n\
+                 Via: SIP/2.0/UDP 127.0.0.1:6001;branch=z9hG4bKre{cseq}\n\
+                 Max-Forwards: 70\n\
+                 From: <sip:2001@127.0.0.1>;tag=callee\n\
+                 To: <sip:+15550001@127.0.0.1>;tag={our_b_tag}\n\
+                 Call-ID: {b_call_id}\n\
+                 CSeq: {cseq} INVITE\n\
+                 Contact: <sip:2001@127.0.0.1:6001>\n"
+            ),
+            Some(&answer_sdp(32000).replace("t=0 0\n", &format!("t=0 0\na={direction}\n"))),
+            "127.0.0.1:6001",
+        );
+        caller.send(reinvite);
+        let (relayed, to) = h.request(Method::Invite).await;
+        assert_eq!(to.addr.to_string(), CALLER);
+        let relayed_sdp = String::from_utf8_lossy(&relayed.body).into_owned();
+        assert!(
+            relayed_sdp.contains(&format!("a={direction}")),
+            "{relayed_sdp}"
+        );
+        let answer = if held { "recvonly" } else { "sendrecv" };
+        let sdp = OFFER.replace("t=0 0\n", &format!("t=0 0\na={answer}\n"));
+        caller.send(reply(&relayed, 200, "caller", Some(sdp)));
+        let ok = h.response_on(tx.expect("a transaction")).await;
+        assert_eq!(ok.status.0, 200, "the callee's re-INVITE is answered");
+        assert_eq!(
+            h.event("call.held").await,
+            serde_json::json!({"held": held, "leg": "caller", "by": "callee"}),
+            "{direction}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_blind_transfer_hangs_up_the_callee_and_rings_the_new_extension() {
+    let mut h = harness_with(&[("2001", "127.0.0.1:6001"), ("2002", "127.0.0.1:6002")]).await;
+    let caller = h.invite();
+    let (fork, _) = answered_call(&mut h, &caller).await;
+    let calls = h.calls.list().await;
+    let [call] = calls.as_slice() else {
+        panic!("one live call: {calls:?}");
+    };
+    let transfer = {
+        let registry = h.calls.clone();
+        let id = call.id;
+        tokio::spawn(async move {
+            registry
+                .transfer(id, super::TransferTarget::Extension("2002".into()))
+                .await
+        })
+    };
+    let (bye, to) = h.request(Method::Bye).await;
+    assert_eq!(
+        to.addr.to_string(),
+        "127.0.0.1:6001",
+        "the callee is hung up"
+    );
+    assert_eq!(bye.headers.get("Call-ID"), fork.headers.get("Call-ID"));
+    let (invite, to) = h.request(Method::Invite).await;
+    assert_eq!(
+        to.addr.to_string(),
+        "127.0.0.1:6002",
+        "the new extension rings"
+    );
+    assert!(invite.uri.to_string().contains("2002"), "{}", invite.uri);
+    assert!(matches!(
+        transfer.await.expect("joined"),
+        Ok(super::ControlReply::Done)
+    ));
+    assert_eq!(
+        h.event("call.transferred").await,
+        serde_json::json!({"to": "2002", "kind": "blind"})
+    );
+}
+
+#[tokio::test]
+async fn a_placed_call_rings_every_phone_and_the_first_answer_wins() {
+    let mut h = harness(&["127.0.0.1:6001", "127.0.0.1:6002"]).await;
+    let placed = {
+        let registry = h.calls.clone();
+        tokio::spawn(async move {
+            registry
+                .originate(super::OriginateRequest {
+                    from: "5000".into(),
+                    to: "2001".into(),
+                    flow: None,
+                    connect_to: None,
+                    webhook: None,
+                    ring_timeout: Duration::from_secs(30),
+                    caller_id: None,
+                    headers: Vec::new(),
+                    consult_for: None,
+                })
+                .await
+        })
+    };
+    let (first, _, owner) = h.request_with_owner(Method::Invite).await;
+    let (second, _, _) = h.request_with_owner(Method::Invite).await;
+    placed.await.expect("joined").expect("placed");
+    owner
+        .send(reply(&second, 180, "b", None))
+        .expect("the call is alive");
+    owner
+        .send(reply(&first, 200, "a", Some(answer_sdp(32000))))
+        .expect("the call is alive");
+    let mut acked = false;
+    let cancel = loop {
+        match h.next().await {
+            Command::SendRaw {
+                msg: Message::Request(ack),
+                ..
+            } if ack.method == Method::Ack => acked = true,
+            Command::SendRequest { req, .. } if req.method == Method::Cancel => break req,
+            _ => {}
+        }
+    };
+    assert!(acked, "the answer is ACKed");
+    assert_eq!(
+        branch_of(&cancel),
+        branch_of(&second),
+        "the other phone stops ringing"
+    );
+    assert_eq!(h.event("call.answered").await, serde_json::json!({}));
 }
