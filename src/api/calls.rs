@@ -978,7 +978,7 @@ async fn transfer(
     let target = match (req.to, req.flow) {
         (Some(to), None) => {
             check_user("to", &to)?;
-            TransferTarget::Extension(to)
+            TransferTarget::Extension(crate::domain::Extension::new(to))
         }
         (None, Some(flow)) => TransferTarget::Flow(flow),
         _ => return Err(ApiError::bad_request("give exactly one of `to`, `flow`")),

@@ -1,6 +1,7 @@
 //! `/v1/registrations` (issue 5): the registrar's live bindings (RFC 3261 §10), read from its
 //! memory (what calls are routed on), not from the database.
 
+use crate::domain::Extension;
 use axum::Json;
 use axum::extract::State;
 use serde::{Deserialize, Serialize};
@@ -49,7 +50,7 @@ impl From<Location> for RegistrationView {
         RegistrationView {
             transport: l.source.transport.as_str().to_owned(),
             source: l.source.addr.to_string(),
-            ext: l.ext,
+            ext: l.ext.to_string(),
             contact: l.contact,
             expires_at_ms: l.expires_at_ms,
             user_agent: l.user_agent,
@@ -83,7 +84,7 @@ async fn list_registrations(
     ApiQuery(q): ApiQuery<RegistrationQuery>,
 ) -> Result<Json<RegistrationList>, ApiError> {
     let locations = match &q.ext {
-        Some(ext) => s.registrar.lookup(ext),
+        Some(ext) => s.registrar.lookup(&Extension::new(ext.as_str())),
         None => s.registrar.all_locations(),
     };
     Ok(Json(RegistrationList {

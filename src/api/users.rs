@@ -2,6 +2,7 @@
 //! password), remove. Only digest HA1 values are stored (made for the registrar's realm), and
 //! no response ever carries them. Creating, changing and removing are audited.
 
+use crate::domain::Extension;
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -209,7 +210,7 @@ async fn create_user(
             }
             other => other.into(),
         })?;
-    s.registrar.forget_user(&body.ext);
+    s.registrar.forget_user(&Extension::new(body.ext.as_str()));
     audit(&s, &caller, "user.create", &body.ext, serde_json::json!({})).await?;
     let user = find(&s, &body.ext).await?;
     Ok((StatusCode::CREATED, Json(user.into())))
@@ -253,7 +254,7 @@ async fn update_user(
             .set_password(&ext, &user_secrets(&ext, s.registrar.realm(), p))
             .await?;
     }
-    s.registrar.forget_user(&ext);
+    s.registrar.forget_user(&Extension::new(ext.as_str()));
     let detail = serde_json::json!({
         "name": body.name.is_some(),
         "password": body.password.is_some(),
@@ -286,7 +287,7 @@ async fn delete_user(
     if !s.store.remove_user(&ext).await? {
         return Err(ApiError::not_found(format!("extension {ext} not found")));
     }
-    s.registrar.forget_user(&ext);
+    s.registrar.forget_user(&Extension::new(ext.as_str()));
     audit(&s, &caller, "user.delete", &ext, serde_json::json!({})).await?;
     Ok(StatusCode::NO_CONTENT)
 }

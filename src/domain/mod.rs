@@ -103,6 +103,28 @@ text_enum!(
     }
 );
 
+/// An extension: the number a user (a phone, an agent) is reached at, as the registrar, the
+/// calls and the API name it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(transparent)]
+pub struct Extension(String);
+
+impl Extension {
+    pub fn new(ext: impl Into<String>) -> Extension {
+        Extension(ext.into())
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for Extension {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 /// Why a call ended, as call records and `call.ended` name it. The causes a dialplan or the
 /// API may ask for (`hangup = "busy"`, `DELETE /v1/calls/{id}?cause=`) are
 /// [`Normal`](Self::Normal), [`Busy`](Self::Busy), [`Rejected`](Self::Rejected),

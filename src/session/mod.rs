@@ -132,7 +132,7 @@ pub enum ControlCommand {
 pub enum TransferTarget {
     /// An extension (known to exist and be registered when the command is sent; should its
     /// phone unregister before the dial, the call ends with cause `unavailable`).
-    Extension(String),
+    Extension(crate::domain::Extension),
     /// A flow of the dialplan.
     Flow(String),
 }
@@ -295,7 +295,7 @@ async fn sip_uri_target(to: &str) -> Result<Location, OriginateError> {
             .ok_or_else(|| OriginateError::Invalid(format!("`to`: cannot resolve host {d}")))?,
     };
     Ok(Location {
-        ext: to.to_owned(),
+        ext: crate::domain::Extension::new(to),
         contact: to.to_owned(),
         uri: uri.clone(),
         source: Peer { transport, addr },
@@ -442,13 +442,17 @@ impl CallRegistry {
             .into_iter()
             .chain(&req.connect_to);
         for ext in extensions {
-            if self.ctx.registrar.user(ext).await.is_none() {
+            let extension = crate::domain::Extension::new(ext.as_str());
+            if self.ctx.registrar.user(&extension).await.is_none() {
                 return Err(OriginateError::UnknownExtension(ext.clone()));
             }
         }
         let targets = match direct {
             Some(target) => vec![target],
-            None => self.ctx.registrar.lookup(&req.to),
+            None => self
+                .ctx
+                .registrar
+                .lookup(&crate::domain::Extension::new(req.to.as_str())),
         };
         if targets.is_empty() {
             return Err(OriginateError::NotRegistered(req.to.clone()));

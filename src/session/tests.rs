@@ -102,7 +102,8 @@ async fn harness_with(phones: &[(&str, &str)]) -> Harness {
     }
     // The users are cached now: the call never waits for the database.
     for ext in &extensions {
-        assert!(registrar.user(ext).await.is_some());
+        let ext = crate::domain::Extension::new(*ext);
+        assert!(registrar.user(&ext).await.is_some());
     }
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let plan = crate::ivr::parse::load(
@@ -688,7 +689,10 @@ async fn a_blind_transfer_hangs_up_the_callee_and_rings_the_new_extension() {
         let id = call.id;
         tokio::spawn(async move {
             registry
-                .transfer(id, super::TransferTarget::Extension("2002".into()))
+                .transfer(
+                    id,
+                    super::TransferTarget::Extension(crate::domain::Extension::new("2002")),
+                )
                 .await
         })
     };

@@ -21,6 +21,7 @@ use super::auth::{AuthOutcome, Authenticator};
 use super::dialog::{new_tag, response_with_tag};
 use super::message::{Contact, NameAddr, Request, Response, StatusCode, Uri, parse_uri};
 use super::transport::{Peer, Transport};
+use crate::domain::Extension;
 use crate::event::{Event, Registration};
 use crate::store::{Binding, Store, StoreCmd, User, WriterHandle};
 
@@ -34,7 +35,7 @@ const USER_CACHE_MAX: usize = 100_000;
 /// One registered contact of an extension.
 #[derive(Debug, Clone)]
 pub struct Location {
-    pub ext: String,
+    pub ext: Extension,
     /// The Contact URI as registered (escapes kept).
     pub contact: String,
     pub uri: Uri,
@@ -103,7 +104,7 @@ impl Registrar {
         let mut locations: HashMap<String, Vec<Location>> = HashMap::new();
         for b in store.load_bindings(now_ms).await? {
             if let Some(l) = location_from_binding(&b) {
-                locations.entry(l.ext.clone()).or_default().push(l);
+                locations.entry(l.ext.to_string()).or_default().push(l);
             }
         }
         let count: usize = locations.values().map(Vec::len).sum();
@@ -145,11 +146,11 @@ impl Registrar {
     }
 
     /// The current contacts of an extension, best q first.
-    pub fn lookup(&self, ext: &str) -> Vec<Location> {
+    pub fn lookup(&self, ext: &Extension) -> Vec<Location> {
         let now = crate::clock::unix_ms();
         let map = self.locations.read().unwrap_or_else(|e| e.into_inner());
         let mut v: Vec<Location> = map
-            .get(ext)
+            .get(ext.as_str())
             .map(|v| {
                 v.iter()
                     .filter(|l| l.expires_at_ms > now)
@@ -181,13 +182,18 @@ impl Registrar {
     }
 
     /// Drops a cached user record so a change made through the API shows at once.
-    pub fn forget_user(&self, ext: &str) {
+    pub fn forget_user(&self, ext: &Extension) {
         let mut cache = self.users.lock().unwrap_or_else(|e| e.into_inner());
-        cache.remove(ext);
+        cache.remove(ext.as_str());
     }
 
     /// The extension record, if it exists (cached for [`USER_CACHE_TTL`]).
-    pub async fn user(&self, ext: &str) -> Option<User> {
+    pub async fn user(&self, ext: &Extension) -> Option<User> {
+        self.user_named(ext.as_str()).await
+    }
+
+    /// [`Self::user`] by the name a request carries (a digest username, a To user).
+    async fn user_named(&self, ext: &str) -> Option<User> {
         {
             let cache = self.users.lock().unwrap_or_else(|e| e.into_inner());
             if let Some((at, user)) = cache.get(ext)
@@ -236,7 +242,7 @@ impl Registrar {
         let Some(creds) = creds else {
             return AuthDecision::Reply(self.challenge(req, proxy, false));
         };
-        let user = self.user(&creds.username).await;
+        let user = self.user_named(&creds.username).await;
         let known = user.is_some();
         let user = user.unwrap_or_else(|| self.decoy.clone());
         let now = crate::clock::unix_ms();
@@ -284,7 +290,7 @@ impl Registrar {
             }
             AuthDecision::Allowed(_) => {}
         }
-        if self.user(&ext).await.is_none() {
+        if self.user_named(&ext).await.is_none() {
             // Only reachable from a trusted source: there is no such extension.
             return response_with_tag(req, StatusCode::NOT_FOUND, &new_tag());
         }
@@ -412,7 +418,7 @@ impl Registrar {
                     continue;
                 }
                 let loc = Location {
-                    ext: ext.to_owned(),
+                    ext: Extension::new(ext),
                     contact,
                     uri: na.uri.clone(),
                     source: peer,
@@ -445,7 +451,7 @@ impl Registrar {
     /// Appends a `registration.*` event for `l` to the event log.
     fn event(&self, kind: fn(Registration) -> Event, l: &Location, now_ms: i64) {
         let registration = Registration {
-            ext: l.ext.clone(),
+            ext: l.ext.to_string(),
             contact: l.contact.clone(),
             transport: l.source.transport.as_str().to_ascii_lowercase(),
             source: l.source.addr.to_string(),
@@ -531,7 +537,7 @@ fn same_contact(a: &Uri, b: &Uri) -> bool {
 
 fn binding_from_location(l: &Location, now_ms: i64) -> Binding {
     Binding {
-        ext: l.ext.clone(),
+        ext: l.ext.to_string(),
         contact_uri: l.contact.clone(),
         transport: l.source.transport.as_str().to_owned(),
         source_addr: l.source.addr,
@@ -552,7 +558,7 @@ fn location_from_binding(b: &Binding) -> Option<Location> {
         return None;
     };
     Some(Location {
-        ext: b.ext.clone(),
+        ext: Extension::new(b.ext.as_str()),
         contact: b.contact_uri.clone(),
         uri: parse_uri(&b.contact_uri).ok()?,
         source: Peer {

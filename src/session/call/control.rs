@@ -865,7 +865,7 @@ impl Call {
                     ));
                 }
                 self.move_caller(Transferred::Extension {
-                    to: to.clone(),
+                    to: to.to_string(),
                     kind: "blind".into(),
                 })?;
                 self.ivr = None;
@@ -874,7 +874,7 @@ impl Call {
                 if let Some(media) = &self.media {
                     media.command(MediaCommand::StopPlayback { leg: Leg::A });
                 }
-                self.pending_connect = Some((to, self.ctx.no_answer_timeout));
+                self.pending_connect = Some((to.to_string(), self.ctx.no_answer_timeout));
                 Ok(ControlReply::Done)
             }
         }

@@ -511,9 +511,10 @@ impl Call {
         let mut contacts = Vec::new();
         let mut known = false;
         for ext in &extensions {
-            if self.ctx.registrar.user(ext).await.is_some() {
+            let extension = crate::domain::Extension::new(ext.as_str());
+            if self.ctx.registrar.user(&extension).await.is_some() {
                 known = true;
-                for loc in self.ctx.registrar.lookup(ext) {
+                for loc in self.ctx.registrar.lookup(&extension) {
                     contacts.push((loc, ext.clone()));
                 }
             }
