@@ -387,14 +387,20 @@ fn steps_that_speak_are_listed_with_their_positions() {
     assert_eq!(lines, [7, 10]);
 }
 
+/// `switchboard` run in `cwd` (not the checkout), quiet, with no config from the environment.
+fn switchboard_in(cwd: &Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_switchboard"));
+    cmd.current_dir(cwd)
+        .env("SWITCHBOARD_LOG", "off")
+        .env_remove("SWITCHBOARD_CONFIG");
+    cmd
+}
+
 #[test]
 fn outside_a_checkout_the_embedded_demo_plan_and_media_are_installed_under_the_data_dir() {
     let cwd = tempfile::tempdir().expect("temp dir");
-    let out = Command::new(env!("CARGO_BIN_EXE_switchboard"))
+    let out = switchboard_in(cwd.path())
         .args(["dialplan", "check"])
-        .current_dir(cwd.path())
-        .env("SWITCHBOARD_LOG", "off")
-        .env_remove("SWITCHBOARD_CONFIG")
         .output()
         .expect("run switchboard");
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -414,13 +420,10 @@ fn a_configured_dialplan_path_that_is_missing_is_named_with_its_config_key() {
     let cwd = tempfile::tempdir().expect("temp dir");
     let config = cwd.path().join("switchboard.toml");
     std::fs::write(&config, "[ivr]\ndialplans = \"/nonexistent/plans\"\n").expect("config");
-    let out = Command::new(env!("CARGO_BIN_EXE_switchboard"))
+    let out = switchboard_in(cwd.path())
         .arg("--config")
         .arg(&config)
         .args(["dialplan", "check"])
-        .current_dir(cwd.path())
-        .env("SWITCHBOARD_LOG", "off")
-        .env_remove("SWITCHBOARD_CONFIG")
         .output()
         .expect("run switchboard");
     let stderr = String::from_utf8_lossy(&out.stderr);

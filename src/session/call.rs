@@ -601,7 +601,7 @@ impl Call {
             TuEvent::Response { branch, resp } => self.on_response(&branch, *resp),
             TuEvent::Failed { branch, why } => self.on_request_failed(&branch, why),
             TuEvent::Cancelled => {
-                if !self.answered && !self.finished_a {
+                if self.caller_waits() {
                     self.ending = Some(Ending {
                         cause: HangupCause::CallerCancel,
                         by: HangupBy::Caller,
@@ -1337,7 +1337,7 @@ impl Call {
                         self.event(Event::CallHeld {
                             held,
                             leg: party(leg_of(to_side)),
-                            by: party_name(leg_of(r.from)).into(),
+                            by: party(leg_of(r.from)).as_str().into(),
                         });
                     }
                     if self.a_promised.is_some() && r.from == Side::Caller {
@@ -1805,11 +1805,6 @@ impl Call {
             });
         }
     }
-}
-
-/// The API's name for the party on `leg`.
-fn party_name(leg: Leg) -> &'static str {
-    if leg == Leg::A { "caller" } else { "callee" }
 }
 
 /// The party on `leg`.

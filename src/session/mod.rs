@@ -61,6 +61,16 @@ pub enum CallParty {
     Callee,
 }
 
+impl CallParty {
+    /// The API's name for it (as serialised).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CallParty::Caller => "caller",
+            CallParty::Callee => "callee",
+        }
+    }
+}
+
 /// What happens to the call's recording.
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema,

@@ -24,11 +24,6 @@ impl Channel {
         Channel("voice".into())
     }
 
-    /// A channel by its name (checked by whoever defines channels).
-    pub fn named(name: impl Into<String>) -> Channel {
-        Channel(name.into())
-    }
-
     pub fn as_str(&self) -> &str {
         &self.0
     }

@@ -236,11 +236,23 @@ impl Harness {
 
     /// Commands up to the first request of `method` sent in a transaction; that request.
     async fn request(&mut self, method: Method) -> (Request, Peer) {
+        let (req, to, _, _) = self.request_after(method).await;
+        (req, to)
+    }
+
+    /// The first request of `method` sent in a transaction, the channel its responses go to
+    /// (a placed call's own), and every command before it.
+    async fn request_after(
+        &mut self,
+        method: Method,
+    ) -> (Request, Peer, mpsc::UnboundedSender<TuEvent>, Vec<Command>) {
+        let mut before = Vec::new();
         loop {
-            if let Command::SendRequest { req, to, .. } = self.next().await
-                && req.method == method
-            {
-                return (req, to);
+            match self.next().await {
+                Command::SendRequest { req, to, owner } if req.method == method => {
+                    return (req, to, owner, before);
+                }
+                other => before.push(other),
             }
         }
     }
@@ -261,13 +273,8 @@ impl Harness {
         &mut self,
         method: Method,
     ) -> (Request, Peer, mpsc::UnboundedSender<TuEvent>) {
-        loop {
-            if let Command::SendRequest { req, to, owner } = self.next().await
-                && req.method == method
-            {
-                return (req, to, owner);
-            }
-        }
+        let (req, to, owner, _) = self.request_after(method).await;
+        (req, to, owner)
     }
 
     /// The `data` of the next event of type `kind` the call writes.
@@ -327,6 +334,13 @@ fn reply(invite: &Request, status: u16, to_tag: &str, sdp: Option<String>) -> Tu
         branch: branch_of(invite),
         resp: Box::new(resp),
     }
+}
+
+/// Whether an ACK was sent among `commands`.
+fn acked(commands: &[Command]) -> bool {
+    commands.iter().any(|c| {
+        matches!(c, Command::SendRaw { msg: Message::Request(ack), .. } if ack.method == Method::Ack)
+    })
 }
 
 fn branch_of(req: &Request) -> Branch {
@@ -392,19 +406,9 @@ async fn a_200_crossing_the_callers_cancel_is_acked_and_hung_up() {
     assert_eq!(branch_of(&cancel), branch_of(&fork));
     // The callee answered before our CANCEL reached it.
     caller.send(reply(&fork, 200, "a", Some(answer_sdp(32000))));
-    let mut acked = false;
-    loop {
-        match h.next().await {
-            Command::SendRaw {
-                msg: Message::Request(ack),
-                ..
-            } if ack.method == Method::Ack => acked = true,
-            Command::SendRequest { req, .. } if req.method == Method::Bye => break,
-            _ => {}
-        }
-    }
+    let (_, _, _, before_bye) = h.request_after(Method::Bye).await;
     assert!(
-        acked,
+        acked(&before_bye),
         "the unwanted 2xx is ACKed before its BYE (RFC 3261 §13.2.2.4)"
     );
     assert_eq!(h.ended_cause().await, "caller_cancel");
@@ -568,12 +572,7 @@ async fn a_second_fork_answering_after_the_first_is_acked_and_hung_up() {
     caller.send(reply(&first, 200, "winner", Some(answer_sdp(32000))));
     assert_eq!(h.response_to_caller(&caller).await.status.0, 200);
     caller.send(reply(&second, 200, "loser", Some(answer_sdp(32002))));
-    let bye = loop {
-        match h.next().await {
-            Command::SendRequest { req, .. } if req.method == Method::Bye => break req,
-            _ => {}
-        }
-    };
+    let (bye, _) = h.request(Method::Bye).await;
     let to = bye.headers.get("To").expect("To");
     assert_eq!(
         tag_of(to),
@@ -750,18 +749,8 @@ async fn a_placed_call_rings_every_phone_and_the_first_answer_wins() {
     owner
         .send(reply(&first, 200, "a", Some(answer_sdp(32000))))
         .expect("the call is alive");
-    let mut acked = false;
-    let cancel = loop {
-        match h.next().await {
-            Command::SendRaw {
-                msg: Message::Request(ack),
-                ..
-            } if ack.method == Method::Ack => acked = true,
-            Command::SendRequest { req, .. } if req.method == Method::Cancel => break req,
-            _ => {}
-        }
-    };
-    assert!(acked, "the answer is ACKed");
+    let (cancel, _, _, before_cancel) = h.request_after(Method::Cancel).await;
+    assert!(acked(&before_cancel), "the answer is ACKed");
     assert_eq!(
         branch_of(&cancel),
         branch_of(&second),

@@ -29,7 +29,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use tokio::sync::mpsc;
 
-use super::{Call, Ending, Side, ivr, party, party_name, point_media};
+use super::{Call, Ending, Side, ivr, party, point_media};
 use crate::event::{Event, Transferred};
 use crate::ivr::interp::{Attributes, DialOutcome, Interpreter, Options};
 use crate::ivr::plan::{HangupCause, Prompt};
@@ -805,7 +805,7 @@ impl Call {
         }
         self.api_held[i] = held;
         self.apply_hold_mute(leg);
-        tracing::info!(leg = party_name(leg), held, "hold through the API");
+        tracing::info!(leg = party.as_str(), held, "hold through the API");
         self.event(Event::CallHeld {
             held,
             leg: party,

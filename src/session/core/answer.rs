@@ -87,6 +87,7 @@ impl<S: Copy + PartialEq> Unacked<S> {
         self.pending.clear();
     }
 
+    #[cfg(test)]
     pub fn is_waiting(&self, side: S) -> bool {
         self.pending.iter().any(|p| p.side == side)
     }

@@ -147,6 +147,7 @@ impl ForkSet {
     }
 
     /// Whether fork `index` is being (or was) CANCELled.
+    #[cfg(test)]
     pub fn is_cancelled(&self, index: usize) -> bool {
         self.forks.get(index).is_some_and(|f| {
             matches!(

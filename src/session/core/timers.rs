@@ -47,6 +47,7 @@ impl<T: Copy + PartialEq> Timers<T> {
     }
 
     /// When `name` fires, if armed.
+    #[cfg(test)]
     pub fn get(&self, name: T) -> Option<Instant> {
         self.armed
             .iter()
