@@ -21,6 +21,7 @@ use tokio::time::Instant;
 use super::core::answer::{Unacked, UnackedOutput};
 use super::core::fork::{DialId, ForkCommand, ForkSet, cancel_request};
 use super::core::leg::LegIdentity;
+use super::core::state::{CallState, Ending};
 use super::core::timers::{CallTimer, Timers};
 use super::{CallContext, CallHandle, CallInput, CallParty};
 use crate::domain::{HangupCause, better_failure};
@@ -63,13 +64,6 @@ struct Reinvite {
     offer: Option<SessionDescription>,
 }
 
-/// How the call ended, for the record.
-struct Ending {
-    cause: HangupCause,
-    by: HangupBy,
-    code: u16,
-}
-
 struct Call {
     ctx: Arc<CallContext>,
     ep: EndpointHandle,
@@ -106,12 +100,11 @@ struct Call {
     conference: Option<String>,
     /// The recording of this call, if any.
     recording: Option<RecordingId>,
-    answered: bool,
-    finished_a: bool,
+    /// Where each side of the call stands and how it ends.
+    state: CallState,
     /// Our 2xx answers waiting for their ACK.
     unacked: Unacked<Side>,
     reinvite: Option<Reinvite>,
-    ending: Option<Ending>,
     /// The call's named timers (no answer, dial ring, placed-call ring).
     timers: Timers<CallTimer>,
     /// The caller's authenticated extension, if any.
@@ -129,8 +122,6 @@ struct Call {
     dial: Option<ivr::DialState>,
     /// The offer sent to callees (kept for later dials).
     b_offer: Option<Bytes>,
-    /// A callee answered: the call is bridged.
-    b_answered: bool,
     /// Every callee-side dialog id registered with the endpoint (one per dial attempt).
     b_dialog_ids: Vec<DialogKey>,
     /// A voicemail or `record` step recording now: (interpreter id, recording).
@@ -257,11 +248,9 @@ impl Call {
             b_early: false,
             conference: None,
             recording: None,
-            answered: false,
-            finished_a: false,
+            state: CallState::offered(),
             unacked: Unacked::new(),
             reinvite: None,
-            ending: None,
             timers: {
                 let mut timers = Timers::new();
                 timers.set(CallTimer::NoAnswer, crate::clock::now() + ctx_no_answer);
@@ -275,7 +264,6 @@ impl Call {
             ivr_rx,
             dial: None,
             b_offer: None,
-            b_answered: false,
             b_dialog_ids: Vec::new(),
             ivr_recording: None,
             stopping: Vec::new(),
@@ -431,8 +419,7 @@ impl Call {
     /// Sends our 200 to the caller's INVITE, forms the A dialog, retransmits until ACK, and
     /// records the answer (call, caller's leg, `call.answered`).
     fn answer_caller(&mut self, body: Bytes) {
-        self.answered = true;
-        self.finished_a = true;
+        self.state.answer_caller();
         let mut ok = self.a_response(StatusCode::OK);
         ok.set_body(Some("application/sdp"), body);
         self.a_dialog = Dialog::uas(&self.invite, &self.a_tag, self.caller_peer).ok();
@@ -541,9 +528,9 @@ impl Call {
     fn is_over(&self) -> bool {
         // A caller answered with a final status by a flow that has nothing more to do is over
         // too, even where no ending was recorded.
-        let flow_done =
-            self.ending.is_some() || (!self.answered && self.ivr.is_none() && self.dial.is_none());
-        flow_done && self.finished_a && self.forks.all_done()
+        let flow_done = self.state.is_ending()
+            || (!self.state.caller_answered() && self.ivr.is_none() && self.dial.is_none());
+        flow_done && !self.state.caller_waits() && self.forks.all_done()
     }
 
     fn next_deadline(&self) -> Instant {
@@ -602,7 +589,7 @@ impl Call {
             TuEvent::Failed { branch, why } => self.on_request_failed(&branch, why),
             TuEvent::Cancelled => {
                 if self.caller_waits() {
-                    self.ending = Some(Ending {
+                    self.state.end(Ending {
                         cause: HangupCause::CallerCancel,
                         by: HangupBy::Caller,
                         code: 487,
@@ -635,7 +622,9 @@ impl Call {
             }
             CallTimer::DialRing if self.dial.is_some() => self.dial_timed_out(),
             CallTimer::OutboundRing
-                if !self.answered && self.ending.is_none() && self.outbound.is_some() =>
+                if !self.state.caller_answered()
+                    && !self.state.is_ending()
+                    && self.outbound.is_some() =>
             {
                 tracing::info!("placed call: no answer in time");
                 self.end_unanswered();
@@ -648,7 +637,7 @@ impl Call {
     /// Nobody answered in time: the call ends `no_answer` (480) and whatever still rings is
     /// CANCELled.
     fn end_unanswered(&mut self) {
-        self.ending = Some(Ending {
+        self.state.end(Ending {
             cause: HangupCause::NoAnswer,
             by: HangupBy::System,
             code: 480,
@@ -670,13 +659,13 @@ impl Call {
                 if self.consult.is_some() {
                     // The consultation call ended (not answered, or hung up): back to the callee.
                     self.end_consultation("ended");
-                } else if self.answered && self.ending.is_none() {
+                } else if self.state.caller_answered() && !self.state.is_ending() {
                     self.hangup(Ending {
                         cause: HangupCause::Normal,
                         by: HangupBy::System,
                         code: 200,
                     });
-                } else if self.outbound.is_some() && self.ending.is_none() {
+                } else if self.outbound.is_some() && !self.state.is_ending() {
                     // A consultation call still ringing when its transfer was cancelled.
                     self.api_hangup(crate::ivr::plan::HangupCause::Normal);
                 }
@@ -685,14 +674,14 @@ impl Call {
             CallInput::Shutdown => {
                 self.ivr = None;
                 self.dial = None;
-                if self.answered {
+                if self.state.caller_answered() {
                     self.hangup(Ending {
                         cause: HangupCause::Shutdown,
                         by: HangupBy::System,
                         code: 200,
                     });
-                } else if !self.finished_a {
-                    self.ending = Some(Ending {
+                } else if self.state.caller_waits() {
+                    self.state.end(Ending {
                         cause: HangupCause::Shutdown,
                         by: HangupBy::System,
                         code: 503,
@@ -756,7 +745,7 @@ impl Call {
             return;
         }
         tracing::debug!(code = status.0, "fork failed");
-        if !self.is_current_fork(i) || self.b_answered {
+        if !self.is_current_fork(i) || self.state.callee_answered() {
             // A fork of a dial already given up (CANCELled after its timeout) or lost.
             return;
         }
@@ -788,7 +777,7 @@ impl Call {
     /// Answers the caller with the best failure of the last dial (passed through as the callee
     /// gave it), or `fallback` when there was none.
     fn fail_caller(&mut self, fallback: StatusCode, fallback_cause: HangupCause) {
-        if self.finished_a {
+        if !self.state.caller_waits() {
             return;
         }
         let best = self.best_failure.take();
@@ -801,7 +790,7 @@ impl Call {
             Some(_) => self.failure_cause(status.0),
             None => fallback_cause,
         };
-        self.ending = Some(Ending {
+        self.state.end(Ending {
             cause,
             by: if best.is_some() && !self.best_failure_ours {
                 HangupBy::Callee
@@ -810,7 +799,7 @@ impl Call {
             },
             code: status.0,
         });
-        self.finished_a = true;
+        self.state.refuse_caller();
         self.respond_a(out);
     }
 
@@ -840,10 +829,10 @@ impl Call {
             }
         };
         let current = self.is_current_fork(i);
-        if self.b_answered
+        if self.state.callee_answered()
             || !current
-            || self.ending.is_some()
-            || (self.finished_a && !self.answered)
+            || self.state.is_ending()
+            || (!self.state.caller_waits() && !self.state.caller_answered())
         {
             // A second fork answered, a fork of a dial given up, or the caller already left.
             return self.ack_and_bye(dialog);
@@ -876,7 +865,7 @@ impl Call {
 
     /// Whether the caller still waits for an answer (nobody answered it, no final response).
     fn caller_waits(&self) -> bool {
-        !self.answered && !self.finished_a
+        self.state.caller_waits()
     }
 
     /// A callee leg of any kind reports progress (see [`super::core::leg`]): `status` is 180
@@ -888,7 +877,7 @@ impl Call {
             self.note_ringing(status);
         }
         if !self.caller_waits() {
-            if self.answered && !self.b_answered {
+            if self.state.caller_answered() && !self.state.callee_answered() {
                 self.ringback_while_dialling(status);
             }
             return;
@@ -916,8 +905,8 @@ impl Call {
     /// SDP answer for it. The caller is answered (with the early answer if one was sent), the
     /// leg recorded, the recording started, other legs of the dial cancelled, the flow told.
     fn callee_answered(&mut self, leg: LegIdentity, answer: Bytes) {
-        self.b_answered = true;
-        if !self.answered {
+        self.state.answer_callee();
+        if !self.state.caller_answered() {
             // An answer already given in an unreliable 18x is the answer (RFC 6337 §3.1).
             let body = self.a_early_sdp.clone().unwrap_or(answer);
             self.answer_caller(body);
@@ -1197,7 +1186,7 @@ impl Call {
                         self.cancel_forks();
                     }
                 }
-                self.ending = Some(Ending {
+                self.state.end(Ending {
                     cause: HangupCause::Normal,
                     by,
                     code: 200,
@@ -1226,7 +1215,7 @@ impl Call {
 
     /// Relays a re-INVITE (hold, resume, media change) to the other side with SDP rewritten.
     fn on_reinvite(&mut self, tx: TxId, req: Request, _from: Peer, side: Side) {
-        if self.reinvite.is_some() || !self.answered || self.ending.is_some() {
+        if self.reinvite.is_some() || !self.state.caller_answered() || self.state.is_ending() {
             return self.respond_in_dialog(tx, &req, StatusCode::REQUEST_PENDING);
         }
         if let Some(d) = self.dialog_mut(side) {
@@ -1477,9 +1466,7 @@ impl Call {
         self.ivr = None;
         self.dial = None;
         self.cancel_forks();
-        if self.ending.is_none() {
-            self.ending = Some(ending);
-        }
+        self.state.end_first(ending);
     }
 
     /// CANCELs every fork still ringing (RFC 3261 §9.1).
@@ -1572,10 +1559,9 @@ impl Call {
     }
 
     fn reply_a_final(&mut self, status: StatusCode) {
-        if self.finished_a {
+        if !self.state.refuse_caller() {
             return;
         }
-        self.finished_a = true;
         self.respond_a(self.a_response(status));
     }
 
@@ -1656,7 +1642,7 @@ impl Call {
                 from: self.record_id,
             });
         }
-        let mut ending = self.ending.take().unwrap_or(Ending {
+        let mut ending = self.state.ending().unwrap_or(Ending {
             cause: HangupCause::Unknown,
             by: HangupBy::System,
             code: 500,
@@ -1691,7 +1677,7 @@ impl Call {
             return;
         }
         for (i, leg) in self.legs.iter().enumerate() {
-            if i == 0 || self.b_answered {
+            if i == 0 || self.state.callee_answered() {
                 self.ctx.writer.send(StoreCmd::LegEnded {
                     leg_id: *leg,
                     at_ms: now,
@@ -1771,7 +1757,7 @@ impl Call {
             let Some(stats) = stats else {
                 continue;
             };
-            if i == 1 && !self.b_answered {
+            if i == 1 && !self.state.callee_answered() {
                 continue;
             }
             tracing::info!(

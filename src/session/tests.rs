@@ -12,6 +12,7 @@ use tokio::sync::mpsc;
 
 use super::service::SessionService;
 use super::{CallContext, CallRegistry, MediaContext};
+use crate::domain::CallId;
 use crate::media::engine::PipelineConfig;
 use crate::media::engine::conference::Rooms;
 use crate::media::ports::PortPool;
@@ -822,4 +823,123 @@ async fn an_attended_transfer_consults_then_completes_and_hangs_up_the_transfero
             "consultation_call_id": consultation.to_string()
         })
     );
+}
+
+/// An answered call (caller → 2001) with an attended transfer to 2002 started: the
+/// consultation INVITE (ringing, not answered), the channel its responses go to, the
+/// consultation call's id and the callee's fork.
+async fn consulting(
+    h: &mut Harness,
+    caller: &Caller,
+) -> (
+    CallId,
+    Request,
+    mpsc::UnboundedSender<TuEvent>,
+    CallId,
+    Request,
+) {
+    let (fork, _) = answered_call(h, caller).await;
+    let calls = h.calls.list().await;
+    let [call] = calls.as_slice() else {
+        panic!("one live call: {calls:?}");
+    };
+    let id = call.id;
+    let consult = {
+        let registry = h.calls.clone();
+        tokio::spawn(async move { registry.attended_transfer(id, "2002".into()).await })
+    };
+    let (invite, to, owner) = h.request_with_owner(Method::Invite).await;
+    assert_eq!(to.addr.to_string(), "127.0.0.1:6002");
+    let consultation = consult.await.expect("joined").expect("consultation placed");
+    assert_eq!(
+        h.event("call.consultation").await["state"],
+        "started",
+        "the consultation rings"
+    );
+    (id, invite, owner, consultation, fork)
+}
+
+#[tokio::test]
+async fn a_blonde_transfer_puts_the_caller_through_when_the_consultation_answers() {
+    let mut h = harness_with(&[("2001", "127.0.0.1:6001"), ("2002", "127.0.0.1:6002")]).await;
+    let caller = h.invite();
+    let (_, invite, owner, consultation, fork) = consulting(&mut h, &caller).await;
+    // The transferor hangs up while 2002 still rings.
+    let our_b_tag = tag_of(fork.headers.get("From").expect("From"));
+    let b_call_id = fork.headers.get("Call-ID").expect("Call-ID").to_owned();
+    let (tx, bye) = h.in_dialog(
+        &format!(
+            "BYE sip:switchboard@127.0.0.1:5060 SIP/2.0\n\
+             Via: SIP/2.0/UDP 127.0.0.1:6001;branch=z9hG4bKbye\n\
+             Max-Forwards: 70\n\
+             From: <sip:2001@127.0.0.1>;tag=callee\n\
+             To: <sip:+15550001@127.0.0.1>;tag={our_b_tag}\n\
+             Call-ID: {b_call_id}\n\
+             CSeq: 2 BYE\n"
+        ),
+        None,
+        "127.0.0.1:6001",
+    );
+    caller.send(bye);
+    let ok = h.response_on(tx.expect("a transaction")).await;
+    assert_eq!(ok.status.0, 200, "the transferor's BYE is answered");
+    owner
+        .send(reply(&invite, 200, "c", Some(answer_sdp(32004))))
+        .expect("the consultation call is alive");
+    assert_eq!(
+        h.event("call.transferred").await,
+        serde_json::json!({
+            "kind": "attended",
+            "to": "2002",
+            "consultation_call_id": consultation.to_string()
+        }),
+        "the caller goes straight to 2002"
+    );
+    let calls = h.calls.list().await;
+    assert_eq!(
+        calls.len(),
+        2,
+        "caller and consultation are bridged: {calls:?}"
+    );
+    assert!(
+        calls.iter().all(|c| c.state == "bridged"),
+        "both calls talk: {calls:?}"
+    );
+}
+
+#[tokio::test]
+async fn cancelling_a_consultation_cancels_its_ringing_and_gives_the_caller_back_the_callee() {
+    let mut h = harness_with(&[("2001", "127.0.0.1:6001"), ("2002", "127.0.0.1:6002")]).await;
+    let caller = h.invite();
+    let (id, invite, owner, consultation, _) = consulting(&mut h, &caller).await;
+    owner
+        .send(reply(&invite, 180, "c", None))
+        .expect("the consultation call is alive");
+    let cancel = {
+        let registry = h.calls.clone();
+        tokio::spawn(async move {
+            registry
+                .control(id, super::ControlCommand::CancelTransfer)
+                .await
+        })
+    };
+    assert!(matches!(
+        cancel.await.expect("joined"),
+        Ok(super::ControlReply::Done)
+    ));
+    let (cancelled, to) = h.request(Method::Cancel).await;
+    assert_eq!(to.addr.to_string(), "127.0.0.1:6002", "2002 stops ringing");
+    assert_eq!(branch_of(&cancelled), branch_of(&invite));
+    assert_eq!(
+        h.event("call.consultation").await,
+        serde_json::json!({"state": "cancelled", "consultation_call_id": consultation.to_string()})
+    );
+    assert_eq!(
+        h.event("call.held").await,
+        serde_json::json!({"held": false, "leg": "caller", "by": "transfer"}),
+        "the caller is taken off hold"
+    );
+    let calls = h.calls.list().await;
+    let call = calls.iter().find(|c| c.id == id).expect("the call goes on");
+    assert_eq!(call.state, "bridged", "caller and callee talk again");
 }

@@ -29,6 +29,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use tokio::sync::mpsc;
 
+use super::super::core::state::Activity;
 use super::{Call, Ending, Side, ivr, party, point_media};
 use crate::event::{Event, Transferred};
 use crate::ivr::interp::{Attributes, DialOutcome, Interpreter, Options};
@@ -124,7 +125,7 @@ impl Call {
     /// extension ring together, one fork each: same Call-ID and From tag, RFC 3261 §16.6-style
     /// parallel search done by us as the UAC) and writes the call record.
     fn start_outbound(&mut self, req: OriginateRequest, targets: &[Location]) {
-        self.finished_a = true;
+        self.state.place();
         let session = self.open_media(2);
         let body = session.as_ref().ok().map(|session| {
             let port = session.local_port(Leg::A);
@@ -186,7 +187,7 @@ impl Call {
             (Ok(session), Some(body)) => (session, body),
             _ => {
                 tracing::warn!("cannot place the call: no media session");
-                self.ending = Some(Ending {
+                self.state.end(Ending {
                     cause: HangupCause::MediaFailed,
                     by: HangupBy::System,
                     code: 503,
@@ -249,7 +250,7 @@ impl Call {
             return;
         }
         if !status.is_success() {
-            if self.answered || self.ending.is_some() {
+            if self.state.caller_answered() || self.state.is_ending() {
                 // A fork we CANCELled once another answered (or we gave up).
                 return;
             }
@@ -269,7 +270,7 @@ impl Call {
                 // A 6xx ends the search: the other phones stop ringing (§16.7 step 5).
                 self.cancel_forks();
             }
-            self.ending = Some(Ending {
+            self.state.end(Ending {
                 cause: self.failure_cause(code),
                 by: HangupBy::Callee,
                 code,
@@ -284,14 +285,14 @@ impl Call {
             .ok()
             .and_then(|sdp| negotiate::leg_media(&sdp).map(|m| (sdp, m)));
         let dialog = match dialog {
-            Ok(d) if self.ending.is_none() && !self.answered => d,
+            Ok(d) if !self.state.is_ending() && !self.state.caller_answered() => d,
             Ok(d) => {
                 // Hung up (or timed out) while it rang, or another phone answered first.
                 return self.ack_and_bye(d);
             }
             Err(error) => {
                 tracing::info!(%error, "unusable 2xx to a placed call");
-                self.ending = Some(Ending {
+                self.state.end(Ending {
                     cause: HangupCause::Failed,
                     by: HangupBy::System,
                     code: 500,
@@ -307,7 +308,7 @@ impl Call {
             msg: Message::Request(self.with_via(ack, dialog.peer.transport)),
         });
         self.a_dialog = Some(dialog);
-        self.answered = true;
+        self.state.answer_caller();
         // The extension's other phones stop ringing.
         self.cancel_forks();
         self.record_answer();
@@ -432,7 +433,7 @@ impl Call {
         attrs: Attributes,
     ) {
         let options = Options {
-            answered: self.answered,
+            answered: self.state.caller_answered(),
             default_dial_timeout: self.ctx.no_answer_timeout,
         };
         self.pending_speech = None;
@@ -451,7 +452,11 @@ impl Call {
         if let ControlCommand::Info = cmd {
             return Ok(ControlReply::Info(self.info()));
         }
-        if self.ending.is_some() || (self.finished_a && !self.answered && self.outbound.is_none()) {
+        if self.state.is_ending()
+            || (!self.state.caller_waits()
+                && !self.state.caller_answered()
+                && self.outbound.is_none())
+        {
             return Err(ControlError::Conflict("the call is ending".into()));
         }
         match cmd {
@@ -544,7 +549,8 @@ impl Call {
                 "an attended transfer is already in progress".into(),
             ));
         }
-        if !self.answered || self.b_dialog.is_none() || !self.b_answered {
+        if !self.state.caller_answered() || self.b_dialog.is_none() || !self.state.callee_answered()
+        {
             return Err(ControlError::Conflict(
                 "only a call whose callee answered can be transferred attended".into(),
             ));
@@ -596,7 +602,7 @@ impl Call {
 
     /// The consultation call answered: the callee stops hearing ringback and talks to it.
     pub(super) fn consultation_answered(&mut self, from: CallId) {
-        if self.ending.is_some() {
+        if self.state.is_ending() {
             return;
         }
         let Some(c) = self
@@ -691,7 +697,7 @@ impl Call {
         let Some(c) = self.consult.take() else {
             return Ok(ControlReply::Done);
         };
-        if self.b_answered {
+        if self.state.callee_answered() {
             self.drop_callee();
         }
         if let Some(media) = &self.media {
@@ -755,7 +761,7 @@ impl Call {
         peer: crate::store::CallId,
         peer_owner: CallHandle,
     ) -> Result<ControlReply, ControlError> {
-        if !self.answered
+        if !self.state.caller_answered()
             || self.b_dialog.is_some()
             || self.dial.is_some()
             || self.connecting
@@ -859,7 +865,7 @@ impl Call {
                 Ok(ControlReply::Done)
             }
             TransferTarget::Extension(to) => {
-                if !self.answered {
+                if !self.state.caller_answered() {
                     return Err(ControlError::Conflict(
                         "the call is not answered yet".into(),
                     ));
@@ -882,23 +888,14 @@ impl Call {
 
     /// The call as the API shows it.
     fn info(&self) -> CallInfo {
-        let state = if self.ending.is_some() {
-            "ending"
-        } else if !self.answered && (self.outbound.is_some() || self.dial.is_some()) {
-            "ringing"
-        } else if !self.answered {
-            if self.ivr.is_some() {
-                "ivr"
-            } else {
-                "starting"
-            }
-        } else if self.b_dialog.is_some() || self.bridge_peer.is_some() {
-            "bridged"
-        } else if self.ivr.is_some() {
-            "ivr"
-        } else {
-            "answered"
-        };
+        let state = self
+            .state
+            .phase(Activity {
+                ivr: self.ivr.is_some(),
+                dialling: self.dial.is_some(),
+                bridged: self.b_dialog.is_some() || self.bridge_peer.is_some(),
+            })
+            .as_str();
         let leg_state = |answered: bool, held: bool| match (answered, held) {
             (false, _) => "ringing",
             (true, false) => "answered",
@@ -915,7 +912,10 @@ impl Call {
             kind: crate::domain::LegKind::Sip,
             sip_call_id: self.invite.headers.call_id().ok().map(str::to_owned),
             user: Some(a_user).filter(|u| !u.is_empty()),
-            state: leg_state(self.answered, self.held[0] || self.api_held[0]),
+            state: leg_state(
+                self.state.caller_answered(),
+                self.held[0] || self.api_held[0],
+            ),
             muted: self.muted[0] || self.api_held[0],
         }];
         let b_ringing = self.dial.is_some() && !self.forks.all_done();
@@ -952,7 +952,7 @@ impl Call {
 
     /// The media leg of `party`, which must be answered.
     fn live_leg(&self, party: CallParty) -> Result<Leg, ControlError> {
-        if !self.answered {
+        if !self.state.caller_answered() {
             return Err(ControlError::Conflict(
                 "the call is not answered yet".into(),
             ));
@@ -969,7 +969,7 @@ impl Call {
     pub(super) fn api_hangup(&mut self, cause: HangupCause) {
         let name = cause;
         tracing::info!(%cause, "hung up through the API");
-        if self.answered {
+        if self.state.caller_answered() {
             return self.hangup(Ending {
                 cause: name,
                 by: HangupBy::System,
@@ -980,7 +980,7 @@ impl Call {
         self.dial = None;
         self.cancel_forks();
         if self.outbound.is_some() {
-            self.ending = Some(Ending {
+            self.state.end(Ending {
                 cause: name,
                 by: HangupBy::System,
                 code: 487,
@@ -989,7 +989,7 @@ impl Call {
         }
         self.ensure_record();
         let status = StatusCode(cause.status());
-        self.ending = Some(Ending {
+        self.state.end(Ending {
             cause: name,
             by: HangupBy::System,
             code: status.0,
@@ -1068,7 +1068,7 @@ impl Call {
     }
 
     fn api_record(&mut self, action: RecordAction) -> Result<ControlReply, ControlError> {
-        if !self.answered || self.media.is_none() {
+        if !self.state.caller_answered() || self.media.is_none() {
             return Err(ControlError::Conflict(
                 "the call is not answered yet".into(),
             ));
@@ -1153,7 +1153,7 @@ impl Call {
         if self.reinvite.is_some() {
             return Err(ControlError::Conflict("a re-INVITE is in progress".into()));
         }
-        if !self.answered && self.outbound.is_some() {
+        if !self.state.caller_answered() && self.outbound.is_some() {
             return Err(ControlError::Conflict(
                 "the call is not answered yet".into(),
             ));
@@ -1193,7 +1193,7 @@ impl Call {
             final_code: Some(200),
         });
         self.legs[1] = LegId::new();
-        self.b_answered = false;
+        self.state.release_callee();
         if let Some(media) = &self.media {
             // What played to it (ringback of a consultation, an API prompt) ends with it.
             media.command(MediaCommand::StopPlayback { leg: Leg::B });

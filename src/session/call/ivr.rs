@@ -206,10 +206,10 @@ impl Call {
     /// media session gets two legs: the caller's now, a callee's when a dial is answered.
     /// False when the call cannot be answered (it is then ended).
     pub(super) fn answer_locally(&mut self) -> bool {
-        if self.answered {
+        if self.state.caller_answered() {
             return true;
         }
-        if self.finished_a {
+        if !self.state.caller_waits() {
             return false;
         }
         // Early media already gave the caller an answer (a dial that failed): the 200 repeats
@@ -256,7 +256,7 @@ impl Call {
             }
             Err(status) => {
                 self.ensure_record();
-                self.ending = Some(Ending {
+                self.state.end(Ending {
                     cause: HangupCause::MediaFailed,
                     by: HangupBy::System,
                     code: status.0,
@@ -481,7 +481,7 @@ impl Call {
     /// (a plain extension call keeps the callee's 486 or 480), or the cause's status.
     fn ivr_hangup(&mut self, cause: HangupCause) {
         self.ivr = None;
-        if self.answered {
+        if self.state.caller_answered() {
             tracing::info!(%cause, "IVR hangs up");
             self.hangup(Ending {
                 cause,
@@ -495,8 +495,8 @@ impl Call {
             return self.fail_caller(StatusCode::TEMPORARILY_UNAVAILABLE, HangupCause::Failed);
         }
         let status = StatusCode(cause.status());
-        if self.ending.is_none() {
-            self.ending = Some(Ending {
+        if !self.state.is_ending() {
+            self.state.end(Ending {
                 cause,
                 by: HangupBy::System,
                 code: status.0,
