@@ -47,6 +47,11 @@
 //!
 //! [ivr]
 //! dialplans = "dialplans"                  # a directory of *.toml dialplans, or one file
+//!
+//! [chat]
+//! continuity_minutes = 30                  # a customer's session stays joinable this long
+//! default_region = ""                      # e.g. "GB": region of numbers without +CC
+//! mask_patterns = []                       # regexes masked in stored text (cards always are)
 //! ```
 //!
 //! Secrets (the nonce secret) come from the environment (`SWITCHBOARD_NONCE_SECRET`) or are
@@ -85,6 +90,32 @@ pub struct Config {
     pub media: MediaConfig,
     pub recording: RecordingConfig,
     pub ivr: IvrConfig,
+    pub chat: ChatConfig,
+}
+
+/// `[chat]`: conversations, customer identities and session continuity (issue 12).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ChatConfig {
+    /// A customer's session stays joinable (a call after a chat, a chat after a call) this
+    /// many minutes after its last activity.
+    pub continuity_minutes: u64,
+    /// Region for phone numbers written without a country code (ISO 3166, e.g. `GB`); empty:
+    /// such numbers are kept as they came.
+    pub default_region: String,
+    /// Regular expressions masked (`•••`) in stored text besides card numbers, e.g.
+    /// national id numbers.
+    pub mask_patterns: Vec<String>,
+}
+
+impl Default for ChatConfig {
+    fn default() -> Self {
+        ChatConfig {
+            continuity_minutes: 30,
+            default_region: String::new(),
+            mask_patterns: Vec::new(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -208,6 +239,7 @@ pub struct Settings {
     pub tone_region: crate::media::tone::ToneRegion,
     pub recording: RecordingConfig,
     pub ivr: IvrConfig,
+    pub chat: crate::chat::ChatSettings,
 }
 
 fn default_data_dir() -> PathBuf {
@@ -283,6 +315,7 @@ impl Default for Config {
             media: MediaConfig::default(),
             recording: RecordingConfig::default(),
             ivr: IvrConfig::default(),
+            chat: ChatConfig::default(),
         }
     }
 }
@@ -518,6 +551,7 @@ impl Config {
             ));
         }
         self.http.check().map_err(|(key, m)| invalid(&key, m))?;
+        let chat = self.chat.settings().map_err(|(key, m)| invalid(key, m))?;
         let database_url = self.database_url();
         if !(database_url.starts_with("sqlite:")
             || database_url.starts_with("postgres://")
@@ -555,6 +589,25 @@ impl Config {
             tone_region,
             recording: self.recording.clone(),
             ivr: self.ivr.clone(),
+            chat,
+        })
+    }
+}
+
+impl ChatConfig {
+    /// The chat service's settings; the error names the key (`chat.…`).
+    fn settings(&self) -> Result<crate::chat::ChatSettings, (&'static str, String)> {
+        if self.continuity_minutes > 7 * 24 * 60 {
+            return Err(("chat.continuity_minutes", "must be at most a week".into()));
+        }
+        let phones = crate::domain::phone::PhoneRules::new(Some(&self.default_region))
+            .map_err(|m| ("chat.default_region", m))?;
+        let masker = crate::chat::mask::Masker::new(&self.mask_patterns)
+            .map_err(|m| ("chat.mask_patterns", m))?;
+        Ok(crate::chat::ChatSettings {
+            continuity_ms: (self.continuity_minutes * 60_000) as i64,
+            phones,
+            masker,
         })
     }
 }

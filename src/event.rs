@@ -163,6 +163,43 @@ pub enum Event {
     /// A contact expired without refresh.
     #[serde(rename = "registration.expired")]
     RegistrationExpired(Registration),
+    /// A conversation started on a text channel (web chat, a gateway).
+    #[serde(rename = "chat.started")]
+    ChatStarted {
+        conversation_id: String,
+        channel: String,
+    },
+    /// A message was written to a conversation (text as stored: card numbers masked).
+    #[serde(rename = "chat.message")]
+    ChatMessage {
+        conversation_id: String,
+        message_id: String,
+        channel: String,
+        author: ChatAuthor,
+        text: String,
+        /// For a reply: the customer's address on the channel it goes to.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        contact: Option<String>,
+    },
+    /// Messages up to `message_id` were read (`by`: `customer` or `agent`).
+    #[serde(rename = "chat.read")]
+    ChatRead {
+        conversation_id: String,
+        message_id: String,
+        by: String,
+    },
+    /// A conversation was closed.
+    #[serde(rename = "chat.ended")]
+    ChatEnded { conversation_id: String },
+}
+
+/// Who wrote a message (`chat.message`).
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+#[schema(as = ChatAuthorData)]
+pub struct ChatAuthor {
+    /// `customer`, `agent`, `bot` or `system`.
+    pub kind: crate::domain::AuthorKind,
+    pub name: Option<String>,
 }
 
 /// Where a transfer or redirect sent the caller (`call.transferred`).

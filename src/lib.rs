@@ -11,6 +11,8 @@
 //!   ([`media::engine`]) on port pairs from [`media::ports`].
 //! * [`store`] persists users, bindings, customers, sessions, calls and call records through
 //!   one writer task (SQLite by default, PostgreSQL by URL).
+//! * [`chat`] (DRIVER, thin) keeps conversations on text channels (web chat, gateways) on the
+//!   same sessions and customers as calls.
 //! * [`event`] (PURE) is the typed vocabulary of the event log.
 //! * [`api`] serves `/healthz` and `/metrics` over HTTP.
 //!
@@ -21,6 +23,7 @@
 
 pub mod api;
 pub mod assets;
+pub mod chat;
 pub mod clock;
 pub mod config;
 pub mod domain;

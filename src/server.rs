@@ -90,6 +90,8 @@ pub struct Server {
     stop_endpoint: CancellationToken,
     stop_http: CancellationToken,
     webhooks: crate::api::webhooks::WebhookDispatcher,
+    /// Replies to gateway channels.
+    outbox: crate::chat::outbox::Outbox,
     drain_timeout: Duration,
     tasks: tokio::task::JoinSet<()>,
 }
@@ -107,13 +109,22 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
 /// Starts every subsystem and returns once all sockets are bound: the dialplan, the store, SIP
 /// (transports, registrar, endpoint and calls), the housekeeping tasks, then HTTP.
 pub async fn start(mut settings: Settings) -> Result<Server, ServerError> {
-    let metrics = metrics_handle();
+    // The recorder is installed before anything records a metric.
+    let _ = metrics_handle();
     crate::assets::resolve(&mut settings)?;
     // An invalid dialplan refuses the start, before anything is bound.
     let plan = load_dialplan(&settings)?;
     let store = open_store(&settings).await?;
     let stop_endpoint = CancellationToken::new();
-    let sip = start_sip(&settings, &store, plan.clone(), stop_endpoint.clone()).await?;
+    let sessions = start_sessions(&settings, &store).await?;
+    let sip = start_sip(
+        &settings,
+        &store,
+        sessions.clone(),
+        plan.clone(),
+        stop_endpoint.clone(),
+    )
+    .await?;
     let mut tasks = tokio::task::JoinSet::new();
     tasks.spawn(sip.calls.clone().take_invites(sip.new_invites));
     tasks.spawn(sip.endpoint.run(sip.inbound, stop_endpoint.clone()));
@@ -128,8 +139,8 @@ pub async fn start(mut settings: Settings) -> Result<Server, ServerError> {
     );
     let http = start_http(
         &settings,
-        metrics,
         &store,
+        sessions,
         &sip.calls,
         &sip.handle,
         &sip.registrar,
@@ -146,6 +157,7 @@ pub async fn start(mut settings: Settings) -> Result<Server, ServerError> {
         stop_endpoint,
         stop_http: http.stop,
         webhooks: http.webhooks,
+        outbox: http.outbox,
         drain_timeout: settings.drain_timeout,
         tasks,
     })
@@ -213,6 +225,7 @@ struct Sip {
 async fn start_sip(
     settings: &Settings,
     store: &Store,
+    sessions: crate::session::service::SessionService,
     plan: PlanHandle,
     stop: CancellationToken,
 ) -> Result<Sip, ServerError> {
@@ -277,7 +290,7 @@ async fn start_sip(
         CallContext {
             registrar: registrar.clone(),
             writer: store.writer(),
-            sessions: crate::session::service::SessionService::new(store.writer()),
+            sessions,
             ports: PortPool::new(settings.rtp_ports.0, settings.rtp_ports.1)
                 .map_err(|e| ServerError::Rtp(e.to_string()))?,
             media_ip: settings.public_ip,
@@ -373,18 +386,37 @@ fn spawn_housekeeping(
     });
 }
 
+/// The session service, with the sessions customers were active in within the continuity
+/// window (so a call right after a restart still joins the chat before it).
+async fn start_sessions(
+    settings: &Settings,
+    store: &Store,
+) -> Result<crate::session::service::SessionService, ServerError> {
+    let sessions = crate::session::service::SessionService::with_rules(
+        store.writer(),
+        settings.chat.phones,
+        settings.chat.continuity_ms,
+    );
+    let since = crate::clock::unix_ms() - settings.chat.continuity_ms;
+    for (identity, session, at_ms) in store.recent_session_identities(since).await? {
+        sessions.note_activity(&identity, session, at_ms);
+    }
+    Ok(sessions)
+}
+
 /// The HTTP side, running.
 struct Http {
     addr: SocketAddr,
     stop: CancellationToken,
     webhooks: crate::api::webhooks::WebhookDispatcher,
+    outbox: crate::chat::outbox::Outbox,
 }
 
 /// Binds the HTTP listener, starts the webhook deliveries and serves the API on `tasks`.
 async fn start_http(
     settings: &Settings,
-    metrics: PrometheusHandle,
     store: &Store,
+    sessions: crate::session::service::SessionService,
     calls: &CallRegistry,
     handle: &EndpointHandle,
     registrar: &Arc<Registrar>,
@@ -404,8 +436,20 @@ async fn start_http(
     })?;
     tracing::info!(listen = %addr, "HTTP listening");
     let draining_handle = handle.clone();
+    let retry = crate::api::webhooks::DeliverySettings {
+        base_delay: Duration::from_millis(settings.http.webhook_retry_base_ms.max(1)),
+        ..Default::default()
+    };
+    let outbox = crate::chat::outbox::Outbox::new(store.clone(), retry);
+    outbox.start().await?;
+    let chat = crate::chat::ChatService::new(
+        store.clone(),
+        sessions,
+        settings.chat.clone(),
+        outbox.clone(),
+    );
     let app = crate::api::router(crate::api::ApiState {
-        metrics,
+        metrics: metrics_handle(),
         calls: calls.clone(),
         draining: Arc::new(move || draining_handle.draining()),
         store: store.clone(),
@@ -416,16 +460,11 @@ async fn start_http(
         ),
         data_dir: settings.data_dir.clone(),
         http: settings.http.clone(),
+        chat,
     });
     // Webhook deliveries: one task per subscription; handlers reach the dispatcher (and
     // event streams its stop token) as a request extension.
-    let webhooks = crate::api::webhooks::WebhookDispatcher::new(
-        store.clone(),
-        crate::api::webhooks::DeliverySettings {
-            base_delay: Duration::from_millis(settings.http.webhook_retry_base_ms.max(1)),
-            ..Default::default()
-        },
-    );
+    let webhooks = crate::api::webhooks::WebhookDispatcher::new(store.clone(), retry);
     webhooks.start().await?;
     let app = app.layer(axum::Extension(webhooks.clone()));
     let stop = CancellationToken::new();
@@ -441,6 +480,7 @@ async fn start_http(
         addr,
         stop,
         webhooks,
+        outbox,
     })
 }
 
@@ -481,6 +521,7 @@ impl Server {
             tracing::error!(error = %e, "could not flush the store");
         }
         self.webhooks.shutdown().await;
+        self.outbox.shutdown().await;
         self.stop_http.cancel();
         self.stop_endpoint.cancel();
         while self.tasks.join_next().await.is_some() {}

@@ -8,6 +8,8 @@
 
 pub mod auth;
 pub mod calls;
+pub mod channels;
+pub mod conversations;
 pub mod customers;
 pub mod docs;
 pub mod events;
@@ -50,6 +52,8 @@ pub struct ApiState {
     pub data_dir: std::path::PathBuf,
     /// `[http]` settings (CORS, limits).
     pub http: crate::config::HttpConfig,
+    /// Conversations on text channels.
+    pub chat: crate::chat::ChatService,
 }
 
 #[derive(OpenApi)]
@@ -65,6 +69,7 @@ pub struct ApiState {
         (name = "records", description = "Call records"),
         (name = "recordings", description = "Recordings and voicemails"),
         (name = "sessions", description = "Sessions and their timeline"),
+        (name = "conversations", description = "Conversations on text channels (web chat, gateways) and the channels"),
         (name = "customers", description = "Customers and their identities"),
         (name = "users", description = "Extensions"),
         (name = "registrations", description = "SIP registrations"),
@@ -108,6 +113,8 @@ pub fn v1() -> OpenApiRouter<ApiState> {
         .merge(records::routes())
         .merge(recordings::routes())
         .merge(sessions::routes())
+        .merge(channels::routes())
+        .merge(conversations::routes())
         .merge(customers::routes())
         .merge(users::routes())
         .merge(registrations::routes())

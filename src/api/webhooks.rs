@@ -278,7 +278,7 @@ fn parse_id(id: &str) -> Result<WebhookId, ApiError> {
         .map_err(|_| ApiError::not_found("no such webhook"))
 }
 
-fn check_url(url: &str) -> Result<(), ApiError> {
+pub(super) fn check_url(url: &str) -> Result<(), ApiError> {
     if url.len() > MAX_URL_LEN {
         return Err(ApiError::bad_request("url is too long"));
     }

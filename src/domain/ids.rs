@@ -61,3 +61,11 @@ id_type!(
     /// A webhook subscription.
     WebhookId
 );
+id_type!(
+    /// One conversation on a text channel (web chat, a gateway).
+    ConversationId
+);
+id_type!(
+    /// One message of a conversation.
+    MessageId
+);

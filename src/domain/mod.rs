@@ -5,15 +5,18 @@
 //! modules defines its own.
 
 mod ids;
+pub mod phone;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-pub use ids::{ApiKeyId, CallId, CustomerId, LegId, SessionId, WebhookId};
+pub use ids::{
+    ApiKeyId, CallId, ConversationId, CustomerId, LegId, MessageId, SessionId, WebhookId,
+};
 
 macro_rules! text_enum {
     ($(#[$doc:meta])* $name:ident { $($(#[$vdoc:meta])* $variant:ident = $text:literal),+ $(,)? }) => {
         $(#[$doc])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, utoipa::ToSchema)]
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
         #[serde(rename_all = "lowercase")]
         pub enum $name { $($(#[$vdoc])* $variant),+ }
 
@@ -47,6 +50,48 @@ text_enum!(
         Email = "email",
         /// A web chat visitor id.
         Chat = "chat",
+    }
+);
+
+text_enum!(
+    /// What kind of messaging channel a channel is.
+    ChannelKind {
+        /// The web chat widget (`/chat`, `/widget.js`).
+        Web = "web",
+        /// An SMS gateway.
+        Sms = "sms",
+        /// A WhatsApp gateway.
+        Whatsapp = "whatsapp",
+        /// A social network's messaging.
+        Social = "social",
+        /// A bot.
+        Bot = "bot",
+        /// Any other gateway.
+        Other = "other",
+    }
+);
+
+text_enum!(
+    /// Who wrote a message.
+    AuthorKind {
+        /// The customer.
+        Customer = "customer",
+        /// An agent (or an integrator replying through the API).
+        Agent = "agent",
+        /// A bot.
+        Bot = "bot",
+        /// The server (notices such as "the agent left").
+        System = "system",
+    }
+);
+
+text_enum!(
+    /// Whether a conversation takes messages.
+    ConversationState {
+        /// Open.
+        Open = "open",
+        /// Closed (by the API, an agent or the customer).
+        Closed = "closed",
     }
 );
 

@@ -1607,9 +1607,11 @@ impl Call {
         if self.consult_of.is_none() {
             // A consultation call joins the session of the call it serves, already open.
             let voice = crate::session::service::Channel::voice();
-            self.ctx
-                .sessions
-                .open(self.session_id, &voice, identity, now);
+            // A caller who chatted (or called) a moment ago continues that session.
+            self.session_id =
+                self.ctx
+                    .sessions
+                    .join_or_open(self.session_id, &voice, identity, now);
         }
         self.ctx.writer.send(StoreCmd::CallStarted(NewCall {
             call_id: self.record_id,

@@ -9,7 +9,11 @@
 //! writer task in order, so a session is stored before the call that opened it, and an
 //! attribute before its event is published.
 
-use crate::domain::{CallId, SessionId};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use crate::domain::phone::PhoneRules;
+use crate::domain::{CallId, IdentityKind, SessionId};
 use crate::event::Event;
 use crate::store::{Identity, NewSession, StoreCmd, WriterHandle};
 
@@ -22,6 +26,11 @@ impl Channel {
     /// Phone calls (SIP).
     pub fn voice() -> Channel {
         Channel("voice".into())
+    }
+
+    /// A text channel (`web`, or a gateway channel's name).
+    pub fn named(name: &str) -> Channel {
+        Channel(name.to_owned())
     }
 
     pub fn as_str(&self) -> &str {
@@ -42,11 +51,118 @@ pub enum SetBy {
 #[derive(Clone)]
 pub struct SessionService {
     writer: WriterHandle,
+    phones: PhoneRules,
+    recent: Arc<Recent>,
+}
+
+/// The sessions customers were last active in, by identity, for the continuity window: a
+/// call looks its caller up here without waiting for the database (DESIGN §5). Chats note
+/// their senders' identities, calls their callers'; the server fills it from the database
+/// at start.
+struct Recent {
+    window_ms: i64,
+    by_identity: Mutex<HashMap<Identity, (SessionId, i64)>>,
+}
+
+/// Identity kinds that name a customer across channels (an extension's SIP identity is a
+/// colleague, not a customer: internal calls do not join sessions).
+fn continues(kind: IdentityKind) -> bool {
+    matches!(
+        kind,
+        IdentityKind::Phone | IdentityKind::Email | IdentityKind::Chat
+    )
 }
 
 impl SessionService {
+    /// A service with no default region for phone numbers and a 30-minute continuity window.
     pub fn new(writer: WriterHandle) -> SessionService {
-        SessionService { writer }
+        SessionService::with_rules(writer, PhoneRules::default(), 30 * 60 * 1000)
+    }
+
+    /// A service normalising phone numbers with `phones`, keeping sessions joinable for
+    /// `window_ms` after their last activity.
+    pub fn with_rules(writer: WriterHandle, phones: PhoneRules, window_ms: i64) -> SessionService {
+        SessionService {
+            writer,
+            phones,
+            recent: Arc::new(Recent {
+                window_ms,
+                by_identity: Mutex::new(HashMap::new()),
+            }),
+        }
+    }
+
+    /// `identity` as customers are stored: a phone number in E.164 when it is one (a caller
+    /// id without digits, such as a SIP user name, stays as it came).
+    pub fn normalise(&self, identity: Identity) -> Identity {
+        match identity.kind {
+            IdentityKind::Phone => match self.phones.normalise(&identity.value) {
+                Some(value) => Identity {
+                    kind: IdentityKind::Phone,
+                    value,
+                },
+                None => identity,
+            },
+            _ => identity,
+        }
+    }
+
+    /// The session `identity` was active in within the continuity window, if any.
+    pub fn joinable(&self, identity: &Identity, now_ms: i64) -> Option<SessionId> {
+        if !continues(identity.kind) {
+            return None;
+        }
+        let map = self
+            .recent
+            .by_identity
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        map.get(identity)
+            .filter(|(_, at)| now_ms - at <= self.recent.window_ms)
+            .map(|(id, _)| *id)
+    }
+
+    /// `identity` was active in session `id` at `at_ms` (a message, a call).
+    pub fn note_activity(&self, identity: &Identity, id: SessionId, at_ms: i64) {
+        if !continues(identity.kind) {
+            return;
+        }
+        let mut map = self
+            .recent
+            .by_identity
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let window = self.recent.window_ms;
+        // Forget what has left the window, now and then (amortised over the inserts).
+        if map.len() >= 1024 && map.len().is_power_of_two() {
+            map.retain(|_, (_, at)| at_ms - *at <= window);
+        }
+        let entry = map.entry(identity.clone()).or_insert((id, at_ms));
+        if at_ms >= entry.1 {
+            *entry = (id, at_ms);
+        }
+    }
+
+    /// Opens a session for a call from `identity` at `at_ms`, or joins the caller's
+    /// joinable session (a chat a minute ago): the session the call belongs to.
+    pub fn join_or_open(
+        &self,
+        id: SessionId,
+        channel: &Channel,
+        identity: Option<Identity>,
+        at_ms: i64,
+    ) -> SessionId {
+        let identity = identity.map(|i| self.normalise(i));
+        if let Some(identity) = &identity
+            && let Some(joined) = self.joinable(identity, at_ms)
+        {
+            self.note_activity(identity, joined, at_ms);
+            return joined;
+        }
+        if let Some(identity) = &identity {
+            self.note_activity(identity, id, at_ms);
+        }
+        self.open(id, channel, identity, at_ms)
     }
 
     /// A fresh id for a contact about to start (a call gets its session id when it is
@@ -65,6 +181,7 @@ impl SessionService {
         identity: Option<Identity>,
         at_ms: i64,
     ) -> SessionId {
+        let identity = identity.map(|i| self.normalise(i));
         self.writer.send(StoreCmd::SessionStarted(NewSession {
             session_id: id,
             identity,
@@ -72,6 +189,24 @@ impl SessionService {
             started_ms: at_ms,
         }));
         id
+    }
+
+    /// Like [`Self::open`], with the write added to `cmds` (written together with what
+    /// the caller writes next, e.g. a chat's first message).
+    pub fn open_in(
+        &self,
+        cmds: &mut Vec<StoreCmd>,
+        id: SessionId,
+        channel: &Channel,
+        identity: Option<Identity>,
+        at_ms: i64,
+    ) {
+        cmds.push(StoreCmd::SessionStarted(NewSession {
+            session_id: id,
+            identity,
+            channel: channel.as_str().to_owned(),
+            started_ms: at_ms,
+        }));
     }
 
     /// Sets one attribute of session `id` (the last value written wins) and publishes

@@ -346,8 +346,9 @@ pub(super) async fn session_started(
     };
     let sid = s.session_id.to_string();
     sqlx::query(
-        "INSERT INTO sessions (id, customer_id, channel, started_ms, ended_ms, attributes)
-         VALUES ($1, $2, $3, $4, NULL, '{}') ON CONFLICT (id) DO NOTHING",
+        "INSERT INTO sessions (id, customer_id, channel, started_ms, ended_ms, attributes,
+                               last_activity_ms)
+         VALUES ($1, $2, $3, $4, NULL, '{}', $4) ON CONFLICT (id) DO NOTHING",
     )
     .bind(&sid)
     .bind(customer.as_deref())
@@ -362,6 +363,28 @@ pub(super) async fn session_started(
             .execute(&mut *conn)
             .await?;
     }
+    Ok(())
+}
+
+/// Ties `identity` to the customer of session `session` (if it has one and the identity
+/// names nobody yet).
+pub(super) async fn identity_added(
+    conn: &mut AnyConnection,
+    session: SessionId,
+    identity: &Identity,
+    at_ms: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO customer_identities (kind, value, customer_id, created_ms)
+         SELECT $1, $2, customer_id, $3 FROM sessions WHERE id = $4 AND customer_id IS NOT NULL
+         ON CONFLICT (kind, value) DO NOTHING",
+    )
+    .bind(identity.kind.as_str())
+    .bind(&identity.value)
+    .bind(at_ms)
+    .bind(session.to_string())
+    .execute(&mut *conn)
+    .await?;
     Ok(())
 }
 

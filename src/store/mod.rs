@@ -27,6 +27,7 @@ mod attributes;
 mod audit;
 mod bindings;
 mod calls;
+mod chat;
 mod events;
 mod queries;
 mod recordings;
@@ -49,6 +50,10 @@ pub use bindings::Binding;
 pub use calls::{
     CallRecord, Direction, HangupBy, Identity, IdentityKind, LegKind, LegMediaRecord,
     LegMediaStats, LegRecord, LegRole, NewCall, NewLeg, NewSession, SessionRecord,
+};
+pub use chat::{
+    AuthorKind, ChannelKind, ChannelRecord, ConversationFilter, ConversationId, ConversationRecord,
+    ConversationState, MessageId, MessageRecord, NewConversation, NewMessage,
 };
 pub use events::EventRecord;
 pub use queries::{CallFilter, CustomerRecord, RecordingFilter};
@@ -101,6 +106,9 @@ pub enum StoreError {
     /// The writer task has stopped.
     #[error("store writer has stopped")]
     WriterGone,
+    /// A confirmed write was refused by the database (rolled back; logged by the writer).
+    #[error("the database refused the write")]
+    NotStored,
 }
 
 /// Which database is behind the store.

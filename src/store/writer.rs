@@ -11,7 +11,8 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 
 use super::attributes;
 use super::bindings::{self, Binding};
-use super::calls::{self, HangupBy, NewCall, NewLeg, NewSession};
+use super::calls::{self, HangupBy, Identity, NewCall, NewLeg, NewSession};
+use super::chat::{self, ConversationId, NewConversation, NewMessage};
 use super::events::{self, EventRecord};
 use super::recordings::{self, EndedRecording, NewRecording};
 use super::{CallId, LegId, SessionId, StoreError};
@@ -135,8 +136,45 @@ pub enum StoreCmd {
     RecordingStarted(NewRecording),
     /// A recording ended: state (`complete`/`failed`), duration, size and hash are filled.
     RecordingEnded(EndedRecording),
+    /// Another identity of the customer of session `session_id` (a chat's phone and email,
+    /// a gateway id); an identity that already names a customer is left as it is.
+    IdentityAdded {
+        session_id: SessionId,
+        identity: Identity,
+        at_ms: i64,
+    },
+    /// A conversation starts (its session exists).
+    ConversationStarted(NewConversation),
+    /// A conversation is closed.
+    ConversationClosed { id: ConversationId, at_ms: i64 },
+    /// A message is stored (its session's last activity moves to it).
+    MessageAdded(NewMessage),
+    /// A conversation's messages written up to `up_to_ms` by the other side were read: the
+    /// replies by the customer (`by_customer`), or the customer's by an agent.
+    MessagesRead {
+        conversation_id: ConversationId,
+        up_to_ms: i64,
+        by_customer: bool,
+        at_ms: i64,
+    },
+    /// Commands applied together in one transaction; `done` hears whether they were
+    /// committed ([`WriterHandle::confirm`]). Not nested.
+    Confirmed { cmds: Vec<StoreCmd>, done: Confirm },
     /// Answered once everything queued before it is committed (or failed and logged).
     Flush(oneshot::Sender<()>),
+}
+
+/// Where the writer tells whether a [`StoreCmd::Confirmed`] group was committed.
+#[derive(Debug)]
+pub struct Confirm(std::sync::Mutex<Option<oneshot::Sender<bool>>>);
+
+impl Confirm {
+    fn tell(&self, committed: bool) {
+        let sender = self.0.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(tx) = sender {
+            let _ = tx.send(committed); // the waiter may have gone
+        }
+    }
 }
 
 impl StoreCmd {
@@ -211,6 +249,23 @@ impl WriterHandle {
             .await
             .map_err(|_| StoreError::WriterGone)?;
         rx.await.map_err(|_| StoreError::WriterGone)
+    }
+
+    /// Applies `cmds` in one transaction and waits until they are committed (waiting for
+    /// room in the queue rather than dropping them): what a caller is answered about is
+    /// stored. Their events are published after the commit, as always.
+    pub async fn confirm(&self, cmds: Vec<StoreCmd>) -> Result<(), StoreError> {
+        let (tx, rx) = oneshot::channel();
+        let done = Confirm(std::sync::Mutex::new(Some(tx)));
+        self.tx
+            .send(StoreCmd::Confirmed { cmds, done })
+            .await
+            .map_err(|_| StoreError::WriterGone)?;
+        match rx.await {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(StoreError::NotStored),
+            Err(_) => Err(StoreError::WriterGone),
+        }
     }
 
     /// Commands dropped because the queue was full or the writer had stopped.
@@ -291,7 +346,10 @@ impl Writer {
         let seq_before = self.next_seq;
         let mut written = Vec::new();
         match self.write_tx(cmds, &mut written).await {
-            Ok(()) => self.publish(written),
+            Ok(()) => {
+                self.publish(written);
+                confirm(cmds, true);
+            }
             Err(e) => {
                 tracing::warn!(error = %e, n = cmds.len(), "store batch failed; retrying one by one");
                 self.next_seq = seq_before;
@@ -299,8 +357,12 @@ impl Writer {
                     let seq_before = self.next_seq;
                     let mut written = Vec::new();
                     match self.write_tx(std::slice::from_ref(cmd), &mut written).await {
-                        Ok(()) => self.publish(written),
+                        Ok(()) => {
+                            self.publish(written);
+                            confirm(std::slice::from_ref(cmd), true);
+                        }
                         Err(e) => {
+                            confirm(std::slice::from_ref(cmd), false);
                             self.next_seq = seq_before;
                             self.stats.failed.fetch_add(1, Ordering::Relaxed);
                             tracing::error!(error = %e, cmd = cmd_name(cmd), "store command failed");
@@ -408,6 +470,31 @@ impl Writer {
             }
             StoreCmd::RecordingStarted(r) => recordings::recording_started(conn, r).await,
             StoreCmd::RecordingEnded(r) => recordings::recording_ended(conn, r).await,
+            StoreCmd::IdentityAdded {
+                session_id,
+                identity,
+                at_ms,
+            } => calls::identity_added(conn, *session_id, identity, *at_ms).await,
+            StoreCmd::ConversationStarted(c) => chat::conversation_started(conn, c).await,
+            StoreCmd::ConversationClosed { id, at_ms } => {
+                chat::conversation_closed(conn, *id, *at_ms).await
+            }
+            StoreCmd::MessageAdded(m) => chat::message_added(conn, m).await,
+            StoreCmd::MessagesRead {
+                conversation_id,
+                up_to_ms,
+                by_customer,
+                at_ms,
+            } => chat::messages_read(conn, *conversation_id, *up_to_ms, *by_customer, *at_ms).await,
+            StoreCmd::Confirmed { cmds, .. } => {
+                for cmd in cmds {
+                    if matches!(cmd, StoreCmd::Confirmed { .. }) {
+                        return Err(sqlx::Error::Protocol("nested confirmed writes".into()));
+                    }
+                    Box::pin(self.apply(conn, cmd, written)).await?;
+                }
+                Ok(())
+            }
             StoreCmd::Flush(_) => Ok(()),
         }
     }
@@ -439,6 +526,21 @@ fn cmd_name(cmd: &StoreCmd) -> &'static str {
         StoreCmd::Event { .. } => "Event",
         StoreCmd::RecordingStarted(_) => "RecordingStarted",
         StoreCmd::RecordingEnded(_) => "RecordingEnded",
+        StoreCmd::IdentityAdded { .. } => "IdentityAdded",
+        StoreCmd::ConversationStarted(_) => "ConversationStarted",
+        StoreCmd::ConversationClosed { .. } => "ConversationClosed",
+        StoreCmd::MessageAdded(_) => "MessageAdded",
+        StoreCmd::MessagesRead { .. } => "MessagesRead",
+        StoreCmd::Confirmed { .. } => "Confirmed",
         StoreCmd::Flush(_) => "Flush",
+    }
+}
+
+/// Tells the waiters of the confirmed groups among `cmds` whether they were committed.
+fn confirm(cmds: &[StoreCmd], committed: bool) {
+    for cmd in cmds {
+        if let StoreCmd::Confirmed { done, .. } = cmd {
+            done.tell(committed);
+        }
     }
 }

@@ -142,7 +142,7 @@ struct Delivery {
 }
 
 /// The outcome of one attempt.
-enum Attempt {
+pub enum Attempt {
     Delivered(u16),
     Failed { status: Option<u16>, error: String },
 }
@@ -255,6 +255,19 @@ pub fn signature(secret: &str, t: i64, body: &[u8]) -> String {
 
 /// One POST of one event.
 async fn attempt(hook: &WebhookRecord, seq: i64, body: Vec<u8>, timeout: Duration) -> Attempt {
+    let id = ("Switchboard-Event-Id", seq.to_string());
+    post_signed(&hook.url, &hook.secret, id, body, timeout).await
+}
+
+/// One signed POST of `body` to `url`, with the idempotency header `id` (name, value); the
+/// signature is [`signature`] with `secret`.
+pub async fn post_signed(
+    url: &str,
+    secret: &str,
+    id: (&'static str, String),
+    body: Vec<u8>,
+    timeout: Duration,
+) -> Attempt {
     let client = match client() {
         Ok(c) => c,
         Err(error) => {
@@ -265,11 +278,11 @@ async fn attempt(hook: &WebhookRecord, seq: i64, body: Vec<u8>, timeout: Duratio
         }
     };
     let t = crate::clock::unix_ms() / 1000;
-    let sig = signature(&hook.secret, t, &body);
+    let sig = signature(secret, t, &body);
     let sent = client
-        .post(&hook.url)
+        .post(url)
         .header(reqwest::header::CONTENT_TYPE, "application/json")
-        .header("Switchboard-Event-Id", seq.to_string())
+        .header(id.0, id.1)
         .header("Switchboard-Signature", sig)
         .body(body)
         .timeout(timeout)

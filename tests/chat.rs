@@ -1,0 +1,519 @@
+//! Conversations end to end (issue 12) through the HTTP API of a running server, on SQLite
+//! and, when `SWITCHBOARD_TEST_PG_URL` is set, on PostgreSQL: a gateway channel's messages
+//! (the same gateway id stored once), replies POSTed to its webhook signed and in order after
+//! failures, card numbers masked before storage, one customer for one phone number in every
+//! format, and a call from that number joining the chat's session.
+#![allow(clippy::disallowed_methods)] // a test measures real time, not the server's clock
+
+mod common;
+#[macro_use]
+#[allow(unused_macros)]
+mod store_harness;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use axum::body::Bytes;
+use axum::http::{HeaderMap, StatusCode};
+use common::{ApiClient, GUARD, TestServer, Ua, invite_with_sdp};
+use hmac::{Hmac, Mac};
+use reqwest::Method;
+use serde_json::{Value, json};
+use sha2::Sha256;
+use switchboard::config::Config;
+use switchboard::store::Scope;
+use tokio::sync::mpsc;
+
+/// A server on the database of `pg` (a PostgreSQL URL) or a fresh SQLite file, with GB as
+/// the default region for phone numbers.
+async fn server(pg: Option<&str>, edit: impl FnOnce(&mut Config)) -> TestServer {
+    let pg = pg.map(str::to_owned);
+    TestServer::start(move |c| {
+        c.database_url = pg;
+        c.chat.default_region = "GB".into();
+        c.http.webhook_retry_base_ms = 20;
+        edit(c);
+    })
+    .await
+}
+
+/// Runs `$body` (an `async fn(Option<String>)`) on SQLite, and on PostgreSQL when the
+/// harness has it.
+macro_rules! both {
+    ($sqlite:ident, $pg:ident, $scenario:ident) => {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $sqlite() {
+            $scenario(None).await;
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $pg() {
+            match store_harness::TestDb::postgres().await {
+                Some(db) => $scenario(Some(db.url.clone())).await,
+                None => eprintln!("SWITCHBOARD_TEST_PG_URL not set: PostgreSQL variant skipped"),
+            }
+        }
+    };
+}
+
+async fn keys(s: &TestServer) -> (ApiClient, ApiClient) {
+    let admin = s.api_key(Scope::Admin).await;
+    let control = s.api_key(Scope::Control).await;
+    (
+        ApiClient::new(s.http, &admin),
+        ApiClient::new(s.http, &control),
+    )
+}
+
+async fn channel(admin: &ApiClient, name: &str, webhook: Option<&str>) -> Value {
+    let mut body = json!({"name": name, "kind": "sms"});
+    if let Some(url) = webhook {
+        body["webhook_url"] = json!(url);
+    }
+    let (status, created) = admin.send(Method::POST, "/v1/channels", Some(body)).await;
+    assert_eq!(status, 201, "{created}");
+    created
+}
+
+async fn inbound(api: &ApiClient, channel: &str, body: Value) -> (u16, Value) {
+    api.send(
+        Method::POST,
+        &format!("/v1/channels/{channel}/messages"),
+        Some(body),
+    )
+    .await
+}
+
+both!(
+    gateway_messages_sqlite,
+    gateway_messages_postgres,
+    a_gateway_message_opens_a_conversation_and_the_same_id_is_stored_once
+);
+
+async fn a_gateway_message_opens_a_conversation_and_the_same_id_is_stored_once(pg: Option<String>) {
+    let s = server(pg.as_deref(), |_| {}).await;
+    let (admin, api) = keys(&s).await;
+    channel(&admin, "sms", None).await;
+    let msg = json!({"from": {"id": "wa-77", "phone": "+44 20 7946 0000", "name": "Ada"},
+                     "text": "Hello, my parcel is late", "id": "gw-1"});
+    let (status, first) = inbound(&api, "sms", msg.clone()).await;
+    assert_eq!(status, 201, "{first}");
+    let (status, again) = inbound(&api, "sms", msg).await;
+    assert_eq!(
+        status, 200,
+        "the same gateway id is answered, not stored again"
+    );
+    assert_eq!(first, again);
+    let (status, second) = inbound(
+        &api,
+        "sms",
+        json!({"from": {"id": "wa-77"}, "text": "Any news?", "id": "gw-2"}),
+    )
+    .await;
+    assert_eq!(status, 201);
+    assert_eq!(
+        second["conversation_id"], first["conversation_id"],
+        "the sender's open conversation takes the next message"
+    );
+    let id = first["conversation_id"].as_str().expect("id");
+    let (status, conv) = api
+        .send(Method::GET, &format!("/v1/conversations/{id}"), None)
+        .await;
+    assert_eq!(status, 200);
+    let texts: Vec<&str> = conv["messages"]
+        .as_array()
+        .expect("messages")
+        .iter()
+        .map(|m| m["text"].as_str().expect("text"))
+        .collect();
+    assert_eq!(texts, ["Hello, my parcel is late", "Any news?"]);
+    assert_eq!(
+        conv["messages"][0]["author"],
+        json!({"kind": "customer", "name": "Ada"})
+    );
+    assert_eq!(conv["contact"], "wa-77");
+    assert_eq!(conv["session_id"], first["session_id"]);
+    assert_eq!(conv["customer_id"], first["customer_id"]);
+    // The customer is found by the phone, in any format.
+    let (status, found) = api
+        .send(Method::GET, "/v1/customers?phone=%2B442079460000", None)
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(found["items"][0]["id"], first["customer_id"], "{found}");
+    // The events: started once, one message each, with the session.
+    let (status, events) = api.send(Method::GET, "/v1/events?type=chat.*", None).await;
+    assert_eq!(status, 200, "{events}");
+    let kinds: Vec<&str> = events["events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .map(|e| e["type"].as_str().expect("type"))
+        .collect();
+    assert_eq!(kinds, ["chat.started", "chat.message", "chat.message"]);
+    assert_eq!(events["events"][0]["session_id"], first["session_id"]);
+    s.stop().await;
+}
+
+/// One request the gateway got.
+struct Delivered {
+    message_id: String,
+    signature: String,
+    body: Bytes,
+}
+
+/// A gateway answering 503 to its first `failures` requests.
+async fn gateway(failures: usize) -> (String, mpsc::UnboundedReceiver<Delivered>) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let count = Arc::new(AtomicUsize::new(0));
+    let app = axum::Router::new().route(
+        "/out",
+        axum::routing::post(move |headers: HeaderMap, body: Bytes| {
+            let tx = tx.clone();
+            let count = count.clone();
+            async move {
+                if count.fetch_add(1, Ordering::SeqCst) < failures {
+                    return StatusCode::SERVICE_UNAVAILABLE;
+                }
+                let header = |name: &str| {
+                    headers
+                        .get(name)
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or_default()
+                        .to_owned()
+                };
+                let _ = tx.send(Delivered {
+                    message_id: header("switchboard-message-id"),
+                    signature: header("switchboard-signature"),
+                    body,
+                });
+                StatusCode::OK
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind gateway");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    (format!("http://{addr}/out"), rx)
+}
+
+fn verify(signature: &str, body: &[u8], secret: &str) -> bool {
+    let parts: Vec<(&str, &str)> = signature
+        .split(',')
+        .filter_map(|p| p.split_once('='))
+        .collect();
+    let get = |k: &str| parts.iter().find(|(n, _)| *n == k).map(|(_, v)| *v);
+    let (Some(t), Some(v1)) = (get("t"), get("v1")) else {
+        return false;
+    };
+    let Ok(expected) = hex::decode(v1) else {
+        return false;
+    };
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("key");
+    mac.update(format!("{t}.").as_bytes());
+    mac.update(body);
+    mac.verify_slice(&expected).is_ok()
+}
+
+both!(
+    replies_sqlite,
+    replies_postgres,
+    replies_reach_the_gateway_signed_and_in_order_after_failed_attempts
+);
+
+async fn replies_reach_the_gateway_signed_and_in_order_after_failed_attempts(pg: Option<String>) {
+    let s = server(pg.as_deref(), |_| {}).await;
+    let (admin, api) = keys(&s).await;
+    let (url, mut got) = gateway(2).await;
+    let created = channel(&admin, "whatsapp", Some(&url)).await;
+    let secret = created["secret"]
+        .as_str()
+        .expect("secret shown once")
+        .to_owned();
+    let (_, first) = inbound(
+        &api,
+        "whatsapp",
+        json!({"from": {"id": "+447700900123"}, "text": "hi", "id": "m1"}),
+    )
+    .await;
+    let id = first["conversation_id"].as_str().expect("id");
+    let mut sent = Vec::new();
+    for text in ["Hello! How can I help?", "Your parcel arrives today."] {
+        let (status, m) = api
+            .send(
+                Method::POST,
+                &format!("/v1/conversations/{id}/messages"),
+                Some(json!({"text": text, "author": "Grace"})),
+            )
+            .await;
+        assert_eq!(status, 201, "{m}");
+        assert_eq!(m["author"], json!({"kind": "agent", "name": "Grace"}));
+        sent.push(m["id"].as_str().expect("id").to_owned());
+    }
+    for (want_id, want_text) in sent
+        .iter()
+        .zip(["Hello! How can I help?", "Your parcel arrives today."])
+    {
+        let d = tokio::time::timeout(GUARD, got.recv())
+            .await
+            .expect("a delivery in time")
+            .expect("gateway running");
+        assert!(
+            verify(&d.signature, &d.body, &secret),
+            "signed with the channel's secret"
+        );
+        let body: Value = serde_json::from_slice(&d.body).expect("json");
+        assert_eq!(&d.message_id, want_id, "in order");
+        assert_eq!(body["id"], json!(want_id));
+        assert_eq!(body["text"], want_text);
+        assert_eq!(body["to"], "+447700900123", "addressed to the sender");
+        assert_eq!(body["conversation_id"], json!(id));
+    }
+    // Delivery is recorded on the message.
+    let deadline = tokio::time::Instant::now() + GUARD;
+    loop {
+        let (_, conv) = api
+            .send(Method::GET, &format!("/v1/conversations/{id}"), None)
+            .await;
+        if conv["messages"][2]["delivered_ms"].is_i64() {
+            assert!(
+                conv["messages"][0]["delivered_ms"].is_null(),
+                "the customer's own"
+            );
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{conv}");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    s.stop().await;
+}
+
+both!(
+    masking_sqlite,
+    masking_postgres,
+    a_card_number_is_masked_before_it_is_stored_or_published
+);
+
+async fn a_card_number_is_masked_before_it_is_stored_or_published(pg: Option<String>) {
+    let s = server(pg.as_deref(), |_| {}).await;
+    let (admin, api) = keys(&s).await;
+    channel(&admin, "sms", None).await;
+    let (status, got) = inbound(
+        &api,
+        "sms",
+        json!({"from": {"phone": "07911 123456"},
+               "text": "card 4111 1111 1111 1111 exp 12/29", "id": "c1"}),
+    )
+    .await;
+    assert_eq!(status, 201, "{got}");
+    let id = got["conversation_id"].as_str().expect("id");
+    let (_, conv) = api
+        .send(Method::GET, &format!("/v1/conversations/{id}"), None)
+        .await;
+    assert_eq!(conv["messages"][0]["text"], "card •••• 1111 exp 12/29");
+    assert_eq!(conv["contact"], "+447911123456", "the phone in E.164");
+    let (_, events) = api
+        .send(Method::GET, "/v1/events?type=chat.message", None)
+        .await;
+    let text = events.to_string();
+    assert!(!text.contains("4111 1111"), "{text}");
+    assert!(text.contains("•••• 1111"), "{text}");
+    s.stop().await;
+}
+
+both!(
+    continuity_sqlite,
+    continuity_postgres,
+    a_call_from_the_chatting_customers_number_joins_the_chats_session
+);
+
+async fn a_call_from_the_chatting_customers_number_joins_the_chats_session(pg: Option<String>) {
+    let s = server(pg.as_deref(), |c| {
+        c.sip.trusted_cidrs = vec!["127.0.0.0/8".into()];
+    })
+    .await;
+    let (admin, api) = keys(&s).await;
+    channel(&admin, "sms", None).await;
+    let (status, chat) = inbound(
+        &api,
+        "sms",
+        json!({"from": {"phone": "+44 20 7946 0000"}, "text": "I'll call you", "id": "x1"}),
+    )
+    .await;
+    assert_eq!(status, 201, "{chat}");
+    // The same customer on another channel, the number written nationally: same session.
+    let (_, other) = inbound(
+        &api,
+        "sms",
+        json!({"from": {"id": "someone-else"}, "text": "unrelated", "id": "x2"}),
+    )
+    .await;
+    assert_ne!(other["session_id"], chat["session_id"], "another customer");
+    channel(&admin, "whatsapp", None).await;
+    let (_, wa) = inbound(
+        &api,
+        "whatsapp",
+        json!({"from": {"phone": "020 7946 0000"}, "text": "also here", "id": "y1"}),
+    )
+    .await;
+    assert_eq!(
+        wa["session_id"], chat["session_id"],
+        "one session across channels"
+    );
+    assert_eq!(wa["customer_id"], chat["customer_id"]);
+    assert_ne!(wa["conversation_id"], chat["conversation_id"]);
+    // A call from a trusted trunk with the caller number written nationally.
+    let ua = Ua::new(s.sip_udp).await;
+    let sdp = "v=0\no=- 1 1 IN IP4 127.0.0.1\ns=-\nc=IN IP4 127.0.0.1\nt=0 0\nm=audio 30990 RTP/AVP 0\na=rtpmap:0 PCMU/8000\n";
+    let invite = invite_with_sdp("1002", "02079460000", "cont-1", 1, sdp, None, s.sip_udp)
+        .replace("{addr}", &ua.addr().to_string());
+    ua.send(invite.as_bytes()).await;
+    let deadline = tokio::time::Instant::now() + GUARD;
+    let record = loop {
+        let (status, list) = api.send(Method::GET, "/v1/call-records", None).await;
+        assert_eq!(status, 200, "{list}");
+        if let Some(r) = list["items"].as_array().and_then(|a| a.first()) {
+            break r.clone();
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no call record");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    assert_eq!(
+        record["session_id"], chat["session_id"],
+        "the call continues the chat's session: {record}"
+    );
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_chat_requests_get_problem_answers_and_nothing_is_lost() {
+    let s = server(None, |_| {}).await;
+    let (admin, api) = keys(&s).await;
+    channel(&admin, "sms", None).await;
+    let ok = json!({"from": {"id": "u1"}, "text": "kept", "id": "k1"});
+    let (status, kept) = inbound(&api, "sms", ok).await;
+    assert_eq!(status, 201);
+    let id = kept["conversation_id"].as_str().expect("id").to_owned();
+    let big = "x".repeat(5000);
+    for (path, body, want) in [
+        (
+            "/v1/channels/nope/messages",
+            json!({"from": {"id": "u1"}, "text": "a", "id": "1"}),
+            404,
+        ),
+        (
+            "/v1/channels/web/messages",
+            json!({"from": {"id": "u1"}, "text": "a", "id": "1"}),
+            400,
+        ),
+        (
+            "/v1/channels/sms/messages",
+            json!({"from": {"id": "u1"}, "text": "  ", "id": "2"}),
+            400,
+        ),
+        (
+            "/v1/channels/sms/messages",
+            json!({"from": {"id": "u1"}, "text": big, "id": "3"}),
+            400,
+        ),
+        (
+            "/v1/channels/sms/messages",
+            json!({"from": {}, "text": "a", "id": "4"}),
+            400,
+        ),
+        (
+            "/v1/channels/sms/messages",
+            json!({"from": {"phone": "no digits"}, "text": "a", "id": "5"}),
+            400,
+        ),
+        (
+            "/v1/channels/sms/messages",
+            json!({"text": "a", "id": "6"}),
+            422,
+        ),
+        (
+            "/v1/conversations/0190a0a0-0000-7000-8000-000000000000/messages",
+            json!({"text": "a"}),
+            404,
+        ),
+        (
+            "/v1/conversations/not-a-uuid/messages",
+            json!({"text": "a"}),
+            400,
+        ),
+    ] {
+        let (status, problem) = api.send(Method::POST, path, Some(body)).await;
+        assert_eq!(status, want, "{path}: {problem}");
+        assert_eq!(problem["status"], want, "problem JSON: {problem}");
+    }
+    let (status, _) = admin
+        .send(
+            Method::POST,
+            "/v1/channels",
+            Some(json!({"name": "sms", "kind": "sms"})),
+        )
+        .await;
+    assert_eq!(status, 409, "the name is taken");
+    let (status, _) = admin
+        .send(
+            Method::POST,
+            "/v1/channels",
+            Some(json!({"name": "Bad Name", "kind": "sms"})),
+        )
+        .await;
+    assert_eq!(status, 400);
+    let (status, _) = api
+        .send(
+            Method::POST,
+            "/v1/channels",
+            Some(json!({"name": "x", "kind": "sms"})),
+        )
+        .await;
+    assert_eq!(status, 403, "channels are created with an admin key");
+    let (status, _) = api
+        .send(Method::POST, &format!("/v1/conversations/{id}/close"), None)
+        .await;
+    assert_eq!(status, 204);
+    let (status, _) = api
+        .send(
+            Method::POST,
+            &format!("/v1/conversations/{id}/messages"),
+            Some(json!({"text": "too late"})),
+        )
+        .await;
+    assert_eq!(status, 409, "a closed conversation takes no reply");
+    let (status, _) = api
+        .send(Method::POST, &format!("/v1/conversations/{id}/close"), None)
+        .await;
+    assert_eq!(status, 409);
+    let (_, conv) = api
+        .send(Method::GET, &format!("/v1/conversations/{id}"), None)
+        .await;
+    assert_eq!(conv["state"], "closed");
+    assert_eq!(conv["messages"].as_array().map(Vec::len), Some(1), "{conv}");
+    // The closed conversation's sender starts a new one.
+    let (status, next) = inbound(
+        &api,
+        "sms",
+        json!({"from": {"id": "u1"}, "text": "again", "id": "k2"}),
+    )
+    .await;
+    assert_eq!(status, 201);
+    assert_ne!(next["conversation_id"], json!(id));
+    assert_eq!(
+        next["session_id"], kept["session_id"],
+        "in the same session"
+    );
+    let (_, list) = api
+        .send(
+            Method::GET,
+            "/v1/conversations?channel=sms&state=open",
+            None,
+        )
+        .await;
+    assert_eq!(list["items"].as_array().map(Vec::len), Some(1), "{list}");
+    s.stop().await;
+}
