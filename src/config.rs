@@ -52,6 +52,11 @@
 //! continuity_minutes = 30                  # a customer's session stays joinable this long
 //! default_region = ""                      # e.g. "GB": region of numbers without +CC
 //! mask_patterns = []                       # regexes masked in stored text (cards always are)
+//! widget_origins = []                      # sites that may embed /widget.js (own origin always)
+//! prechat_fields = ["name", "phone", "email"]
+//! visitor_secret = "…"                     # or SWITCHBOARD_CHAT_SECRET; else <data_dir>/chat-secret
+//! visitor_token_hours = 720
+//! messages_per_minute = 30                 # per visitor
 //! ```
 //!
 //! Secrets (the nonce secret) come from the environment (`SWITCHBOARD_NONCE_SECRET`) or are
@@ -106,6 +111,19 @@ pub struct ChatConfig {
     /// Regular expressions masked (`•••`) in stored text besides card numbers, e.g.
     /// national id numbers.
     pub mask_patterns: Vec<String>,
+    /// Sites allowed to embed the chat widget (`https://www.example.com`); the server's own
+    /// origin always may.
+    pub widget_origins: Vec<String>,
+    /// The pre-chat form's fields, in order: any of `name`, `phone`, `email` (all optional
+    /// for the visitor); empty: no form.
+    pub prechat_fields: Vec<String>,
+    /// Signs visitor tokens; `SWITCHBOARD_CHAT_SECRET` in the environment wins; when neither
+    /// is set, a key is generated once and kept in `<data_dir>/chat-secret`.
+    pub visitor_secret: Option<String>,
+    /// A visitor token's lifetime (the conversation is kept across reloads while it lasts).
+    pub visitor_token_hours: u64,
+    /// Messages one visitor may send per minute (more get an error frame).
+    pub messages_per_minute: u32,
 }
 
 impl Default for ChatConfig {
@@ -114,6 +132,11 @@ impl Default for ChatConfig {
             continuity_minutes: 30,
             default_region: String::new(),
             mask_patterns: Vec::new(),
+            widget_origins: Vec::new(),
+            prechat_fields: vec!["name".into(), "phone".into(), "email".into()],
+            visitor_secret: None,
+            visitor_token_hours: 24 * 30,
+            messages_per_minute: 30,
         }
     }
 }
@@ -604,10 +627,50 @@ impl ChatConfig {
             .map_err(|m| ("chat.default_region", m))?;
         let masker = crate::chat::mask::Masker::new(&self.mask_patterns)
             .map_err(|m| ("chat.mask_patterns", m))?;
+        for (i, f) in self.prechat_fields.iter().enumerate() {
+            if !matches!(f.as_str(), "name" | "phone" | "email") {
+                return Err((
+                    "chat.prechat_fields",
+                    format!("[{i}] {f:?} is not name, phone or email"),
+                ));
+            }
+        }
+        for o in &self.widget_origins {
+            let ok = reqwest::Url::parse(o).is_ok_and(|u| {
+                matches!(u.scheme(), "http" | "https") && u.host_str().is_some() && u.path() == "/"
+            }) && !o.ends_with('/');
+            if !ok {
+                return Err((
+                    "chat.widget_origins",
+                    format!("{o:?} is not an origin like https://www.example.com"),
+                ));
+            }
+        }
+        if !(1..=24 * 365).contains(&self.visitor_token_hours) {
+            return Err(("chat.visitor_token_hours", "must be 1 to 8760".into()));
+        }
+        if self.messages_per_minute == 0 {
+            return Err(("chat.messages_per_minute", "must be at least 1".into()));
+        }
+        let token_key = match &self.visitor_secret {
+            Some(s) if s.len() < 16 => {
+                return Err((
+                    "chat.visitor_secret",
+                    "must be at least 16 characters".into(),
+                ));
+            }
+            Some(s) => Some(crate::chat::visitor::TokenKey::new(s.as_bytes())),
+            None => None,
+        };
         Ok(crate::chat::ChatSettings {
             continuity_ms: (self.continuity_minutes * 60_000) as i64,
             phones,
             masker,
+            widget_origins: self.widget_origins.clone(),
+            prechat_fields: self.prechat_fields.clone(),
+            token_key,
+            token_ttl_ms: (self.visitor_token_hours * 3_600_000) as i64,
+            messages_per_minute: self.messages_per_minute,
         })
     }
 }

@@ -404,6 +404,39 @@ async fn start_sessions(
     Ok(sessions)
 }
 
+/// The key that signs chat visitor tokens when `[chat] visitor_secret` is not set:
+/// `SWITCHBOARD_CHAT_SECRET`, else one generated once and kept in `<data_dir>/chat-secret`
+/// (owner-only), so visitors' tokens outlive a restart.
+fn visitor_key(data_dir: &std::path::Path) -> Result<crate::chat::visitor::TokenKey, ServerError> {
+    use crate::chat::visitor::TokenKey;
+    if let Ok(secret) = std::env::var("SWITCHBOARD_CHAT_SECRET")
+        && secret.len() >= 16
+    {
+        return Ok(TokenKey::new(secret.as_bytes()));
+    }
+    let path = data_dir.join("chat-secret");
+    if let Ok(secret) = std::fs::read_to_string(&path)
+        && secret.trim().len() >= 32
+    {
+        return Ok(TokenKey::new(secret.trim().as_bytes()));
+    }
+    let secret = hex::encode(rand::random::<[u8; 32]>());
+    let write = || -> std::io::Result<()> {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&path)?;
+        f.write_all(secret.as_bytes())
+    };
+    write().map_err(|e| ServerError::DataDir(path.display().to_string(), e))?;
+    tracing::info!(path = %path.display(), "chat visitor key generated");
+    Ok(TokenKey::new(secret.as_bytes()))
+}
+
 /// The HTTP side, running.
 struct Http {
     addr: SocketAddr,
@@ -442,12 +475,12 @@ async fn start_http(
     };
     let outbox = crate::chat::outbox::Outbox::new(store.clone(), retry);
     outbox.start().await?;
-    let chat = crate::chat::ChatService::new(
-        store.clone(),
-        sessions,
-        settings.chat.clone(),
-        outbox.clone(),
-    );
+    let mut chat_settings = settings.chat.clone();
+    if chat_settings.token_key.is_none() {
+        chat_settings.token_key = Some(visitor_key(&settings.data_dir)?);
+    }
+    let chat =
+        crate::chat::ChatService::new(store.clone(), sessions, chat_settings, outbox.clone());
     let app = crate::api::router(crate::api::ApiState {
         metrics: metrics_handle(),
         calls: calls.clone(),

@@ -16,7 +16,7 @@ use super::{ApiError, ApiQuery, ApiState, Problem, ProblemJson};
 use crate::chat::ChatError;
 use crate::store::{
     AuthorKind, ConversationFilter, ConversationId, ConversationRecord, ConversationState,
-    CustomerId, MessageRecord, SessionId,
+    CustomerId, MessageId, MessageRecord, SessionId,
 };
 
 /// Most conversations one list returns.
@@ -103,6 +103,75 @@ pub fn routes() -> OpenApiRouter<ApiState> {
         .routes(routes!(get_conversation))
         .routes(routes!(post_reply))
         .routes(routes!(close_conversation))
+        .routes(routes!(post_typing))
+        .routes(routes!(post_read))
+}
+
+/// Messages read up to one.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReadUpTo {
+    /// The newest message read; the customer's messages up to it are marked read.
+    pub message_id: Uuid,
+}
+
+/// Show the customer that an agent is typing (the widget shows it for a few seconds).
+#[utoipa::path(
+    post,
+    path = "/v1/conversations/{id}/typing",
+    tag = "conversations",
+    security(("api_key" = ["control"])),
+    params(("id" = String, Path, description = "Conversation id")),
+    responses(
+        (status = 204, description = "Sent to the widget"),
+        (status = 400, description = "Bad id", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No or unknown key", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The key lacks the scope", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such conversation", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+async fn post_typing(
+    key: ControlKey,
+    State(s): State<ApiState>,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let id = ConversationId(parse_uuid("id", &id)?);
+    if s.store.get_conversation(id).await?.is_none() {
+        return Err(ApiError::not_found("conversation not found"));
+    }
+    s.chat
+        .typing(id, AuthorKind::Agent, Some(key.0.key.name.clone()));
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Mark the customer's messages read up to one (`chat.read`; the widget shows it).
+#[utoipa::path(
+    post,
+    path = "/v1/conversations/{id}/read",
+    tag = "conversations",
+    security(("api_key" = ["control"])),
+    params(("id" = String, Path, description = "Conversation id")),
+    request_body = ReadUpTo,
+    responses(
+        (status = 204, description = "Marked"),
+        (status = 400, description = "Bad request", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No or unknown key", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The key lacks the scope", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such conversation or message", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "JSON of the wrong shape", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+async fn post_read(
+    _: ControlKey,
+    State(s): State<ApiState>,
+    Path(id): Path<String>,
+    ProblemJson(req): ProblemJson<ReadUpTo>,
+) -> Result<StatusCode, ApiError> {
+    let id = ConversationId(parse_uuid("id", &id)?);
+    s.chat.read(id, MessageId(req.message_id), false).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// Conversations, newest first.

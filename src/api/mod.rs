@@ -20,6 +20,7 @@ pub mod records;
 pub mod registrations;
 pub mod sessions;
 pub mod users;
+pub mod webchat;
 pub mod webhooks;
 
 use std::sync::Arc;
@@ -143,6 +144,7 @@ pub fn router(state: ApiState) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
+        .merge(webchat::routes().layer(DefaultBodyLimit::max(webchat::MAX_BODY)))
         .merge(v1)
         .fallback(not_found)
         .with_state(state)

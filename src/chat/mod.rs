@@ -18,6 +18,7 @@
 
 pub mod mask;
 pub mod outbox;
+pub mod visitor;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -92,6 +93,15 @@ pub struct ChatSettings {
     pub continuity_ms: i64,
     pub phones: PhoneRules,
     pub masker: mask::Masker,
+    /// Sites that may embed the widget.
+    pub widget_origins: Vec<String>,
+    /// The pre-chat form's fields.
+    pub prechat_fields: Vec<String>,
+    /// Signs visitor tokens (None until the server resolves it from the environment or
+    /// the data directory).
+    pub token_key: Option<visitor::TokenKey>,
+    pub token_ttl_ms: i64,
+    pub messages_per_minute: u32,
 }
 
 impl Default for ChatSettings {
@@ -100,8 +110,21 @@ impl Default for ChatSettings {
             continuity_ms: 30 * 60 * 1000,
             phones: PhoneRules::default(),
             masker: mask::Masker::default(),
+            widget_origins: Vec::new(),
+            prechat_fields: vec!["name".into(), "phone".into(), "email".into()],
+            token_key: None,
+            token_ttl_ms: 30 * 24 * 3_600_000,
+            messages_per_minute: 30,
         }
     }
+}
+
+/// Someone is typing in a conversation (not stored: it only goes to the other side).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Typing {
+    pub conversation_id: ConversationId,
+    pub by: AuthorKind,
+    pub name: Option<String>,
 }
 
 /// Held while one sender's message is handled.
@@ -120,6 +143,7 @@ struct Inner {
     /// One lock per (channel, sender) with a message in progress.
     senders: Mutex<HashMap<(String, String), SenderLock>>,
     outbox: outbox::Outbox,
+    typing: tokio::sync::broadcast::Sender<Typing>,
 }
 
 impl ChatService {
@@ -136,12 +160,31 @@ impl ChatService {
                 settings,
                 senders: Mutex::new(HashMap::new()),
                 outbox,
+                typing: tokio::sync::broadcast::channel(1024).0,
             }),
         }
     }
 
     pub fn store(&self) -> &Store {
         &self.inner.store
+    }
+
+    pub fn settings(&self) -> &ChatSettings {
+        &self.inner.settings
+    }
+
+    /// Tells the other side of conversation `id` that `by` is typing.
+    pub fn typing(&self, id: ConversationId, by: AuthorKind, name: Option<String>) {
+        let _ = self.inner.typing.send(Typing {
+            conversation_id: id,
+            by,
+            name,
+        }); // nobody listening is fine
+    }
+
+    /// Who types where, from now on.
+    pub fn subscribe_typing(&self) -> tokio::sync::broadcast::Receiver<Typing> {
+        self.inner.typing.subscribe()
     }
 
     /// The reply deliveries to gateway channels.

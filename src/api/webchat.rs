@@ -1,0 +1,509 @@
+//! The web chat widget (issue 12), served by the binary with no CDN: the page `/chat`, the
+//! embeddable `/widget.js` (one `<script>` tag on any allowed site: a launcher button and an
+//! iframe of `/chat`), the visitor token (`POST /chat/visitor`) and the visitor's WebSocket
+//! (`/chat/ws?token=…`).
+//!
+//! Only the server's own origin and `[chat] widget_origins` may embed the page (CSP
+//! `frame-ancestors`) or open the WebSocket (its `Origin` is checked). A visitor is who their
+//! signed token says ([`crate::chat::visitor`]); the page never names a customer.
+//!
+//! WebSocket frames are JSON text. From the page: `{"type":"message","client_id","text"}`
+//! (the `client_id`, a UUID the page made, makes a resend after a reconnect idempotent),
+//! `{"type":"resume","after"?}` (history after a message id), `{"type":"typing"}`,
+//! `{"type":"read","message_id"}`. From the server: `hello`, `message`, `ack` (`client_id` →
+//! `id`), `read`, `typing`, `ended`, and `error` (`code`, `detail`) for a bad frame, which is
+//! refused without closing the socket.
+
+use std::num::NonZeroU32;
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use governor::{Quota, RateLimiter};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tokio::sync::broadcast::error::RecvError;
+
+use super::{ApiError, ApiState, ProblemJson};
+use crate::chat::visitor::Visitor;
+use crate::chat::{ChatError, ChatService, Inbound, Sender};
+use crate::store::{AuthorKind, ConversationId, ConversationState, MessageId, MessageRecord};
+
+const PAGE: &str = include_str!("../../web/chat.html");
+const PAGE_JS: &str = include_str!("../../web/chat.js");
+const PAGE_CSS: &str = include_str!("../../web/chat.css");
+const WIDGET_JS: &str = include_str!("../../web/widget.js");
+
+/// Largest frame the page may send.
+/// Largest body of a widget request (the pre-chat form).
+pub const MAX_BODY: usize = 16 * 1024;
+const MAX_FRAME: usize = 16 * 1024;
+/// Bad frames tolerated before the socket is closed.
+const MAX_BAD_FRAMES: u32 = 20;
+/// How long a send to the page may take.
+const SEND_TIMEOUT: Duration = Duration::from_secs(10);
+/// The web channel's name.
+const WEB: &str = "web";
+
+/// The widget's routes (no API key: visitors are anonymous).
+pub fn routes() -> axum::Router<ApiState> {
+    use axum::routing::{get, post};
+    axum::Router::new()
+        .route("/chat", get(page))
+        .route("/chat/chat.js", get(page_js))
+        .route("/chat/chat.css", get(page_css))
+        .route("/widget.js", get(widget_js))
+        .route("/chat/visitor", post(new_visitor))
+        .route("/chat/ws", get(socket))
+}
+
+fn asset(content_type: &'static str, body: &'static str) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, content_type),
+            (header::CACHE_CONTROL, "no-cache"),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+async fn page(State(s): State<ApiState>) -> Response {
+    let settings = s.chat.settings();
+    let fields = settings.prechat_fields.join(",");
+    let html = PAGE.replace("{{PRECHAT}}", &fields);
+    let mut ancestors = String::from("'self'");
+    for o in &settings.widget_origins {
+        ancestors.push(' ');
+        ancestors.push_str(o);
+    }
+    let csp = format!(
+        "default-src 'self'; connect-src 'self' ws: wss:; img-src 'self' data:; \
+         style-src 'self'; script-src 'self'; frame-ancestors {ancestors}"
+    );
+    let mut resp = (
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        html,
+    )
+        .into_response();
+    if let Ok(v) = HeaderValue::from_str(&csp) {
+        resp.headers_mut()
+            .insert(header::CONTENT_SECURITY_POLICY, v);
+    }
+    resp
+}
+
+async fn page_js() -> Response {
+    asset("text/javascript; charset=utf-8", PAGE_JS)
+}
+
+async fn page_css() -> Response {
+    asset("text/css; charset=utf-8", PAGE_CSS)
+}
+
+async fn widget_js() -> Response {
+    asset("text/javascript; charset=utf-8", WIDGET_JS)
+}
+
+/// Whether a request from a page at `Origin` may use the chat: the server's own origin (the
+/// `Host` it was asked by) or an allowed embedding site. No `Origin`: not a browser page.
+fn origin_allowed(chat: &ChatService, headers: &HeaderMap) -> bool {
+    let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else {
+        return true;
+    };
+    let host = headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    let own = origin
+        .split_once("://")
+        .is_some_and(|(scheme, rest)| matches!(scheme, "http" | "https") && rest == host);
+    own || chat.settings().widget_origins.iter().any(|o| o == origin)
+}
+
+/// The pre-chat form's answers.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewVisitor {
+    name: Option<String>,
+    phone: Option<String>,
+    email: Option<String>,
+}
+
+/// Gives the page a visitor token (a new anonymous visitor, with the form's answers).
+async fn new_visitor(
+    State(s): State<ApiState>,
+    headers: HeaderMap,
+    ProblemJson(form): ProblemJson<NewVisitor>,
+) -> Result<Response, ApiError> {
+    if !origin_allowed(&s.chat, &headers) {
+        return Err(ApiError::forbidden("this site may not use the chat"));
+    }
+    let clean = |v: Option<String>, what: &str| -> Result<Option<String>, ApiError> {
+        match v.map(|v| v.trim().to_owned()).filter(|v| !v.is_empty()) {
+            Some(v) if v.len() > 200 => Err(ApiError::bad_request(format!(
+                "{what} is longer than 200 bytes"
+            ))),
+            other => Ok(other),
+        }
+    };
+    let name = clean(form.name, "name")?;
+    let phone = clean(form.phone, "phone")?;
+    let email = clean(form.email, "email")?;
+    if let Some(p) = &phone
+        && s.chat.settings().phones.normalise(p).is_none()
+    {
+        return Err(ApiError::bad_request("phone has no digits"));
+    }
+    if email.as_ref().is_some_and(|e| !e.contains('@')) {
+        return Err(ApiError::bad_request("email is not an email address"));
+    }
+    let Some(key) = &s.chat.settings().token_key else {
+        return Err(ApiError::internal("no visitor token key"));
+    };
+    let visitor = Visitor {
+        id: format!("v-{}", uuid::Uuid::now_v7().simple()),
+        name,
+        phone,
+        email,
+        expires_ms: crate::clock::unix_ms() + s.chat.settings().token_ttl_ms,
+    };
+    let token = key.sign(&visitor);
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({"token": token, "visitor_id": visitor.id, "expires_ms": visitor.expires_ms})),
+    )
+        .into_response())
+}
+
+#[derive(Debug, Deserialize)]
+struct SocketQuery {
+    token: Option<String>,
+}
+
+/// The visitor's WebSocket.
+async fn socket(
+    State(s): State<ApiState>,
+    headers: HeaderMap,
+    Query(q): Query<SocketQuery>,
+    upgrade: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
+) -> Result<Response, ApiError> {
+    if !origin_allowed(&s.chat, &headers) {
+        return Err(ApiError::forbidden("this site may not use the chat"));
+    }
+    let Some(key) = &s.chat.settings().token_key else {
+        return Err(ApiError::internal("no visitor token key"));
+    };
+    let token = q
+        .token
+        .ok_or_else(|| ApiError::unauthorized("a visitor token is required"))?;
+    let visitor = key
+        .verify(&token, crate::clock::unix_ms())
+        .map_err(|e| ApiError::unauthorized(e.to_string()))?;
+    let upgrade = upgrade.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let chat = s.chat.clone();
+    let conversation = chat
+        .store()
+        .open_conversation_with(WEB, &visitor.id)
+        .await?
+        .map(|c| c.id);
+    tracing::debug!(visitor = %visitor.id, "chat visitor connected");
+    // Subscribe before the upgrade completes: nothing committed from here on is missed.
+    let events = chat.store().subscribe_events();
+    let typing = chat.subscribe_typing();
+    Ok(upgrade
+        .max_message_size(MAX_FRAME)
+        .on_upgrade(move |ws| async move {
+            let per_minute =
+                NonZeroU32::new(chat.settings().messages_per_minute).unwrap_or(NonZeroU32::MIN);
+            let mut v = VisitorSocket {
+                ws,
+                chat,
+                visitor,
+                conversation,
+                limiter: RateLimiter::direct(Quota::per_minute(per_minute)),
+                bad: 0,
+            };
+            v.run(events, typing).await;
+        })
+        .into_response())
+}
+
+struct VisitorSocket {
+    ws: WebSocket,
+    chat: ChatService,
+    visitor: Visitor,
+    /// The visitor's open conversation, once there is one.
+    conversation: Option<ConversationId>,
+    limiter: RateLimiter<
+        governor::state::NotKeyed,
+        governor::state::InMemoryState,
+        governor::clock::DefaultClock,
+    >,
+    bad: u32,
+}
+
+/// A frame from the page.
+#[derive(Debug, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+enum FromPage {
+    Message { client_id: String, text: String },
+    Resume { after: Option<String> },
+    Typing {},
+    Read { message_id: String },
+}
+
+impl VisitorSocket {
+    async fn run(
+        &mut self,
+        mut events: tokio::sync::broadcast::Receiver<crate::store::EventRecord>,
+        mut typing: tokio::sync::broadcast::Receiver<crate::chat::Typing>,
+    ) {
+        let hello = json!({
+            "type": "hello",
+            "visitor_id": self.visitor.id,
+            "name": self.visitor.name,
+            "conversation_id": self.conversation.map(|c| c.to_string()),
+        });
+        if self.send(&hello).await.is_err() {
+            return;
+        }
+        let mut ping = tokio::time::interval(Duration::from_secs(25));
+        ping.tick().await;
+        loop {
+            tokio::select! {
+                frame = self.ws.recv() => match frame {
+                    None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return,
+                    Some(Ok(Message::Text(text))) => {
+                        if self.on_frame(text.as_str()).await.is_err() {
+                            return;
+                        }
+                    }
+                    Some(Ok(Message::Binary(_))) => {
+                        if self.error("bad_frame", "frames are JSON text").await.is_err() {
+                            return;
+                        }
+                    }
+                    Some(Ok(_)) => {}
+                },
+                e = events.recv() => match e {
+                    Ok(e) => {
+                        if self.on_event(&e).await.is_err() {
+                            return;
+                        }
+                    }
+                    Err(RecvError::Lagged(_)) => {
+                        // Missed events: the page asks for what it lacks with `resume`.
+                        if self.send(&json!({"type": "resync"})).await.is_err() {
+                            return;
+                        }
+                    }
+                    Err(RecvError::Closed) => return,
+                },
+                t = typing.recv() => {
+                    if let Ok(t) = t
+                        && Some(t.conversation_id) == self.conversation
+                        && t.by != AuthorKind::Customer
+                        && self.send(&json!({"type": "typing", "by": t.by, "name": t.name})).await.is_err()
+                    {
+                        return;
+                    }
+                }
+                _ = ping.tick() => {
+                    if self.ws.send(Message::Ping(Default::default())).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    async fn on_frame(&mut self, text: &str) -> Result<(), ()> {
+        let frame: FromPage = match serde_json::from_str(text) {
+            Ok(f) => f,
+            Err(e) => return self.error("bad_frame", &e.to_string()).await,
+        };
+        match frame {
+            FromPage::Message { client_id, text } => {
+                if client_id.is_empty() || client_id.len() > 64 {
+                    return self
+                        .error("bad_frame", "client_id must be 1-64 bytes")
+                        .await;
+                }
+                if self.limiter.check().is_err() {
+                    return self
+                        .error("rate_limited", "too many messages: wait a moment")
+                        .await;
+                }
+                let got = self
+                    .chat
+                    .receive(Inbound {
+                        channel: WEB.into(),
+                        from: Sender {
+                            id: None,
+                            phone: self.visitor.phone.clone(),
+                            email: self.visitor.email.clone(),
+                            name: self.visitor.name.clone(),
+                            visitor: Some(self.visitor.id.clone()),
+                        },
+                        text,
+                        external_id: Some(format!("{}:{client_id}", self.visitor.id)),
+                    })
+                    .await;
+                match got {
+                    Ok(r) => {
+                        self.conversation = Some(r.conversation_id);
+                        self.send(&json!({
+                            "type": "ack",
+                            "client_id": client_id,
+                            "id": r.message_id.to_string(),
+                            "conversation_id": r.conversation_id.to_string(),
+                        }))
+                        .await
+                    }
+                    Err(ChatError::Invalid(why)) => self.error("invalid", &why).await,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "chat message not stored");
+                        self.error("not_stored", "the message was not stored: send it again")
+                            .await
+                    }
+                }
+            }
+            FromPage::Resume { after } => self.resume(after.as_deref()).await,
+            FromPage::Typing {} => {
+                if let Some(c) = self.conversation {
+                    self.chat
+                        .typing(c, AuthorKind::Customer, self.visitor.name.clone());
+                }
+                Ok(())
+            }
+            FromPage::Read { message_id } => {
+                let (Some(c), Ok(id)) = (self.conversation, message_id.parse::<MessageId>()) else {
+                    return self.error("bad_frame", "unknown message").await;
+                };
+                match self.chat.read(c, id, true).await {
+                    Ok(()) => Ok(()),
+                    Err(ChatError::NotFound(_)) => self.error("bad_frame", "unknown message").await,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "chat read state not stored");
+                        Ok(())
+                    }
+                }
+            }
+        }
+    }
+
+    /// Sends the visitor's conversation after message `after` (all of it without).
+    async fn resume(&mut self, after: Option<&str>) -> Result<(), ()> {
+        let Some(c) = self.conversation else {
+            return Ok(());
+        };
+        let messages = match self.chat.store().messages_of(c).await {
+            Ok(m) => m,
+            Err(error) => {
+                tracing::warn!(%error, "chat history not read");
+                return self
+                    .error("not_read", "history unavailable: resume again")
+                    .await;
+            }
+        };
+        let start = after
+            .and_then(|a| messages.iter().position(|m| m.id.to_string() == a))
+            .map_or(0, |i| i + 1);
+        for m in &messages[start..] {
+            let frame = message_frame(m, &self.visitor.id);
+            self.send(&frame).await?;
+        }
+        let state = self
+            .chat
+            .store()
+            .get_conversation(c)
+            .await
+            .ok()
+            .flatten()
+            .map(|c| c.state);
+        if state == Some(ConversationState::Closed) {
+            self.send(&json!({"type": "ended", "conversation_id": c.to_string()}))
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Passes on what happened in the visitor's conversation.
+    async fn on_event(&mut self, e: &crate::store::EventRecord) -> Result<(), ()> {
+        let Some(c) = self.conversation else {
+            return Ok(());
+        };
+        if e.data.get("conversation_id").and_then(Value::as_str) != Some(&c.to_string()) {
+            return Ok(());
+        }
+        match e.kind.as_str() {
+            "chat.message" => {
+                let d = &e.data;
+                self.send(&json!({
+                    "type": "message",
+                    "id": d["message_id"],
+                    "conversation_id": d["conversation_id"],
+                    "author": d["author"],
+                    "text": d["text"],
+                    "created_ms": e.at_ms,
+                }))
+                .await
+            }
+            "chat.read" if e.data["by"] == "agent" => {
+                self.send(&json!({"type": "read", "message_id": e.data["message_id"]}))
+                    .await
+            }
+            "chat.ended" => {
+                self.conversation = None;
+                self.send(&json!({"type": "ended", "conversation_id": c.to_string()}))
+                    .await
+            }
+            _ => Ok(()),
+        }
+    }
+
+    async fn error(&mut self, code: &str, detail: &str) -> Result<(), ()> {
+        self.bad += 1;
+        self.send(&json!({"type": "error", "code": code, "detail": detail}))
+            .await?;
+        if self.bad > MAX_BAD_FRAMES {
+            return Err(());
+        }
+        Ok(())
+    }
+
+    async fn send(&mut self, frame: &Value) -> Result<(), ()> {
+        let text = frame.to_string();
+        match tokio::time::timeout(SEND_TIMEOUT, self.ws.send(Message::Text(text.into()))).await {
+            Ok(Ok(())) => Ok(()),
+            _ => Err(()),
+        }
+    }
+}
+
+/// A stored message as the page sees it (with the page's own `client_id` for its messages).
+fn message_frame(m: &MessageRecord, visitor: &str) -> Value {
+    let client_id = m
+        .external_id
+        .as_deref()
+        .and_then(|x| x.strip_prefix(visitor))
+        .and_then(|x| x.strip_prefix(':'));
+    json!({
+        "type": "message",
+        "id": m.id.to_string(),
+        "conversation_id": m.conversation_id.to_string(),
+        "author": {"kind": m.author, "name": m.author_name},
+        "text": m.text,
+        "created_ms": m.created_ms,
+        "client_id": client_id,
+        "read": m.read_ms.is_some(),
+    })
+}
