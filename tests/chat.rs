@@ -385,6 +385,46 @@ async fn a_call_from_the_chatting_customers_number_joins_the_chats_session(pg: O
         record["session_id"], chat["session_id"],
         "the call continues the chat's session: {record}"
     );
+    // One timeline: the messages, then the call, in time order; the same for the customer.
+    let session = chat["session_id"].as_str().expect("session");
+    let (status, doc) = api
+        .send(Method::GET, &format!("/v1/sessions/{session}"), None)
+        .await;
+    assert_eq!(status, 200, "{doc}");
+    let summary = |timeline: &Value| -> Vec<String> {
+        timeline
+            .as_array()
+            .expect("timeline")
+            .iter()
+            .filter_map(|e| match e["kind"].as_str() {
+                Some("message") => Some(format!("message:{}", e["text"].as_str().unwrap_or(""))),
+                Some("call") => Some(format!("call:{}", e["caller"].as_str().unwrap_or(""))),
+                _ => None,
+            })
+            .collect()
+    };
+    let want = [
+        "message:I'll call you",
+        "message:also here",
+        "call:02079460000",
+    ];
+    assert_eq!(summary(&doc["timeline"]), want, "{doc}");
+    assert_eq!(doc["conversations"].as_array().map(Vec::len), Some(2));
+    assert_eq!(
+        doc["calls"].as_array().map(Vec::len),
+        Some(1),
+        "the arrays stay"
+    );
+    let customer = chat["customer_id"].as_str().expect("customer");
+    let (status, all) = api
+        .send(
+            Method::GET,
+            &format!("/v1/customers/{customer}/timeline"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{all}");
+    assert_eq!(summary(&all["timeline"]), want);
     s.stop().await;
 }
 

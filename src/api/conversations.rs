@@ -346,7 +346,7 @@ impl From<ChatError> for ApiError {
     }
 }
 
-fn view(c: ConversationRecord) -> ConversationView {
+pub(super) fn view(c: ConversationRecord) -> ConversationView {
     ConversationView {
         id: c.id.0,
         session_id: c.session_id.0,

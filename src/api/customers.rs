@@ -61,6 +61,59 @@ pub fn routes() -> OpenApiRouter<ApiState> {
     OpenApiRouter::new()
         .routes(routes!(search_customers))
         .routes(routes!(get_customer))
+        .routes(routes!(customer_timeline))
+}
+
+/// Everything that happened with a customer, across all their sessions and channels.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct CustomerTimeline {
+    pub customer_id: Uuid,
+    /// In time order (at most 5000 entries, the oldest first); each names its session.
+    pub timeline: Vec<super::timeline::TimelineEntry>,
+}
+
+/// A customer's timeline across all their sessions: calls, conversations and messages, IVR
+/// inputs and attributes, recordings, in time order.
+#[utoipa::path(
+    get,
+    path = "/v1/customers/{id}/timeline",
+    tag = "customers",
+    security(("api_key" = ["read"])),
+    params(("id" = Uuid, Path, description = "Customer id")),
+    responses(
+        (status = 200, description = "The customer's timeline", body = CustomerTimeline),
+        (status = 400, description = "The id is not a UUID", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No or unknown key", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The key lacks the scope", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such customer", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+async fn customer_timeline(
+    _: ReadKey,
+    State(s): State<ApiState>,
+    Path(id): Path<String>,
+) -> Result<Json<CustomerTimeline>, ApiError> {
+    let id = CustomerId(parse_uuid("id", &id)?);
+    if s.store.get_customer(id).await?.is_none() {
+        return Err(ApiError::not_found("customer not found"));
+    }
+    let mut timeline = Vec::new();
+    for session in s.store.sessions_for_customer(id).await? {
+        let calls = s.store.calls_for_session(session.id).await?;
+        let recordings = s.store.recordings_for_session(session.id).await?;
+        let events = s
+            .store
+            .events_for_session(session.id, super::sessions::MAX_TIMELINE_EVENTS)
+            .await?;
+        timeline.extend(
+            super::timeline::session_timeline(&s, session.id, &calls, &recordings, &events).await?,
+        );
+    }
+    super::timeline::sort(&mut timeline);
+    Ok(Json(CustomerTimeline {
+        customer_id: id.0,
+        timeline,
+    }))
 }
 
 /// Find customers by identity: `?phone=`, `?email=`, `?sip=` or `?chat=` (exactly one).

@@ -19,6 +19,7 @@ pub mod recordings;
 pub mod records;
 pub mod registrations;
 pub mod sessions;
+pub mod timeline;
 pub mod users;
 pub mod webchat;
 pub mod webhooks;

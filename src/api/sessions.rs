@@ -53,6 +53,11 @@ pub struct SessionTimeline {
     pub recordings: Vec<RecordingView>,
     /// Its events in log order (at most 1000), as the event stream sends them.
     pub events: Vec<super::events::Event>,
+    /// Its conversations on text channels, oldest first (messages in the timeline).
+    pub conversations: Vec<super::conversations::ConversationView>,
+    /// Everything above in one time order: calls, conversations and their messages, IVR
+    /// inputs and API attributes, recordings.
+    pub timeline: Vec<super::timeline::TimelineEntry>,
 }
 
 /// A session in a list (without its timeline).
@@ -106,14 +111,28 @@ async fn get_session(
 ) -> Result<Json<SessionTimeline>, ApiError> {
     let session = find(&s, &id).await?;
     let store = &s.store;
+    let records = store.calls_for_session(session.id).await?;
     let mut calls = Vec::new();
-    for call in store.calls_for_session(session.id).await? {
-        calls.push(call_detail(&s, &call).await?);
+    for call in &records {
+        calls.push(call_detail(&s, call).await?);
     }
     let recordings = store.recordings_for_session(session.id).await?;
     let events = store
         .events_for_session(session.id, MAX_TIMELINE_EVENTS)
         .await?;
+    let timeline =
+        super::timeline::session_timeline(&s, session.id, &records, &recordings, &events).await?;
+    let mut conversations: Vec<_> = store
+        .list_conversations(&crate::store::ConversationFilter {
+            session_id: Some(session.id),
+            limit: 1000,
+            ..Default::default()
+        })
+        .await?
+        .into_iter()
+        .map(super::conversations::view)
+        .collect();
+    conversations.reverse();
     Ok(Json(SessionTimeline {
         id: session.id.0,
         customer_id: session.customer_id.map(|c| c.0),
@@ -124,6 +143,8 @@ async fn get_session(
         calls,
         recordings: recordings.iter().map(RecordingView::from).collect(),
         events: events.into_iter().map(super::events::Event::from).collect(),
+        conversations,
+        timeline,
     }))
 }
 
