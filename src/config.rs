@@ -57,6 +57,7 @@
 //! visitor_secret = "…"                     # or SWITCHBOARD_CHAT_SECRET; else <data_dir>/chat-secret
 //! visitor_token_hours = 720
 //! messages_per_minute = 30                 # per visitor
+//! attachment_max_bytes = 10485760          # images and PDF, checked by content
 //! ```
 //!
 //! Secrets (the nonce secret) come from the environment (`SWITCHBOARD_NONCE_SECRET`) or are
@@ -124,6 +125,8 @@ pub struct ChatConfig {
     pub visitor_token_hours: u64,
     /// Messages one visitor may send per minute (more get an error frame).
     pub messages_per_minute: u32,
+    /// Largest chat attachment (images and PDF), bytes; apart from `http.max_body_bytes`.
+    pub attachment_max_bytes: usize,
 }
 
 impl Default for ChatConfig {
@@ -137,6 +140,7 @@ impl Default for ChatConfig {
             visitor_secret: None,
             visitor_token_hours: 24 * 30,
             messages_per_minute: 30,
+            attachment_max_bytes: 10 * 1024 * 1024,
         }
     }
 }
@@ -649,6 +653,12 @@ impl ChatConfig {
         if !(1..=24 * 365).contains(&self.visitor_token_hours) {
             return Err(("chat.visitor_token_hours", "must be 1 to 8760".into()));
         }
+        if !(1024..=100 * 1024 * 1024).contains(&self.attachment_max_bytes) {
+            return Err((
+                "chat.attachment_max_bytes",
+                "must be 1024 to 104857600".into(),
+            ));
+        }
         if self.messages_per_minute == 0 {
             return Err(("chat.messages_per_minute", "must be at least 1".into()));
         }
@@ -671,6 +681,7 @@ impl ChatConfig {
             token_key,
             token_ttl_ms: (self.visitor_token_hours * 3_600_000) as i64,
             messages_per_minute: self.messages_per_minute,
+            attachment_max_bytes: self.attachment_max_bytes,
         })
     }
 }

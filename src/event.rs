@@ -180,6 +180,9 @@ pub enum Event {
         /// For a reply: the customer's address on the channel it goes to.
         #[serde(skip_serializing_if = "Option::is_none")]
         contact: Option<String>,
+        /// Files it carries (absent when none).
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        attachments: Vec<AttachmentRef>,
     },
     /// Messages up to `message_id` were read (`by`: `customer` or `agent`).
     #[serde(rename = "chat.read")]
@@ -191,6 +194,28 @@ pub enum Event {
     /// A conversation was closed.
     #[serde(rename = "chat.ended")]
     ChatEnded { conversation_id: String },
+}
+
+/// A file a message carries (`chat.message`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+#[schema(as = AttachmentRefData)]
+pub struct AttachmentRef {
+    pub id: String,
+    pub name: String,
+    /// `image/png`, `image/jpeg`, `image/gif`, `image/webp` or `application/pdf`.
+    pub content_type: String,
+    pub size_bytes: i64,
+}
+
+impl From<&crate::store::AttachmentRecord> for AttachmentRef {
+    fn from(a: &crate::store::AttachmentRecord) -> AttachmentRef {
+        AttachmentRef {
+            id: a.id.to_string(),
+            name: a.name.clone(),
+            content_type: a.content_type.clone(),
+            size_bytes: a.size_bytes,
+        }
+    }
 }
 
 /// Who wrote a message (`chat.message`).

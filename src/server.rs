@@ -475,12 +475,19 @@ async fn start_http(
     };
     let outbox = crate::chat::outbox::Outbox::new(store.clone(), retry);
     outbox.start().await?;
+    let files =
+        crate::chat::files::Files::new(&settings.data_dir, settings.chat.attachment_max_bytes);
     let mut chat_settings = settings.chat.clone();
     if chat_settings.token_key.is_none() {
         chat_settings.token_key = Some(visitor_key(&settings.data_dir)?);
     }
-    let chat =
-        crate::chat::ChatService::new(store.clone(), sessions, chat_settings, outbox.clone());
+    let chat = crate::chat::ChatService::new(
+        store.clone(),
+        sessions,
+        chat_settings,
+        outbox.clone(),
+        files,
+    );
     let app = crate::api::router(crate::api::ApiState {
         metrics: metrics_handle(),
         calls: calls.clone(),

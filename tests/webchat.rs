@@ -312,3 +312,148 @@ async fn forged_tokens_foreign_sites_bad_frames_and_floods_are_refused() {
     assert_eq!(next_of(&mut ws, "message").await["text"], "flood");
     s.stop().await;
 }
+
+/// A PNG's signature and a little more: enough for the server to tell it is a PNG.
+fn png(len: usize) -> Vec<u8> {
+    let mut b = b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR".to_vec();
+    b.resize(len, 7);
+    b
+}
+
+async fn upload(s: &TestServer, token: &str, name: &str, body: Vec<u8>) -> (u16, Value) {
+    let r = reqwest::Client::new()
+        .post(format!(
+            "http://{}/chat/attachments?token={token}&name={name}",
+            s.http
+        ))
+        .header("Content-Type", "text/plain") // ignored: the content decides
+        .body(body)
+        .send()
+        .await
+        .expect("request");
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attachments_are_checked_by_content_and_served_only_to_their_conversation() {
+    let s = TestServer::start(|c| c.chat.attachment_max_bytes = 4096).await;
+    let api = ApiClient::new(s.http, &s.api_key(Scope::Control).await);
+    let token = visitor(&s, json!({"name": "Ada"})).await;
+    let other = visitor(&s, json!({})).await;
+    let (status, a) = upload(&s, &token, "../photo.png", png(300)).await;
+    assert_eq!(status, 201, "{a}");
+    assert_eq!(a["content_type"], "image/png");
+    assert_eq!(a["name"], "photo.png", "the path is dropped");
+    let (status, p) = upload(&s, &token, "x.png", b"MZ\x90\0 an exe named png".to_vec()).await;
+    assert_eq!((status, p["status"].clone()), (415, json!(415)), "{p}");
+    let (status, p) = upload(&s, &token, "big.png", png(5000)).await;
+    assert_eq!(status, 413, "its own size limit: {p}");
+    let (status, _) = upload(&s, "forged", "x.png", png(100)).await;
+    assert_eq!(status, 401);
+
+    let mut ws = connect(&s, &token).await;
+    let frame =
+        json!({"type": "message", "client_id": "p-1", "text": "", "attachments": [a["id"]]});
+    ws.send(Message::Text(frame.to_string().into()))
+        .await
+        .expect("send");
+    let ack = next_of(&mut ws, "ack").await;
+    let echo = next_of(&mut ws, "message").await;
+    assert_eq!(echo["attachments"][0]["name"], "photo.png", "{echo}");
+    // The same file cannot be sent twice.
+    let frame =
+        json!({"type": "message", "client_id": "p-2", "text": "again", "attachments": [a["id"]]});
+    ws.send(Message::Text(frame.to_string().into()))
+        .await
+        .expect("send");
+    assert_eq!(next_of(&mut ws, "error").await["code"], "invalid");
+
+    let conversation = ack["conversation_id"].as_str().expect("id");
+    let (_, conv) = api
+        .send(
+            Method::GET,
+            &format!("/v1/conversations/{conversation}"),
+            None,
+        )
+        .await;
+    assert_eq!(
+        conv["messages"][0]["attachments"][0]["id"], a["id"],
+        "{conv}"
+    );
+    let http = reqwest::Client::new();
+    let file = http
+        .get(format!(
+            "http://{}/v1/conversations/{conversation}/attachments/{}",
+            s.http,
+            a["id"].as_str().expect("id")
+        ))
+        .bearer_auth(api.key())
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(file.status(), 200);
+    assert_eq!(
+        file.headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok()),
+        Some("image/png")
+    );
+    assert_eq!(file.bytes().await.expect("bytes").to_vec(), png(300));
+    // Only the visitor of that conversation gets it through the widget.
+    for (t, want) in [(&token, 200), (&other, 404)] {
+        let r = http
+            .get(format!(
+                "http://{}/chat/attachments/{}?token={t}",
+                s.http,
+                a["id"].as_str().expect("id")
+            ))
+            .send()
+            .await
+            .expect("get");
+        assert_eq!(r.status(), want);
+    }
+    // An agent's file reaches the visitor, who may fetch it.
+    let pdf = b"%PDF-1.4\n%\xe2\xe3\n1 0 obj\n".to_vec();
+    let r = http
+        .post(format!(
+            "http://{}/v1/conversations/{conversation}/attachments?name=invoice.pdf",
+            s.http
+        ))
+        .bearer_auth(api.key())
+        .body(pdf.clone())
+        .send()
+        .await
+        .expect("upload");
+    assert_eq!(r.status(), 201);
+    let up: Value = r.json().await.expect("json");
+    let (status, reply) = api
+        .send(
+            Method::POST,
+            &format!("/v1/conversations/{conversation}/messages"),
+            Some(json!({"text": "Your invoice", "attachments": [up["id"]]})),
+        )
+        .await;
+    assert_eq!(status, 201, "{reply}");
+    assert_eq!(reply["attachments"][0]["content_type"], "application/pdf");
+    let got = next_of(&mut ws, "message").await;
+    assert_eq!(got["attachments"][0]["name"], "invoice.pdf");
+    let r = http
+        .get(format!(
+            "http://{}/chat/attachments/{}?token={token}",
+            s.http,
+            up["id"].as_str().expect("id")
+        ))
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        r.headers()
+            .get("content-disposition")
+            .and_then(|v| v.to_str().ok()),
+        Some("attachment; filename=\"invoice.pdf\"")
+    );
+    assert_eq!(r.bytes().await.expect("bytes").to_vec(), pdf);
+    s.stop().await;
+}

@@ -13,6 +13,7 @@
   const list = $("messages");
   const compose = $("compose");
   const input = $("message");
+  const fileInput = $("file");
   const statusLine = $("status");
   const typingLine = $("typing");
 
@@ -35,6 +36,31 @@
     ? crypto.randomUUID()
     : Array.from({ length: 4 }, () => Math.random().toString(16).slice(2, 10)).join("");
 
+  function fileUrl(id) {
+    return `/chat/attachments/${encodeURIComponent(id)}?token=${encodeURIComponent(saved.token)}`;
+  }
+
+  function showFiles(li, files) {
+    const box = li.querySelector(".files");
+    box.replaceChildren();
+    for (const f of files || []) {
+      const a = document.createElement("a");
+      a.href = fileUrl(f.id);
+      a.target = "_blank";
+      a.rel = "noopener";
+      if (f.content_type.startsWith("image/")) {
+        const img = document.createElement("img");
+        img.src = a.href;
+        img.alt = f.name;
+        img.className = "thumb";
+        a.append(img);
+      } else {
+        a.textContent = f.name;
+      }
+      box.append(a);
+    }
+  }
+
   function item(kind, name, text) {
     const li = document.createElement("li");
     li.className = kind;
@@ -44,9 +70,11 @@
     const body = document.createElement("span");
     body.className = "text";
     body.textContent = text;
+    const files = document.createElement("span");
+    files.className = "files";
     const state = document.createElement("span");
     state.className = "state";
-    li.append(who, body, state);
+    li.append(who, body, files, state);
     return li;
   }
 
@@ -56,6 +84,7 @@
     if (shown.has(m.id)) {
       // Already shown (acknowledged): the server's text wins (it is masked).
       shown.get(m.id).querySelector(".text").textContent = m.text;
+      showFiles(shown.get(m.id), m.attachments);
       return;
     }
     let li = m.client_id ? pending.get(m.client_id) : null;
@@ -70,6 +99,7 @@
       list.append(li);
     }
     li.dataset.id = m.id;
+    showFiles(li, m.attachments);
     if (m.author.kind === "customer") setState(li, m.read ? "Read" : "Sent");
     shown.set(m.id, li);
     lastShown = m.id;
@@ -139,7 +169,9 @@
       retry = 0;
       status("");
       send({ type: "resume", after: lastShown });
-      for (const o of saved.outbox) send({ type: "message", client_id: o.client_id, text: o.text });
+      for (const o of saved.outbox) {
+        send({ type: "message", client_id: o.client_id, text: o.text, attachments: o.attachments || [] });
+      }
     };
     ws.onmessage = (e) => {
       let f;
@@ -215,21 +247,40 @@
     if (await newVisitor(answers)) openChat();
   });
 
-  compose.addEventListener("submit", (e) => {
+  async function uploadFile(file) {
+    const url = `/chat/attachments?token=${encodeURIComponent(saved.token)}&name=${encodeURIComponent(file.name)}`;
+    const r = await fetch(url, { method: "POST", body: file });
+    const body = await r.json().catch(() => ({}));
+    if (!r.ok) { status(body.detail || "The file could not be sent."); return null; }
+    return body;
+  }
+
+  compose.addEventListener("submit", async (e) => {
     e.preventDefault();
     const text = input.value.trim();
-    if (!text) return;
-    const o = { client_id: newId(), text };
+    const file = fileInput.files && fileInput.files[0];
+    if (!text && !file) return;
+    let files = [];
+    if (file) {
+      status("Sending the file…");
+      const up = await uploadFile(file);
+      if (!up) return;
+      status("");
+      files = [up];
+      fileInput.value = "";
+    }
+    const o = { client_id: newId(), text, attachments: files.map((f) => f.id) };
     saved.outbox.push(o);
     save();
     const li = item("customer", null, text);
     li.classList.add("pending");
     setState(li, "Sending…");
+    showFiles(li, files);
     list.append(li);
     pending.set(o.client_id, li);
     list.scrollTop = list.scrollHeight;
     input.value = "";
-    send({ type: "message", client_id: o.client_id, text });
+    send({ type: "message", client_id: o.client_id, text, attachments: o.attachments });
   });
 
   input.addEventListener("keydown", (e) => {

@@ -272,6 +272,7 @@ async fn post_message(
             },
             text: req.text,
             external_id: Some(req.id),
+            attachments: Vec::new(),
         })
         .await?;
     let status = if got.created {

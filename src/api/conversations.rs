@@ -1,6 +1,8 @@
 //! `/v1/conversations` (issue 12): conversations on every text channel with their messages;
 //! replies from integrators (delivered to the widget or the gateway), closing.
 
+use std::collections::HashMap;
+
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -15,8 +17,8 @@ use super::records::parse_uuid;
 use super::{ApiError, ApiQuery, ApiState, Problem, ProblemJson};
 use crate::chat::ChatError;
 use crate::store::{
-    AuthorKind, ConversationFilter, ConversationId, ConversationRecord, ConversationState,
-    CustomerId, MessageId, MessageRecord, SessionId,
+    AttachmentId, AttachmentRecord, AuthorKind, ConversationFilter, ConversationId,
+    ConversationRecord, ConversationState, CustomerId, MessageId, MessageRecord, SessionId,
 };
 
 /// Most conversations one list returns.
@@ -53,10 +55,33 @@ pub struct MessageView {
     pub text: String,
     /// The gateway's id for it, for a message that came from one.
     pub external_id: Option<String>,
+    /// Files it carries.
+    pub attachments: Vec<AttachmentView>,
     /// Written, delivered to the other side, read by it; Unix ms.
     pub created_ms: i64,
     pub delivered_ms: Option<i64>,
     pub read_ms: Option<i64>,
+}
+
+/// A file a message carries; its bytes are at
+/// `/v1/conversations/{conversation_id}/attachments/{id}`.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct AttachmentView {
+    pub id: Uuid,
+    pub name: String,
+    pub content_type: String,
+    pub size_bytes: i64,
+}
+
+impl From<&AttachmentRecord> for AttachmentView {
+    fn from(a: &AttachmentRecord) -> AttachmentView {
+        AttachmentView {
+            id: a.id.0,
+            name: a.name.clone(),
+            content_type: a.content_type.clone(),
+            size_bytes: a.size_bytes,
+        }
+    }
 }
 
 /// A conversation with its messages, oldest first.
@@ -94,6 +119,9 @@ pub struct NewReply {
     pub text: String,
     /// Shown as the author's name; defaults to the API key's name.
     pub author: Option<String>,
+    /// Files uploaded into this conversation (`POST …/attachments`) that the reply carries;
+    /// the text may then be empty.
+    pub attachments: Option<Vec<Uuid>>,
 }
 
 /// This module's routes.
@@ -104,7 +132,151 @@ pub fn routes() -> OpenApiRouter<ApiState> {
         .routes(routes!(post_reply))
         .routes(routes!(close_conversation))
         .routes(routes!(post_typing))
+        .routes(routes!(upload_attachment))
+        .routes(routes!(get_attachment))
         .routes(routes!(post_read))
+}
+
+/// A file's bytes.
+#[derive(ToSchema)]
+#[schema(value_type = String, format = Binary)]
+pub struct FileBody(#[allow(dead_code)] Vec<u8>);
+
+/// The uploaded file's name.
+#[derive(Debug, Clone, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct UploadQuery {
+    /// Shown to the customer (path and control characters removed); default `file`.
+    pub name: Option<String>,
+}
+
+/// Upload a file into a conversation, for a reply to carry (`attachments` of
+/// `POST …/messages`).
+///
+/// The body is the file itself. Its type is told by its content, not its name or
+/// Content-Type: PNG, JPEG, GIF, WebP or PDF, up to `[chat] attachment_max_bytes`.
+#[utoipa::path(
+    post,
+    path = "/v1/conversations/{id}/attachments",
+    tag = "conversations",
+    security(("api_key" = ["control"])),
+    params(("id" = String, Path, description = "Conversation id"), UploadQuery),
+    request_body(content = FileBody, content_type = "application/octet-stream"),
+    responses(
+        (status = 201, description = "Stored", body = AttachmentView),
+        (status = 400, description = "Bad request", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No or unknown key", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The key lacks the scope", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such conversation", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The conversation is closed", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "The file is too large", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Not an image or PDF", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+async fn upload_attachment(
+    _: ControlKey,
+    State(s): State<ApiState>,
+    Path(id): Path<String>,
+    ApiQuery(q): ApiQuery<UploadQuery>,
+    body: axum::body::Body,
+) -> Result<(StatusCode, Json<AttachmentView>), ApiError> {
+    let id = ConversationId(parse_uuid("id", &id)?);
+    let Some(c) = s.store.get_conversation(id).await? else {
+        return Err(ApiError::not_found("conversation not found"));
+    };
+    if c.state != ConversationState::Open {
+        return Err(ApiError::conflict("the conversation is closed"));
+    }
+    let bytes = read_limited(body, s.chat.files().max_bytes()).await?;
+    let name = q.name.unwrap_or_default();
+    let a = s
+        .chat
+        .files()
+        .save(&s.store, crate::chat::API_OWNER, Some(id), &name, &bytes)
+        .await?;
+    Ok((StatusCode::CREATED, Json(AttachmentView::from(&a))))
+}
+
+/// The body, at most `max` bytes (413 beyond).
+pub(super) async fn read_limited(
+    body: axum::body::Body,
+    max: usize,
+) -> Result<axum::body::Bytes, ApiError> {
+    axum::body::to_bytes(body, max).await.map_err(|_| {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "Payload Too Large",
+            format!("the file is larger than {max} bytes"),
+        )
+    })
+}
+
+/// A file of a conversation.
+#[utoipa::path(
+    get,
+    path = "/v1/conversations/{id}/attachments/{attachment_id}",
+    tag = "conversations",
+    security(("api_key" = ["read"])),
+    params(
+        ("id" = String, Path, description = "Conversation id"),
+        ("attachment_id" = String, Path, description = "Attachment id"),
+    ),
+    responses(
+        (status = 200, description = "The file", content(
+            (FileBody = "image/png"), (FileBody = "image/jpeg"), (FileBody = "image/gif"),
+            (FileBody = "image/webp"), (FileBody = "application/pdf"))),
+        (status = 400, description = "Bad id", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No or unknown key", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The key lacks the scope", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such file in this conversation", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+async fn get_attachment(
+    _: ReadKey,
+    State(s): State<ApiState>,
+    Path((id, attachment)): Path<(String, String)>,
+) -> Result<axum::response::Response, ApiError> {
+    let id = ConversationId(parse_uuid("id", &id)?);
+    let attachment = AttachmentId(parse_uuid("attachment_id", &attachment)?);
+    match s.store.get_attachment(attachment).await? {
+        Some(a) if a.conversation_id == Some(id) => attachment_response(&s, &a).await,
+        _ => Err(ApiError::not_found("attachment not found")),
+    }
+}
+
+/// The file of `a`, served as its checked type, never rendered inline as a page.
+pub(super) async fn attachment_response(
+    s: &ApiState,
+    a: &AttachmentRecord,
+) -> Result<axum::response::Response, ApiError> {
+    use axum::http::header;
+    use axum::response::IntoResponse;
+    let bytes = s.chat.files().read(a.id).await?;
+    let disposition = format!(
+        "{}; filename=\"{}\"",
+        if a.content_type.starts_with("image/") {
+            "inline"
+        } else {
+            "attachment"
+        },
+        a.name.replace(['"', '\\'], "_")
+    );
+    let mut resp = bytes.into_response();
+    let h = resp.headers_mut();
+    for (name, value) in [
+        (header::CONTENT_TYPE, a.content_type.as_str()),
+        (header::CONTENT_DISPOSITION, disposition.as_str()),
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        (
+            header::CONTENT_SECURITY_POLICY,
+            "default-src 'none'; sandbox",
+        ),
+    ] {
+        if let Ok(v) = axum::http::HeaderValue::from_str(value) {
+            h.insert(name, v);
+        }
+    }
+    Ok(resp)
 }
 
 /// Messages read up to one.
@@ -255,12 +427,13 @@ async fn get_conversation(
     let Some(c) = s.store.get_conversation(id).await? else {
         return Err(ApiError::not_found("conversation not found"));
     };
+    let attachments = attachments_by_message(&s, id).await?;
     let messages = s
         .store
         .messages_of(id)
         .await?
         .into_iter()
-        .map(message_view)
+        .map(|m| message_view(m, &attachments))
         .collect();
     Ok(Json(ConversationDetail {
         conversation: view(c),
@@ -302,11 +475,18 @@ async fn post_reply(
     if author.is_empty() || author.len() > 100 {
         return Err(ApiError::bad_request("author must be 1 to 100 bytes"));
     }
+    let files: Vec<AttachmentId> = req
+        .attachments
+        .unwrap_or_default()
+        .into_iter()
+        .map(AttachmentId)
+        .collect();
     let m = s
         .chat
-        .reply(id, AuthorKind::Agent, Some(author), &req.text)
+        .reply(id, AuthorKind::Agent, Some(author), &req.text, &files)
         .await?;
-    Ok((StatusCode::CREATED, Json(message_view(m))))
+    let attachments = attachments_by_message(&s, id).await?;
+    Ok((StatusCode::CREATED, Json(message_view(m, &attachments))))
 }
 
 /// Close a conversation (`chat.ended`).
@@ -341,6 +521,17 @@ impl From<ChatError> for ApiError {
             ChatError::Invalid(why) => ApiError::bad_request(why),
             ChatError::NotFound(what) => ApiError::not_found(format!("{what} not found")),
             ChatError::Conflict(why) => ApiError::conflict(why),
+            ChatError::TooLarge(max) => ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "Payload Too Large",
+                format!("the file is larger than {max} bytes"),
+            ),
+            ChatError::Unsupported => ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "Unsupported Media Type",
+                "only images (PNG, JPEG, GIF, WebP) and PDF files are accepted",
+            ),
+            ChatError::Io(e) => ApiError::internal(e),
             ChatError::Store(e) => e.into(),
         }
     }
@@ -359,8 +550,29 @@ pub(super) fn view(c: ConversationRecord) -> ConversationView {
     }
 }
 
-pub(super) fn message_view(m: MessageRecord) -> MessageView {
+/// The attachments of conversation `id`'s messages, by message.
+pub(super) async fn attachments_by_message(
+    s: &ApiState,
+    id: ConversationId,
+) -> Result<HashMap<MessageId, Vec<AttachmentRecord>>, ApiError> {
+    let mut map: HashMap<MessageId, Vec<AttachmentRecord>> = HashMap::new();
+    for a in s.store.attachments_of_conversation(id).await? {
+        if let Some(m) = a.message_id {
+            map.entry(m).or_default().push(a);
+        }
+    }
+    Ok(map)
+}
+
+pub(super) fn message_view(
+    m: MessageRecord,
+    attachments: &HashMap<MessageId, Vec<AttachmentRecord>>,
+) -> MessageView {
     MessageView {
+        attachments: attachments
+            .get(&m.id)
+            .map(|v| v.iter().map(AttachmentView::from).collect())
+            .unwrap_or_default(),
         id: m.id.0,
         author: AuthorView {
             kind: m.author,

@@ -134,9 +134,12 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 pub fn router(state: ApiState) -> Router {
     let (v1, _) = v1().split_for_parts();
     let max_body = state.http.max_body_bytes;
+    // Every extractor takes at most `max_body`; attachment uploads read their body with their
+    // own limit (`[chat] attachment_max_bytes`), so the hard cap is the larger of the two.
+    let hard_cap = max_body.max(state.chat.files().max_bytes() + 1024);
     let v1 = v1
         .layer(DefaultBodyLimit::max(max_body))
-        .layer(tower_http::limit::RequestBodyLimitLayer::new(max_body))
+        .layer(tower_http::limit::RequestBodyLimitLayer::new(hard_cap))
         .layer(axum::middleware::map_response(problem::errors_as_problems));
     let v1 = match cors(&state.http.cors_origins) {
         Some(layer) => v1.layer(layer),
@@ -145,7 +148,11 @@ pub fn router(state: ApiState) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
-        .merge(webchat::routes().layer(DefaultBodyLimit::max(webchat::MAX_BODY)))
+        .merge(
+            webchat::routes()
+                .layer(DefaultBodyLimit::max(webchat::MAX_BODY))
+                .layer(tower_http::limit::RequestBodyLimitLayer::new(hard_cap)),
+        )
         .merge(v1)
         .fallback(not_found)
         .with_state(state)

@@ -7,7 +7,12 @@
 //! `frame-ancestors`) or open the WebSocket (its `Origin` is checked). A visitor is who their
 //! signed token says ([`crate::chat::visitor`]); the page never names a customer.
 //!
-//! WebSocket frames are JSON text. From the page: `{"type":"message","client_id","text"}`
+//! Files: `POST /chat/attachments?token=…&name=…` (the body; images and PDF, told by
+//! content) gives an id a message frame may carry; `GET /chat/attachments/{id}?token=…`
+//! serves only the visitor's own files and those of their conversations.
+//!
+//! WebSocket frames are JSON text. From the page:
+//! `{"type":"message","client_id","text","attachments"?}`
 //! (the `client_id`, a UUID the page made, makes a resend after a reconnect idempotent),
 //! `{"type":"resume","after"?}` (history after a message id), `{"type":"typing"}`,
 //! `{"type":"read","message_id"}`. From the server: `hello`, `message`, `ack` (`client_id` →
@@ -58,6 +63,91 @@ pub fn routes() -> axum::Router<ApiState> {
         .route("/widget.js", get(widget_js))
         .route("/chat/visitor", post(new_visitor))
         .route("/chat/ws", get(socket))
+        .route("/chat/attachments", post(upload))
+        .route("/chat/attachments/{id}", get(download))
+}
+
+#[derive(Debug, Deserialize)]
+struct UploadQuery {
+    token: Option<String>,
+    name: Option<String>,
+}
+
+/// The visitor of a request's `token`, or 401.
+fn visitor_of(s: &ApiState, token: Option<&str>) -> Result<Visitor, ApiError> {
+    let Some(key) = &s.chat.settings().token_key else {
+        return Err(ApiError::internal("no visitor token key"));
+    };
+    let token = token.ok_or_else(|| ApiError::unauthorized("a visitor token is required"))?;
+    key.verify(token, crate::clock::unix_ms())
+        .map_err(|e| ApiError::unauthorized(e.to_string()))
+}
+
+/// A visitor uploads a file (the body; type told by content), to send in a message.
+async fn upload(
+    State(s): State<ApiState>,
+    headers: HeaderMap,
+    Query(q): Query<UploadQuery>,
+    body: axum::body::Body,
+) -> Result<Response, ApiError> {
+    if !origin_allowed(&s.chat, &headers) {
+        return Err(ApiError::forbidden("this site may not use the chat"));
+    }
+    let visitor = visitor_of(&s, q.token.as_deref())?;
+    let bytes = super::conversations::read_limited(body, s.chat.files().max_bytes()).await?;
+    let conversation = s
+        .chat
+        .store()
+        .open_conversation_with(WEB, &visitor.id)
+        .await?
+        .map(|c| c.id);
+    let a = s
+        .chat
+        .files()
+        .save(
+            &s.store,
+            &visitor.id,
+            conversation,
+            q.name.as_deref().unwrap_or_default(),
+            &bytes,
+        )
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(
+            json!({"id": a.id.to_string(), "name": a.name, "content_type": a.content_type,
+                    "size_bytes": a.size_bytes}),
+        ),
+    )
+        .into_response())
+}
+
+/// A file of the visitor's own conversations (or their own upload); anything else is 404.
+async fn download(
+    State(s): State<ApiState>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+    Query(q): Query<UploadQuery>,
+) -> Result<Response, ApiError> {
+    let visitor = visitor_of(&s, q.token.as_deref())?;
+    let id: crate::store::AttachmentId = id
+        .parse()
+        .map_err(|_| ApiError::not_found("attachment not found"))?;
+    let Some(a) = s.store.get_attachment(id).await? else {
+        return Err(ApiError::not_found("attachment not found"));
+    };
+    let mine = a.owner == visitor.id
+        || match a.conversation_id {
+            Some(c) => s
+                .store
+                .get_conversation(c)
+                .await?
+                .is_some_and(|c| c.channel == WEB && c.contact == visitor.id),
+            None => false,
+        };
+    if !mine {
+        return Err(ApiError::not_found("attachment not found"));
+    }
+    super::conversations::attachment_response(&s, &a).await
 }
 
 fn asset(content_type: &'static str, body: &'static str) -> Response {
@@ -254,10 +344,20 @@ struct VisitorSocket {
 #[derive(Debug, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 enum FromPage {
-    Message { client_id: String, text: String },
-    Resume { after: Option<String> },
+    Message {
+        client_id: String,
+        #[serde(default)]
+        text: String,
+        #[serde(default)]
+        attachments: Vec<String>,
+    },
+    Resume {
+        after: Option<String>,
+    },
     Typing {},
-    Read { message_id: String },
+    Read {
+        message_id: String,
+    },
 }
 
 impl VisitorSocket {
@@ -331,12 +431,23 @@ impl VisitorSocket {
             Err(e) => return self.error("bad_frame", &e.to_string()).await,
         };
         match frame {
-            FromPage::Message { client_id, text } => {
+            FromPage::Message {
+                client_id,
+                text,
+                attachments,
+            } => {
                 if client_id.is_empty() || client_id.len() > 64 {
                     return self
                         .error("bad_frame", "client_id must be 1-64 bytes")
                         .await;
                 }
+                let Ok(attachments) = attachments
+                    .iter()
+                    .map(|a| a.parse())
+                    .collect::<Result<Vec<crate::store::AttachmentId>, _>>()
+                else {
+                    return self.error("bad_frame", "unknown attachment").await;
+                };
                 if self.limiter.check().is_err() {
                     return self
                         .error("rate_limited", "too many messages: wait a moment")
@@ -355,6 +466,7 @@ impl VisitorSocket {
                         },
                         text,
                         external_id: Some(format!("{}:{client_id}", self.visitor.id)),
+                        attachments,
                     })
                     .await;
                 match got {
@@ -417,8 +529,19 @@ impl VisitorSocket {
         let start = after
             .and_then(|a| messages.iter().position(|m| m.id.to_string() == a))
             .map_or(0, |i| i + 1);
+        let files = self
+            .chat
+            .store()
+            .attachments_of_conversation(c)
+            .await
+            .unwrap_or_default();
         for m in &messages[start..] {
-            let frame = message_frame(m, &self.visitor.id);
+            let mine: Vec<_> = files
+                .iter()
+                .filter(|a| a.message_id == Some(m.id))
+                .map(crate::event::AttachmentRef::from)
+                .collect();
+            let frame = message_frame(m, &self.visitor.id, &mine);
             self.send(&frame).await?;
         }
         let state = self
@@ -453,6 +576,7 @@ impl VisitorSocket {
                     "conversation_id": d["conversation_id"],
                     "author": d["author"],
                     "text": d["text"],
+                    "attachments": d.get("attachments").cloned().unwrap_or_else(|| json!([])),
                     "created_ms": e.at_ms,
                 }))
                 .await
@@ -490,7 +614,11 @@ impl VisitorSocket {
 }
 
 /// A stored message as the page sees it (with the page's own `client_id` for its messages).
-fn message_frame(m: &MessageRecord, visitor: &str) -> Value {
+fn message_frame(
+    m: &MessageRecord,
+    visitor: &str,
+    attachments: &[crate::event::AttachmentRef],
+) -> Value {
     let client_id = m
         .external_id
         .as_deref()
@@ -502,6 +630,7 @@ fn message_frame(m: &MessageRecord, visitor: &str) -> Value {
         "conversation_id": m.conversation_id.to_string(),
         "author": {"kind": m.author, "name": m.author_name},
         "text": m.text,
+        "attachments": attachments,
         "created_ms": m.created_ms,
         "client_id": client_id,
         "read": m.read_ms.is_some(),

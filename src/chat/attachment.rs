@@ -78,9 +78,15 @@ mod tests {
             FileKind::sniff(b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR"),
             Some(FileKind::Png)
         );
-        assert_eq!(FileKind::sniff(b"\xff\xd8\xff\xe0JFIF"), Some(FileKind::Jpeg));
+        assert_eq!(
+            FileKind::sniff(b"\xff\xd8\xff\xe0JFIF"),
+            Some(FileKind::Jpeg)
+        );
         assert_eq!(FileKind::sniff(b"GIF89a..."), Some(FileKind::Gif));
-        assert_eq!(FileKind::sniff(b"RIFF\x10\0\0\0WEBPVP8 "), Some(FileKind::Webp));
+        assert_eq!(
+            FileKind::sniff(b"RIFF\x10\0\0\0WEBPVP8 "),
+            Some(FileKind::Webp)
+        );
         assert_eq!(FileKind::sniff(b"%PDF-1.7\n"), Some(FileKind::Pdf));
         for other in [
             &b"MZ\x90\0"[..],

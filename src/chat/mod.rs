@@ -16,6 +16,8 @@
 //!   (a lock per channel and sender), so two arriving together cannot open two conversations.
 //! * Replies to a gateway channel's conversations are POSTed to its webhook by [`outbox`].
 
+pub mod attachment;
+pub mod files;
 pub mod mask;
 pub mod outbox;
 pub mod visitor;
@@ -33,6 +35,11 @@ use crate::store::{
     ConversationRecord, Identity, MessageRecord, NewConversation, NewMessage, Store, StoreCmd,
     StoreError,
 };
+
+/// Who uploads through the API.
+pub const API_OWNER: &str = "api";
+/// Most attachments one message carries.
+pub const MAX_ATTACHMENTS: usize = 10;
 
 /// Longest message text, in bytes.
 pub const MAX_TEXT_BYTES: usize = 4096;
@@ -60,6 +67,8 @@ pub struct Inbound {
     pub text: String,
     /// The gateway's id for the message (unique per channel).
     pub external_id: Option<String>,
+    /// Files the sender uploaded for it (the text may then be empty).
+    pub attachments: Vec<crate::domain::AttachmentId>,
 }
 
 /// Where an inbound message went.
@@ -82,6 +91,14 @@ pub enum ChatError {
     NotFound(String),
     #[error("{0}")]
     Conflict(String),
+    /// An attachment larger than the limit (bytes).
+    #[error("the file is larger than {0} bytes")]
+    TooLarge(usize),
+    /// An attachment of a kind the chat does not take.
+    #[error("only images (PNG, JPEG, GIF, WebP) and PDF files are accepted")]
+    Unsupported,
+    #[error("attachment storage failed: {0}")]
+    Io(String),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -102,6 +119,7 @@ pub struct ChatSettings {
     pub token_key: Option<visitor::TokenKey>,
     pub token_ttl_ms: i64,
     pub messages_per_minute: u32,
+    pub attachment_max_bytes: usize,
 }
 
 impl Default for ChatSettings {
@@ -115,6 +133,7 @@ impl Default for ChatSettings {
             token_key: None,
             token_ttl_ms: 30 * 24 * 3_600_000,
             messages_per_minute: 30,
+            attachment_max_bytes: 10 * 1024 * 1024,
         }
     }
 }
@@ -144,6 +163,7 @@ struct Inner {
     senders: Mutex<HashMap<(String, String), SenderLock>>,
     outbox: outbox::Outbox,
     typing: tokio::sync::broadcast::Sender<Typing>,
+    files: files::Files,
 }
 
 impl ChatService {
@@ -152,6 +172,7 @@ impl ChatService {
         sessions: SessionService,
         settings: ChatSettings,
         outbox: outbox::Outbox,
+        files: files::Files,
     ) -> ChatService {
         ChatService {
             inner: Arc::new(Inner {
@@ -161,12 +182,18 @@ impl ChatService {
                 senders: Mutex::new(HashMap::new()),
                 outbox,
                 typing: tokio::sync::broadcast::channel(1024).0,
+                files,
             }),
         }
     }
 
     pub fn store(&self) -> &Store {
         &self.inner.store
+    }
+
+    /// Attachments on disk.
+    pub fn files(&self) -> &files::Files {
+        &self.inner.files
     }
 
     pub fn settings(&self) -> &ChatSettings {
@@ -199,7 +226,7 @@ impl ChatService {
 
     /// Stores a message from a customer (see the module docs for where it goes).
     pub async fn receive(&self, msg: Inbound) -> Result<Received, ChatError> {
-        check_text(&msg.text)?;
+        check_text(&msg.text, !msg.attachments.is_empty())?;
         for (what, v) in [
             ("from.id", &msg.from.id),
             ("from.phone", &msg.from.phone),
@@ -342,7 +369,10 @@ impl ChatService {
             created_ms: now,
         };
         let message_id = message.id;
-        self.push_message(&mut cmds, message, &conversation.contact);
+        let files = self
+            .attachments_for(&msg.attachments, &contact, conversation.id)
+            .await?;
+        self.push_message(&mut cmds, message, &conversation.contact, &files);
         match s.store.writer().confirm(cmds).await {
             Ok(()) => {}
             // A duplicate gateway id that raced us past the check: answer with the stored one.
@@ -388,8 +418,9 @@ impl ChatService {
         author: AuthorKind,
         author_name: Option<String>,
         text: &str,
+        attachments: &[crate::domain::AttachmentId],
     ) -> Result<MessageRecord, ChatError> {
-        check_text(text)?;
+        check_text(text, !attachments.is_empty())?;
         if author == AuthorKind::Customer {
             return Err(ChatError::Invalid(
                 "a reply is written by an agent, a bot or the system".into(),
@@ -421,8 +452,9 @@ impl ChatService {
             delivered_ms: None,
             read_ms: None,
         };
+        let files = self.attachments_for(attachments, API_OWNER, c.id).await?;
         let mut cmds = Vec::new();
-        self.push_message(&mut cmds, message, &c.contact);
+        self.push_message(&mut cmds, message, &c.contact, &files);
         s.store.writer().confirm(cmds).await?;
         s.outbox.wake(&c.channel);
         Ok(record)
@@ -509,7 +541,51 @@ impl ChatService {
         Ok(c)
     }
 
-    fn push_message(&self, cmds: &mut Vec<StoreCmd>, m: NewMessage, contact: &str) {
+    /// The uploads `ids` for a message by `owner` in `conversation`: each must be theirs (or
+    /// uploaded into that conversation) and not sent yet.
+    async fn attachments_for(
+        &self,
+        ids: &[crate::domain::AttachmentId],
+        owner: &str,
+        conversation: ConversationId,
+    ) -> Result<Vec<crate::store::AttachmentRecord>, ChatError> {
+        if ids.len() > MAX_ATTACHMENTS {
+            return Err(ChatError::Invalid(format!(
+                "at most {MAX_ATTACHMENTS} attachments per message"
+            )));
+        }
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            let a = self.inner.store.get_attachment(*id).await?;
+            let usable = a.filter(|a| {
+                a.message_id.is_none()
+                    && (a.owner == owner || a.conversation_id == Some(conversation))
+            });
+            match usable {
+                Some(a)
+                    if !out
+                        .iter()
+                        .any(|o: &crate::store::AttachmentRecord| o.id == a.id) =>
+                {
+                    out.push(a)
+                }
+                _ => {
+                    return Err(ChatError::Invalid(format!(
+                        "attachment {id} is unknown or already sent"
+                    )));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    fn push_message(
+        &self,
+        cmds: &mut Vec<StoreCmd>,
+        m: NewMessage,
+        contact: &str,
+        files: &[crate::store::AttachmentRecord],
+    ) {
         let event = Event::ChatMessage {
             conversation_id: m.conversation_id.to_string(),
             message_id: m.id.to_string(),
@@ -520,9 +596,21 @@ impl ChatService {
             },
             text: m.text.clone(),
             contact: (m.author != AuthorKind::Customer).then(|| contact.to_owned()),
+            attachments: files
+                .iter()
+                .map(crate::event::AttachmentRef::from)
+                .collect(),
         };
         let (at, session) = (m.created_ms, m.session_id);
+        let (message_id, conversation_id) = (m.id, m.conversation_id);
         cmds.push(StoreCmd::MessageAdded(m));
+        for f in files {
+            cmds.push(StoreCmd::AttachmentLinked {
+                id: f.id,
+                conversation_id,
+                message_id,
+            });
+        }
         cmds.push(StoreCmd::event(at, Some(session), None, event));
     }
 
@@ -628,8 +716,8 @@ impl ChatService {
     }
 }
 
-fn check_text(text: &str) -> Result<(), ChatError> {
-    if text.trim().is_empty() {
+fn check_text(text: &str, with_files: bool) -> Result<(), ChatError> {
+    if text.trim().is_empty() && !with_files {
         return Err(ChatError::Invalid("text is empty".into()));
     }
     if text.len() > MAX_TEXT_BYTES {

@@ -69,3 +69,7 @@ id_type!(
     /// One message of a conversation.
     MessageId
 );
+id_type!(
+    /// A file sent in a conversation.
+    AttachmentId
+);

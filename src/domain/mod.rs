@@ -10,7 +10,8 @@ pub mod phone;
 use serde::{Deserialize, Serialize};
 
 pub use ids::{
-    ApiKeyId, CallId, ConversationId, CustomerId, LegId, MessageId, SessionId, WebhookId,
+    ApiKeyId, AttachmentId, CallId, ConversationId, CustomerId, LegId, MessageId, SessionId,
+    WebhookId,
 };
 
 macro_rules! text_enum {

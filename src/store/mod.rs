@@ -23,6 +23,7 @@
 //! * Users keep only digest HA1 values (MD5 and SHA-256, RFC 7616 §3.4.2), never passwords.
 
 mod api_keys;
+mod attachments;
 mod attributes;
 mod audit;
 mod bindings;
@@ -45,6 +46,7 @@ use tokio::sync::broadcast;
 
 pub use crate::domain::{ApiKeyId, CallId, CustomerId, LegId, SessionId, WebhookId};
 pub use api_keys::{ApiKeyRecord, Scope, key_prefix};
+pub use attachments::{AttachmentId, AttachmentRecord};
 pub use audit::{Actor, AuditRecord, NewAudit};
 pub use bindings::Binding;
 pub use calls::{

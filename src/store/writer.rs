@@ -9,10 +9,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use sqlx::{AnyConnection, AnyPool};
 use tokio::sync::{broadcast, mpsc, oneshot};
 
+use super::attachments::{self, AttachmentId, AttachmentRecord};
 use super::attributes;
 use super::bindings::{self, Binding};
 use super::calls::{self, HangupBy, Identity, NewCall, NewLeg, NewSession};
-use super::chat::{self, ConversationId, NewConversation, NewMessage};
+use super::chat::{self, ConversationId, MessageId, NewConversation, NewMessage};
 use super::events::{self, EventRecord};
 use super::recordings::{self, EndedRecording, NewRecording};
 use super::{CallId, LegId, SessionId, StoreError};
@@ -156,6 +157,14 @@ pub enum StoreCmd {
         up_to_ms: i64,
         by_customer: bool,
         at_ms: i64,
+    },
+    /// An uploaded file's row (its bytes are on disk already).
+    AttachmentAdded(AttachmentRecord),
+    /// An attachment is carried by a message (fails if another message carries it).
+    AttachmentLinked {
+        id: AttachmentId,
+        conversation_id: ConversationId,
+        message_id: MessageId,
     },
     /// Commands applied together in one transaction; `done` hears whether they were
     /// committed ([`WriterHandle::confirm`]). Not nested.
@@ -486,6 +495,12 @@ impl Writer {
                 by_customer,
                 at_ms,
             } => chat::messages_read(conn, *conversation_id, *up_to_ms, *by_customer, *at_ms).await,
+            StoreCmd::AttachmentAdded(a) => attachments::attachment_added(conn, a).await,
+            StoreCmd::AttachmentLinked {
+                id,
+                conversation_id,
+                message_id,
+            } => attachments::attachment_linked(conn, *id, *conversation_id, *message_id).await,
             StoreCmd::Confirmed { cmds, .. } => {
                 for cmd in cmds {
                     if matches!(cmd, StoreCmd::Confirmed { .. }) {
@@ -531,6 +546,8 @@ fn cmd_name(cmd: &StoreCmd) -> &'static str {
         StoreCmd::ConversationClosed { .. } => "ConversationClosed",
         StoreCmd::MessageAdded(_) => "MessageAdded",
         StoreCmd::MessagesRead { .. } => "MessagesRead",
+        StoreCmd::AttachmentAdded(_) => "AttachmentAdded",
+        StoreCmd::AttachmentLinked { .. } => "AttachmentLinked",
         StoreCmd::Confirmed { .. } => "Confirmed",
         StoreCmd::Flush(_) => "Flush",
     }

@@ -155,6 +155,27 @@ def main():
         _, whole = api("GET", f"/v1/conversations/{cid}")
         assert "4111 1111" not in json.dumps(whole), whole
 
+        # An attachment: an image goes through, shows in the page, and is in the API.
+        png = os.path.join(os.environ.get("TMPDIR", "/tmp"), "switchboard-test.png")
+        with open(png, "wb") as f:
+            f.write(bytes.fromhex(
+                "89504e470d0a1a0a0000000d4948445200000001000000010806000000"
+                "1f15c4890000000d49444154789c6360f8cfc0f01f0005fe02fea7d6a9"
+                "a40000000049454e44ae426082"))
+        page.get_by_label(re.compile("Attach a file")).set_input_files(png)
+        box.fill("Here is a photo")
+        send.click()
+        expect(log.get_by_role("img", name="switchboard-test.png")).to_be_visible()
+        with_file = wait_for(
+            "the photo stored",
+            lambda: [m for m in messages(cid) if m["attachments"]],
+        )
+        assert with_file[0]["attachments"][0]["content_type"] == "image/png", with_file
+        loaded = page.evaluate(
+            "() => [...document.querySelectorAll('img.thumb')].every(i => i.complete && i.naturalWidth > 0)"
+        )
+        assert loaded, "the image loads from the server"
+
         # A reload keeps the conversation: no form, the same messages, each once.
         page.reload()
         expect(page.get_by_role("button", name="Start chat")).to_be_hidden()
