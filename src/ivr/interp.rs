@@ -445,6 +445,12 @@ impl Interpreter {
         self.dispatch(now, event);
     }
 
+    /// A sensitive gather is collecting digits now: the caller masks them in what it logs and
+    /// publishes.
+    pub fn collecting_sensitive(&self) -> bool {
+        matches!(&self.wait, Wait::Gather(g) if g.spec.sensitive)
+    }
+
     /// When [`Interpreter::handle_timeout`] must next be called.
     pub fn poll_timeout(&self) -> Option<Instant> {
         match &self.wait {
@@ -830,7 +836,12 @@ impl Interpreter {
                 let long_enough = digits.chars().count() >= spec.min_digits as usize;
                 let matches = spec.pattern.as_ref().is_none_or(|p| full_match(p, &digits));
                 if long_enough && matches {
-                    self.set(&spec.into, digits);
+                    let value = if spec.sensitive {
+                        super::plan::mask_digits(&digits)
+                    } else {
+                        digits
+                    };
+                    self.set(&spec.into, value);
                     return self.next();
                 }
                 spec.invalid_prompt.clone()
@@ -1503,6 +1514,7 @@ mod tests {
             timeout_prompt: Some(file("timeout")),
             pattern: None,
             on_failure: None,
+            sensitive: false,
         }
     }
 
@@ -1752,6 +1764,45 @@ mod tests {
             [attr("acct", "12"), hung_up(HangupCause::Normal)]
         );
         assert_eq!(i.attributes().get("acct").map(String::as_str), Some("12"));
+    }
+
+    #[test]
+    fn a_sensitive_gather_stores_its_digits_masked() {
+        let t0 = Instant::now();
+        let card = Gather {
+            max_digits: 19,
+            sensitive: true,
+            ..gather()
+        };
+        let mut i = start(gather_plan(card), t0);
+        drain(&mut i);
+        assert!(
+            i.collecting_sensitive(),
+            "the caller masks the digits it reports"
+        );
+        i.handle_input(t0 + secs(1), done(1));
+        digits(&mut i, t0 + secs(2), "4111111111111111#");
+        assert_eq!(
+            drain(&mut i),
+            [attr("acct", "•••• 1111"), hung_up(HangupCause::Normal)]
+        );
+        assert!(!i.collecting_sensitive());
+        let mut pin = start(
+            gather_plan(Gather {
+                sensitive: true,
+                ..gather()
+            }),
+            t0,
+        );
+        drain(&mut pin);
+        digits(&mut pin, t0 + secs(1), "1234#");
+        assert_eq!(
+            pin.attributes().get("acct").map(String::as_str),
+            Some("••••")
+        );
+        let mut plain = start(gather_plan(gather()), t0);
+        drain(&mut plain);
+        assert!(!plain.collecting_sensitive());
     }
 
     #[test]

@@ -285,6 +285,21 @@ pub struct Gather {
     /// Where to go after the last failed attempt; `None`: the next step (the attribute is
     /// left unset).
     pub on_failure: Option<Target>,
+    /// The digits are secret (a card number, a PIN): the attribute, the `dtmf.received`
+    /// events and the DTMF log lines carry them masked; the clear digits are never stored.
+    pub sensitive: bool,
+}
+
+/// Digits as a sensitive gather stores them: a card-length input keeps its last four
+/// (`•••• 1111`), anything shorter is all bullets.
+pub fn mask_digits(digits: &str) -> String {
+    let n = digits.chars().count();
+    if n >= 12 {
+        let last: String = digits.chars().skip(n - 4).collect();
+        format!("•••• {last}")
+    } else {
+        "•".repeat(n)
+    }
 }
 
 /// A one-digit menu.

@@ -1034,14 +1034,22 @@ impl Call {
     fn on_media_event(&mut self, event: MediaEvent) {
         match event {
             MediaEvent::Digit { leg, digit, source } => {
-                tracing::info!(?leg, digit = %digit.as_char(), ?source, "DTMF");
+                // A sensitive gather's digits are never logged or published in clear.
+                let secret =
+                    leg == Leg::A && self.ivr.as_ref().is_some_and(|i| i.collecting_sensitive());
+                let shown = if secret {
+                    "•".to_owned()
+                } else {
+                    digit.as_char().to_string()
+                };
+                tracing::info!(?leg, digit = %shown, ?source, "DTMF");
                 metrics::counter!("switchboard_dtmf_digits_total", "source" => source.as_str())
                     .increment(1);
                 if leg == Leg::A {
                     self.ivr_input(Input::Digit(digit.as_char()));
                 }
                 self.event(Event::DtmfReceived {
-                    digit: digit.as_char().to_string(),
+                    digit: shown,
                     leg: party(leg),
                     source: source.as_str().to_owned(),
                 });

@@ -91,6 +91,7 @@ pub(super) fn action_options(action: &str) -> &'static [&'static str] {
             "timeout_prompt",
             "pattern",
             "on_failure",
+            "sensitive",
         ],
         "menu" => &[
             "short_greeting",
@@ -231,6 +232,7 @@ pub(super) fn decode_step(
                 timeout_prompt: f.opt(ctx, "timeout_prompt", prompt),
                 pattern: f.opt(ctx, "pattern", regex),
                 on_failure: f.opt(ctx, "on_failure", target),
+                sensitive: f.opt(ctx, "sensitive", boolean).unwrap_or(false),
                 into: into?,
             })
         }
