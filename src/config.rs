@@ -48,6 +48,12 @@
 //! [ivr]
 //! dialplans = "dialplans"                  # a directory of *.toml dialplans, or one file
 //!
+//! [[trunk]]                                # repeatable; none by default
+//! name = "carrier"
+//! host = "198.51.100.7:5060"               # IP:PORT; its requests are trusted
+//! prefixes = ["+44"]                       # E.164 prefixes it carries ("+" for all)
+//! from = "+442071234567"                   # optional caller number on calls out
+//!
 //! [chat]
 //! continuity_minutes = 30                  # a customer's session stays joinable this long
 //! default_region = ""                      # e.g. "GB": region of numbers without +CC
@@ -58,6 +64,8 @@
 //! visitor_token_hours = 720
 //! messages_per_minute = 30                 # per visitor
 //! attachment_max_bytes = 10485760          # images and PDF, checked by content
+//! call_me_flow = "main"                    # "Call me" in the widget runs this flow, or
+//! call_me_connect_to = "2001"              # connects to this extension (neither: no button)
 //! ```
 //!
 //! Secrets (the nonce secret) come from the environment (`SWITCHBOARD_NONCE_SECRET`) or are
@@ -97,6 +105,22 @@ pub struct Config {
     pub recording: RecordingConfig,
     pub ivr: IvrConfig,
     pub chat: ChatConfig,
+    /// `[[trunk]]`: carriers reached by phone number, trusted by address.
+    #[serde(rename = "trunk")]
+    pub trunks: Vec<TrunkConfig>,
+}
+
+/// `[[trunk]]`: a carrier or SBC at a fixed address (the simplest form: no registration).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrunkConfig {
+    pub name: String,
+    /// `IP:PORT` of the trunk; its requests are trusted (not challenged).
+    pub host: String,
+    /// E.164 prefixes it carries (`"+44"`; `"+"` for every number).
+    pub prefixes: Vec<String>,
+    /// Caller number presented on calls out by it.
+    pub from: Option<String>,
 }
 
 /// `[chat]`: conversations, customer identities and session continuity (issue 12).
@@ -127,6 +151,10 @@ pub struct ChatConfig {
     pub messages_per_minute: u32,
     /// Largest chat attachment (images and PDF), bytes; apart from `http.max_body_bytes`.
     pub attachment_max_bytes: usize,
+    /// "Call me" in the widget: the flow the customer's answered call runs (e.g. "main"), or
+    /// the extension it is connected to; without either the widget offers no "Call me".
+    pub call_me_flow: Option<String>,
+    pub call_me_connect_to: Option<String>,
 }
 
 impl Default for ChatConfig {
@@ -141,6 +169,8 @@ impl Default for ChatConfig {
             visitor_token_hours: 24 * 30,
             messages_per_minute: 30,
             attachment_max_bytes: 10 * 1024 * 1024,
+            call_me_flow: None,
+            call_me_connect_to: None,
         }
     }
 }
@@ -267,6 +297,7 @@ pub struct Settings {
     pub recording: RecordingConfig,
     pub ivr: IvrConfig,
     pub chat: crate::chat::ChatSettings,
+    pub trunks: Vec<crate::session::trunks::Trunk>,
 }
 
 fn default_data_dir() -> PathBuf {
@@ -343,6 +374,7 @@ impl Default for Config {
             recording: RecordingConfig::default(),
             ivr: IvrConfig::default(),
             chat: ChatConfig::default(),
+            trunks: Vec::new(),
         }
     }
 }
@@ -509,6 +541,42 @@ impl Config {
             let net = parse_cidr(s).map_err(|m| invalid(&format!("sip.trusted_cidrs[{i}]"), m))?;
             trusted.push(net);
         }
+        let mut trunks = Vec::new();
+        for (i, t) in self.trunks.iter().enumerate() {
+            let key = |k: &str| format!("trunk[{i}].{k}");
+            if t.name.trim().is_empty()
+                || trunks
+                    .iter()
+                    .any(|o: &crate::session::trunks::Trunk| o.name == t.name)
+            {
+                return Err(invalid(
+                    &key("name"),
+                    "must be a unique, non-empty name".into(),
+                ));
+            }
+            let addr: SocketAddr = t
+                .host
+                .parse()
+                .map_err(|_| invalid(&key("host"), format!("{:?} is not IP:PORT", t.host)))?;
+            if t.prefixes.is_empty() {
+                return Err(invalid(
+                    &key("prefixes"),
+                    "at least one prefix is needed".into(),
+                ));
+            }
+            for (j, p) in t.prefixes.iter().enumerate() {
+                crate::session::trunks::check_prefix(p).map_err(|m| {
+                    invalid(&format!("trunk[{i}].prefixes[{j}]"), format!("{p:?} {m}"))
+                })?;
+            }
+            trusted.push(IpNet::from(addr.ip()));
+            trunks.push(crate::session::trunks::Trunk {
+                name: t.name.clone(),
+                addr,
+                prefixes: t.prefixes.clone(),
+                from: t.from.clone(),
+            });
+        }
         if self.sip.domain.trim().is_empty() || self.sip.domain.contains(['"', '\\', ' ']) {
             return Err(invalid(
                 "sip.domain",
@@ -617,6 +685,7 @@ impl Config {
             recording: self.recording.clone(),
             ivr: self.ivr.clone(),
             chat,
+            trunks,
         })
     }
 }
@@ -682,6 +751,8 @@ impl ChatConfig {
             token_ttl_ms: (self.visitor_token_hours * 3_600_000) as i64,
             messages_per_minute: self.messages_per_minute,
             attachment_max_bytes: self.attachment_max_bytes,
+            call_me_flow: self.call_me_flow.clone(),
+            call_me_connect_to: self.call_me_connect_to.clone(),
         })
     }
 }

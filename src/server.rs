@@ -501,6 +501,7 @@ async fn start_http(
         data_dir: settings.data_dir.clone(),
         http: settings.http.clone(),
         chat,
+        trunks: Arc::new(settings.trunks.clone()),
     });
     // Webhook deliveries: one task per subscription; handlers reach the dispatcher (and
     // event streams its stop token) as a request extension.

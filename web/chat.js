@@ -14,6 +14,7 @@
   const compose = $("compose");
   const input = $("message");
   const fileInput = $("file");
+  const callMe = $("call-me");
   const statusLine = $("status");
   const typingLine = $("typing");
 
@@ -124,7 +125,8 @@
 
   function onFrame(f) {
     switch (f.type) {
-      case "hello": break;
+      case "hello": callMe.hidden = !f.call_me; break;
+      case "calling": status(`Calling you on ${f.to}…`); break;
       case "message": show(f); break;
       case "ack": {
         const li = pending.get(f.client_id);
@@ -281,6 +283,10 @@
     list.scrollTop = list.scrollHeight;
     input.value = "";
     send({ type: "message", client_id: o.client_id, text, attachments: o.attachments });
+  });
+
+  callMe.addEventListener("click", () => {
+    if (!send({ type: "call_me" })) status("Not connected: try again in a moment.");
   });
 
   input.addEventListener("keydown", (e) => {

@@ -411,6 +411,7 @@ fn check_originate(o: &Originate) -> Result<OriginateRequest, ApiError> {
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect(),
         consult_for: None,
+        session: None,
     })
 }
 

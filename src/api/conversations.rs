@@ -132,9 +132,127 @@ pub fn routes() -> OpenApiRouter<ApiState> {
         .routes(routes!(post_reply))
         .routes(routes!(close_conversation))
         .routes(routes!(post_typing))
+        .routes(routes!(call_customer))
         .routes(routes!(upload_attachment))
         .routes(routes!(get_attachment))
         .routes(routes!(post_read))
+}
+
+/// What to do once the customer answers a "call me".
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CallMe {
+    /// Run this flow once answered.
+    pub flow: Option<String>,
+    /// Or: dial this extension once answered and bridge the two.
+    pub connect_to: Option<String>,
+    /// How long the customer's phone may ring, seconds (default 30).
+    #[schema(minimum = 1, maximum = 300)]
+    pub ring_timeout: Option<u64>,
+}
+
+/// The call placed.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct CallPlaced {
+    pub call_id: Uuid,
+    pub session_id: Uuid,
+    /// The number called (E.164) and the trunk it left by.
+    pub to: String,
+    pub trunk: String,
+}
+
+/// Call the customer of a conversation back ("call me"), inside the same session.
+///
+/// The customer's phone (an identity of theirs, in E.164) is called by the `[[trunk]]` whose
+/// prefix matches it; the call's `session_id` is the conversation's, so the timeline shows
+/// the chat and the call together.
+#[utoipa::path(
+    post,
+    path = "/v1/conversations/{id}/call",
+    tag = "conversations",
+    security(("api_key" = ["control"])),
+    params(("id" = String, Path, description = "Conversation id")),
+    request_body = CallMe,
+    responses(
+        (status = 201, description = "Placed; its progress is in its events", body = CallPlaced),
+        (status = 400, description = "Bad request", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No or unknown key", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The key lacks the scope", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such conversation", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "No phone number for the customer, or no trunk for it", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "JSON of the wrong shape", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The server is not ready to place calls", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+async fn call_customer(
+    _: ControlKey,
+    State(s): State<ApiState>,
+    Path(id): Path<String>,
+    ProblemJson(req): ProblemJson<CallMe>,
+) -> Result<(StatusCode, Json<CallPlaced>), ApiError> {
+    let id = ConversationId(parse_uuid("id", &id)?);
+    let ring = req.ring_timeout.unwrap_or(30);
+    if !(1..=300).contains(&ring) {
+        return Err(ApiError::bad_request(
+            "ring_timeout must be 1 to 300 seconds",
+        ));
+    }
+    let placed = call_me(&s, id, req.flow, req.connect_to, ring).await?;
+    Ok((StatusCode::CREATED, Json(placed)))
+}
+
+/// Places a call to the phone of conversation `id`'s customer, in its session.
+pub(super) async fn call_me(
+    s: &ApiState,
+    id: ConversationId,
+    flow: Option<String>,
+    connect_to: Option<String>,
+    ring_timeout: u64,
+) -> Result<CallPlaced, ApiError> {
+    let Some(c) = s.store.get_conversation(id).await? else {
+        return Err(ApiError::not_found("conversation not found"));
+    };
+    let phone = match c.customer_id {
+        Some(customer) => s.store.get_customer(customer).await?.and_then(|cu| {
+            cu.identities
+                .into_iter()
+                .find(|i| i.kind == crate::store::IdentityKind::Phone && i.value.starts_with('+'))
+                .map(|i| i.value)
+        }),
+        None => None,
+    };
+    let Some(phone) = phone else {
+        return Err(ApiError::conflict(
+            "the customer has no phone number in E.164",
+        ));
+    };
+    let Some(trunk) = crate::session::trunks::route(&s.trunks, &phone) else {
+        return Err(ApiError::conflict(format!("no [[trunk]] carries {phone}")));
+    };
+    let call = s
+        .calls
+        .originate(crate::session::OriginateRequest {
+            from: trunk.from.clone().unwrap_or_else(|| "switchboard".into()),
+            to: trunk.uri(&phone),
+            flow,
+            connect_to,
+            webhook: None,
+            ring_timeout: std::time::Duration::from_secs(ring_timeout),
+            caller_id: None,
+            headers: Vec::new(),
+            consult_for: None,
+            session: Some(c.session_id),
+        })
+        .await?;
+    tracing::info!(conversation = %id, %call, trunk = %trunk.name, "calling the customer back");
+    Ok(CallPlaced {
+        call_id: call.0,
+        session_id: c.session_id.0,
+        to: phone,
+        trunk: trunk.name.clone(),
+    })
 }
 
 /// A file's bytes.

@@ -56,6 +56,8 @@ pub struct ApiState {
     pub http: crate::config::HttpConfig,
     /// Conversations on text channels.
     pub chat: crate::chat::ChatService,
+    /// `[[trunk]]`s: where calls to phone numbers leave.
+    pub trunks: Arc<Vec<crate::session::trunks::Trunk>>,
 }
 
 #[derive(OpenApi)]

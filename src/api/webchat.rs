@@ -299,6 +299,7 @@ async fn socket(
         .map_err(|e| ApiError::unauthorized(e.to_string()))?;
     let upgrade = upgrade.map_err(|e| ApiError::bad_request(e.body_text()))?;
     let chat = s.chat.clone();
+    let api = s.clone();
     let conversation = chat
         .store()
         .open_conversation_with(WEB, &visitor.id)
@@ -313,8 +314,12 @@ async fn socket(
         .on_upgrade(move |ws| async move {
             let per_minute =
                 NonZeroU32::new(chat.settings().messages_per_minute).unwrap_or(NonZeroU32::MIN);
+            let call_me = chat.settings().call_me_flow.is_some()
+                || chat.settings().call_me_connect_to.is_some();
             let mut v = VisitorSocket {
                 ws,
+                api,
+                call_me,
                 chat,
                 visitor,
                 conversation,
@@ -328,6 +333,10 @@ async fn socket(
 
 struct VisitorSocket {
     ws: WebSocket,
+    /// The API's state, for placing a "call me".
+    api: ApiState,
+    /// "Call me" is configured.
+    call_me: bool,
     chat: ChatService,
     visitor: Visitor,
     /// The visitor's open conversation, once there is one.
@@ -355,6 +364,7 @@ enum FromPage {
         after: Option<String>,
     },
     Typing {},
+    CallMe {},
     Read {
         message_id: String,
     },
@@ -371,6 +381,7 @@ impl VisitorSocket {
             "visitor_id": self.visitor.id,
             "name": self.visitor.name,
             "conversation_id": self.conversation.map(|c| c.to_string()),
+            "call_me": self.call_me && self.visitor.phone.is_some(),
         });
         if self.send(&hello).await.is_err() {
             return;
@@ -489,6 +500,25 @@ impl VisitorSocket {
                 }
             }
             FromPage::Resume { after } => self.resume(after.as_deref()).await,
+            FromPage::CallMe {} => {
+                let Some(c) = self.conversation.filter(|_| self.call_me) else {
+                    return self
+                        .error("call_me", "write a message first: then we can call you")
+                        .await;
+                };
+                let settings = self.chat.settings();
+                let (flow, connect_to) = (
+                    settings.call_me_flow.clone(),
+                    settings.call_me_connect_to.clone(),
+                );
+                match super::conversations::call_me(&self.api, c, flow, connect_to, 30).await {
+                    Ok(placed) => {
+                        self.send(&json!({"type": "calling", "to": placed.to}))
+                            .await
+                    }
+                    Err(e) => self.error("call_me", &e.detail).await,
+                }
+            }
             FromPage::Typing {} => {
                 if let Some(c) = self.conversation {
                     self.chat

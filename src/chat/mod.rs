@@ -120,6 +120,9 @@ pub struct ChatSettings {
     pub token_ttl_ms: i64,
     pub messages_per_minute: u32,
     pub attachment_max_bytes: usize,
+    /// "Call me": the flow the answered call runs, or the extension it connects to.
+    pub call_me_flow: Option<String>,
+    pub call_me_connect_to: Option<String>,
 }
 
 impl Default for ChatSettings {
@@ -134,6 +137,8 @@ impl Default for ChatSettings {
             token_ttl_ms: 30 * 24 * 3_600_000,
             messages_per_minute: 30,
             attachment_max_bytes: 10 * 1024 * 1024,
+            call_me_flow: None,
+            call_me_connect_to: None,
         }
     }
 }

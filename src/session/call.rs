@@ -165,6 +165,8 @@ struct Call {
     consult: Option<control::Consult>,
     /// This is the consultation call of that call's attended transfer, talking in that room.
     consult_of: Option<(CallId, String)>,
+    /// Placed inside an existing session (a "call me" from a chat): nothing to open.
+    in_session: bool,
     /// `call.ringing` was written.
     rang: bool,
     /// A request of the call could not be delivered (transport error).
@@ -285,6 +287,7 @@ impl Call {
             bridge_peer: None,
             consult: None,
             consult_of: None,
+            in_session: false,
             rang: false,
             undelivered: false,
             started_ms: crate::clock::unix_ms(),
@@ -1593,7 +1596,7 @@ impl Call {
             (IdentityKind::Phone, Direction::Inbound)
         };
         // A consultation call rings a colleague, not the session's customer.
-        let identity = if self.consult_of.is_some() {
+        let identity = if self.consult_of.is_some() || self.in_session {
             None
         } else if direction == Direction::Outbound {
             Some(Identity {
@@ -1612,8 +1615,9 @@ impl Call {
         let now = crate::clock::unix_ms();
         self.started_ms = now;
         let sip_call_id = self.invite.headers.call_id().unwrap_or_default().to_owned();
-        if self.consult_of.is_none() {
-            // A consultation call joins the session of the call it serves, already open.
+        if self.consult_of.is_none() && !self.in_session {
+            // A consultation call joins the session of the call it serves, already open; a
+            // call placed into a session (a chat's "call me") joins that one.
             let voice = crate::session::service::Channel::voice();
             // A caller who chatted (or called) a moment ago continues that session.
             self.session_id =

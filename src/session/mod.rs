@@ -12,6 +12,7 @@
 mod call;
 pub mod core;
 pub mod service;
+pub mod trunks;
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -231,6 +232,8 @@ pub struct OriginateRequest {
     pub headers: Vec<(String, String)>,
     /// This is the consultation call of another call's attended transfer.
     pub consult_for: Option<ConsultFor>,
+    /// Place the call inside this session (a "call me" from a chat): one timeline.
+    pub session: Option<SessionId>,
 }
 
 /// What ties a consultation call to the call whose attended transfer it serves.
@@ -484,9 +487,10 @@ impl CallRegistry {
         let ctx = self.ctx.clone();
         let live = self.live.clone();
         // A consultation call belongs to the session of the call it serves (one timeline).
-        let session = match &req.consult_for {
-            Some(of) => of.session_id,
-            None => self.ctx.sessions.allocate(),
+        let session = match (&req.consult_for, req.session) {
+            (Some(of), _) => of.session_id,
+            (None, Some(session)) => session,
+            (None, None) => self.ctx.sessions.allocate(),
         };
         let span = tracing::info_span!("call", id = %id, placed = true);
         self.tracker.spawn(tracing::Instrument::instrument(
@@ -523,6 +527,7 @@ impl CallRegistry {
             caller_id: None,
             headers: Vec::new(),
             consult_for: None,
+            session: None,
         };
         let (ep, targets) = self.prepare(&req).await.map_err(|e| match e {
             OriginateError::UnknownExtension(_) | OriginateError::UnknownFlow(_) => {

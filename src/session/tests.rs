@@ -737,6 +737,7 @@ async fn a_placed_call_rings_every_phone_and_the_first_answer_wins() {
                     caller_id: None,
                     headers: Vec::new(),
                     consult_for: None,
+                    session: None,
                 })
                 .await
         })

@@ -182,6 +182,7 @@ impl Call {
             self.bridge_peer = Some((of.call, of.owner.clone()));
             self.consult_of = Some((of.call, of.room.clone()));
         }
+        self.in_session = req.session.is_some();
         self.record_start(None, &req.to);
         let (session, (_, offer)) = match (session, body) {
             (Ok(session), Some(body)) => (session, body),
