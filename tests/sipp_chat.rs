@@ -136,17 +136,16 @@ fn a_chat_then_a_trunk_call_then_a_call_back_are_one_session() {
     assert_eq!(placed["trunk"], "carrier");
     assert_eq!(placed["session_id"], session);
     let call = placed["call_id"].as_str().expect("call").to_owned();
-    let mut last = Value::Null;
     let answered = Instant::now() + Duration::from_secs(10);
     loop {
         let (status, live) = rt.block_on(api.send(Method::GET, &format!("/v1/calls/{call}"), None));
         if status == 200 && live["answered"].is_string() {
             break;
         }
-        last = live;
+
         assert!(
             Instant::now() < answered,
-            "the call back is not answered: {last}\n{}",
+            "the call back is not answered: {live}\n{}",
             server.logs()
         );
         rt.block_on(async { tokio::time::sleep(Duration::from_millis(50)).await });
