@@ -11,8 +11,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use axum::body::Bytes;
 use axum::http::{HeaderMap, StatusCode};
 use common::{GUARD, TestServer};
-use hmac::{Hmac, Mac};
-use sha2::Sha256;
 use switchboard::store::{Scope, StoreCmd};
 use tokio::sync::{Semaphore, mpsc};
 
@@ -113,28 +111,7 @@ impl Receiver {
     }
 }
 
-/// Checks `Switchboard-Signature: t=…,v1=…` the way the README tells receivers to.
-fn verify(signature: &str, body: &[u8], secret: &str) -> bool {
-    let mut t = None;
-    let mut v1 = None;
-    for part in signature.split(',') {
-        match part.split_once('=') {
-            Some(("t", v)) => t = Some(v),
-            Some(("v1", v)) => v1 = Some(v),
-            _ => {}
-        }
-    }
-    let (Some(t), Some(v1)) = (t, v1) else {
-        return false;
-    };
-    let Ok(expected) = hex::decode(v1) else {
-        return false;
-    };
-    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("key");
-    mac.update(format!("{t}.").as_bytes());
-    mac.update(body);
-    mac.verify_slice(&expected).is_ok()
-}
+use common::verify_signature as verify;
 
 async fn create(server: &TestServer, admin: &str, body: serde_json::Value) -> serde_json::Value {
     let resp = reqwest::Client::new()

@@ -15,11 +15,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use axum::body::Bytes;
 use axum::http::{HeaderMap, StatusCode};
-use common::{ApiClient, GUARD, TestServer, Ua, invite_with_sdp};
-use hmac::{Hmac, Mac};
+use common::{ApiClient, GUARD, TestServer, Ua, invite_with_sdp, verify_signature as verify};
 use reqwest::Method;
 use serde_json::{Value, json};
-use sha2::Sha256;
 use switchboard::config::Config;
 use switchboard::store::Scope;
 use tokio::sync::mpsc;
@@ -198,24 +196,6 @@ async fn gateway(failures: usize) -> (String, mpsc::UnboundedReceiver<Delivered>
         let _ = axum::serve(listener, app).await;
     });
     (format!("http://{addr}/out"), rx)
-}
-
-fn verify(signature: &str, body: &[u8], secret: &str) -> bool {
-    let parts: Vec<(&str, &str)> = signature
-        .split(',')
-        .filter_map(|p| p.split_once('='))
-        .collect();
-    let get = |k: &str| parts.iter().find(|(n, _)| *n == k).map(|(_, v)| *v);
-    let (Some(t), Some(v1)) = (get("t"), get("v1")) else {
-        return false;
-    };
-    let Ok(expected) = hex::decode(v1) else {
-        return false;
-    };
-    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("key");
-    mac.update(format!("{t}.").as_bytes());
-    mac.update(body);
-    mac.verify_slice(&expected).is_ok()
 }
 
 both!(

@@ -23,7 +23,6 @@ mod sipp_harness;
 
 use std::net::UdpSocket;
 use std::path::PathBuf;
-use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
@@ -62,25 +61,7 @@ const CALL_EVENTS: [&str; 7] = [
 
 /// A control key made with the CLI on the server's data directory.
 fn control_key(server: &Server) -> String {
-    let out = Command::new(server_bin())
-        .args([
-            "apikey", "create", "--name", "sipp-api", "--scope", "control",
-        ])
-        .arg("--data-dir")
-        .arg(server.data_dir())
-        .output()
-        .expect("run switchboard apikey create");
-    assert!(
-        out.status.success(),
-        "switchboard apikey create failed ({}):\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let stdout = String::from_utf8(out.stdout).expect("the key is UTF-8");
-    let lines: Vec<&str> = stdout.lines().collect();
-    assert_eq!(lines.len(), 1, "the key alone on stdout: {stdout:?}");
-    assert!(lines[0].starts_with("sb_"), "a key: {stdout:?}");
-    lines[0].to_owned()
+    api_key(server, "sipp-api", "control")
 }
 
 fn runtime() -> tokio::runtime::Runtime {

@@ -11,31 +11,12 @@
 mod common;
 mod sipp_harness;
 
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::ApiClient;
 use reqwest::Method;
 use serde_json::{Value, json};
 use sipp_harness::*;
-
-fn key(server: &Server, scope: &str) -> String {
-    let out = Command::new(server_bin())
-        .args(["apikey", "create", "--name", scope, "--scope", scope])
-        .arg("--data-dir")
-        .arg(server.data_dir())
-        .output()
-        .expect("run switchboard apikey create");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout)
-        .expect("utf-8")
-        .trim()
-        .to_owned()
-}
 
 /// Polls `f` (an API read) until it gives a value, for at most 10 s.
 fn poll<T>(rt: &tokio::runtime::Runtime, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
@@ -70,8 +51,8 @@ fn a_chat_then_a_trunk_call_then_a_call_back_are_one_session() {
     let config_path = config.path().to_string_lossy().into_owned();
     let server = Server::start_with(ports, Target::Switchboard, &["--config", &config_path]);
     let http = std::net::SocketAddr::from(([127, 0, 0, 1], server.ports.port(HTTP)));
-    let admin = ApiClient::new(http, &key(&server, "admin"));
-    let api = ApiClient::new(http, &key(&server, "control"));
+    let admin = ApiClient::new(http, &api_key(&server, "admin", "admin"));
+    let api = ApiClient::new(http, &api_key(&server, "control", "control"));
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

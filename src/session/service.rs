@@ -64,13 +64,18 @@ struct Recent {
     by_identity: Mutex<HashMap<Identity, (SessionId, i64)>>,
 }
 
-/// Identity kinds that name a customer across channels (an extension's SIP identity is a
-/// colleague, not a customer: internal calls do not join sessions).
-fn continues(kind: IdentityKind) -> bool {
-    matches!(
-        kind,
-        IdentityKind::Phone | IdentityKind::Email | IdentityKind::Chat
-    )
+/// Identities that name a customer across channels: a phone number in E.164, an email, a
+/// chat or gateway id. An extension's SIP identity is a colleague, and a caller id that is no
+/// number (`sipp`, a SIP user name) names nobody in particular: neither joins sessions.
+fn continues(identity: &Identity) -> bool {
+    match identity.kind {
+        IdentityKind::Phone => identity
+            .value
+            .strip_prefix('+')
+            .is_some_and(|digits| digits.len() >= 7 && digits.bytes().all(|b| b.is_ascii_digit())),
+        IdentityKind::Email | IdentityKind::Chat => true,
+        IdentityKind::Sip => false,
+    }
 }
 
 impl SessionService {
@@ -109,7 +114,7 @@ impl SessionService {
 
     /// The session `identity` was active in within the continuity window, if any.
     pub fn joinable(&self, identity: &Identity, now_ms: i64) -> Option<SessionId> {
-        if !continues(identity.kind) {
+        if !continues(identity) {
             return None;
         }
         let map = self
@@ -124,7 +129,7 @@ impl SessionService {
 
     /// `identity` was active in session `id` at `at_ms` (a message, a call).
     pub fn note_activity(&self, identity: &Identity, id: SessionId, at_ms: i64) {
-        if !continues(identity.kind) {
+        if !continues(identity) {
             return;
         }
         let mut map = self
@@ -181,13 +186,11 @@ impl SessionService {
         identity: Option<Identity>,
         at_ms: i64,
     ) -> SessionId {
-        let identity = identity.map(|i| self.normalise(i));
-        self.writer.send(StoreCmd::SessionStarted(NewSession {
-            session_id: id,
-            identity,
-            channel: channel.as_str().to_owned(),
-            started_ms: at_ms,
-        }));
+        let mut cmds = Vec::with_capacity(1);
+        self.open_in(&mut cmds, id, channel, identity, at_ms);
+        for cmd in cmds {
+            self.writer.send(cmd);
+        }
         id
     }
 
@@ -201,6 +204,7 @@ impl SessionService {
         identity: Option<Identity>,
         at_ms: i64,
     ) {
+        let identity = identity.map(|i| self.normalise(i));
         cmds.push(StoreCmd::SessionStarted(NewSession {
             session_id: id,
             identity,
@@ -233,5 +237,67 @@ impl SessionService {
                 api_key,
             },
         ));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn phone(v: &str) -> Identity {
+        Identity {
+            kind: IdentityKind::Phone,
+            value: v.into(),
+        }
+    }
+
+    #[test]
+    fn a_customer_number_continues_its_session_within_the_window_only() {
+        let (writer, _records) = WriterHandle::detached();
+        let rules = PhoneRules::new(Some("GB")).expect("GB");
+        let s = SessionService::with_rules(writer, rules, 1_000);
+        let chat = SessionId::new();
+        s.note_activity(&phone("+442079460000"), chat, 10_000);
+        let call = s.join_or_open(
+            SessionId::new(),
+            &Channel::voice(),
+            Some(phone("02079460000")),
+            10_500,
+        );
+        assert_eq!(call, chat, "the national number is the same customer");
+        let later = SessionId::new();
+        assert_eq!(
+            s.join_or_open(
+                later,
+                &Channel::voice(),
+                Some(phone("+442079460000")),
+                12_000
+            ),
+            later,
+            "past the window: a new session"
+        );
+    }
+
+    #[test]
+    fn caller_ids_that_are_no_numbers_never_join_a_session() {
+        let (writer, _records) = WriterHandle::detached();
+        let s = SessionService::new(writer);
+        let first = s.join_or_open(SessionId::new(), &Channel::voice(), Some(phone("sipp")), 0);
+        let second = SessionId::new();
+        assert_eq!(
+            s.join_or_open(second, &Channel::voice(), Some(phone("sipp")), 1),
+            second
+        );
+        assert_ne!(first, second);
+        let ext = Identity {
+            kind: IdentityKind::Sip,
+            value: "1001".into(),
+        };
+        let third = SessionId::new();
+        s.note_activity(&ext, first, 0);
+        assert_eq!(
+            s.join_or_open(third, &Channel::voice(), Some(ext), 1),
+            third
+        );
     }
 }

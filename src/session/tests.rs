@@ -765,31 +765,7 @@ async fn a_placed_call_rings_every_phone_and_the_first_answer_wins() {
 async fn an_attended_transfer_consults_then_completes_and_hangs_up_the_transferor() {
     let mut h = harness_with(&[("2001", "127.0.0.1:6001"), ("2002", "127.0.0.1:6002")]).await;
     let caller = h.invite();
-    let (fork, _) = answered_call(&mut h, &caller).await;
-    let calls = h.calls.list().await;
-    let [call] = calls.as_slice() else {
-        panic!("one live call: {calls:?}");
-    };
-    let id = call.id;
-    let consult = {
-        let registry = h.calls.clone();
-        tokio::spawn(async move { registry.attended_transfer(id, "2002".into()).await })
-    };
-    let (invite, to, owner) = h.request_with_owner(Method::Invite).await;
-    assert_eq!(
-        to.addr.to_string(),
-        "127.0.0.1:6002",
-        "the consultation rings 2002"
-    );
-    let consultation = consult.await.expect("joined").expect("consultation placed");
-    assert_eq!(
-        h.event("call.consultation").await,
-        serde_json::json!({
-            "state": "started",
-            "consultation_call_id": consultation.to_string(),
-            "to": "2002"
-        })
-    );
+    let (id, invite, owner, consultation, fork) = consulting(&mut h, &caller).await;
     owner
         .send(reply(&invite, 200, "c", Some(answer_sdp(32004))))
         .expect("the consultation call is alive");
@@ -853,8 +829,12 @@ async fn consulting(
     assert_eq!(to.addr.to_string(), "127.0.0.1:6002");
     let consultation = consult.await.expect("joined").expect("consultation placed");
     assert_eq!(
-        h.event("call.consultation").await["state"],
-        "started",
+        h.event("call.consultation").await,
+        serde_json::json!({
+            "state": "started",
+            "consultation_call_id": consultation.to_string(),
+            "to": "2002"
+        }),
         "the consultation rings"
     );
     (id, invite, owner, consultation, fork)

@@ -481,3 +481,28 @@ pub async fn next_event(ws: &mut EventSocket) -> switchboard::api::events::Event
         }
     }
 }
+
+/// Checks `Switchboard-Signature: t=…,v1=…` the way the README tells receivers to: HMAC-SHA256
+/// with `secret` over `t`, `.` and the raw body.
+pub fn verify_signature(signature: &str, body: &[u8], secret: &str) -> bool {
+    use hmac::{Hmac, Mac};
+    let mut t = None;
+    let mut v1 = None;
+    for part in signature.split(',') {
+        match part.split_once('=') {
+            Some(("t", v)) => t = Some(v),
+            Some(("v1", v)) => v1 = Some(v),
+            _ => {}
+        }
+    }
+    let (Some(t), Some(v1)) = (t, v1) else {
+        return false;
+    };
+    let Ok(expected) = hex::decode(v1) else {
+        return false;
+    };
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).expect("key");
+    mac.update(format!("{t}.").as_bytes());
+    mac.update(body);
+    mac.verify_slice(&expected).is_ok()
+}

@@ -835,3 +835,25 @@ impl Db {
         Db { rt, conn }
     }
 }
+
+/// An API key made with the CLI on the server's data directory, as an operator would: the key
+/// alone on stdout.
+pub fn api_key(server: &Server, name: &str, scope: &str) -> String {
+    let out = Command::new(server_bin())
+        .args(["apikey", "create", "--name", name, "--scope", scope])
+        .arg("--data-dir")
+        .arg(server.data_dir())
+        .output()
+        .expect("run switchboard apikey create");
+    assert!(
+        out.status.success(),
+        "switchboard apikey create failed ({}):\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8(out.stdout).expect("the key is UTF-8");
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 1, "the key alone on stdout: {stdout:?}");
+    assert!(lines[0].starts_with("sb_"), "a key: {stdout:?}");
+    lines[0].to_owned()
+}
