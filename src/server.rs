@@ -397,6 +397,18 @@ async fn start_sessions(
         settings.chat.phones,
         settings.chat.continuity_ms,
     );
+    // Phone identities stored in other formats (before E.164, or another default region).
+    let phones = settings.chat.phones;
+    let actor = crate::store::Actor {
+        key_id: None,
+        name: "phone-normalisation".into(),
+    };
+    let changed = store
+        .normalise_phone_identities(&phones.describe(), |v| phones.normalise(v), &actor)
+        .await?;
+    if changed > 0 {
+        tracing::info!(changed, "phone identities normalised to E.164");
+    }
     let since = crate::clock::unix_ms() - settings.chat.continuity_ms;
     for (identity, session, at_ms) in store.recent_session_identities(since).await? {
         sessions.note_activity(&identity, session, at_ms);

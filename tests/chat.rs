@@ -537,3 +537,221 @@ async fn bad_chat_requests_get_problem_answers_and_nothing_is_lost() {
     assert_eq!(list["items"].as_array().map(Vec::len), Some(1), "{list}");
     s.stop().await;
 }
+
+both!(
+    customers_sqlite,
+    customers_postgres,
+    a_contact_naming_two_customers_is_a_conflict_and_a_merge_can_be_split_again
+);
+
+async fn a_contact_naming_two_customers_is_a_conflict_and_a_merge_can_be_split_again(
+    pg: Option<String>,
+) {
+    let s = server(pg.as_deref(), |_| {}).await;
+    let (admin, api) = keys(&s).await;
+    channel(&admin, "sms", None).await;
+    let (_, a) = inbound(
+        &api,
+        "sms",
+        json!({"from": {"phone": "+44 7911 123456"}, "text": "from my phone", "id": "1"}),
+    )
+    .await;
+    let (_, b) = inbound(
+        &api,
+        "sms",
+        json!({"from": {"email": "Ada@Example.com"}, "text": "from my email", "id": "2"}),
+    )
+    .await;
+    let (ca, cb) = (a["customer_id"].clone(), b["customer_id"].clone());
+    assert_ne!(ca, cb, "two customers so far");
+    // One contact with both: not merged silently, a conflict on both customers.
+    let (status, both) = inbound(
+        &api,
+        "sms",
+        json!({"from": {"id": "g-1", "phone": "07911123456", "email": "ada@example.com"},
+               "text": "both", "id": "3"}),
+    )
+    .await;
+    assert_eq!(status, 201);
+    assert_eq!(both["customer_id"], ca, "the first identity's customer");
+    let customer = |id: &Value| {
+        let id = id.as_str().expect("id").to_owned();
+        let api = &api;
+        async move {
+            let (status, c) = api
+                .send(Method::GET, &format!("/v1/customers/{id}"), None)
+                .await;
+            assert_eq!(status, 200, "{c}");
+            c
+        }
+    };
+    let seen_a = customer(&ca).await;
+    assert_eq!(seen_a["conflicts"][0]["other_customer_id"], cb, "{seen_a}");
+    assert_eq!(
+        seen_a["conflicts"][0]["other_identity"]["value"],
+        "ada@example.com"
+    );
+    assert_eq!(customer(&cb).await["conflicts"][0]["other_customer_id"], ca);
+    // Any format of the number finds the customer; unknown CRM ids find nobody.
+    for q in [
+        "phone=07911%20123456",
+        "phone=%2B447911123456",
+        "email=ADA@example.com",
+    ] {
+        let (_, found) = api
+            .send(Method::GET, &format!("/v1/customers?{q}"), None)
+            .await;
+        let want = if q.starts_with("phone") { &ca } else { &cb };
+        assert_eq!(&found["items"][0]["id"], want, "{q}: {found}");
+    }
+    let (status, found) = api.send(Method::GET, "/v1/customers?crm=nope", None).await;
+    assert_eq!(
+        (status, found["items"].as_array().map(Vec::len)),
+        (200, Some(0))
+    );
+
+    // Merge b into a: b points at a; its email and session are a's now.
+    let cap = ca.as_str().expect("id");
+    let (status, merged) = api
+        .send(
+            Method::POST,
+            &format!("/v1/customers/{cap}/merge"),
+            Some(json!({"customer_id": cb})),
+        )
+        .await;
+    assert_eq!(status, 403, "merging takes an admin key: {merged}");
+    let (status, merged) = admin
+        .send(
+            Method::POST,
+            &format!("/v1/customers/{cap}/merge"),
+            Some(json!({"customer_id": cb})),
+        )
+        .await;
+    assert_eq!(status, 200, "{merged}");
+    assert_eq!(
+        merged["sessions"].as_array().map(Vec::len),
+        Some(2),
+        "{merged}"
+    );
+    assert_eq!(
+        customer(&cb).await["merged_into"],
+        ca,
+        "the old id points at the survivor"
+    );
+    let (_, found) = api
+        .send(Method::GET, "/v1/customers?email=ada@example.com", None)
+        .await;
+    assert_eq!(found["items"][0]["id"], ca);
+    let (status, _) = admin
+        .send(
+            Method::POST,
+            &format!("/v1/customers/{cap}/merge"),
+            Some(json!({"customer_id": ca})),
+        )
+        .await;
+    assert_eq!(status, 400, "not into itself");
+
+    // Split it off again: what moved goes back.
+    let (status, split) = admin
+        .send(
+            Method::POST,
+            &format!("/v1/customers/{cap}/split"),
+            Some(json!({"customer_id": cb})),
+        )
+        .await;
+    assert_eq!(status, 200, "{split}");
+    assert_eq!(split["id"], cb);
+    assert!(split["merged_into"].is_null());
+    assert_eq!(split["sessions"].as_array().map(Vec::len), Some(1));
+    let (_, found) = api
+        .send(Method::GET, "/v1/customers?email=ada@example.com", None)
+        .await;
+    assert_eq!(found["items"][0]["id"], cb);
+    let (status, _) = admin
+        .send(
+            Method::POST,
+            &format!("/v1/customers/{cap}/split"),
+            Some(json!({"customer_id": cb})),
+        )
+        .await;
+    assert_eq!(status, 404, "nothing left to split");
+    // Both are in the audit log.
+    let (_, audit) = admin.send(Method::GET, "/v1/audit?limit=100", None).await;
+    let actions: Vec<&str> = audit["items"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|e| e["action"].as_str()).collect())
+        .unwrap_or_default();
+    assert!(
+        actions.contains(&"customer.merge") && actions.contains(&"customer.split"),
+        "{audit}"
+    );
+    s.stop().await;
+}
+
+both!(
+    stored_phones_sqlite,
+    stored_phones_postgres,
+    phone_identities_stored_in_other_formats_are_normalised_and_duplicates_merged
+);
+
+async fn phone_identities_stored_in_other_formats_are_normalised_and_duplicates_merged(
+    pg: Option<String>,
+) {
+    use switchboard::store::{Identity, IdentityKind, NewSession, StoreCmd};
+    // Before: no default region, numbers stored as they came (as before E.164).
+    let s = server(pg.as_deref(), |c| c.chat.default_region = String::new()).await;
+    for (value, at) in [
+        ("02079460000", 1),
+        ("+442079460000", 2),
+        ("07911 123456", 3),
+    ] {
+        s.store()
+            .writer()
+            .send(StoreCmd::SessionStarted(NewSession {
+                session_id: switchboard::store::SessionId::new(),
+                identity: Some(Identity {
+                    kind: IdentityKind::Phone,
+                    value: value.into(),
+                }),
+                channel: "voice".into(),
+                started_ms: at,
+            }));
+    }
+    s.store().flush().await.expect("flush");
+    let dir = s.stop_keep_dir().await;
+    // After: GB; the start normalises what is stored.
+    let pg2 = pg.clone();
+    let s = TestServer::start_in(dir, move |c| {
+        c.database_url = pg2;
+        c.chat.default_region = "GB".into();
+    })
+    .await;
+    let api = ApiClient::new(s.http, &s.api_key(Scope::Admin).await);
+    let (_, one) = api
+        .send(Method::GET, "/v1/customers?phone=%2B442079460000", None)
+        .await;
+    let c = &one["items"][0];
+    assert_eq!(
+        c["sessions"].as_array().map(Vec::len),
+        Some(2),
+        "merged: {one}"
+    );
+    let phones: Vec<&str> = c["identities"]
+        .as_array()
+        .expect("identities")
+        .iter()
+        .filter_map(|i| i["value"].as_str())
+        .collect();
+    assert_eq!(phones, ["+442079460000"], "one identity, in E.164");
+    let (_, mobile) = api
+        .send(Method::GET, "/v1/customers?phone=%2B447911123456", None)
+        .await;
+    assert_eq!(
+        mobile["items"].as_array().map(Vec::len),
+        Some(1),
+        "rewritten: {mobile}"
+    );
+    let (_, audit) = api.send(Method::GET, "/v1/audit?limit=100", None).await;
+    assert!(audit.to_string().contains("customer.merge"), "{audit}");
+    s.stop().await;
+}

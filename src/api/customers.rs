@@ -10,11 +10,11 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-use super::auth::ReadKey;
+use super::auth::{AdminKey, ReadKey};
 use super::records::parse_uuid;
 use super::sessions::SessionSummary;
-use super::{ApiError, ApiQuery, ApiState, Problem};
-use crate::store::{CustomerId, CustomerRecord, IdentityKind};
+use super::{ApiError, ApiQuery, ApiState, Problem, ProblemJson};
+use crate::store::{Actor, CustomerId, CustomerRecord, IdentityKind};
 
 /// One way to reach a customer.
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -34,6 +34,29 @@ pub struct CustomerView {
     pub identities: Vec<IdentityView>,
     /// Its sessions, oldest first.
     pub sessions: Vec<SessionSummary>,
+    /// Set when this customer was merged into another: that one holds its identities and
+    /// sessions now.
+    pub merged_into: Option<Uuid>,
+    /// Contacts whose identities named this customer and another one (never merged silently).
+    pub conflicts: Vec<ConflictView>,
+}
+
+/// A contact that named two customers.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ConflictView {
+    pub other_customer_id: Uuid,
+    /// This customer's identity and the other's, seen together.
+    pub identity: IdentityView,
+    pub other_identity: IdentityView,
+    /// When, Unix ms.
+    pub created_ms: i64,
+}
+
+/// The customer to merge into this one, or to split off it again.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OtherCustomer {
+    pub customer_id: Uuid,
 }
 
 /// The customers found.
@@ -52,8 +75,10 @@ pub struct CustomerQuery {
     pub email: Option<String>,
     /// A SIP URI.
     pub sip: Option<String>,
-    /// A web chat visitor id.
+    /// A web chat visitor id or a gateway user id (`<channel>:<id>`).
     pub chat: Option<String>,
+    /// The customer's id in an external CRM.
+    pub crm: Option<String>,
 }
 
 /// This module's routes.
@@ -62,6 +87,8 @@ pub fn routes() -> OpenApiRouter<ApiState> {
         .routes(routes!(search_customers))
         .routes(routes!(get_customer))
         .routes(routes!(customer_timeline))
+        .routes(routes!(merge_customer))
+        .routes(routes!(split_customer))
 }
 
 /// Everything that happened with a customer, across all their sessions and channels.
@@ -116,7 +143,8 @@ async fn customer_timeline(
     }))
 }
 
-/// Find customers by identity: `?phone=`, `?email=`, `?sip=` or `?chat=` (exactly one).
+/// Find customers by identity: `?phone=` (any format of the number), `?email=`, `?sip=`,
+/// `?chat=` or `?crm=` (exactly one).
 #[utoipa::path(
     get,
     path = "/v1/customers",
@@ -140,15 +168,28 @@ async fn search_customers(
         (IdentityKind::Email, q.email),
         (IdentityKind::Sip, q.sip),
         (IdentityKind::Chat, q.chat),
+        (IdentityKind::Crm, q.crm),
     ]
     .into_iter()
     .filter_map(|(k, v)| v.map(|v| (k, v)))
     .collect();
     let [(kind, value)] = given.as_slice() else {
         return Err(ApiError::bad_request(
-            "give exactly one of phone, email, sip or chat",
+            "give exactly one of phone, email, sip, chat or crm",
         ));
     };
+    // Numbers are stored in E.164: any format of the same number finds the customer.
+    let value = match kind {
+        IdentityKind::Phone => s
+            .chat
+            .settings()
+            .phones
+            .normalise(value)
+            .unwrap_or_else(|| value.clone()),
+        IdentityKind::Email => value.trim().to_lowercase(),
+        _ => value.clone(),
+    };
+    let (kind, value) = (kind, &value);
     let mut items = Vec::new();
     if let Some(id) = s.store.customer_for_identity(*kind, value).await?
         && let Some(c) = s.store.get_customer(id).await?
@@ -202,5 +243,108 @@ async fn view(s: &ApiState, c: CustomerRecord) -> Result<CustomerView, ApiError>
             })
             .collect(),
         sessions: sessions.iter().map(SessionSummary::from).collect(),
+        merged_into: s.store.merged_into(c.id).await?.map(|m| m.0),
+        conflicts: s
+            .store
+            .conflicts_of(c.id)
+            .await?
+            .into_iter()
+            .map(|k| ConflictView {
+                other_customer_id: k.other_customer_id.0,
+                identity: IdentityView {
+                    kind: k.identity.kind.as_str().to_owned(),
+                    value: k.identity.value,
+                },
+                other_identity: IdentityView {
+                    kind: k.other_identity.kind.as_str().to_owned(),
+                    value: k.other_identity.value,
+                },
+                created_ms: k.created_ms,
+            })
+            .collect(),
     })
+}
+
+/// Merge another customer into this one: its identities and sessions move here, it points
+/// here (`merged_into`), and an audit row says what moved. `…/split` undoes it.
+#[utoipa::path(
+    post,
+    path = "/v1/customers/{id}/merge",
+    tag = "customers",
+    security(("api_key" = ["admin"])),
+    params(("id" = Uuid, Path, description = "The customer that stays")),
+    request_body = OtherCustomer,
+    responses(
+        (status = 200, description = "Merged: the surviving customer", body = CustomerView),
+        (status = 400, description = "Bad request (itself, or a customer merged before)", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No or unknown key", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The key lacks the scope", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such customer", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "JSON of the wrong shape", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+async fn merge_customer(
+    key: AdminKey,
+    State(s): State<ApiState>,
+    Path(id): Path<String>,
+    ProblemJson(req): ProblemJson<OtherCustomer>,
+) -> Result<Json<CustomerView>, ApiError> {
+    let id = CustomerId(parse_uuid("customer id", &id)?);
+    let actor = Actor {
+        key_id: Some(key.0.key.id),
+        name: key.0.key.name.clone(),
+    };
+    s.store
+        .merge_customers(id, CustomerId(req.customer_id), &actor)
+        .await?;
+    tracing::info!(into = %id, from = %req.customer_id, "customers merged");
+    let c = s
+        .store
+        .get_customer(id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("customer {id} not found")))?;
+    Ok(Json(view(&s, c).await?))
+}
+
+/// Split a customer merged into this one off again: what the merge moved goes back.
+#[utoipa::path(
+    post,
+    path = "/v1/customers/{id}/split",
+    tag = "customers",
+    security(("api_key" = ["admin"])),
+    params(("id" = Uuid, Path, description = "The customer the other was merged into")),
+    request_body = OtherCustomer,
+    responses(
+        (status = 200, description = "Split: the customer split off", body = CustomerView),
+        (status = 400, description = "Bad request", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No or unknown key", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The key lacks the scope", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such merge", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "JSON of the wrong shape", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+async fn split_customer(
+    key: AdminKey,
+    State(s): State<ApiState>,
+    Path(id): Path<String>,
+    ProblemJson(req): ProblemJson<OtherCustomer>,
+) -> Result<Json<CustomerView>, ApiError> {
+    let id = CustomerId(parse_uuid("customer id", &id)?);
+    let other = CustomerId(req.customer_id);
+    let actor = Actor {
+        key_id: Some(key.0.key.id),
+        name: key.0.key.name.clone(),
+    };
+    s.store.split_customers(id, other, &actor).await?;
+    tracing::info!(from = %id, split = %other, "customers split");
+    let c = s
+        .store
+        .get_customer(other)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("customer {other} not found")))?;
+    Ok(Json(view(&s, c).await?))
 }

@@ -648,13 +648,26 @@ impl ChatService {
         now: i64,
     ) -> Result<(Option<SessionId>, Option<CustomerId>), ChatError> {
         let s = &self.inner;
-        let mut customer = None;
+        let mut customer: Option<(CustomerId, &Identity)> = None;
         for i in identities {
-            if let Some(c) = s.store.customer_for_identity(i.kind, &i.value).await? {
-                customer = Some(c);
-                break;
+            let Some(c) = s.store.customer_for_identity(i.kind, &i.value).await? else {
+                continue;
+            };
+            match customer {
+                None => customer = Some((c, i)),
+                Some((first, seen)) if first != c => {
+                    // One contact, two customers: stored and shown, never merged silently.
+                    tracing::info!(kind = %i.kind, "a contact names two customers: conflict noted");
+                    s.store.writer().send(StoreCmd::ConflictNoted {
+                        a: (first, seen.clone()),
+                        b: (c, i.clone()),
+                        at_ms: now,
+                    });
+                }
+                Some(_) => {}
             }
         }
+        let customer = customer.map(|(c, _)| c);
         let Some(customer) = customer else {
             return Ok((None, None));
         };

@@ -49,8 +49,10 @@ text_enum!(
         Sip = "sip",
         /// An email address.
         Email = "email",
-        /// A web chat visitor id.
+        /// A web chat visitor id or a gateway's user id (`<channel>:<id>`).
         Chat = "chat",
+        /// The customer's id in an external CRM.
+        Crm = "crm",
     }
 );
 

@@ -29,6 +29,15 @@ impl PhoneRules {
         Ok(PhoneRules { region })
     }
 
+    /// These rules in a word (`e164:GB`, `e164:-`), to tell whether stored numbers were
+    /// normalised under them.
+    pub fn describe(&self) -> String {
+        match self.region {
+            Some(r) => format!("e164:{}", r.as_ref()),
+            None => "e164:-".into(),
+        }
+    }
+
     /// The E.164 form of `raw` (`+442079460000`), or, when it is no valid number, its digits
     /// with a leading `+` kept (`+1 555 0100` → `+15550100`); None when it has no digit.
     pub fn normalise(&self, raw: &str) -> Option<String> {

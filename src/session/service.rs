@@ -73,7 +73,7 @@ fn continues(identity: &Identity) -> bool {
             .value
             .strip_prefix('+')
             .is_some_and(|digits| digits.len() >= 7 && digits.bytes().all(|b| b.is_ascii_digit())),
-        IdentityKind::Email | IdentityKind::Chat => true,
+        IdentityKind::Email | IdentityKind::Chat | IdentityKind::Crm => true,
         IdentityKind::Sip => false,
     }
 }

@@ -124,7 +124,7 @@ impl Store {
     }
 }
 
-async fn insert(
+pub(super) async fn insert(
     conn: &mut AnyConnection,
     actor: &Actor,
     e: &NewAudit,

@@ -29,6 +29,7 @@ mod audit;
 mod bindings;
 mod calls;
 mod chat;
+mod customers;
 mod events;
 mod queries;
 mod recordings;
@@ -57,6 +58,7 @@ pub use chat::{
     AuthorKind, ChannelKind, ChannelRecord, ConversationFilter, ConversationId, ConversationRecord,
     ConversationState, MessageId, MessageRecord, NewConversation, NewMessage,
 };
+pub use customers::ConflictRecord;
 pub use events::EventRecord;
 pub use queries::{CallFilter, CustomerRecord, RecordingFilter};
 pub use recordings::{

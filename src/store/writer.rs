@@ -166,6 +166,13 @@ pub enum StoreCmd {
         conversation_id: ConversationId,
         message_id: MessageId,
     },
+    /// A contact named two customers (e.g. a phone of one and an email of another): the
+    /// conflict is stored once per pair, never merged silently.
+    ConflictNoted {
+        a: (super::CustomerId, Identity),
+        b: (super::CustomerId, Identity),
+        at_ms: i64,
+    },
     /// Commands applied together in one transaction; `done` hears whether they were
     /// committed ([`WriterHandle::confirm`]). Not nested.
     Confirmed { cmds: Vec<StoreCmd>, done: Confirm },
@@ -501,6 +508,9 @@ impl Writer {
                 conversation_id,
                 message_id,
             } => attachments::attachment_linked(conn, *id, *conversation_id, *message_id).await,
+            StoreCmd::ConflictNoted { a, b, at_ms } => {
+                super::customers::conflict_noted(conn, (a.0, &a.1), (b.0, &b.1), *at_ms).await
+            }
             StoreCmd::Confirmed { cmds, .. } => {
                 for cmd in cmds {
                     if matches!(cmd, StoreCmd::Confirmed { .. }) {
@@ -548,6 +558,7 @@ fn cmd_name(cmd: &StoreCmd) -> &'static str {
         StoreCmd::MessagesRead { .. } => "MessagesRead",
         StoreCmd::AttachmentAdded(_) => "AttachmentAdded",
         StoreCmd::AttachmentLinked { .. } => "AttachmentLinked",
+        StoreCmd::ConflictNoted { .. } => "ConflictNoted",
         StoreCmd::Confirmed { .. } => "Confirmed",
         StoreCmd::Flush(_) => "Flush",
     }
