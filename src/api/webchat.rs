@@ -33,6 +33,7 @@ use serde_json::{Value, json};
 use tokio::sync::broadcast::error::RecvError;
 
 use super::{ApiError, ApiState, ProblemJson};
+use crate::chat::hub::RoomEvent;
 use crate::chat::visitor::Visitor;
 use crate::chat::{ChatError, ChatService, Inbound, Sender};
 use crate::store::{AuthorKind, ConversationId, ConversationState, MessageId, MessageRecord};
@@ -306,11 +307,13 @@ async fn socket(
         .await?
         .map(|c| c.id);
     tracing::debug!(visitor = %visitor.id, "chat visitor connected");
-    // Subscribe before the upgrade completes: nothing committed from here on is missed.
-    let events = chat.store().subscribe_events();
-    let typing = chat.subscribe_typing();
+    // Listen before the upgrade completes: nothing committed from here on is missed.
+    let room = conversation.map(|c| chat.listen(c));
     Ok(upgrade
         .max_message_size(MAX_FRAME)
+        // An idle widget costs little: small buffers (frames are small JSON).
+        .read_buffer_size(4 * 1024)
+        .write_buffer_size(4 * 1024)
         .on_upgrade(move |ws| async move {
             let per_minute =
                 NonZeroU32::new(chat.settings().messages_per_minute).unwrap_or(NonZeroU32::MIN);
@@ -323,10 +326,12 @@ async fn socket(
                 chat,
                 visitor,
                 conversation,
+                room,
+                sent_own: std::collections::VecDeque::new(),
                 limiter: RateLimiter::direct(Quota::per_minute(per_minute)),
                 bad: 0,
             };
-            v.run(events, typing).await;
+            v.run().await;
         })
         .into_response())
 }
@@ -341,6 +346,11 @@ struct VisitorSocket {
     visitor: Visitor,
     /// The visitor's open conversation, once there is one.
     conversation: Option<ConversationId>,
+    /// What happens in it (its committed events, typing).
+    room: Option<tokio::sync::broadcast::Receiver<RoomEvent>>,
+    /// The messages this socket sent the page itself after their ack (their events are not
+    /// sent again).
+    sent_own: std::collections::VecDeque<String>,
     limiter: RateLimiter<
         governor::state::NotKeyed,
         governor::state::InMemoryState,
@@ -371,11 +381,7 @@ enum FromPage {
 }
 
 impl VisitorSocket {
-    async fn run(
-        &mut self,
-        mut events: tokio::sync::broadcast::Receiver<crate::store::EventRecord>,
-        mut typing: tokio::sync::broadcast::Receiver<crate::chat::Typing>,
-    ) {
+    async fn run(&mut self) {
         let hello = json!({
             "type": "hello",
             "visitor_id": self.visitor.id,
@@ -404,29 +410,27 @@ impl VisitorSocket {
                     }
                     Some(Ok(_)) => {}
                 },
-                e = events.recv() => match e {
-                    Ok(e) => {
+                e = next_in(&mut self.room) => match e {
+                    Ok(RoomEvent::Event(e)) => {
                         if self.on_event(&e).await.is_err() {
                             return;
                         }
                     }
-                    Err(RecvError::Lagged(_)) => {
+                    Ok(RoomEvent::Typing(t)) => {
+                        if t.by != AuthorKind::Customer
+                            && self.send(&json!({"type": "typing", "by": t.by, "name": t.name})).await.is_err()
+                        {
+                            return;
+                        }
+                    }
+                    Ok(RoomEvent::Resync) | Err(RecvError::Lagged(_)) => {
                         // Missed events: the page asks for what it lacks with `resume`.
                         if self.send(&json!({"type": "resync"})).await.is_err() {
                             return;
                         }
                     }
-                    Err(RecvError::Closed) => return,
+                    Err(RecvError::Closed) => self.room = None,
                 },
-                t = typing.recv() => {
-                    if let Ok(t) = t
-                        && Some(t.conversation_id) == self.conversation
-                        && t.by != AuthorKind::Customer
-                        && self.send(&json!({"type": "typing", "by": t.by, "name": t.name})).await.is_err()
-                    {
-                        return;
-                    }
-                }
                 _ = ping.tick() => {
                     if self.ws.send(Message::Ping(Default::default())).await.is_err() {
                         return;
@@ -482,12 +486,33 @@ impl VisitorSocket {
                     .await;
                 match got {
                     Ok(r) => {
-                        self.conversation = Some(r.conversation_id);
+                        if self.conversation != Some(r.conversation_id) {
+                            // A new conversation: listen from its first message on (that one
+                            // is sent below, its event may have passed already).
+                            self.conversation = Some(r.conversation_id);
+                            self.room = Some(self.chat.listen(r.conversation_id));
+                        }
                         self.send(&json!({
                             "type": "ack",
                             "client_id": client_id,
                             "id": r.message_id.to_string(),
                             "conversation_id": r.conversation_id.to_string(),
+                        }))
+                        .await?;
+                        // The message as stored (masked), at once; its event is not sent again.
+                        if self.sent_own.len() >= 64 {
+                            self.sent_own.pop_front();
+                        }
+                        self.sent_own.push_back(r.message_id.to_string());
+                        self.send(&json!({
+                            "type": "message",
+                            "id": r.message_id.to_string(),
+                            "conversation_id": r.conversation_id.to_string(),
+                            "author": {"kind": AuthorKind::Customer, "name": self.visitor.name},
+                            "text": r.text,
+                            "attachments": r.attachments,
+                            "created_ms": r.created_ms,
+                            "client_id": client_id,
                         }))
                         .await
                     }
@@ -600,6 +625,12 @@ impl VisitorSocket {
         match e.kind.as_str() {
             "chat.message" => {
                 let d = &e.data;
+                if let Some(id) = d.get("message_id").and_then(Value::as_str)
+                    && let Some(i) = self.sent_own.iter().position(|own| own == id)
+                {
+                    self.sent_own.remove(i);
+                    return Ok(());
+                }
                 self.send(&json!({
                     "type": "message",
                     "id": d["message_id"],
@@ -617,6 +648,7 @@ impl VisitorSocket {
             }
             "chat.ended" => {
                 self.conversation = None;
+                self.room = None;
                 self.send(&json!({"type": "ended", "conversation_id": c.to_string()}))
                     .await
             }
@@ -640,6 +672,16 @@ impl VisitorSocket {
             Ok(Ok(())) => Ok(()),
             _ => Err(()),
         }
+    }
+}
+
+/// The next event of `room`, or never without one.
+async fn next_in(
+    room: &mut Option<tokio::sync::broadcast::Receiver<RoomEvent>>,
+) -> Result<RoomEvent, RecvError> {
+    match room {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
     }
 }
 

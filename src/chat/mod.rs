@@ -18,6 +18,7 @@
 
 pub mod attachment;
 pub mod files;
+pub mod hub;
 pub mod mask;
 pub mod outbox;
 pub mod visitor;
@@ -80,6 +81,11 @@ pub struct Received {
     pub message_id: MessageId,
     /// False when the gateway's id was stored before (nothing new was stored).
     pub created: bool,
+    /// The text as stored (masked), when it was stored.
+    pub text: String,
+    pub created_ms: i64,
+    /// The files it carries.
+    pub attachments: Vec<crate::event::AttachmentRef>,
 }
 
 /// Why a chat request failed.
@@ -167,7 +173,7 @@ struct Inner {
     /// One lock per (channel, sender) with a message in progress.
     senders: Mutex<HashMap<(String, String), SenderLock>>,
     outbox: outbox::Outbox,
-    typing: tokio::sync::broadcast::Sender<Typing>,
+    hub: hub::Hub,
     files: files::Files,
 }
 
@@ -179,6 +185,8 @@ impl ChatService {
         outbox: outbox::Outbox,
         files: files::Files,
     ) -> ChatService {
+        let hub = hub::Hub::default();
+        tokio::spawn(hub.clone().run(store.subscribe_events()));
         ChatService {
             inner: Arc::new(Inner {
                 store,
@@ -186,7 +194,7 @@ impl ChatService {
                 settings,
                 senders: Mutex::new(HashMap::new()),
                 outbox,
-                typing: tokio::sync::broadcast::channel(1024).0,
+                hub,
                 files,
             }),
         }
@@ -207,16 +215,16 @@ impl ChatService {
 
     /// Tells the other side of conversation `id` that `by` is typing.
     pub fn typing(&self, id: ConversationId, by: AuthorKind, name: Option<String>) {
-        let _ = self.inner.typing.send(Typing {
+        self.inner.hub.typing(Typing {
             conversation_id: id,
             by,
             name,
-        }); // nobody listening is fine
+        });
     }
 
-    /// Who types where, from now on.
-    pub fn subscribe_typing(&self) -> tokio::sync::broadcast::Receiver<Typing> {
-        self.inner.typing.subscribe()
+    /// What happens in conversation `id` from now on (its committed `chat.*` events, typing).
+    pub fn listen(&self, id: ConversationId) -> tokio::sync::broadcast::Receiver<hub::RoomEvent> {
+        self.inner.hub.subscribe(id)
     }
 
     /// The reply deliveries to gateway channels.
@@ -294,6 +302,9 @@ impl ChatService {
                 customer_id: c.customer_id,
                 message_id: m.id,
                 created: false,
+                text: m.text,
+                created_ms: m.created_ms,
+                attachments: Vec::new(),
             });
         }
         let now = crate::clock::unix_ms();
@@ -373,10 +384,14 @@ impl ChatService {
             text,
             created_ms: now,
         };
-        let message_id = message.id;
+        let (message_id, stored_text) = (message.id, message.text.clone());
         let files = self
             .attachments_for(&msg.attachments, &contact, conversation.id)
             .await?;
+        let refs: Vec<crate::event::AttachmentRef> = files
+            .iter()
+            .map(crate::event::AttachmentRef::from)
+            .collect();
         self.push_message(&mut cmds, message, &conversation.contact, &files);
         match s.store.writer().confirm(cmds).await {
             Ok(()) => {}
@@ -391,6 +406,9 @@ impl ChatService {
                         customer_id: conversation.customer_id,
                         message_id: m.id,
                         created: false,
+                        text: m.text,
+                        created_ms: m.created_ms,
+                        attachments: Vec::new(),
                     });
                 }
                 return Err(e.into());
@@ -412,6 +430,9 @@ impl ChatService {
             customer_id,
             message_id,
             created: true,
+            text: stored_text,
+            created_ms: now,
+            attachments: refs,
         })
     }
 
