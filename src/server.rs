@@ -117,10 +117,12 @@ pub async fn start(mut settings: Settings) -> Result<Server, ServerError> {
     let store = open_store(&settings).await?;
     let stop_endpoint = CancellationToken::new();
     let sessions = start_sessions(&settings, &store).await?;
+    // A flow's `send_message` texts, from the calls to the chat side.
+    let (texts, texts_rx) = mpsc::unbounded_channel();
     let sip = start_sip(
         &settings,
         &store,
-        sessions.clone(),
+        (sessions.clone(), texts),
         plan.clone(),
         stop_endpoint.clone(),
     )
@@ -140,7 +142,7 @@ pub async fn start(mut settings: Settings) -> Result<Server, ServerError> {
     let http = start_http(
         &settings,
         &store,
-        sessions,
+        (sessions, texts_rx),
         &sip.calls,
         &sip.handle,
         &sip.registrar,
@@ -225,7 +227,10 @@ struct Sip {
 async fn start_sip(
     settings: &Settings,
     store: &Store,
-    sessions: crate::session::service::SessionService,
+    (sessions, texts): (
+        crate::session::service::SessionService,
+        mpsc::UnboundedSender<crate::session::TextToCaller>,
+    ),
     plan: PlanHandle,
     stop: CancellationToken,
 ) -> Result<Sip, ServerError> {
@@ -291,6 +296,7 @@ async fn start_sip(
             registrar: registrar.clone(),
             writer: store.writer(),
             sessions,
+            texts: Some(texts),
             ports: PortPool::new(settings.rtp_ports.0, settings.rtp_ports.1)
                 .map_err(|e| ServerError::Rtp(e.to_string()))?,
             media_ip: settings.public_ip,
@@ -461,7 +467,10 @@ struct Http {
 async fn start_http(
     settings: &Settings,
     store: &Store,
-    sessions: crate::session::service::SessionService,
+    (sessions, mut texts): (
+        crate::session::service::SessionService,
+        mpsc::UnboundedReceiver<crate::session::TextToCaller>,
+    ),
     calls: &CallRegistry,
     handle: &EndpointHandle,
     registrar: &Arc<Registrar>,
@@ -500,6 +509,21 @@ async fn start_http(
         outbox.clone(),
         files,
     );
+    let stop = CancellationToken::new();
+    let texter = chat.clone();
+    let texts_stop = stop.clone();
+    tasks.spawn(async move {
+        loop {
+            let t = tokio::select! {
+                t = texts.recv() => t,
+                _ = texts_stop.cancelled() => None,
+            };
+            let Some(t) = t else { return };
+            if let Err(error) = texter.text_caller(&t).await {
+                tracing::warn!(%error, channel = %t.channel, call = %t.call_id, "send_message failed");
+            }
+        }
+    });
     let app = crate::api::router(crate::api::ApiState {
         metrics: metrics_handle(),
         calls: calls.clone(),
@@ -520,7 +544,6 @@ async fn start_http(
     let webhooks = crate::api::webhooks::WebhookDispatcher::new(store.clone(), retry);
     webhooks.start().await?;
     let app = app.layer(axum::Extension(webhooks.clone()));
-    let stop = CancellationToken::new();
     let http_stop = stop.clone();
     tasks.spawn(async move {
         let serve = axum::serve(listener, app)

@@ -755,3 +755,76 @@ async fn phone_identities_stored_in_other_formats_are_normalised_and_duplicates_
     assert!(audit.to_string().contains("customer.merge"), "{audit}");
     s.stop().await;
 }
+
+/// A plan whose number 555 texts the caller a chat link on `sms`, then hangs up.
+const TEXTING_PLAN: &str = "\
+[[routes]]
+name = \"text me\"
+number = \"555\"
+flow = \"text_me\"
+
+[[routes]]
+name = \"extensions\"
+flow = \"ext\"
+
+[[flows.ext]]
+dial = \"{{called}}\"
+
+[[flows.text_me]]
+send_message = \"sms\"
+text = \"Continue in chat: https://example.com/chat?session={{session_id}}\"
+
+[[flows.text_me]]
+hangup = true
+";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ivr_texts_the_caller_a_chat_link_on_their_messaging_channel() {
+    let plan = tempfile::tempdir().expect("plan dir");
+    std::fs::write(plan.path().join("plan.toml"), TEXTING_PLAN).expect("write plan");
+    let plan_dir = plan.path().to_path_buf();
+    let media = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("media");
+    let s = server(None, move |c| {
+        c.ivr.dialplans = plan_dir;
+        c.media.dir = media;
+        c.sip.trusted_cidrs = vec!["127.0.0.0/8".into()];
+    })
+    .await;
+    let (admin, api) = keys(&s).await;
+    let (url, mut got) = gateway(0).await;
+    let created = channel(&admin, "sms", Some(&url)).await;
+    let secret = created["secret"].as_str().expect("secret").to_owned();
+    let ua = Ua::new(s.sip_udp).await;
+    let sdp = "v=0\no=- 1 1 IN IP4 127.0.0.1\ns=-\nc=IN IP4 127.0.0.1\nt=0 0\nm=audio 30992 RTP/AVP 0\na=rtpmap:0 PCMU/8000\n";
+    let invite = invite_with_sdp("555", "02079460000", "text-1", 1, sdp, None, s.sip_udp)
+        .replace("{addr}", &ua.addr().to_string());
+    ua.send(invite.as_bytes()).await;
+    let Ok(Some(d)) = tokio::time::timeout(GUARD, got.recv()).await else {
+        let (_, records) = api.send(Method::GET, "/v1/call-records", None).await;
+        let (_, convs) = api.send(Method::GET, "/v1/conversations", None).await;
+        let (_, events) = api.send(Method::GET, "/v1/events", None).await;
+        panic!("no text reached the gateway\n{records}\n{convs}\n{events}");
+    };
+    assert!(verify(&d.signature, &d.body, &secret));
+    let body: Value = serde_json::from_slice(&d.body).expect("json");
+    assert_eq!(body["to"], "+442079460000", "the caller's number in E.164");
+    assert_eq!(body["author"], "bot");
+    let text = body["text"].as_str().expect("text");
+    assert!(
+        text.starts_with("Continue in chat: https://example.com/chat?session="),
+        "{text}"
+    );
+    // The conversation is in the call's session.
+    let (_, records) = api.send(Method::GET, "/v1/call-records", None).await;
+    let session = records["items"][0]["session_id"].clone();
+    assert!(
+        text.ends_with(session.as_str().expect("session")),
+        "{text} / {session}"
+    );
+    let (_, list) = api
+        .send(Method::GET, "/v1/conversations?channel=sms", None)
+        .await;
+    assert_eq!(list["items"][0]["session_id"], session, "{list}");
+    assert_eq!(list["items"][0]["contact"], "+442079460000");
+    s.stop().await;
+}

@@ -486,6 +486,74 @@ impl ChatService {
         Ok(record)
     }
 
+    /// Texts a caller (a flow's `send_message`): a bot message in the conversation of
+    /// `t.channel` with the caller's number, started in the call's session when there is none,
+    /// delivered to the channel's gateway.
+    pub async fn text_caller(&self, t: &crate::session::TextToCaller) -> Result<(), ChatError> {
+        check_text(&t.text, false)?;
+        let s = &self.inner;
+        let Some(channel) = s.store.get_channel(&t.channel).await? else {
+            return Err(ChatError::NotFound(format!("channel {}", t.channel)));
+        };
+        if channel.kind == crate::domain::ChannelKind::Web {
+            return Err(ChatError::Invalid(
+                "the web channel cannot text a phone number".into(),
+            ));
+        }
+        let now = crate::clock::unix_ms();
+        let lock = self.sender_lock(&t.channel, &t.to);
+        let held = lock.lock().await;
+        let mut cmds = Vec::new();
+        let conversation = match s.store.open_conversation_with(&t.channel, &t.to).await? {
+            Some(c) => c,
+            None => {
+                let c = self.start_conversation(t.session_id, None, &t.channel, &t.to, now);
+                cmds.push(StoreCmd::IdentityAdded {
+                    session_id: t.session_id,
+                    identity: crate::store::Identity {
+                        kind: IdentityKind::Phone,
+                        value: t.to.clone(),
+                    },
+                    at_ms: now,
+                });
+                cmds.push(StoreCmd::ConversationStarted(NewConversation {
+                    id: c.id,
+                    session_id: c.session_id,
+                    channel: c.channel.clone(),
+                    contact: c.contact.clone(),
+                    started_ms: now,
+                }));
+                cmds.push(StoreCmd::event(
+                    now,
+                    Some(c.session_id),
+                    Some(t.call_id),
+                    Event::ChatStarted {
+                        conversation_id: c.id.to_string(),
+                        channel: c.channel.clone(),
+                    },
+                ));
+                c
+            }
+        };
+        let message = NewMessage {
+            id: MessageId::new(),
+            conversation_id: conversation.id,
+            session_id: conversation.session_id,
+            channel: t.channel.clone(),
+            external_id: None,
+            author: AuthorKind::Bot,
+            author_name: None,
+            text: self.mask(&t.text),
+            created_ms: now,
+        };
+        self.push_message(&mut cmds, message, &conversation.contact, &[]);
+        s.store.writer().confirm(cmds).await?;
+        drop(held);
+        self.release_sender(&t.to, lock);
+        s.outbox.wake(&t.channel);
+        Ok(())
+    }
+
     /// Closes conversation `id` (`chat.ended`).
     pub async fn close(&self, id: ConversationId) -> Result<(), ChatError> {
         let s = &self.inner;

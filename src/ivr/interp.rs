@@ -101,6 +101,8 @@ pub enum Action {
     StopRecording { id: u64 },
     /// Start recording the whole call, both parties (the `record_call` step).
     RecordCall,
+    /// Text the caller `text` on messaging channel `channel` (the template already filled).
+    SendMessage { channel: String, text: String },
     /// POST `body` (the session context) to `url`; answer with [`Input::WebhookDone`]. The
     /// interpreter gives up itself at `timeout`.
     Webhook {
@@ -616,6 +618,12 @@ impl Interpreter {
             ),
             StepKind::RecordCall => {
                 self.actions.push_back(Action::RecordCall);
+                self.next()
+            }
+            StepKind::SendMessage { channel, text } => {
+                let text = render(&text, &self.attrs);
+                self.actions
+                    .push_back(Action::SendMessage { channel, text });
                 self.next()
             }
             StepKind::Transfer(number) => {
@@ -1348,6 +1356,7 @@ fn step_kind_name(kind: &StepKind) -> &'static str {
         StepKind::Voicemail(_) => "voicemail",
         StepKind::Record(_) => "record",
         StepKind::RecordCall => "record_call",
+        StepKind::SendMessage { .. } => "send_message",
         StepKind::Transfer(_) => "transfer",
         StepKind::Hangup(_) => "hangup",
         StepKind::Webhook(_) => "webhook",

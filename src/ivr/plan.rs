@@ -259,6 +259,12 @@ pub enum StepKind {
     Transfer(Template),
     Hangup(HangupCause),
     Webhook(Webhook),
+    /// Sends the caller a text on a messaging channel (a chat link by SMS or WhatsApp), to the
+    /// caller's number, in the call's session.
+    SendMessage {
+        channel: String,
+        text: Template,
+    },
     /// Waits (silence to the caller).
     Pause(Duration),
 }

@@ -335,6 +335,20 @@ pub struct CallContext {
     pub media: MediaContext,
     /// The dialplan new calls take (reloaded on change).
     pub plan: crate::ivr::reload::PlanHandle,
+    /// Where a flow's `send_message` texts go (the chat side); None: not sent (logged).
+    pub texts: Option<mpsc::UnboundedSender<TextToCaller>>,
+}
+
+/// A text a call's flow sends its caller on a messaging channel (`send_message`): handed to
+/// the chat side, which writes it to a conversation of that channel in the call's session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TextToCaller {
+    pub session_id: SessionId,
+    pub call_id: CallId,
+    pub channel: String,
+    /// The caller's number in E.164.
+    pub to: String,
+    pub text: String,
 }
 
 /// What calls need from the media engine, shared.

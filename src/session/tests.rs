@@ -139,6 +139,7 @@ async fn harness_with(phones: &[(&str, &str)]) -> Harness {
             prompts: Arc::new(crate::media::player::PromptCache::new(root.join("media"))),
         },
         plan: crate::ivr::reload::PlanHandle::fixed(plan),
+        texts: None,
     };
     let local = Arc::new(Local {
         domain: "127.0.0.1".into(),

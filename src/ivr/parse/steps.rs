@@ -71,6 +71,7 @@ pub(super) const ACTIONS: &[&str] = &[
     "transfer",
     "hangup",
     "webhook",
+    "send_message",
     "pause",
 ];
 
@@ -109,6 +110,7 @@ pub(super) fn action_options(action: &str) -> &'static [&'static str] {
         "voicemail" => &["greeting", "beep", "max_length", "silence", "terminator"],
         "record" => &["prompt", "beep", "max_length", "silence", "terminator"],
         "webhook" => &["timeout", "fallback"],
+        "send_message" => &["text"],
         _ => &[],
     }
 }
@@ -354,6 +356,17 @@ pub(super) fn decode_step(
         "record_call" => {
             yes(ctx, main, mp, name)?;
             StepKind::RecordCall
+        }
+        "send_message" => {
+            let channel = string(ctx, main, mp)?.to_owned();
+            if channel.is_empty() {
+                ctx.error(&main.at, mp, "no channel to send the message on", None);
+                return None;
+            }
+            StepKind::SendMessage {
+                channel,
+                text: f.req(ctx, "text", template)?,
+            }
         }
         "transfer" => {
             let s = string_or_int(ctx, main, mp)?;

@@ -185,6 +185,7 @@ impl Call {
                 silence,
             } => self.start_message_recording(id, voicemail, silence),
             Action::StopRecording { id } => self.stop_message_recording(id),
+            Action::SendMessage { channel, text } => self.text_caller(channel, text),
             Action::RecordCall => {
                 if self.recording.is_none() && self.answer_locally() {
                     self.start_recording();
@@ -200,6 +201,39 @@ impl Call {
             Action::Transfer { number } => self.transfer(number),
             Action::Hangup { cause } => self.ivr_hangup(cause),
         }
+    }
+
+    /// Hands a `send_message` text for the caller's number to the chat side.
+    fn text_caller(&mut self, channel: String, text: String) {
+        // The call (and its session, where the conversation goes) is recorded first.
+        self.ensure_record();
+        let to = self
+            .ctx
+            .sessions
+            .normalise(crate::store::Identity {
+                kind: crate::domain::IdentityKind::Phone,
+                value: self.caller_user.clone(),
+            })
+            .value;
+        if !to.starts_with('+') {
+            tracing::info!(
+                channel,
+                "send_message: the caller has no number in E.164: not sent"
+            );
+            return;
+        }
+        let Some(texts) = &self.ctx.texts else {
+            tracing::warn!(channel, "send_message: no chat service: not sent");
+            return;
+        };
+        tracing::info!(channel, "send_message: texting the caller");
+        let _ = texts.send(crate::session::TextToCaller {
+            session_id: self.session_id,
+            call_id: self.record_id,
+            channel,
+            to,
+            text,
+        });
     }
 
     /// Answers the caller ourselves (the IVR's `answer`, or a step that needs media). The
