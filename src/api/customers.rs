@@ -220,12 +220,7 @@ async fn get_customer(
     Path(id): Path<String>,
 ) -> Result<Json<CustomerView>, ApiError> {
     let id = CustomerId(parse_uuid("customer id", &id)?);
-    let c = s
-        .store
-        .get_customer(id)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("customer {id} not found")))?;
-    Ok(Json(view(&s, c).await?))
+    customer_view(&s, id).await
 }
 
 async fn view(s: &ApiState, c: CustomerRecord) -> Result<CustomerView, ApiError> {
@@ -292,20 +287,29 @@ async fn merge_customer(
     ProblemJson(req): ProblemJson<OtherCustomer>,
 ) -> Result<Json<CustomerView>, ApiError> {
     let id = CustomerId(parse_uuid("customer id", &id)?);
-    let actor = Actor {
-        key_id: Some(key.0.key.id),
-        name: key.0.key.name.clone(),
-    };
     s.store
-        .merge_customers(id, CustomerId(req.customer_id), &actor)
+        .merge_customers(id, CustomerId(req.customer_id), &actor(&key))
         .await?;
     tracing::info!(into = %id, from = %req.customer_id, "customers merged");
+    customer_view(&s, id).await
+}
+
+/// Who changes customers: the admin key.
+fn actor(key: &AdminKey) -> Actor {
+    Actor {
+        key_id: Some(key.0.key.id),
+        name: key.0.key.name.clone(),
+    }
+}
+
+/// Customer `id` as the API shows it, or 404.
+async fn customer_view(s: &ApiState, id: CustomerId) -> Result<Json<CustomerView>, ApiError> {
     let c = s
         .store
         .get_customer(id)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("customer {id} not found")))?;
-    Ok(Json(view(&s, c).await?))
+    Ok(Json(view(s, c).await?))
 }
 
 /// Split a customer merged into this one off again: what the merge moved goes back.
@@ -335,16 +339,7 @@ async fn split_customer(
 ) -> Result<Json<CustomerView>, ApiError> {
     let id = CustomerId(parse_uuid("customer id", &id)?);
     let other = CustomerId(req.customer_id);
-    let actor = Actor {
-        key_id: Some(key.0.key.id),
-        name: key.0.key.name.clone(),
-    };
-    s.store.split_customers(id, other, &actor).await?;
+    s.store.split_customers(id, other, &actor(&key)).await?;
     tracing::info!(from = %id, split = %other, "customers split");
-    let c = s
-        .store
-        .get_customer(other)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("customer {other} not found")))?;
-    Ok(Json(view(&s, c).await?))
+    customer_view(&s, other).await
 }
