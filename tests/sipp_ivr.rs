@@ -1006,3 +1006,64 @@ fn serve_refuses_to_start_on_an_invalid_plan_and_names_the_position() {
         "the error should name the unknown key:\n{output}"
     );
 }
+
+/// A plan whose 100 collects one secret digit into `pin`, then waits for the caller to hang up.
+const SENSITIVE_PLAN: &str = "\
+[[routes]]
+name = \"pin\"
+number = \"100\"
+flow = \"pin\"
+
+[[flows.pin]]
+answer = true
+
+[[flows.pin]]
+gather = \"pin\"
+max_digits = 1
+first_timeout = \"10s\"
+sensitive = true
+
+[[flows.pin]]
+pause = \"30s\"
+";
+
+#[test]
+fn a_sensitive_gather_keeps_the_digits_out_of_the_attribute_the_events_and_the_log() {
+    if !have_dtmf_pcaps() {
+        return;
+    }
+    let plan = Plan::empty();
+    plan.write("plan.toml", SENSITIVE_PLAN);
+    let Some(server) = start(&plan, &[]) else {
+        return;
+    };
+    caller_files(&server, Some("1"), &silence(0.2));
+    let mut call = caller(
+        &server,
+        "uac_ivr_2833",
+        MAIN_MENU,
+        Duration::from_secs(2),
+        &[],
+    );
+    let mut db = Db::open(&server);
+    assert_eq!(
+        db.wait_attribute(&server, "pin"),
+        vec!["•"],
+        "stored masked"
+    );
+    call.succeeded(&server);
+    let digits = db.rows("SELECT data FROM events WHERE kind = 'dtmf.received'");
+    assert!(!digits.is_empty(), "the digit was reported");
+    for row in &digits {
+        let data: serde_json::Value = serde_json::from_str(&row["data"]).expect("json");
+        assert_eq!(data["digit"], "•", "published masked: {data}");
+    }
+    let log = log_since(&server, 0);
+    let dtmf: Vec<&str> = log.lines().filter(|l| l.contains("DTMF")).collect();
+    assert!(!dtmf.is_empty(), "a DTMF log line");
+    assert!(
+        dtmf.iter()
+            .all(|l| l.contains("digit=•") && !l.contains("digit=1")),
+        "logged masked: {dtmf:?}"
+    );
+}
