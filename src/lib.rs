@@ -21,6 +21,7 @@
 
 #![cfg_attr(test, allow(clippy::disallowed_methods))] // unit tests may read real time
 
+pub mod acd;
 pub mod api;
 pub mod assets;
 pub mod chat;
