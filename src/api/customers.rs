@@ -132,8 +132,16 @@ async fn customer_timeline(
             .store
             .events_for_session(session.id, super::sessions::MAX_TIMELINE_EVENTS)
             .await?;
+        let conversations = super::timeline::session_conversations(&s, session.id).await?;
         timeline.extend(
-            super::timeline::session_timeline(&s, session.id, &calls, &recordings, &events).await?,
+            super::timeline::session_timeline(
+                &s,
+                session.id,
+                (&calls, &recordings),
+                &events,
+                &conversations,
+            )
+            .await?,
         );
     }
     super::timeline::sort(&mut timeline);

@@ -120,19 +120,19 @@ async fn get_session(
     let events = store
         .events_for_session(session.id, MAX_TIMELINE_EVENTS)
         .await?;
-    let timeline =
-        super::timeline::session_timeline(&s, session.id, &records, &recordings, &events).await?;
-    let mut conversations: Vec<_> = store
-        .list_conversations(&crate::store::ConversationFilter {
-            session_id: Some(session.id),
-            limit: 1000,
-            ..Default::default()
-        })
-        .await?
+    let conversations = super::timeline::session_conversations(&s, session.id).await?;
+    let timeline = super::timeline::session_timeline(
+        &s,
+        session.id,
+        (&records, &recordings),
+        &events,
+        &conversations,
+    )
+    .await?;
+    let conversations = conversations
         .into_iter()
         .map(super::conversations::view)
         .collect();
-    conversations.reverse();
     Ok(Json(SessionTimeline {
         id: session.id.0,
         customer_id: session.customer_id.map(|c| c.0),

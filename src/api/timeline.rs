@@ -9,7 +9,7 @@ use uuid::Uuid;
 
 use super::conversations::AuthorView;
 use super::{ApiError, ApiState};
-use crate::store::{CallRecord, EventRecord, RecordingRecord, SessionId};
+use crate::store::{CallRecord, ConversationRecord, EventRecord, RecordingRecord, SessionId};
 
 /// Most entries one timeline holds (the oldest first).
 pub const MAX_ENTRIES: usize = 5000;
@@ -83,13 +83,29 @@ impl TimelineEntry {
     }
 }
 
-/// The timeline of session `id`, given what the session document already read.
+/// Session `id`'s conversations, oldest first.
+pub async fn session_conversations(
+    s: &ApiState,
+    id: SessionId,
+) -> Result<Vec<ConversationRecord>, ApiError> {
+    let filter = crate::store::ConversationFilter {
+        session_id: Some(id),
+        limit: 1000,
+        ..Default::default()
+    };
+    let mut list = s.store.list_conversations(&filter).await?;
+    list.reverse();
+    Ok(list)
+}
+
+/// The timeline of session `id`, given what the session document already read (its
+/// conversations' messages are read here).
 pub async fn session_timeline(
     s: &ApiState,
     id: SessionId,
-    calls: &[CallRecord],
-    recordings: &[RecordingRecord],
+    (calls, recordings): (&[CallRecord], &[RecordingRecord]),
     events: &[EventRecord],
+    conversations: &[ConversationRecord],
 ) -> Result<Vec<TimelineEntry>, ApiError> {
     let session_id = id.0;
     let mut out = Vec::new();
@@ -126,12 +142,7 @@ pub async fn session_timeline(
             api_key: text("api_key"),
         });
     }
-    let filter = crate::store::ConversationFilter {
-        session_id: Some(id),
-        limit: 1000,
-        ..Default::default()
-    };
-    for c in s.store.list_conversations(&filter).await? {
+    for c in conversations {
         out.push(TimelineEntry::Conversation {
             at_ms: c.started_ms,
             session_id,

@@ -614,14 +614,12 @@ impl VisitorSocket {
         Ok(())
     }
 
-    /// Passes on what happened in the visitor's conversation.
+    /// Passes on what happened in the visitor's conversation (the hub routes only its
+    /// events here).
     async fn on_event(&mut self, e: &crate::store::EventRecord) -> Result<(), ()> {
         let Some(c) = self.conversation else {
             return Ok(());
         };
-        if e.data.get("conversation_id").and_then(Value::as_str) != Some(&c.to_string()) {
-            return Ok(());
-        }
         match e.kind.as_str() {
             "chat.message" => {
                 let d = &e.data;

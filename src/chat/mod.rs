@@ -593,8 +593,7 @@ impl ChatService {
             .get_conversation(id)
             .await?
             .ok_or_else(|| ChatError::NotFound("conversation".into()))?;
-        let messages = s.store.messages_of(id).await?;
-        let Some(m) = messages.iter().find(|m| m.id == up_to) else {
+        let Some(m) = s.store.message_of(id, up_to).await? else {
             return Err(ChatError::NotFound("message".into()));
         };
         let now = crate::clock::unix_ms();

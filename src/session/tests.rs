@@ -308,6 +308,28 @@ impl Harness {
     }
 }
 
+/// The head of an in-dialog request from the callee (2001 at 127.0.0.1:6001) on the dialog
+/// of fork `fork` (an INVITE carries a Contact).
+fn from_callee(fork: &Request, method: &str, cseq: u32, branch: &str) -> String {
+    let our_b_tag = tag_of(fork.headers.get("From").expect("From"));
+    let b_call_id = fork.headers.get("Call-ID").expect("Call-ID");
+    let contact = if method == "INVITE" {
+        "Contact: <sip:2001@127.0.0.1:6001>\n"
+    } else {
+        ""
+    };
+    format!(
+        "{method} sip:switchboard@127.0.0.1:5060 SIP/2.0\n\
+         Via: SIP/2.0/UDP 127.0.0.1:6001;branch={branch}\n\
+         Max-Forwards: 70\n\
+         From: <sip:2001@127.0.0.1>;tag=callee\n\
+         To: <sip:+15550001@127.0.0.1>;tag={our_b_tag}\n\
+         Call-ID: {b_call_id}\n\
+         CSeq: {cseq} {method}\n\
+         {contact}"
+    )
+}
+
 /// A response from the callee on fork `invite`.
 fn reply(invite: &Request, status: u16, to_tag: &str, sdp: Option<String>) -> TuEvent {
     let h = &invite.headers;
@@ -588,21 +610,10 @@ async fn a_reinvite_while_another_is_relayed_is_answered_491() {
     let mut h = harness(&["127.0.0.1:6001"]).await;
     let caller = h.invite();
     let (fork, ok) = answered_call(&mut h, &caller).await;
-    let our_b_tag = tag_of(fork.headers.get("From").expect("From"));
     let our_a_tag = tag_of(ok.headers.get("To").expect("To"));
-    let b_call_id = fork.headers.get("Call-ID").expect("Call-ID").to_owned();
     // The callee puts the caller on hold: relayed to the caller.
     let (_, hold) = h.in_dialog(
-        &format!(
-            "INVITE sip:switchboard@127.0.0.1:5060 SIP/2.0\n\
-             Via: SIP/2.0/UDP 127.0.0.1:6001;branch=z9hG4bKhold\n\
-             Max-Forwards: 70\n\
-             From: <sip:2001@127.0.0.1>;tag=callee\n\
-             To: <sip:+15550001@127.0.0.1>;tag={our_b_tag}\n\
-             Call-ID: {b_call_id}\n\
-             CSeq: 2 INVITE\n\
-             Contact: <sip:2001@127.0.0.1:6001>\n"
-        ),
+        &from_callee(&fork, "INVITE", 2, "z9hG4bKhold"),
         Some(&answer_sdp(32000).replace("t=0 0\n", "t=0 0\na=sendonly\n")),
         "127.0.0.1:6001",
     );
@@ -638,20 +649,9 @@ async fn hold_and_resume_from_the_callee_are_relayed_and_reported() {
     let mut h = harness(&["127.0.0.1:6001"]).await;
     let caller = h.invite();
     let (fork, _) = answered_call(&mut h, &caller).await;
-    let our_b_tag = tag_of(fork.headers.get("From").expect("From"));
-    let b_call_id = fork.headers.get("Call-ID").expect("Call-ID").to_owned();
     for (cseq, direction, held) in [(2, "sendonly", true), (3, "sendrecv", false)] {
         let (tx, reinvite) = h.in_dialog(
-            &format!(
-                "INVITE sip:switchboard@127.0.0.1:5060 SIP/2.0\n\
-                 Via: SIP/2.0/UDP 127.0.0.1:6001;branch=z9hG4bKre{cseq}\n\
-                 Max-Forwards: 70\n\
-                 From: <sip:2001@127.0.0.1>;tag=callee\n\
-                 To: <sip:+15550001@127.0.0.1>;tag={our_b_tag}\n\
-                 Call-ID: {b_call_id}\n\
-                 CSeq: {cseq} INVITE\n\
-                 Contact: <sip:2001@127.0.0.1:6001>\n"
-            ),
+            &from_callee(&fork, "INVITE", cseq, &format!("z9hG4bKre{cseq}")),
             Some(&answer_sdp(32000).replace("t=0 0\n", &format!("t=0 0\na={direction}\n"))),
             "127.0.0.1:6001",
         );
@@ -847,18 +847,8 @@ async fn a_blonde_transfer_puts_the_caller_through_when_the_consultation_answers
     let caller = h.invite();
     let (_, invite, owner, consultation, fork) = consulting(&mut h, &caller).await;
     // The transferor hangs up while 2002 still rings.
-    let our_b_tag = tag_of(fork.headers.get("From").expect("From"));
-    let b_call_id = fork.headers.get("Call-ID").expect("Call-ID").to_owned();
     let (tx, bye) = h.in_dialog(
-        &format!(
-            "BYE sip:switchboard@127.0.0.1:5060 SIP/2.0\n\
-             Via: SIP/2.0/UDP 127.0.0.1:6001;branch=z9hG4bKbye\n\
-             Max-Forwards: 70\n\
-             From: <sip:2001@127.0.0.1>;tag=callee\n\
-             To: <sip:+15550001@127.0.0.1>;tag={our_b_tag}\n\
-             Call-ID: {b_call_id}\n\
-             CSeq: 2 BYE\n"
-        ),
+        &from_callee(&fork, "BYE", 2, "z9hG4bKbye"),
         None,
         "127.0.0.1:6001",
     );

@@ -196,31 +196,20 @@ impl Store {
         &self,
         channel: &str,
     ) -> Result<Option<MessageRecord>, StoreError> {
-        let sql = format!(
-            "SELECT {MESSAGE_COLUMNS} FROM messages
-             WHERE channel = $1 AND author_kind <> 'customer' AND delivered_ms IS NULL
-             ORDER BY created_ms, id LIMIT 1"
-        );
-        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(channel)
-            .fetch_optional(self.pool())
-            .await?;
-        row.as_ref().map(message_from_row).transpose()
+        self.message_where(
+            "channel = $1 AND author_kind <> 'customer' AND delivered_ms IS NULL
+             ORDER BY created_ms, id LIMIT 1",
+            &[channel],
+        )
+        .await
     }
 
     pub async fn get_conversation(
         &self,
         id: ConversationId,
     ) -> Result<Option<ConversationRecord>, StoreError> {
-        let sql = format!(
-            "SELECT {CONVERSATION_COLUMNS} FROM conversations c
-             JOIN sessions s ON s.id = c.session_id WHERE c.id = $1"
-        );
-        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(id.to_string())
-            .fetch_optional(self.pool())
-            .await?;
-        row.as_ref().map(conversation_from_row).transpose()
+        self.conversation_where("c.id = $1", &[&id.to_string()])
+            .await
     }
 
     /// The open conversation of `channel` held with `contact`, if any.
@@ -229,18 +218,12 @@ impl Store {
         channel: &str,
         contact: &str,
     ) -> Result<Option<ConversationRecord>, StoreError> {
-        let sql = format!(
-            "SELECT {CONVERSATION_COLUMNS} FROM conversations c
-             JOIN sessions s ON s.id = c.session_id
-             WHERE c.channel = $1 AND c.contact = $2 AND c.state = 'open'
-             ORDER BY c.started_ms DESC LIMIT 1"
-        );
-        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(channel)
-            .bind(contact)
-            .fetch_optional(self.pool())
-            .await?;
-        row.as_ref().map(conversation_from_row).transpose()
+        self.conversation_where(
+            "c.channel = $1 AND c.contact = $2 AND c.state = 'open'
+             ORDER BY c.started_ms DESC LIMIT 1",
+            &[channel, contact],
+        )
+        .await
     }
 
     pub async fn list_conversations(
@@ -301,14 +284,53 @@ impl Store {
         channel: &str,
         external_id: &str,
     ) -> Result<Option<MessageRecord>, StoreError> {
+        self.message_where("channel = $1 AND external_id = $2", &[channel, external_id])
+            .await
+    }
+
+    /// Message `id` of `conversation`, if it is one of its messages.
+    pub async fn message_of(
+        &self,
+        conversation: ConversationId,
+        id: MessageId,
+    ) -> Result<Option<MessageRecord>, StoreError> {
+        self.message_where(
+            "conversation_id = $1 AND id = $2",
+            &[&conversation.to_string(), &id.to_string()],
+        )
+        .await
+    }
+
+    /// The first conversation matching `cond` (over `c`, joined with its session `s`).
+    async fn conversation_where(
+        &self,
+        cond: &str,
+        args: &[&str],
+    ) -> Result<Option<ConversationRecord>, StoreError> {
         let sql = format!(
-            "SELECT {MESSAGE_COLUMNS} FROM messages WHERE channel = $1 AND external_id = $2"
+            "SELECT {CONVERSATION_COLUMNS} FROM conversations c
+             JOIN sessions s ON s.id = c.session_id WHERE {cond}"
         );
-        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(channel)
-            .bind(external_id)
-            .fetch_optional(self.pool())
-            .await?;
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for a in args {
+            q = q.bind(*a);
+        }
+        let row = q.fetch_optional(self.pool()).await?;
+        row.as_ref().map(conversation_from_row).transpose()
+    }
+
+    /// The first message matching `cond`.
+    async fn message_where(
+        &self,
+        cond: &str,
+        args: &[&str],
+    ) -> Result<Option<MessageRecord>, StoreError> {
+        let sql = format!("SELECT {MESSAGE_COLUMNS} FROM messages WHERE {cond}");
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for a in args {
+            q = q.bind(*a);
+        }
+        let row = q.fetch_optional(self.pool()).await?;
         row.as_ref().map(message_from_row).transpose()
     }
 
