@@ -396,7 +396,15 @@ impl Writer {
     ) -> Result<(), sqlx::Error> {
         let mut tx = self.pool.begin().await?;
         for cmd in cmds {
-            self.apply(&mut tx, cmd, written).await?;
+            if let Err(e) = self.apply(&mut tx, cmd, written).await {
+                // Rolled back here, not when the pool next hands out this connection: a
+                // dropped transaction keeps SQLite's write lock, and the retry that follows
+                // on another connection would find the database locked.
+                if let Err(rollback) = tx.rollback().await {
+                    tracing::warn!(error = %rollback, "store rollback failed");
+                }
+                return Err(e);
+            }
         }
         tx.commit().await
     }
