@@ -892,10 +892,10 @@ impl Engine {
     }
 
     fn unoffer(&mut self, agent: &str, media: Media) {
-        if let Some(a) = self.agents.get_mut(agent) {
-            if let Some(n) = a.offers.get_mut(&media) {
-                *n = n.saturating_sub(1);
-            }
+        if let Some(a) = self.agents.get_mut(agent)
+            && let Some(n) = a.offers.get_mut(&media)
+        {
+            *n = n.saturating_sub(1);
         }
         self.touched.insert(agent.to_owned());
     }
