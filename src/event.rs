@@ -194,6 +194,61 @@ pub enum Event {
     /// A conversation was closed.
     #[serde(rename = "chat.ended")]
     ChatEnded { conversation_id: String },
+    /// A conversation was given to an agent (accepted from the queue, or assigned).
+    #[serde(rename = "chat.assigned")]
+    ChatAssigned {
+        conversation_id: String,
+        agent_id: String,
+    },
+    /// An agent's state changed: `available`, `busy`, `wrap-up`, `break` (with the reason)
+    /// or `offline`.
+    #[serde(rename = "agent.state")]
+    AgentState {
+        agent_id: String,
+        state: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+    },
+    /// A call or chat joined a queue (`media`: `voice` or `chat`).
+    #[serde(rename = "queue.joined")]
+    QueueJoined {
+        queue: String,
+        task_id: String,
+        media: String,
+        priority: i32,
+    },
+    /// A contact left a queue: `answered`, `abandoned`, `callback`, `timeout`, `full` or
+    /// `overflow`.
+    #[serde(rename = "queue.left")]
+    QueueLeft {
+        queue: String,
+        task_id: String,
+        reason: String,
+        waited_ms: i64,
+    },
+    /// A contact was offered to an agent (their phones ring, or the chat shows).
+    #[serde(rename = "task.offered")]
+    TaskOffered {
+        queue: String,
+        task_id: String,
+        agent_id: String,
+    },
+    /// The agent took it.
+    #[serde(rename = "task.accepted")]
+    TaskAccepted {
+        queue: String,
+        task_id: String,
+        agent_id: String,
+    },
+    /// The agent did not take it (`reason`: `no-answer`, `declined`, `unreachable`,
+    /// `withdrawn`).
+    #[serde(rename = "task.rejected")]
+    TaskRejected {
+        queue: String,
+        task_id: String,
+        agent_id: String,
+        reason: String,
+    },
 }
 
 /// A file a message carries (`chat.message`).

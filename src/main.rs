@@ -52,6 +52,9 @@ enum Command {
     /// Manage SIP extensions (users).
     #[command(subcommand)]
     User(UserCommand),
+    /// Manage contact-centre agents (queues are in the dialplan).
+    #[command(subcommand)]
+    Agent(AgentCommand),
     /// Create or upgrade the database schema and exit.
     Migrate,
     /// Work with dialplans (IVR menus and routing; see dialplans/README.md).
@@ -66,6 +69,35 @@ enum Command {
         #[arg(long)]
         html: bool,
     },
+}
+
+#[derive(Subcommand)]
+enum AgentCommand {
+    /// Add an agent (offline until they set themselves available).
+    Add {
+        id: String,
+        /// The extension whose registered phones ring for them.
+        #[arg(long)]
+        extension: String,
+        /// Skills with levels, e.g. support:5,english:3 (each declared by the dialplan).
+        #[arg(long, default_value = "")]
+        skills: String,
+        /// Contacts at once per channel, e.g. voice=1,chat=3.
+        #[arg(long, default_value = "voice=1,chat=3")]
+        capacity: String,
+        #[arg(long)]
+        name: Option<String>,
+        /// No chat offered while on a call.
+        #[arg(long)]
+        no_chat_on_call: bool,
+        /// May monitor calls.
+        #[arg(long)]
+        supervisor: bool,
+    },
+    /// List agents.
+    List,
+    /// Remove an agent (their history stays).
+    Remove { id: String },
 }
 
 #[derive(Subcommand)]
@@ -232,6 +264,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 Ok(())
             }
             Command::User(cmd) => user_command(&settings, cmd).await,
+            Command::Agent(cmd) => agent_command(&settings, cmd).await,
             Command::Apikey(cmd) => apikey_command(&settings, cmd).await,
             Command::Dialplan(_) | Command::Openapi { .. } => Ok(()),
         }
@@ -250,11 +283,12 @@ fn dialplan_command(settings: &Settings, cmd: &DialplanCommand) -> ExitCode {
         Ok(plan) => {
             let files: Vec<String> = plan.files.iter().map(|f| f.display().to_string()).collect();
             println!(
-                "dialplan OK: {} routes, {} flows, {} calendars, {} ring groups (files: {})",
+                "dialplan OK: {} routes, {} flows, {} calendars, {} ring groups, {} queues (files: {})",
                 plan.routes.len(),
                 plan.flows.len(),
                 plan.calendars.len(),
                 plan.ring_groups.len(),
+                plan.queues.len(),
                 files.join(", ")
             );
             let speech = plan.speech_steps();
@@ -315,6 +349,104 @@ fn load_settings(common: &CommonArgs, serve: Option<&ServeArgs>) -> anyhow::Resu
         }
     }
     Ok(config.validate()?)
+}
+
+/// `voice=1,chat=3` → (voice, chat).
+fn parse_capacity(s: &str) -> anyhow::Result<(u32, u32)> {
+    let (mut voice, mut chat) = (1, 3);
+    for part in s.split(',').filter(|p| !p.trim().is_empty()) {
+        let (k, v) = part
+            .split_once('=')
+            .with_context(|| format!("capacity: \"{part}\" is not channel=number"))?;
+        let n: u32 = v
+            .trim()
+            .parse()
+            .ok()
+            .filter(|n| *n <= 50)
+            .with_context(|| format!("capacity: \"{v}\" is not a number 0 to 50"))?;
+        match k.trim() {
+            "voice" => voice = n,
+            "chat" => chat = n,
+            other => anyhow::bail!("capacity: \"{other}\" is not a channel (voice, chat)"),
+        }
+    }
+    Ok((voice, chat))
+}
+
+async fn agent_command(settings: &Settings, cmd: AgentCommand) -> anyhow::Result<()> {
+    let store = Store::open(&settings.database_url).await?;
+    match cmd {
+        AgentCommand::Add {
+            id,
+            extension,
+            skills,
+            capacity,
+            name,
+            no_chat_on_call,
+            supervisor,
+        } => {
+            anyhow::ensure!(
+                switchboard::acd::is_skill_name(&id),
+                "\"{id}\" is not an agent id (lower-case letters, digits, _ and -)"
+            );
+            check_extension(&extension)?;
+            let skills = switchboard::acd::parse_skills(&skills).map_err(anyhow::Error::msg)?;
+            let (voice, chat) = parse_capacity(&capacity)?;
+            // Every skill must be one the dialplan declares.
+            let mut settings = settings.clone();
+            switchboard::assets::resolve(&mut settings)?;
+            let options = switchboard::ivr::parse::CheckOptions {
+                media_dir: settings.media.dir.clone(),
+            };
+            if let Ok(plan) = switchboard::ivr::parse::load(&settings.ivr.dialplans, &options) {
+                for (skill, _) in &skills {
+                    anyhow::ensure!(
+                        plan.skills.contains(skill),
+                        "skill \"{skill}\" is not declared by the dialplan ({}): add it to `skills = [...]`",
+                        settings.ivr.dialplans.display()
+                    );
+                }
+            }
+            let now = switchboard::clock::unix_ms();
+            store
+                .add_agent(&switchboard::store::AgentRecord {
+                    id: id.clone(),
+                    extension,
+                    name,
+                    skills,
+                    voice,
+                    chat,
+                    no_chat_on_call,
+                    supervisor,
+                    presence: "offline".into(),
+                    reason: None,
+                    created_ms: now,
+                    updated_ms: now,
+                })
+                .await?;
+            println!("added agent {id}");
+        }
+        AgentCommand::List => {
+            for a in store.list_agents().await? {
+                let skills: Vec<String> =
+                    a.skills.iter().map(|(s, l)| format!("{s}:{l}")).collect();
+                println!(
+                    "{}\t{}\t{}\tvoice={},chat={}\t{}",
+                    a.id,
+                    a.extension,
+                    skills.join(","),
+                    a.voice,
+                    a.chat,
+                    a.presence
+                );
+            }
+        }
+        AgentCommand::Remove { id } => {
+            anyhow::ensure!(store.remove_agent(&id).await?, "no agent {id}");
+            println!("removed agent {id}");
+        }
+    }
+    Ok(())
 }
 
 async fn user_command(settings: &Settings, cmd: UserCommand) -> anyhow::Result<()> {

@@ -119,16 +119,25 @@ pub async fn start(mut settings: Settings) -> Result<Server, ServerError> {
     let sessions = start_sessions(&settings, &store).await?;
     // A flow's `send_message` texts, from the calls to the chat side.
     let (texts, texts_rx) = mpsc::unbounded_channel();
+    // The ACD, with the stored agents; its callbacks are placed through the call registry.
+    let (callbacks, callbacks_rx) = mpsc::unbounded_channel();
+    let acd = crate::acd::service::start(
+        store.list_agents().await?,
+        plan.clone(),
+        store.writer(),
+        callbacks,
+    );
     let sip = start_sip(
         &settings,
         &store,
-        (sessions.clone(), texts),
+        (sessions.clone(), texts, acd.clone()),
         plan.clone(),
         stop_endpoint.clone(),
     )
     .await?;
     let mut tasks = tokio::task::JoinSet::new();
     tasks.spawn(sip.calls.clone().take_invites(sip.new_invites));
+    tasks.spawn(place_callbacks(sip.calls.clone(), callbacks_rx));
     tasks.spawn(sip.endpoint.run(sip.inbound, stop_endpoint.clone()));
     spawn_housekeeping(
         &mut tasks,
@@ -142,7 +151,7 @@ pub async fn start(mut settings: Settings) -> Result<Server, ServerError> {
     let http = start_http(
         &settings,
         &store,
-        (sessions, texts_rx),
+        (sessions, texts_rx, acd),
         &sip.calls,
         &sip.handle,
         &sip.registrar,
@@ -227,9 +236,10 @@ struct Sip {
 async fn start_sip(
     settings: &Settings,
     store: &Store,
-    (sessions, texts): (
+    (sessions, texts, acd): (
         crate::session::service::SessionService,
         mpsc::UnboundedSender<crate::session::TextToCaller>,
+        crate::acd::service::Acd,
     ),
     plan: PlanHandle,
     stop: CancellationToken,
@@ -297,6 +307,7 @@ async fn start_sip(
             writer: store.writer(),
             sessions,
             texts: Some(texts),
+            acd: Some(acd),
             ports: PortPool::new(settings.rtp_ports.0, settings.rtp_ports.1)
                 .map_err(|e| ServerError::Rtp(e.to_string()))?,
             media_ip: settings.public_ip,
@@ -419,6 +430,9 @@ async fn start_sessions(
     for (identity, session, at_ms) in store.recent_session_identities(since).await? {
         sessions.note_activity(&identity, session, at_ms);
     }
+    for (identity, profile) in store.customer_profiles().await? {
+        sessions.set_profile(&[identity], &profile);
+    }
     Ok(sessions)
 }
 
@@ -463,13 +477,40 @@ struct Http {
     outbox: crate::chat::outbox::Outbox,
 }
 
+/// Places the ACD's callbacks: the agent's phone rings first; answered, the customer is
+/// dialled and bridged, in the customer's session.
+async fn place_callbacks(
+    calls: CallRegistry,
+    mut requests: mpsc::UnboundedReceiver<crate::acd::service::CallbackRequest>,
+) {
+    while let Some(r) = requests.recv().await {
+        tracing::info!(agent = %r.agent, customer = %r.customer, task = %r.task_id, "placing a callback");
+        let req = crate::session::OriginateRequest {
+            from: r.customer.clone(),
+            to: r.agent_extension.clone(),
+            flow: None,
+            connect_to: Some(r.customer.clone()),
+            webhook: None,
+            ring_timeout: Duration::from_secs(30),
+            caller_id: Some("Callback".into()),
+            headers: Vec::new(),
+            consult_for: None,
+            session: r.session_id,
+        };
+        if let Err(error) = calls.originate(req).await {
+            tracing::warn!(%error, agent = %r.agent, "callback not placed");
+        }
+    }
+}
+
 /// Binds the HTTP listener, starts the webhook deliveries and serves the API on `tasks`.
 async fn start_http(
     settings: &Settings,
     store: &Store,
-    (sessions, mut texts): (
+    (sessions, mut texts, acd): (
         crate::session::service::SessionService,
         mpsc::UnboundedReceiver<crate::session::TextToCaller>,
+        crate::acd::service::Acd,
     ),
     calls: &CallRegistry,
     handle: &EndpointHandle,
@@ -538,6 +579,7 @@ async fn start_http(
         http: settings.http.clone(),
         chat,
         trunks: Arc::new(settings.trunks.clone()),
+        acd,
     });
     // Webhook deliveries: one task per subscription; handlers reach the dispatcher (and
     // event streams its stop token) as a request extension.

@@ -21,6 +21,7 @@
 //! pass, unless `CI` is set, where that is a failure. The start-up refusal needs no tool.
 #![allow(clippy::disallowed_methods)] // a test measures real time, not the server's clock
 
+mod common;
 mod sipp_harness;
 
 use std::collections::HashMap;
@@ -514,8 +515,11 @@ fn menu_digit_1_as_rfc4733_during_the_greeting_rings_sales_and_is_stored() {
     assert_eq!(db.wait_attribute(&server, "menu"), vec!["1"]);
 }
 
+/// The demo plan's option 2 is the `support` queue: two agents with the support skill, made
+/// available through the API (2101's agent first), and the caller reaches the agent free the
+/// longest; the other agent's phone never rings.
 #[test]
-fn menu_digit_2_as_sip_info_rings_the_first_of_support_only() {
+fn menu_digit_2_queues_the_caller_for_the_longest_idle_support_agent() {
     let plan = Plan::demo(&["daily 00:00-24:00"]);
     let Some(server) = start(&plan, &[]) else {
         return;
@@ -525,6 +529,38 @@ fn menu_digit_2_as_sip_info_rings_the_first_of_support_only() {
     add_user(&server, SUPPORT_SECOND);
     Uas::register(&server, SUPPORT_FIRST, CALLEE_SIP, CALLEE_MEDIA);
     Uas::register(&server, SUPPORT_SECOND, OTHER_SIP, OTHER_MEDIA);
+    let http = std::net::SocketAddr::from(([127, 0, 0, 1], server.ports.port(HTTP)));
+    let admin = common::ApiClient::new(http, &api_key(&server, "admin", "admin"));
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    for (id, ext) in [("ann", SUPPORT_FIRST), ("bob", SUPPORT_SECOND)] {
+        let (status, body) = rt.block_on(admin.send(
+            reqwest::Method::POST,
+            "/v1/agents",
+            Some(serde_json::json!({"id": id, "extension": ext, "skills": {"support": 5}})),
+        ));
+        assert_eq!(status, 201, "{body}");
+    }
+    // A skill the plan does not declare is refused, named.
+    let (status, body) = rt.block_on(admin.send(
+        reqwest::Method::POST,
+        "/v1/agents",
+        Some(serde_json::json!({"id": "cy", "extension": "2103", "skills": {"juggling": 1}})),
+    ));
+    assert_eq!(status, 422, "{body}");
+    assert!(body.to_string().contains("juggling"), "{body}");
+    // Ann is available first: she has been free the longest.
+    for id in ["ann", "bob"] {
+        let (status, body) = rt.block_on(admin.send(
+            reqwest::Method::POST,
+            &format!("/v1/agents/{id}/state"),
+            Some(serde_json::json!({"state": "available"})),
+        ));
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["state"], "available", "{body}");
+    }
     let mut first = Uas::start(
         &server,
         "support-2101",
@@ -544,14 +580,21 @@ fn menu_digit_2_as_sip_info_rings_the_first_of_support_only() {
         after.as_secs_f64() < greeting - 3.0,
         "2101 was rung {after:?} after the call started (greeting {greeting:.1} s): no barge-in"
     );
-    // Sequential: 2101 answered, so 2102 is never rung.
     assert!(
         !second.rung(),
-        "2102 was rung although 2101 (first in the sequential group) answered"
+        "2102 was rung although Ann (2101) was free the longest and answered"
     );
     second.sipp.kill();
     let mut db = Db::open(&server);
     assert_eq!(db.wait_attribute(&server, "menu"), vec!["2"]);
+    assert_eq!(db.wait_attribute(&server, "agent"), vec!["ann"]);
+    assert_eq!(db.wait_attribute(&server, "queue_status"), vec!["answered"]);
+    // The queue's history: one contact, answered.
+    let (status, stats) =
+        rt.block_on(admin.send(reqwest::Method::GET, "/v1/queues/support/stats", None));
+    assert_eq!(status, 200, "{stats}");
+    assert_eq!(stats["contacts"], 1, "{stats}");
+    assert_eq!(stats["answered"], 1, "{stats}");
 }
 
 /// Checks the one voicemail recording: mailbox, complete, mono WAV holding `tone` seconds of

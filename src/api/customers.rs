@@ -39,6 +39,43 @@ pub struct CustomerView {
     pub merged_into: Option<Uuid>,
     /// Contacts whose identities named this customer and another one (never merged silently).
     pub conflicts: Vec<ConflictView>,
+    /// Queued ahead of the others (`customer.vip` in flows).
+    pub vip: bool,
+    /// Free attributes (`customer.NAME` in flows).
+    pub attributes: std::collections::BTreeMap<String, String>,
+}
+
+/// Changes to a customer.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CustomerPatch {
+    pub display_name: Option<String>,
+    pub vip: Option<bool>,
+    /// Merged into the customer's attributes; an empty value removes one. Names are
+    /// `[A-Za-z0-9_]` (1-64), values at most 1024 bytes.
+    pub attributes: Option<std::collections::BTreeMap<String, String>>,
+}
+
+/// One identity of a new customer.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewIdentity {
+    /// `phone`, `email`, `chat` or `crm`.
+    pub kind: String,
+    pub value: String,
+}
+
+/// A customer created ahead of any contact.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewCustomer {
+    pub display_name: Option<String>,
+    /// At least one; none may belong to a customer already.
+    pub identities: Vec<NewIdentity>,
+    #[serde(default)]
+    pub vip: bool,
+    #[serde(default)]
+    pub attributes: std::collections::BTreeMap<String, String>,
 }
 
 /// A contact that named two customers.
@@ -84,8 +121,8 @@ pub struct CustomerQuery {
 /// This module's routes.
 pub fn routes() -> OpenApiRouter<ApiState> {
     OpenApiRouter::new()
-        .routes(routes!(search_customers))
-        .routes(routes!(get_customer))
+        .routes(routes!(search_customers, create_customer))
+        .routes(routes!(get_customer, update_customer))
         .routes(routes!(customer_timeline))
         .routes(routes!(merge_customer))
         .routes(routes!(split_customer))
@@ -233,7 +270,10 @@ async fn get_customer(
 
 async fn view(s: &ApiState, c: CustomerRecord) -> Result<CustomerView, ApiError> {
     let sessions = s.store.sessions_for_customer(c.id).await?;
+    let profile = s.store.customer_profile(c.id).await?;
     Ok(CustomerView {
+        vip: profile.vip,
+        attributes: profile.attributes,
         id: c.id.0,
         display_name: c.display_name,
         created_ms: c.created_ms,
@@ -266,6 +306,155 @@ async fn view(s: &ApiState, c: CustomerRecord) -> Result<CustomerView, ApiError>
             })
             .collect(),
     })
+}
+
+fn unprocessable(detail: impl Into<String>) -> ApiError {
+    ApiError::new(
+        axum::http::StatusCode::UNPROCESSABLE_ENTITY,
+        "Unprocessable Content",
+        detail,
+    )
+}
+
+fn check_attributes(attrs: &std::collections::BTreeMap<String, String>) -> Result<(), ApiError> {
+    for (k, v) in attrs {
+        let ok = !k.is_empty()
+            && k.len() <= 64
+            && k.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+        if !ok {
+            return Err(unprocessable(format!(
+                "attributes: \"{k}\" is not an attribute name ([A-Za-z0-9_], 1-64)"
+            )));
+        }
+        if v.len() > 1024 {
+            return Err(unprocessable(format!(
+                "attributes: \"{k}\": at most 1024 bytes"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Sets a customer's VIP flag, attributes or name; flows read them as `customer.vip` and
+/// `customer.NAME` from the next call on.
+#[utoipa::path(
+    patch,
+    path = "/v1/customers/{id}",
+    tag = "customers",
+    security(("api_key" = ["admin"])),
+    params(("id" = Uuid, Path, description = "Customer id")),
+    request_body = CustomerPatch,
+    responses(
+        (status = 200, description = "The customer", body = CustomerView),
+        (status = 404, description = "No such customer", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A field that does not parse (named)", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+async fn update_customer(
+    _: AdminKey,
+    State(s): State<ApiState>,
+    Path(id): Path<String>,
+    ProblemJson(req): ProblemJson<CustomerPatch>,
+) -> Result<Json<CustomerView>, ApiError> {
+    let id = CustomerId(parse_uuid("customer id", &id)?);
+    if let Some(a) = &req.attributes {
+        check_attributes(a)?;
+    }
+    let found = s
+        .store
+        .update_customer(
+            id,
+            req.display_name.as_deref(),
+            req.vip,
+            req.attributes.as_ref(),
+        )
+        .await?;
+    if !found {
+        return Err(ApiError::not_found(format!("customer {id} not found")));
+    }
+    refresh_profile(&s, id).await?;
+    customer_view(&s, id).await
+}
+
+/// The calls' copy of a customer's profile follows the store.
+async fn refresh_profile(s: &ApiState, id: CustomerId) -> Result<(), ApiError> {
+    let profile = s.store.customer_profile(id).await?;
+    if let Some(c) = s.store.get_customer(id).await? {
+        s.chat.sessions().set_profile(&c.identities, &profile);
+    }
+    Ok(())
+}
+
+/// Creates a customer ahead of any contact (a VIP list imported from a CRM): their calls
+/// and chats join this customer.
+#[utoipa::path(
+    post,
+    path = "/v1/customers",
+    tag = "customers",
+    security(("api_key" = ["admin"])),
+    request_body = NewCustomer,
+    responses(
+        (status = 201, description = "Created", body = CustomerView),
+        (status = 409, description = "An identity belongs to a customer already (named)", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A field that does not parse (named)", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+async fn create_customer(
+    _: AdminKey,
+    State(s): State<ApiState>,
+    ProblemJson(req): ProblemJson<NewCustomer>,
+) -> Result<(axum::http::StatusCode, Json<CustomerView>), ApiError> {
+    if req.identities.is_empty() {
+        return Err(unprocessable("identities: at least one"));
+    }
+    check_attributes(&req.attributes)?;
+    let mut identities = Vec::new();
+    for (i, n) in req.identities.iter().enumerate() {
+        let kind = match n.kind.as_str() {
+            "phone" => IdentityKind::Phone,
+            "email" => IdentityKind::Email,
+            "chat" => IdentityKind::Chat,
+            "crm" => IdentityKind::Crm,
+            other => {
+                return Err(unprocessable(format!(
+                    "identities[{i}].kind: \"{other}\" is not phone, email, chat or crm"
+                )));
+            }
+        };
+        if n.value.trim().is_empty() || n.value.len() > 256 {
+            return Err(unprocessable(format!("identities[{i}].value: 1-256 bytes")));
+        }
+        let identity = s.chat.sessions().normalise(crate::store::Identity {
+            kind,
+            value: n.value.trim().to_owned(),
+        });
+        if kind == IdentityKind::Phone && !identity.value.starts_with('+') {
+            return Err(unprocessable(format!(
+                "identities[{i}].value: \"{}\" is not a phone number",
+                n.value
+            )));
+        }
+        identities.push(identity);
+    }
+    let profile = crate::store::Profile {
+        vip: req.vip,
+        attributes: req.attributes,
+    };
+    let id = match s
+        .store
+        .create_customer(req.display_name.as_deref(), &identities, &profile)
+        .await
+    {
+        Err(crate::store::StoreError::AlreadyExists(what)) => {
+            return Err(ApiError::conflict(format!(
+                "{what} belongs to a customer already"
+            )));
+        }
+        r => r?,
+    };
+    s.chat.sessions().set_profile(&identities, &profile);
+    let view = customer_view(&s, id).await?;
+    Ok((axum::http::StatusCode::CREATED, view))
 }
 
 /// Merge another customer into this one: its identities and sessions move here, it points

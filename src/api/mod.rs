@@ -6,6 +6,7 @@
 //! Each resource lives in its own module and contributes its routes with `routes()`; a
 //! handler's `#[utoipa::path]` names its path, parameters, responses and the scope it needs.
 
+pub mod agents;
 pub mod auth;
 pub mod calls;
 pub mod channels;
@@ -58,6 +59,8 @@ pub struct ApiState {
     pub chat: crate::chat::ChatService,
     /// `[[trunk]]`s: where calls to phone numbers leave.
     pub trunks: Arc<Vec<crate::session::trunks::Trunk>>,
+    /// Queues and agents.
+    pub acd: crate::acd::service::Acd,
 }
 
 #[derive(OpenApi)]
@@ -69,6 +72,7 @@ pub struct ApiState {
     modifiers(&BearerAuth),
     tags(
         (name = "calls", description = "Live calls and call control"),
+        (name = "agents", description = "Agents, their presence, queues and their figures"),
         (name = "events", description = "The durable event log, its WebSocket stream and webhooks"),
         (name = "records", description = "Call records"),
         (name = "recordings", description = "Recordings and voicemails"),
@@ -122,6 +126,7 @@ pub fn v1() -> OpenApiRouter<ApiState> {
         .merge(customers::routes())
         .merge(users::routes())
         .merge(registrations::routes())
+        .merge(agents::routes())
 }
 
 /// The OpenAPI document (also served at `/v1/openapi.json`, and as HTML at `/v1/docs`).

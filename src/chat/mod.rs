@@ -227,6 +227,11 @@ impl ChatService {
         self.inner.hub.subscribe(id)
     }
 
+    /// The session service conversations open sessions through.
+    pub fn sessions(&self) -> &SessionService {
+        &self.inner.sessions
+    }
+
     /// The reply deliveries to gateway channels.
     pub fn outbox(&self) -> &outbox::Outbox {
         &self.inner.outbox

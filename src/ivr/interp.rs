@@ -118,6 +118,15 @@ pub enum Action {
     Transfer { number: String },
     /// Hang up (BYE when answered, `cause.status()` when not). The interpreter is finished.
     Hangup { cause: HangupCause },
+    /// Put the caller in `queue` (answered first) until an agent answers or the queue lets
+    /// them go; always reported with [`Input::QueueDone`]. `skills` are on top of the
+    /// queue's own.
+    Queue {
+        id: u64,
+        queue: String,
+        priority: i32,
+        skills: Vec<(String, u8)>,
+    },
 }
 
 /// What the call actor tells the interpreter.
@@ -152,6 +161,38 @@ pub enum Input {
         id: u64,
         result: Result<Vec<Step>, String>,
     },
+    QueueDone {
+        id: u64,
+        outcome: QueueOutcome,
+    },
+}
+
+/// How a `queue` step ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QueueOutcome {
+    /// An agent answered: the caller is bridged and the flow is over.
+    Answered,
+    /// The queue's maximum wait passed.
+    Timeout,
+    /// The queue was at its maximum length.
+    Full,
+    /// The caller chose a callback and hung up.
+    Callback,
+    /// No such queue any more, or the ACD is not running.
+    Failed,
+}
+
+impl QueueOutcome {
+    /// The value of the `queue_status` attribute.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            QueueOutcome::Answered => "answered",
+            QueueOutcome::Timeout => "timeout",
+            QueueOutcome::Full => "full",
+            QueueOutcome::Callback => "callback",
+            QueueOutcome::Failed => "failed",
+        }
+    }
 }
 
 /// How a dial ended.
@@ -241,6 +282,8 @@ enum Wait {
     Gather(Box<Gathering>),
     Menu(Box<Choosing>),
     Dial(Dialing),
+    /// A `queue` step with this id, until its [`Input::QueueDone`].
+    Queue(u64),
     Record(Box<Recording>),
     Webhook {
         id: u64,
@@ -359,6 +402,24 @@ enum Event {
     Silence,
     RecordingDone(u64, Option<String>),
     WebhookDone(u64, Result<Vec<Step>, String>),
+    QueueDone(u64, QueueOutcome),
+}
+
+/// A `queue` step's priority as rendered: a number (-1000 to 1000), or a yes/no (`true` and
+/// `yes` count 1: `priority = "{{customer.vip}}"` puts VIPs ahead); anything else 0.
+pub fn parse_priority(s: &str) -> i32 {
+    let s = s.trim();
+    match s.to_ascii_lowercase().as_str() {
+        "true" | "yes" => 1,
+        "false" | "no" | "" => 0,
+        _ => match s.parse::<i32>() {
+            Ok(n) => n.clamp(-1000, 1000),
+            Err(_) => {
+                tracing::warn!(priority = %s, "queue: priority is not a number: 0");
+                0
+            }
+        },
+    }
 }
 
 impl Interpreter {
@@ -443,6 +504,7 @@ impl Interpreter {
             Input::Silence => Event::Silence,
             Input::RecordingDone { id, recording_id } => Event::RecordingDone(id, recording_id),
             Input::WebhookDone { id, result } => Event::WebhookDone(id, result),
+            Input::QueueDone { id, outcome } => Event::QueueDone(id, outcome),
         };
         self.dispatch(now, event);
     }
@@ -466,9 +528,11 @@ impl Interpreter {
                 _ => None,
             },
             Wait::Webhook { deadline, .. } => Some(*deadline),
-            Wait::Prompt(Playing::Media(_)) | Wait::Dial(_) | Wait::Running | Wait::Finished => {
-                None
-            }
+            Wait::Prompt(Playing::Media(_))
+            | Wait::Dial(_)
+            | Wait::Queue(_)
+            | Wait::Running
+            | Wait::Finished => None,
         }
     }
 
@@ -651,6 +715,34 @@ impl Interpreter {
                 }
             }
             StepKind::Pause(d) => Wait::Prompt(Playing::Silence(now + d)),
+            StepKind::Queue(q) => {
+                let id = self.new_id();
+                let priority = q
+                    .priority
+                    .as_ref()
+                    .map_or(0, |t| parse_priority(&render(t, &self.attrs)));
+                let skills = q
+                    .skills
+                    .iter()
+                    .filter_map(|t| {
+                        let s = render(t, &self.attrs);
+                        match crate::acd::parse_skill(&s) {
+                            Ok(skill) => Some(skill),
+                            Err(e) => {
+                                tracing::warn!(skill = %s, error = %e, "queue: skill ignored");
+                                None
+                            }
+                        }
+                    })
+                    .collect();
+                self.actions.push_back(Action::Queue {
+                    id,
+                    queue: q.queue,
+                    priority,
+                    skills,
+                });
+                Wait::Queue(id)
+            }
         }
     }
 
@@ -670,7 +762,7 @@ impl Interpreter {
             (Wait::Record(r), event) => self.on_record_event(now, r, event),
             // Keys pressed while a dial rings or a webhook is out answer nothing the caller
             // heard: they are not typed ahead into the next menu.
-            (wait @ (Wait::Dial(_) | Wait::Webhook { .. }), Event::Digit(d)) => {
+            (wait @ (Wait::Dial(_) | Wait::Queue(_) | Wait::Webhook { .. }), Event::Digit(d)) => {
                 tracing::debug!(digit = %d, "digit while dialling or waiting for a webhook: dropped");
                 wait
             }
@@ -684,6 +776,16 @@ impl Interpreter {
             (Wait::Prompt(Playing::Silence(at)), Event::Timeout) if at <= now => self.next(),
             (Wait::Dial(dialing), Event::DialDone(id, outcome)) if dialing.id == id => {
                 self.dial_done(now, dialing, outcome)
+            }
+            (Wait::Queue(id), Event::QueueDone(done, outcome)) if id == done => {
+                self.set("queue_status", outcome.as_str().to_owned());
+                match outcome {
+                    QueueOutcome::Answered | QueueOutcome::Callback => Wait::Finished,
+                    QueueOutcome::Timeout | QueueOutcome::Full | QueueOutcome::Failed => {
+                        let exit = self.queue_exit();
+                        self.go(exit.as_ref())
+                    }
+                }
             }
             (Wait::Webhook { id, fallback, .. }, Event::WebhookDone(done, result))
                 if id == done =>
@@ -1040,6 +1142,15 @@ impl Interpreter {
         }
     }
 
+    /// The exit of the queue the current `queue` step names, if it has one.
+    fn queue_exit(&self) -> Option<Target> {
+        let step = self.current_step()?;
+        let StepKind::Queue(q) = &step.kind else {
+            return None;
+        };
+        self.plan.queues.get(&q.queue).and_then(|d| d.exit.clone())
+    }
+
     fn dial_failed(&mut self, outcome: DialOutcome) -> Wait {
         self.set("dial_status", outcome.as_str().to_owned());
         self.next()
@@ -1353,6 +1464,7 @@ fn step_kind_name(kind: &StepKind) -> &'static str {
         StepKind::Switch(_) => "switch",
         StepKind::Goto(_) => "goto",
         StepKind::Dial(_) => "dial",
+        StepKind::Queue(_) => "queue",
         StepKind::Voicemail(_) => "voicemail",
         StepKind::Record(_) => "record",
         StepKind::RecordCall => "record_call",

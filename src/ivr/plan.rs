@@ -34,6 +34,11 @@ pub struct Dialplan {
     pub flows: BTreeMap<String, Flow>,
     pub calendars: BTreeMap<String, Calendar>,
     pub ring_groups: BTreeMap<String, RingGroup>,
+    /// Queues of the ACD, by name.
+    pub queues: BTreeMap<String, QueueDef>,
+    /// The skills the plan knows (`skills = [...]` at the top of any file): queues, steps and
+    /// agents may only name these.
+    pub skills: std::collections::BTreeSet<String>,
     /// The files it was read from.
     pub files: Vec<PathBuf>,
 }
@@ -130,6 +135,63 @@ pub enum Strategy {
     Sequential,
     /// Members one after another, starting after the one who took the previous call.
     RoundRobin,
+}
+
+/// A queue of the ACD (`[queues.NAME]`): who serves it, how agents are picked, and what
+/// waiting callers hear. Defaults as documented in `dialplans/README.md`.
+#[derive(Debug, Clone)]
+pub struct QueueDef {
+    pub name: String,
+    pub strategy: crate::acd::engine::Strategy,
+    /// Skills (and minimum levels) every agent serving it holds.
+    pub skills: Vec<(String, u8)>,
+    /// How long an offer rings an agent before going to the next (default 15 s).
+    pub offer_timeout: Duration,
+    /// An agent's wrap-up after a contact of this queue (default 10 s).
+    pub wrap_up: Duration,
+    /// Answered within this counts toward the service level (default 20 s).
+    pub service_level: Duration,
+    /// Position and expected wait are announced this often (default 30 s; 0: never).
+    pub announce_every: Duration,
+    /// Waiting longer than this leaves the queue (`queue_status = timeout`) for `exit`.
+    pub max_wait: Option<Duration>,
+    /// This many waiting: a new caller leaves at once (`queue_status = full`) for `exit`.
+    pub max_length: Option<usize>,
+    /// Where a caller goes when leaving without an agent; `None`: the step after `queue`.
+    pub exit: Option<Target>,
+    /// Waiting callers may press 1 to be called back, keeping their place.
+    pub callback: bool,
+    /// The calendar whose time zone says what "today" is for the statistics.
+    pub calendar: Option<String>,
+    pub escalations: Vec<crate::acd::engine::Escalation>,
+    pub at: Pos,
+}
+
+impl QueueDef {
+    /// The engine's view of this queue.
+    pub fn spec(&self) -> crate::acd::engine::QueueSpec {
+        crate::acd::engine::QueueSpec {
+            strategy: self.strategy,
+            skills: self.skills.clone(),
+            offer_timeout: self.offer_timeout,
+            wrap_up: self.wrap_up,
+            max_wait: self.max_wait,
+            max_length: self.max_length,
+            escalations: self.escalations.clone(),
+        }
+    }
+}
+
+/// Puts the caller in a queue until an agent answers (the flow ends there), or until the
+/// queue lets them go (`queue_status` = `timeout` or `full`; then the queue's `exit`, or the
+/// next step).
+#[derive(Debug, Clone, PartialEq)]
+pub struct QueueStep {
+    pub queue: String,
+    /// Rendered, then read as a number (`true`/`yes` count 1, `false`/`no`/empty 0).
+    pub priority: Option<Template>,
+    /// Extra required skills, each `name` or `name:level` (templates allowed).
+    pub skills: Vec<Template>,
 }
 
 /// A named list of steps.
@@ -267,6 +329,7 @@ pub enum StepKind {
     },
     /// Waits (silence to the caller).
     Pause(Duration),
+    Queue(QueueStep),
 }
 
 /// Collects digits into an attribute.

@@ -10,6 +10,7 @@ mod control;
 
 pub(super) use control::run_originate;
 mod ivr;
+mod queue;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -118,6 +119,15 @@ struct Call {
     /// Results of IVR work done off the actor (text to speech, webhooks).
     ivr_tx: mpsc::UnboundedSender<ivr::IvrResult>,
     ivr_rx: mpsc::UnboundedReceiver<ivr::IvrResult>,
+    /// Waiting in an ACD queue (the `queue` step).
+    queue: Option<queue::QueueWait>,
+    /// Where the ACD tells this call what happens to it in a queue.
+    queue_tx: mpsc::UnboundedSender<(u64, crate::acd::service::ContactEvent)>,
+    queue_rx: mpsc::UnboundedReceiver<(u64, crate::acd::service::ContactEvent)>,
+    /// The ACD contact an agent took (told `done` when the call ends).
+    acd_contact: Option<u64>,
+    /// The extension whose phone answered the last dial.
+    answered_extension: Option<String>,
     /// The dial ringing now.
     dial: Option<ivr::DialState>,
     /// The offer sent to callees (kept for later dials).
@@ -223,6 +233,7 @@ impl Call {
         let media_ip = ctx.media_ip;
         let (media_tx, media_events) = mpsc::unbounded_channel();
         let (ivr_tx, ivr_rx) = mpsc::unbounded_channel();
+        let (queue_tx, queue_rx) = mpsc::unbounded_channel();
         Call {
             record_id,
             session_id,
@@ -264,6 +275,11 @@ impl Call {
             ivr: None,
             ivr_tx,
             ivr_rx,
+            queue: None,
+            queue_tx,
+            queue_rx,
+            acd_contact: None,
+            answered_extension: None,
             dial: None,
             b_offer: None,
             b_dialog_ids: Vec::new(),
@@ -522,6 +538,9 @@ impl Call {
                 Some(event) = self.sip_events.recv() => self.on_sip(event),
                 Some(event) = self.media_events.recv() => self.on_media_event(event),
                 Some(result) = self.ivr_rx.recv() => self.on_ivr_result(result),
+                Some((contact, event)) = self.queue_rx.recv() => {
+                    self.on_queue_event(contact, event).await;
+                }
                 _ = tokio::time::sleep_until(deadline) => self.on_timer(),
             }
             self.pump_ivr().await;
@@ -624,6 +643,7 @@ impl Call {
                 self.dial = None;
             }
             CallTimer::DialRing if self.dial.is_some() => self.dial_timed_out(),
+            CallTimer::Announce => self.announce_due(),
             CallTimer::OutboundRing
                 if !self.state.caller_answered()
                     && !self.state.is_ending()
@@ -1651,6 +1671,7 @@ impl Call {
 
     /// Closes the record, stops the media (finalising the recording), unhooks the dialogs.
     async fn finish(&mut self) {
+        self.queue_call_over();
         if let Some((_, peer)) = self.bridge_peer.take() {
             let _ = peer.send(CallInput::BridgePeerGone {
                 from: self.record_id,

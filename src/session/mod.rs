@@ -337,6 +337,9 @@ pub struct CallContext {
     pub plan: crate::ivr::reload::PlanHandle,
     /// Where a flow's `send_message` texts go (the chat side); None: not sent (logged).
     pub texts: Option<mpsc::UnboundedSender<TextToCaller>>,
+    /// The ACD that `queue` steps put callers in (None: a `queue` step fails over to its
+    /// exit).
+    pub acd: Option<crate::acd::service::Acd>,
 }
 
 /// A text a call's flow sends its caller on a messaging channel (`send_message`): handed to

@@ -53,6 +53,8 @@ pub struct SessionService {
     writer: WriterHandle,
     phones: PhoneRules,
     recent: Arc<Recent>,
+    /// Customers' VIP flag and attributes by identity (those with one only), for flows.
+    profiles: Arc<Mutex<HashMap<Identity, crate::store::Profile>>>,
 }
 
 /// The sessions customers were last active in, by identity, for the continuity window: a
@@ -94,6 +96,25 @@ impl SessionService {
                 window_ms,
                 by_identity: Mutex::new(HashMap::new()),
             }),
+            profiles: Arc::new(Mutex::new(HashMap::new())),
+        }
+    }
+
+    /// The profile of the customer `identity` names (normalised first), if they have one.
+    pub fn profile(&self, identity: Identity) -> Option<crate::store::Profile> {
+        let identity = self.normalise(identity);
+        self.profiles
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&identity)
+            .cloned()
+    }
+
+    /// A customer's profile changed: every identity of theirs reads it from now on.
+    pub fn set_profile(&self, identities: &[Identity], profile: &crate::store::Profile) {
+        let mut map = self.profiles.lock().unwrap_or_else(|e| e.into_inner());
+        for i in identities {
+            map.insert(i.clone(), profile.clone());
         }
     }
 

@@ -140,6 +140,7 @@ async fn harness_with(phones: &[(&str, &str)]) -> Harness {
         },
         plan: crate::ivr::reload::PlanHandle::fixed(plan),
         texts: None,
+        acd: None,
     };
     let local = Arc::new(Local {
         domain: "127.0.0.1".into(),

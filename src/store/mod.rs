@@ -22,6 +22,7 @@
 //!   events into one PostgreSQL would need a database sequence instead: not done yet.)
 //! * Users keep only digest HA1 values (MD5 and SHA-256, RFC 7616 §3.4.2), never passwords.
 
+mod agents;
 mod api_keys;
 mod attachments;
 mod attributes;
@@ -31,6 +32,7 @@ mod calls;
 mod chat;
 mod customers;
 mod events;
+mod profiles;
 mod queries;
 mod recordings;
 mod users;
@@ -46,6 +48,7 @@ use sqlx::migrate::Migrator;
 use tokio::sync::broadcast;
 
 pub use crate::domain::{ApiKeyId, CallId, CustomerId, LegId, SessionId, WebhookId};
+pub use agents::{AgentRecord, NewTask, StateRecord, TaskRecord, TaskStats};
 pub use api_keys::{ApiKeyRecord, Scope, key_prefix};
 pub use attachments::{AttachmentId, AttachmentRecord};
 pub use audit::{Actor, AuditRecord, NewAudit};
@@ -60,6 +63,7 @@ pub use chat::{
 };
 pub use customers::ConflictRecord;
 pub use events::EventRecord;
+pub use profiles::Profile;
 pub use queries::{CallFilter, CustomerRecord, RecordingFilter};
 pub use recordings::{
     EndedRecording, NewRecording, RecordingFile, RecordingId, RecordingKind, RecordingRecord,

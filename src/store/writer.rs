@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use sqlx::{AnyConnection, AnyPool};
 use tokio::sync::{broadcast, mpsc, oneshot};
 
+use super::agents;
 use super::attachments::{self, AttachmentId, AttachmentRecord};
 use super::attributes;
 use super::bindings::{self, Binding};
@@ -173,6 +174,31 @@ pub enum StoreCmd {
         b: (super::CustomerId, Identity),
         at_ms: i64,
     },
+    /// An agent's visible state changed (`presence`: also what they chose, kept across
+    /// restarts).
+    AgentState {
+        agent_id: String,
+        state: String,
+        reason: Option<String>,
+        presence: Option<String>,
+        at_ms: i64,
+    },
+    /// A contact joined a queue.
+    TaskJoined(super::agents::NewTask),
+    /// An agent took the task.
+    TaskAnswered {
+        id: String,
+        agent_id: String,
+        at_ms: i64,
+    },
+    /// The task left its queue without an agent (`abandoned`, `callback`, `timeout`, …).
+    TaskLeft {
+        id: String,
+        outcome: String,
+        at_ms: i64,
+    },
+    /// The agent finished the task (the call or chat ended).
+    TaskEnded { id: String, at_ms: i64 },
     /// Commands applied together in one transaction; `done` hears whether they were
     /// committed ([`WriterHandle::confirm`]). Not nested.
     Confirmed { cmds: Vec<StoreCmd>, done: Confirm },
@@ -519,6 +545,33 @@ impl Writer {
             StoreCmd::ConflictNoted { a, b, at_ms } => {
                 super::customers::conflict_noted(conn, (a.0, &a.1), (b.0, &b.1), *at_ms).await
             }
+            StoreCmd::AgentState {
+                agent_id,
+                state,
+                reason,
+                presence,
+                at_ms,
+            } => {
+                agents::state_changed(
+                    conn,
+                    agent_id,
+                    state,
+                    reason.as_deref(),
+                    presence.as_deref(),
+                    *at_ms,
+                )
+                .await
+            }
+            StoreCmd::TaskJoined(t) => agents::task_joined(conn, t).await,
+            StoreCmd::TaskAnswered {
+                id,
+                agent_id,
+                at_ms,
+            } => agents::task_answered(conn, id, agent_id, *at_ms).await,
+            StoreCmd::TaskLeft { id, outcome, at_ms } => {
+                agents::task_left(conn, id, outcome, *at_ms).await
+            }
+            StoreCmd::TaskEnded { id, at_ms } => agents::task_ended(conn, id, *at_ms).await,
             StoreCmd::Confirmed { cmds, .. } => {
                 for cmd in cmds {
                     if matches!(cmd, StoreCmd::Confirmed { .. }) {
@@ -567,6 +620,11 @@ fn cmd_name(cmd: &StoreCmd) -> &'static str {
         StoreCmd::AttachmentAdded(_) => "AttachmentAdded",
         StoreCmd::AttachmentLinked { .. } => "AttachmentLinked",
         StoreCmd::ConflictNoted { .. } => "ConflictNoted",
+        StoreCmd::AgentState { .. } => "AgentState",
+        StoreCmd::TaskJoined(_) => "TaskJoined",
+        StoreCmd::TaskAnswered { .. } => "TaskAnswered",
+        StoreCmd::TaskLeft { .. } => "TaskLeft",
+        StoreCmd::TaskEnded { .. } => "TaskEnded",
         StoreCmd::Confirmed { .. } => "Confirmed",
         StoreCmd::Flush(_) => "Flush",
     }

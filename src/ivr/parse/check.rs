@@ -32,6 +32,20 @@ pub(super) fn check_refs(ctx: &mut Ctx, refs: &[Ref], known: &Known) {
                 format!("no ring group \"{name}\""),
                 Some(suggest(name, known.groups.iter().map(String::as_str))),
             ),
+            RefKind::Queue(name) if !known.queues.contains(name) => ctx.error(
+                &r.at,
+                &r.path,
+                format!("no queue \"{name}\""),
+                Some(suggest(name, known.queues.iter().map(String::as_str))),
+            ),
+            RefKind::Skill(name) if !known.skills.contains(name) => ctx.error(
+                &r.at,
+                &r.path,
+                format!("skill \"{name}\" is not declared"),
+                Some(format!(
+                    "declare it with `skills = [\"{name}\", ...]` at the top of a plan file"
+                )),
+            ),
             RefKind::Target(t) => {
                 let flow = t.flow.as_deref().or(r.from_flow.as_deref());
                 match (flow, &t.label) {

@@ -19,6 +19,8 @@ pub(super) enum RefKind {
     Target(Target),
     Group(String),
     Calendar(String),
+    Queue(String),
+    Skill(String),
 }
 
 /// The names a plan defines, as written: those whose definition has errors too, so that one
@@ -27,6 +29,8 @@ pub(super) enum RefKind {
 pub(super) struct Known {
     pub(super) calendars: BTreeSet<String>,
     pub(super) groups: BTreeSet<String>,
+    pub(super) queues: BTreeSet<String>,
+    pub(super) skills: BTreeSet<String>,
     /// Each flow's labels.
     pub(super) flows: BTreeMap<String, Vec<String>>,
     /// The labels of a webhook reply's own steps.
@@ -38,6 +42,8 @@ impl Known {
         Known {
             calendars: plan.calendars.keys().cloned().collect(),
             groups: plan.ring_groups.keys().cloned().collect(),
+            queues: plan.queues.keys().cloned().collect(),
+            skills: plan.skills.clone(),
             flows: plan
                 .flows
                 .iter()

@@ -1,9 +1,17 @@
-//! Decoding one file's top-level tables: `calendars`, `ring_groups`, `routes` and `flows`
+//! Decoding one file's top-level tables: `calendars`, `ring_groups`, `skills`, `queues`,
+//! `routes` and `flows`
 //! (duplicates and unknown keys reported with their position).
 
 use super::*;
 
-pub(super) const TOP_KEYS: &[&str] = &["calendars", "ring_groups", "routes", "flows"];
+pub(super) const TOP_KEYS: &[&str] = &[
+    "calendars",
+    "ring_groups",
+    "skills",
+    "queues",
+    "routes",
+    "flows",
+];
 
 pub(super) fn decode_file(ctx: &mut Ctx, root: &Node, plan: &mut Dialplan) {
     let Val::Table(entries) = &root.v else {
@@ -30,6 +38,20 @@ pub(super) fn decode_file(ctx: &mut Ctx, root: &Node, plan: &mut Dialplan) {
             ctx.known.groups.insert(name.to_owned());
             if let Some(g) = decode_group(ctx, name, at, node, format!("ring_groups.{name}")) {
                 plan.ring_groups.insert(name.to_owned(), g);
+            }
+        }
+    }
+    if let Some(e) = top.get("skills") {
+        decode_skill_names(ctx, e, plan);
+    }
+    if let Some(e) = top.get("queues") {
+        for (name, at, node) in named_tables(ctx, e, "queues") {
+            if duplicate(ctx, at, "queue", name) {
+                continue;
+            }
+            ctx.known.queues.insert(name.to_owned());
+            if let Some(q) = decode_queue(ctx, name, at, node, format!("queues.{name}")) {
+                plan.queues.insert(name.to_owned(), q);
             }
         }
     }

@@ -18,8 +18,8 @@ use std::time::Duration;
 
 use super::plan::{
     Calendar, CalendarCond, Dial, DialTarget, Dialplan, Flow, Gather, HangupCause, Hours, If, Menu,
-    MenuChoice, NumberMatch, Pattern, Pos, Prompt, Record, RingGroup, Route, Step, StepKind,
-    Strategy, Switch, Target, Template, Test, Voicemail, Webhook,
+    MenuChoice, NumberMatch, Pattern, Pos, Prompt, QueueDef, QueueStep, Record, RingGroup, Route,
+    Step, StepKind, Strategy, Switch, Target, Template, Test, Voicemail, Webhook,
 };
 use crate::media::tone::ToneKind;
 
@@ -27,6 +27,7 @@ mod calendar;
 mod check;
 mod ctx;
 mod decode;
+mod queues;
 mod steps;
 #[cfg(test)]
 mod tests;
@@ -38,6 +39,7 @@ use calendar::*;
 use check::*;
 use ctx::*;
 use decode::*;
+use queues::*;
 use steps::*;
 use tree::*;
 use values::*;

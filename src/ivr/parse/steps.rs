@@ -73,6 +73,7 @@ pub(super) const ACTIONS: &[&str] = &[
     "webhook",
     "send_message",
     "pause",
+    "queue",
 ];
 
 /// The option keys of each action (besides the action key and `label`).
@@ -111,6 +112,7 @@ pub(super) fn action_options(action: &str) -> &'static [&'static str] {
         "record" => &["prompt", "beep", "max_length", "silence", "terminator"],
         "webhook" => &["timeout", "fallback"],
         "send_message" => &["text"],
+        "queue" => &["priority", "skills"],
         _ => &[],
     }
 }
@@ -417,6 +419,7 @@ pub(super) fn decode_step(
             })
         }
         "pause" => StepKind::Pause(duration(ctx, main, mp)?),
+        "queue" => decode_queue_step(ctx, &f, main, mp, flow)?,
         _ => return None,
     };
     Some(Step {

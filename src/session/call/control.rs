@@ -423,6 +423,19 @@ impl Call {
         attrs.insert("called".into(), self.called.clone());
         attrs.insert("call_id".into(), self.record_id.to_string());
         attrs.insert("session_id".into(), self.session_id.to_string());
+        // What the customer's record says (`customer.vip`, `customer.NAME`).
+        let profile = self
+            .ctx
+            .sessions
+            .profile(crate::store::Identity {
+                kind: crate::domain::IdentityKind::Phone,
+                value: attrs.get("caller").cloned().unwrap_or_default(),
+            })
+            .unwrap_or_default();
+        attrs.insert("customer.vip".into(), profile.vip.to_string());
+        for (k, v) in profile.attributes {
+            attrs.insert(format!("customer.{k}"), v);
+        }
         attrs
     }
 

@@ -148,6 +148,11 @@ impl Call {
 
     /// Gives the interpreter an input (nothing when no flow runs any more).
     pub(super) fn ivr_input(&mut self, input: Input) {
+        match input {
+            Input::DialDone { id, outcome } if self.queue_dial_done(id, outcome) => return,
+            Input::Digit(d) if self.queue_digit(d) => return,
+            _ => {}
+        }
         if let Some(ivr) = &mut self.ivr {
             ivr.handle_input(crate::clock::now(), input);
         } else if let Input::DialDone { outcome, .. } = input
@@ -200,6 +205,12 @@ impl Call {
             Action::SetAttribute { name, value } => self.set_attribute(name, value),
             Action::Transfer { number } => self.transfer(number),
             Action::Hangup { cause } => self.ivr_hangup(cause),
+            Action::Queue {
+                id,
+                queue,
+                priority,
+                skills,
+            } => self.start_queue(id, queue, priority, skills),
         }
     }
 
@@ -309,7 +320,7 @@ impl Call {
         self.record_start(ext.as_deref(), &called);
     }
 
-    fn play(&mut self, id: u64, prompt: Prompt, barge_in: bool) {
+    pub(super) fn play(&mut self, id: u64, prompt: Prompt, barge_in: bool) {
         if !self.answer_locally() {
             return;
         }
@@ -474,7 +485,7 @@ impl Call {
         });
     }
 
-    fn set_attribute(&mut self, name: String, value: String) {
+    pub(super) fn set_attribute(&mut self, name: String, value: String) {
         tracing::info!(%name, %value, "session attribute");
         self.ensure_record();
         self.ctx.sessions.set_attribute(
@@ -513,7 +524,7 @@ impl Call {
 
     /// The flow hung up: BYE once answered; before, the last dial's failure passes through
     /// (a plain extension call keeps the callee's 486 or 480), or the cause's status.
-    fn ivr_hangup(&mut self, cause: HangupCause) {
+    pub(super) fn ivr_hangup(&mut self, cause: HangupCause) {
         self.ivr = None;
         if self.state.caller_answered() {
             tracing::info!(%cause, "IVR hangs up");
@@ -540,7 +551,7 @@ impl Call {
     }
 
     /// Rings `extensions` (every registered contact of each) for `timeout`.
-    async fn start_dial(&mut self, id: u64, extensions: Vec<String>, timeout: Duration) {
+    pub(super) async fn start_dial(&mut self, id: u64, extensions: Vec<String>, timeout: Duration) {
         self.best_failure = None;
         let mut contacts = Vec::new();
         let mut known = false;
@@ -678,6 +689,7 @@ impl Call {
 
     /// A callee answered the current dial: the call is bridged; the flow ends there.
     pub(super) fn dial_answered(&mut self, extension: String) {
+        self.answered_extension = Some(extension.clone());
         if let Some(dial) = self.dial.take() {
             self.set_attribute("dialed".into(), extension);
             self.ivr_input(Input::DialDone {
@@ -689,7 +701,12 @@ impl Call {
 
     /// The caller, already answered by the IVR, hears ringback while a callee rings.
     pub(super) fn ringback_while_dialling(&mut self, status: StatusCode) {
-        if self.ringback || self.dial.is_none() || !(status.0 == 180 || status.0 == 183) {
+        // A queued caller keeps the music while an agent's phone rings.
+        if self.ringback
+            || self.dial.is_none()
+            || self.queue.is_some()
+            || !(status.0 == 180 || status.0 == 183)
+        {
             return;
         }
         if let Some(media) = &self.media {

@@ -16,6 +16,8 @@ pub enum CallTimer {
     DialRing,
     /// A placed call's `ring_timeout`: its INVITEs are CANCELled, the call ends `no_answer`.
     OutboundRing,
+    /// A queued caller's next position and expected-wait announcement.
+    Announce,
 }
 
 /// Armed timers, at most one per name.
