@@ -137,7 +137,11 @@ pub async fn start(mut settings: Settings) -> Result<Server, ServerError> {
     .await?;
     let mut tasks = tokio::task::JoinSet::new();
     tasks.spawn(sip.calls.clone().take_invites(sip.new_invites));
-    tasks.spawn(place_callbacks(sip.calls.clone(), callbacks_rx));
+    tasks.spawn(place_callbacks(
+        sip.calls.clone(),
+        callbacks_rx,
+        stop_endpoint.clone(),
+    ));
     tasks.spawn(sip.endpoint.run(sip.inbound, stop_endpoint.clone()));
     spawn_housekeeping(
         &mut tasks,
@@ -482,8 +486,15 @@ struct Http {
 async fn place_callbacks(
     calls: CallRegistry,
     mut requests: mpsc::UnboundedReceiver<crate::acd::service::CallbackRequest>,
+    stop: CancellationToken,
 ) {
-    while let Some(r) = requests.recv().await {
+    // Ends with the endpoint: the registry it holds keeps the ACD (and this channel) alive.
+    loop {
+        let r = tokio::select! {
+            r = requests.recv() => r,
+            () = stop.cancelled() => None,
+        };
+        let Some(r) = r else { return };
         tracing::info!(agent = %r.agent, customer = %r.customer, task = %r.task_id, "placing a callback");
         let req = crate::session::OriginateRequest {
             from: r.customer.clone(),

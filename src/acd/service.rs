@@ -295,6 +295,8 @@ pub fn start(
     }
     service.pump(now);
     tokio::spawn(async move {
+        // A fixed plan (or a stopped reloader) never changes: stop asking.
+        let mut plan_live = true;
         loop {
             let deadline = service.engine.poll_timeout();
             let sleep = async {
@@ -315,9 +317,11 @@ pub fn start(
                     service.engine.handle_timeout(now.into_std());
                     service.pump(now);
                 }
-                changed = plan.changed() => {
+                changed = plan.changed(), if plan_live => {
                     if changed {
                         service.sync_queues(&plan);
+                    } else {
+                        plan_live = false;
                     }
                 }
             }

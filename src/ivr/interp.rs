@@ -2457,6 +2457,120 @@ mod tests {
         Input::DialDone { id, outcome }
     }
 
+    fn queue_plan(exit: Option<&str>) -> Dialplan {
+        let mut p = plan(vec![
+            (
+                "main",
+                vec![
+                    step(StepKind::Set(vec![(
+                        "customer.vip".to_owned(),
+                        Template("true".into()),
+                    )])),
+                    step(StepKind::Queue(crate::ivr::plan::QueueStep {
+                        queue: "support".into(),
+                        priority: Some(Template("{{customer.vip}}".into())),
+                        skills: vec![Template("english:{{level}}".into())],
+                    })),
+                    step(StepKind::Hangup(HangupCause::Busy)),
+                ],
+            ),
+            (
+                "voicemail",
+                vec![step(StepKind::Hangup(HangupCause::Normal))],
+            ),
+        ]);
+        let def = crate::ivr::plan::QueueDef {
+            name: "support".into(),
+            strategy: crate::acd::engine::Strategy::LongestIdle,
+            skills: Vec::new(),
+            offer_timeout: secs(15),
+            wrap_up: secs(10),
+            service_level: secs(20),
+            announce_every: secs(30),
+            max_wait: Some(secs(120)),
+            max_length: None,
+            exit: exit.map(|f| Target {
+                flow: Some(f.to_owned()),
+                label: None,
+            }),
+            callback: false,
+            calendar: None,
+            escalations: Vec::new(),
+            at: Pos::default(),
+        };
+        p.queues.insert("support".into(), def);
+        p
+    }
+
+    #[test]
+    fn queue_step_renders_priority_and_skills_and_an_answer_finishes() {
+        let t0 = Instant::now();
+        let mut attrs = attrs();
+        attrs.insert("level".into(), "3".into());
+        let mut i = Interpreter::new(Arc::new(queue_plan(None)), "main", attrs, t0);
+        let actions: Vec<Action> = drain(&mut i)
+            .into_iter()
+            .filter(|a| !matches!(a, Action::SetAttribute { .. }))
+            .collect();
+        assert_eq!(
+            actions,
+            [Action::Queue {
+                id: 1,
+                queue: "support".into(),
+                priority: 1,
+                skills: vec![("english".into(), 3)],
+            }]
+        );
+        i.handle_input(
+            t0,
+            Input::QueueDone {
+                id: 1,
+                outcome: QueueOutcome::Answered,
+            },
+        );
+        assert!(i.is_finished());
+    }
+
+    #[test]
+    fn queue_timeout_goes_to_the_queues_exit_or_else_the_next_step() {
+        let t0 = Instant::now();
+        for (exit, cause) in [
+            (Some("voicemail"), HangupCause::Normal),
+            (None, HangupCause::Busy),
+        ] {
+            let mut i = start(queue_plan(exit), t0);
+            drain(&mut i);
+            i.handle_input(
+                t0 + secs(120),
+                Input::QueueDone {
+                    id: 1,
+                    outcome: QueueOutcome::Timeout,
+                },
+            );
+            let actions = drain(&mut i);
+            assert!(
+                actions.contains(&Action::SetAttribute {
+                    name: "queue_status".into(),
+                    value: "timeout".into()
+                }),
+                "{actions:?}"
+            );
+            assert_eq!(actions.last(), Some(&Action::Hangup { cause }), "{exit:?}");
+        }
+    }
+
+    #[test]
+    fn priorities_read_numbers_and_yes_no() {
+        assert_eq!(parse_priority("true"), 1);
+        assert_eq!(parse_priority("YES"), 1);
+        assert_eq!(parse_priority("false"), 0);
+        assert_eq!(parse_priority(""), 0);
+        assert_eq!(parse_priority(" 7 "), 7);
+        assert_eq!(parse_priority("-3"), -3);
+        assert_eq!(parse_priority("99999"), 1000);
+        assert_eq!(parse_priority("high"), 0);
+    }
+
     #[test]
     fn dial_extension_answered_finishes() {
         let t0 = Instant::now();

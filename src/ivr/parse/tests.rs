@@ -193,3 +193,75 @@ fn truncated_plans_never_panic() {
         assert!(steps_from_json(&v, &Dialplan::default()).is_err(), "{v}");
     }
 }
+
+const QUEUE_PLAN: &str = r#"skills = ["support", "english"]
+
+[queues.support]
+strategy = "skills-best-match"
+skills = ["support:3"]
+max_wait = "2m"
+exit = "voicemail"
+callback = true
+
+[[queues.support.escalate]]
+after = "60s"
+skills = ["support:1"]
+
+[[routes]]
+number = "100"
+flow = "main"
+
+[[flows.main]]
+queue = "support"
+priority = "{{customer.vip}}"
+skills = ["english:2", "{{language}}"]
+
+[[flows.voicemail]]
+hangup = true
+"#;
+
+#[test]
+fn queues_skills_and_the_queue_step_decode_with_their_defaults() {
+    let plan = load_str(QUEUE_PLAN).expect("valid plan");
+    assert_eq!(
+        plan.skills.iter().map(String::as_str).collect::<Vec<_>>(),
+        ["english", "support"]
+    );
+    let q = &plan.queues["support"];
+    assert_eq!(q.strategy, crate::acd::engine::Strategy::SkillsBestMatch);
+    assert_eq!(q.skills, [("support".to_owned(), 3)]);
+    assert_eq!(q.offer_timeout, Duration::from_secs(15));
+    assert_eq!(q.wrap_up, Duration::from_secs(10));
+    assert_eq!(q.service_level, Duration::from_secs(20));
+    assert_eq!(q.announce_every, Duration::from_secs(30));
+    assert_eq!(q.max_wait, Some(Duration::from_secs(120)));
+    assert!(q.callback);
+    assert_eq!(q.escalations.len(), 1);
+    let StepKind::Queue(step) = &plan.flows["main"].steps[0].kind else {
+        panic!("a queue step");
+    };
+    assert_eq!(step.queue, "support");
+    assert_eq!(step.priority, Some(Template("{{customer.vip}}".into())));
+    assert_eq!(step.skills.len(), 2);
+}
+
+#[test]
+fn an_unknown_queue_or_undeclared_skill_is_an_error_at_its_line() {
+    let text = QUEUE_PLAN
+        .replace("queue = \"support\"", "queue = \"suport\"")
+        .replace("skills = [\"support:1\"]", "skills = [\"juggling:1\"]");
+    let errs = errors(&text);
+    assert!(
+        errs.iter()
+            .any(|e| e.starts_with("19:9 no queue \"suport\"")),
+        "{errs:?}"
+    );
+    assert!(
+        errs.iter()
+            .any(|e| e.starts_with("12:11 skill \"juggling\" is not declared")),
+        "{errs:?}"
+    );
+    let errs =
+        errors(&QUEUE_PLAN.replace("strategy = \"skills-best-match\"", "strategy = \"random\""));
+    assert!(errs.iter().any(|e| e.starts_with("4:12")), "{errs:?}");
+}
