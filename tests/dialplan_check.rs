@@ -67,7 +67,12 @@ fn shipped_dialplans_load_with_their_prompts() {
         .unwrap_or_else(|d| panic!("dialplans/ must load:\n{}", show(&d)));
     assert_eq!(plan.routes.len(), 3);
     assert_eq!(plan.calendars.len(), 1);
-    assert_eq!(plan.ring_groups.len(), 2);
+    assert_eq!(plan.ring_groups.len(), 1);
+    assert_eq!(
+        plan.queues.keys().map(String::as_str).collect::<Vec<_>>(),
+        ["support"]
+    );
+    assert!(plan.skills.contains("support"));
     let flows: Vec<&str> = plan.flows.keys().map(String::as_str).collect();
     assert_eq!(
         flows,
@@ -81,7 +86,7 @@ fn shipped_dialplans_load_with_their_prompts() {
             "voicemail"
         ]
     );
-    assert_eq!(plan.files.len(), 2, "every *.toml of the directory");
+    assert_eq!(plan.files.len(), 3, "every *.toml of the directory");
     // Each file alone refers to names of the other, or has no routes: only the whole
     // directory is a plan. The calendar file loads on its own.
     load(&repo("dialplans/calendars.toml"), &options(media.path()))
@@ -259,7 +264,9 @@ fn dialplan_check_command_summarises_a_good_plan_with_the_configured_media() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(
-        stdout.starts_with("dialplan OK: 3 routes, 7 flows, 1 calendars, 2 ring groups (files: "),
+        stdout.starts_with(
+            "dialplan OK: 3 routes, 7 flows, 1 calendars, 1 ring groups, 1 queues (files: "
+        ),
         "{stdout}"
     );
     assert!(
