@@ -66,6 +66,7 @@
 //! attachment_max_bytes = 10485760          # images and PDF, checked by content
 //! call_me_flow = "main"                    # "Call me" in the widget runs this flow, or
 //! call_me_connect_to = "2001"              # connects to this extension (neither: no button)
+//! queue = "support"                        # new conversations wait here for an agent (ACD)
 //! ```
 //!
 //! Secrets (the nonce secret) come from the environment (`SWITCHBOARD_NONCE_SECRET`) or are
@@ -155,6 +156,9 @@ pub struct ChatConfig {
     /// the extension it is connected to; without either the widget offers no "Call me".
     pub call_me_flow: Option<String>,
     pub call_me_connect_to: Option<String>,
+    /// New conversations from customers wait in this queue of the dialplan for an agent;
+    /// none: they are not routed (an integrator assigns them).
+    pub queue: Option<String>,
 }
 
 impl Default for ChatConfig {
@@ -171,6 +175,7 @@ impl Default for ChatConfig {
             attachment_max_bytes: 10 * 1024 * 1024,
             call_me_flow: None,
             call_me_connect_to: None,
+            queue: None,
         }
     }
 }
@@ -753,6 +758,7 @@ impl ChatConfig {
             attachment_max_bytes: self.attachment_max_bytes,
             call_me_flow: self.call_me_flow.clone(),
             call_me_connect_to: self.call_me_connect_to.clone(),
+            queue: self.queue.clone(),
         })
     }
 }

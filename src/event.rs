@@ -232,6 +232,9 @@ pub enum Event {
         queue: String,
         task_id: String,
         agent_id: String,
+        /// A chat's conversation.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        conversation_id: Option<String>,
     },
     /// The agent took it.
     #[serde(rename = "task.accepted")]

@@ -562,6 +562,7 @@ async fn start_http(
         files,
     );
     let stop = CancellationToken::new();
+    chat.attach_acd(acd.clone());
     let texter = chat.clone();
     let texts_stop = stop.clone();
     tasks.spawn(async move {

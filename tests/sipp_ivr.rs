@@ -1110,3 +1110,273 @@ fn a_sensitive_gather_keeps_the_digits_out_of_the_attribute_the_events_and_the_l
         "logged masked: {dtmf:?}"
     );
 }
+
+/// A chat is routed by the same ACD: with `[chat] queue = "support"`, a gateway chat arrives
+/// while Ann (1 call + 3 chats) is on a support call; it is offered to her, she accepts it
+/// through the API, and the session's events say it is hers (`chat.assigned`).
+#[test]
+fn a_chat_goes_to_the_agent_on_a_call_who_has_chat_capacity() {
+    let plan = Plan::demo(&["daily 00:00-24:00"]);
+    let mut config = fs::OpenOptions::new()
+        .append(true)
+        .open(&plan.config)
+        .expect("open the config");
+    std::io::Write::write_all(&mut config, b"\n[chat]\nqueue = \"support\"\n").expect("append");
+    drop(config);
+    let Some(server) = start(&plan, &[]) else {
+        return;
+    };
+    add_user(&server, SUPPORT_FIRST);
+    Uas::register(&server, SUPPORT_FIRST, CALLEE_SIP, CALLEE_MEDIA);
+    let http = std::net::SocketAddr::from(([127, 0, 0, 1], server.ports.port(HTTP)));
+    let admin = common::ApiClient::new(http, &api_key(&server, "admin", "admin"));
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let send = |method: reqwest::Method, path: &str, body: Option<serde_json::Value>| {
+        rt.block_on(admin.send(method, path, body))
+    };
+    let (status, body) = send(
+        reqwest::Method::POST,
+        "/v1/agents",
+        Some(serde_json::json!({"id": "ann", "extension": SUPPORT_FIRST,
+                                "skills": {"support": 5}, "voice": 1, "chat": 3})),
+    );
+    assert_eq!(status, 201, "{body}");
+    let (status, _) = send(
+        reqwest::Method::POST,
+        "/v1/agents/ann/state",
+        Some(serde_json::json!({"state": "available"})),
+    );
+    assert_eq!(status, 200);
+    let mut ann = Uas::start(
+        &server,
+        "support-ann",
+        SUPPORT_FIRST,
+        CALLEE_SIP,
+        CALLEE_MEDIA,
+    );
+    // A support call that lasts: Ann is on it while the chat comes.
+    let mut caller = caller(
+        &server,
+        "uac_ivr_info",
+        MAIN_MENU,
+        Duration::from_secs(12),
+        &["-key", "digit", "2"],
+    );
+    ann.wait_rung(&server, &mut caller, Duration::from_secs(15));
+    let mut db = Db::open(&server);
+    assert_eq!(
+        db.wait_attribute(&server, "agent"),
+        vec!["ann"],
+        "Ann has the call"
+    );
+
+    let (status, _) = send(
+        reqwest::Method::POST,
+        "/v1/channels",
+        Some(serde_json::json!({"name": "sms", "kind": "sms"})),
+    );
+    assert_eq!(status, 201);
+    let (status, chat) = send(
+        reqwest::Method::POST,
+        "/v1/channels/sms/messages",
+        Some(serde_json::json!({"from": {"phone": "+442079460001"}, "text": "hello", "id": "m1"})),
+    );
+    assert_eq!(status, 201, "{chat}");
+    let conversation = chat["conversation_id"].as_str().expect("an id").to_owned();
+    // The offer: a `task.offered` event for this conversation, to Ann.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let offered = loop {
+        let (_, page) = send(reqwest::Method::GET, "/v1/events?type=task.offered", None);
+        let found = page["events"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|e| e["data"]["conversation_id"] == conversation.as_str());
+        if let Some(e) = found {
+            break e.clone();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no task.offered for the chat: {page}"
+        );
+        thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(offered["data"]["agent_id"], "ann", "{offered}");
+    let (status, accepted) = send(
+        reqwest::Method::POST,
+        &format!("/v1/conversations/{conversation}/accept"),
+        Some(serde_json::json!({"agent_id": "ann"})),
+    );
+    assert_eq!(status, 200, "{accepted}");
+    let (_, page) = send(reqwest::Method::GET, "/v1/events?type=chat.assigned", None);
+    assert!(
+        page["events"].as_array().into_iter().flatten().any(|e| {
+            e["data"]["conversation_id"] == conversation.as_str() && e["data"]["agent_id"] == "ann"
+        }),
+        "{page}"
+    );
+    // Accepted once: a second accept is refused.
+    let (status, _) = send(
+        reqwest::Method::POST,
+        &format!("/v1/conversations/{conversation}/accept"),
+        Some(serde_json::json!({"agent_id": "ann"})),
+    );
+    assert_eq!(status, 409);
+    caller.succeeded(&server);
+}
+
+/// An unauthenticated caller from a trusted trunk at `port` (a block offset), number `from`,
+/// dialling 100 and pressing 2 (SIP INFO) 1 s after the answer, staying `hold`.
+fn trunk_caller(
+    server: &Server,
+    name: &str,
+    port: u16,
+    media: u16,
+    from: &str,
+    hold: Duration,
+) -> Sipp {
+    // From 127.0.0.2: the trunks' address (trust is by address, and the agent's phone on
+    // 127.0.0.1 must still be challenged when it registers).
+    SippRun::new(server, name, "uac_ivr_info_trusted", port, media)
+        .args(["-i", "127.0.0.2"])
+        .args(["-s", MAIN_MENU])
+        .args(["-key", "caller", from])
+        .args(["-key", "digit", "2"])
+        .args(["-d", &hold.as_millis().to_string()])
+        .args(["-timeout", SIPP_TIMEOUT])
+        .spawn()
+}
+
+/// Priority end to end: a customer marked VIP (`POST /v1/customers`) calls after a normal
+/// caller, both wait in the support queue (no agent free); when Ann becomes available the
+/// VIP is answered first.
+#[test]
+fn a_vip_caller_is_answered_before_a_caller_who_came_first() {
+    if !have_tools(&["sipp"]) {
+        return;
+    }
+    let plan = Plan::demo(&["daily 00:00-24:00"]);
+    let ports = Ports::allocate();
+    let mut config = fs::OpenOptions::new()
+        .append(true)
+        .open(&plan.config)
+        .expect("open the config");
+    let trunks = format!(
+        "\n[chat]\ndefault_region = \"GB\"\n\n[[trunk]]\nname = \"a\"\nhost = \"127.0.0.2:{}\"\nprefixes = [\"+991\"]\n\n[[trunk]]\nname = \"b\"\nhost = \"127.0.0.2:{}\"\nprefixes = [\"+992\"]\n",
+        ports.port(CALLER_SIP),
+        ports.port(OTHER_SIP)
+    );
+    std::io::Write::write_all(&mut config, trunks.as_bytes()).expect("append");
+    drop(config);
+    let server = Server::start_with(
+        ports,
+        Target::Switchboard,
+        &["--config", &plan.config_arg()],
+    );
+    add_user(&server, SUPPORT_FIRST);
+    Uas::register(&server, SUPPORT_FIRST, CALLEE_SIP, CALLEE_MEDIA);
+    let http = std::net::SocketAddr::from(([127, 0, 0, 1], server.ports.port(HTTP)));
+    let admin = common::ApiClient::new(http, &api_key(&server, "admin", "admin"));
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let send = |method: reqwest::Method, path: &str, body: Option<serde_json::Value>| {
+        rt.block_on(admin.send(method, path, body))
+    };
+    let (status, body) = send(
+        reqwest::Method::POST,
+        "/v1/customers",
+        Some(
+            serde_json::json!({"identities": [{"kind": "phone", "value": "020 7946 0002"}],
+                                "vip": true, "display_name": "Very Important"}),
+        ),
+    );
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["vip"], true, "{body}");
+    let (status, body) = send(
+        reqwest::Method::POST,
+        "/v1/agents",
+        Some(
+            serde_json::json!({"id": "ann", "extension": SUPPORT_FIRST, "skills": {"support": 5}}),
+        ),
+    );
+    assert_eq!(status, 201, "{body}");
+    let waiting = |n: u64| {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let (_, q) = send(reqwest::Method::GET, "/v1/queues/support", None);
+            if q["waiting"] == n {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "never {n} waiting: {q}\n{}\n{}",
+                server.logs(),
+                tail(&server.dir.path().join("sipp-normal-messages.log"), 80)
+            );
+            thread::sleep(Duration::from_millis(50));
+        }
+    };
+    let hold = Duration::from_secs(14);
+    let mut normal = trunk_caller(
+        &server,
+        "normal",
+        CALLER_SIP,
+        CALLER_MEDIA,
+        "+442079460001",
+        hold,
+    );
+    waiting(1);
+    let mut vip = trunk_caller(
+        &server,
+        "vip",
+        OTHER_SIP,
+        OTHER_MEDIA,
+        "+442079460002",
+        hold,
+    );
+    waiting(2);
+    let mut ann = Uas::start(
+        &server,
+        "support-ann",
+        SUPPORT_FIRST,
+        CALLEE_SIP,
+        CALLEE_MEDIA,
+    );
+    let (status, _) = send(
+        reqwest::Method::POST,
+        "/v1/agents/ann/state",
+        Some(serde_json::json!({"state": "available"})),
+    );
+    assert_eq!(status, 200);
+    ann.wait_rung(&server, &mut vip, Duration::from_secs(10));
+    // Who got Ann: the task she accepted is the VIP's (priority 1 when it joined).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let accepted = loop {
+        let (_, page) = send(reqwest::Method::GET, "/v1/events?type=task.accepted", None);
+        if let Some(e) = page["events"].as_array().and_then(|a| a.first()) {
+            break e["data"]["task_id"].as_str().unwrap_or_default().to_owned();
+        }
+        assert!(Instant::now() < deadline, "no task.accepted: {page}");
+        thread::sleep(Duration::from_millis(50));
+    };
+    let (_, joined) = send(reqwest::Method::GET, "/v1/events?type=queue.joined", None);
+    let joined = joined["events"].as_array().cloned().unwrap_or_default();
+    assert_eq!(joined.len(), 2, "{joined:?}");
+    assert_eq!(
+        joined[0]["data"]["priority"], 0,
+        "the normal caller came first: {joined:?}"
+    );
+    assert_eq!(joined[1]["data"]["priority"], 1, "then the VIP: {joined:?}");
+    assert_eq!(
+        joined[1]["data"]["task_id"],
+        accepted.as_str(),
+        "Ann took the VIP's call first: {joined:?}"
+    );
+    vip.succeeded(&server);
+    normal.kill();
+}

@@ -699,6 +699,7 @@ impl Service {
                             queue: k.queue.clone(),
                             task_id: k.task_id.clone(),
                             agent_id: agent.clone(),
+                            conversation_id: k.conversation_id.map(|c| c.to_string()),
                         },
                     );
                     if let Some(customer) = &k.callback {

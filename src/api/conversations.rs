@@ -136,6 +136,7 @@ pub fn routes() -> OpenApiRouter<ApiState> {
         .routes(routes!(upload_attachment))
         .routes(routes!(get_attachment))
         .routes(routes!(post_read))
+        .routes(routes!(accept_conversation))
 }
 
 /// What to do once the customer answers a "call me".
@@ -631,6 +632,62 @@ async fn close_conversation(
     let id = ConversationId(parse_uuid("id", &id)?);
     s.chat.close(id).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// An agent takes a conversation.
+#[derive(Debug, Clone, serde::Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AcceptBody {
+    pub agent_id: String,
+}
+
+/// The task the agent took.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Accepted {
+    pub task_id: String,
+    pub agent_id: String,
+}
+
+/// The agent accepts the conversation the ACD offered them (`task.offered`): it is theirs
+/// (`task.accepted`, `chat.assigned`). An offer that was withdrawn or went to another agent
+/// is a 409: a race is resolved one way.
+#[utoipa::path(
+    post,
+    path = "/v1/conversations/{id}/accept",
+    tag = "conversations",
+    security(("api_key" = ["control"])),
+    params(("id" = String, Path, description = "Conversation id")),
+    request_body = AcceptBody,
+    responses(
+        (status = 200, description = "Taken", body = Accepted),
+        (status = 400, description = "Bad id", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No or unknown key", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The key lacks the scope", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Not offered to that agent (now)", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Chats are not routed (no `[chat] queue`)", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+async fn accept_conversation(
+    _: ControlKey,
+    State(s): State<ApiState>,
+    Path(id): Path<String>,
+    super::ProblemJson(req): super::ProblemJson<AcceptBody>,
+) -> Result<Json<Accepted>, ApiError> {
+    let id = ConversationId(parse_uuid("id", &id)?);
+    let Some(acd) = s.chat.acd() else {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Service Unavailable",
+            "chats are not routed",
+        ));
+    };
+    match acd.accept_chat(id, &req.agent_id).await {
+        Ok(task_id) => Ok(Json(Accepted {
+            task_id,
+            agent_id: req.agent_id,
+        })),
+        Err(e) => Err(ApiError::conflict(e.to_string())),
+    }
 }
 
 impl From<ChatError> for ApiError {

@@ -129,6 +129,8 @@ pub struct ChatSettings {
     /// "Call me": the flow the answered call runs, or the extension it connects to.
     pub call_me_flow: Option<String>,
     pub call_me_connect_to: Option<String>,
+    /// The ACD queue new customer conversations join.
+    pub queue: Option<String>,
 }
 
 impl Default for ChatSettings {
@@ -145,6 +147,7 @@ impl Default for ChatSettings {
             attachment_max_bytes: 10 * 1024 * 1024,
             call_me_flow: None,
             call_me_connect_to: None,
+            queue: None,
         }
     }
 }
@@ -175,6 +178,11 @@ struct Inner {
     outbox: outbox::Outbox,
     hub: hub::Hub,
     files: files::Files,
+    /// Routes new conversations to agents (set once at start).
+    acd: std::sync::OnceLock<(
+        crate::acd::service::Acd,
+        tokio::sync::mpsc::UnboundedSender<(u64, crate::acd::service::ContactEvent)>,
+    )>,
 }
 
 impl ChatService {
@@ -196,8 +204,50 @@ impl ChatService {
                 outbox,
                 hub,
                 files,
+                acd: std::sync::OnceLock::new(),
             }),
         }
+    }
+
+    /// Routes new customer conversations through `acd` (to `[chat] queue`). What the ACD
+    /// says back about a chat (offers, withdrawals) is for the desk, which reads the events;
+    /// a chat leaving its queue without an agent is logged.
+    pub fn attach_acd(&self, acd: crate::acd::service::Acd) {
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            while let Some((contact, event)) = rx.recv().await {
+                if let crate::acd::service::ContactEvent::Exit { reason } = event {
+                    tracing::info!(contact, reason = reason.as_str(), "chat left its queue");
+                }
+            }
+        });
+        let _ = self.inner.acd.set((acd, tx));
+    }
+
+    /// The ACD, when chats are routed.
+    pub fn acd(&self) -> Option<&crate::acd::service::Acd> {
+        self.inner.acd.get().map(|(a, _)| a)
+    }
+
+    /// A new customer conversation joins the chat queue (VIP customers first).
+    fn route(&self, conversation: ConversationId, session: SessionId, identity: Option<&Identity>) {
+        let (Some(queue), Some((acd, events))) = (&self.inner.settings.queue, self.inner.acd.get())
+        else {
+            return;
+        };
+        let vip = identity
+            .and_then(|i| self.inner.sessions.profile(i.clone()))
+            .is_some_and(|p| p.vip);
+        acd.join(crate::acd::service::Join {
+            queue: queue.clone(),
+            media: crate::acd::engine::Media::Chat,
+            priority: i32::from(vip),
+            skills: Vec::new(),
+            session_id: Some(session),
+            call_id: None,
+            conversation_id: Some(conversation),
+            events: events.clone(),
+        });
     }
 
     pub fn store(&self) -> &Store {
@@ -424,6 +474,9 @@ impl ChatService {
             s.sessions
                 .note_activity(identity, conversation.session_id, now);
         }
+        if new {
+            self.route(conversation.id, conversation.session_id, identities.first());
+        }
         let customer_id = match conversation.customer_id {
             Some(c) => Some(c),
             None => s.store.customer_of_session(conversation.session_id).await?,
@@ -581,6 +634,9 @@ impl ChatService {
                 ),
             ])
             .await?;
+        if let Some(acd) = self.acd() {
+            acd.chat_closed(c.id);
+        }
         Ok(())
     }
 
