@@ -1380,3 +1380,87 @@ fn a_vip_caller_is_answered_before_a_caller_who_came_first() {
     vip.succeeded(&server);
     normal.kill();
 }
+
+/// A caller who takes the callback keeps their place: they press 2, then 1, and the server
+/// hangs up; the contact is still waiting. When Ann becomes available her phone rings first,
+/// then the caller's own phone, and the callback is in the caller's session.
+#[test]
+fn a_caller_who_takes_the_callback_is_called_back_in_the_same_session() {
+    let plan = Plan::demo(&["daily 00:00-24:00"]);
+    let Some(server) = start(&plan, &[]) else {
+        return;
+    };
+    add_user(&server, SUPPORT_FIRST);
+    Uas::register(&server, SUPPORT_FIRST, CALLEE_SIP, CALLEE_MEDIA);
+    // The caller's phone, where the callback comes.
+    Uas::register(&server, CALLER, OTHER_SIP, OTHER_MEDIA);
+    let http = std::net::SocketAddr::from(([127, 0, 0, 1], server.ports.port(HTTP)));
+    let admin = common::ApiClient::new(http, &api_key(&server, "admin", "admin"));
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let send = |method: reqwest::Method, path: &str, body: Option<serde_json::Value>| {
+        rt.block_on(admin.send(method, path, body))
+    };
+    let (status, body) = send(
+        reqwest::Method::POST,
+        "/v1/agents",
+        Some(
+            serde_json::json!({"id": "ann", "extension": SUPPORT_FIRST, "skills": {"support": 5}}),
+        ),
+    );
+    assert_eq!(status, 201, "{body}");
+    let mut caller = SippRun::new(
+        &server,
+        "callback-caller",
+        "uac_ivr_info_callback",
+        CALLER_SIP,
+        CALLER_MEDIA,
+    )
+    .args(["-s", MAIN_MENU])
+    .authenticated_as(CALLER)
+    .args(["-key", "digit", "2", "-key", "digit2", "1"])
+    .args(["-timeout", SIPP_TIMEOUT])
+    .spawn();
+    caller.succeeded(&server);
+    let (_, q) = send(reqwest::Method::GET, "/v1/queues/support", None);
+    assert_eq!(q["waiting"], 1, "the place is kept after the hang-up: {q}");
+    let mut ann = Uas::start(
+        &server,
+        "support-ann",
+        SUPPORT_FIRST,
+        CALLEE_SIP,
+        CALLEE_MEDIA,
+    );
+    let mut phone = Uas::start(&server, "caller-phone", CALLER, OTHER_SIP, OTHER_MEDIA);
+    let (status, _) = send(
+        reqwest::Method::POST,
+        "/v1/agents/ann/state",
+        Some(serde_json::json!({"state": "available"})),
+    );
+    assert_eq!(status, 200);
+    let agent_rung = ann.wait_rung(&server, &mut caller, Duration::from_secs(10));
+    let customer_rung = phone.wait_rung(&server, &mut caller, Duration::from_secs(10));
+    assert!(
+        agent_rung <= customer_rung,
+        "the agent first, then the customer"
+    );
+    let mut db = Db::open(&server);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let calls = db.rows("SELECT session_id FROM calls");
+        let sessions: std::collections::BTreeSet<&String> =
+            calls.iter().filter_map(|r| r.get("session_id")).collect();
+        if calls.len() == 2 {
+            assert_eq!(sessions.len(), 1, "one session: {calls:?}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "two calls: {calls:?}");
+        thread::sleep(Duration::from_millis(50));
+    }
+    let (_, left) = send(reqwest::Method::GET, "/v1/events?type=queue.left", None);
+    assert_eq!(left["events"][0]["data"]["reason"], "callback", "{left}");
+    ann.sipp.kill();
+    phone.sipp.kill();
+}

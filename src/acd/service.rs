@@ -435,7 +435,8 @@ impl Service {
         }
     }
 
-    fn accepted(&mut self, now: Instant, contact: u64, agent: &str) {
+    /// `agent` took `contact`; it left the queue as `outcome` (`answered`, `callback`).
+    fn accepted(&mut self, now: Instant, contact: u64, agent: &str, outcome: &str) {
         let std_now = now.into_std();
         if !self.engine.handle_accept(std_now, contact, agent) {
             // The phone answered after the offer was withdrawn (a break, a timeout): the
@@ -447,7 +448,7 @@ impl Service {
             self.engine
                 .handle_assign(std_now, contact, agent, &queue, media);
         }
-        self.left_queue(contact, "answered");
+        self.left_queue(contact, outcome);
         let Some(k) = self.contacts.get_mut(&contact) else {
             return;
         };
@@ -537,7 +538,7 @@ impl Service {
                     self.done(now, id);
                 }
             }
-            Cmd::Answered(id, agent) => self.accepted(now, id, &agent),
+            Cmd::Answered(id, agent) => self.accepted(now, id, &agent, "answered"),
             Cmd::Rejected(id, agent, reason) => {
                 if let Some(k) = self.contacts.get(&id) {
                     self.event(
@@ -713,7 +714,7 @@ impl Service {
                             customer: customer.clone(),
                             session_id: k.session_id,
                         });
-                        self.accepted(now, contact, &agent);
+                        self.accepted(now, contact, &agent, "callback");
                         continue;
                     }
                     let timeout = self
