@@ -34,6 +34,9 @@ pub enum ContactEvent {
         agent: String,
         extension: String,
         timeout: Duration,
+        /// When the ACD got the input that led to this offer (an agent freed, a contact
+        /// joined): the call measures the delay to its INVITE from it.
+        since: Instant,
     },
     /// Stop ringing that agent (taken by another, no answer, the agent left).
     Withdraw { agent: String },
@@ -728,6 +731,7 @@ impl Service {
                             agent,
                             extension,
                             timeout,
+                            since: now,
                         },
                     );
                 }

@@ -113,6 +113,7 @@ impl Call {
                 agent,
                 extension,
                 timeout,
+                since,
             } if q.ringing.is_empty() => {
                 let step = q.step;
                 if let Some(q) = &mut self.queue {
@@ -122,6 +123,12 @@ impl Call {
                 // The ACD's own offer timeout withdraws it first; this only bounds the dial.
                 self.start_dial(step, vec![extension], timeout + Duration::from_secs(5))
                     .await;
+                // From the ACD's input (an agent freed) to the INVITE handed to the endpoint.
+                metrics::histogram!("switchboard_acd_ring_delay_seconds").record(
+                    crate::clock::tokio_now()
+                        .saturating_duration_since(since)
+                        .as_secs_f64(),
+                );
             }
             ContactEvent::Offer { agent, .. } => {
                 // One agent at a time on a call: the others' offers come back.
