@@ -88,6 +88,10 @@ pub struct QueueView {
     pub longest_wait_ms: u64,
     /// Agents holding the queue's skills, by state.
     pub agents: std::collections::BTreeMap<String, usize>,
+    /// The last 15 minutes.
+    pub last_15_minutes: TaskStats,
+    /// Since midnight in the queue's calendar's time zone (UTC without one).
+    pub today: TaskStats,
 }
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -95,11 +99,13 @@ pub struct QueueList {
     pub queues: Vec<QueueView>,
 }
 
-/// A time range (Unix ms; default: the last 15 minutes).
+/// A time range (Unix ms; default: the last 15 minutes), or `period=today` (since midnight
+/// in the queue's calendar's time zone, UTC without one).
 #[derive(Debug, Clone, Deserialize, IntoParams)]
 pub struct Range {
     pub from: Option<i64>,
     pub to: Option<i64>,
+    pub period: Option<String>,
 }
 
 /// Figures over a range.
@@ -109,6 +115,41 @@ pub struct StatsView {
     pub to: i64,
     #[serde(flatten)]
     pub stats: TaskStats,
+}
+
+/// An agent's figures over a range: their tasks, and how their time was spent.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct AgentStatsView {
+    pub from: i64,
+    pub to: i64,
+    #[serde(flatten)]
+    pub stats: TaskStats,
+    /// Milliseconds in each state over the range.
+    pub time_in_state_ms: std::collections::BTreeMap<String, i64>,
+    /// Busy and wrap-up ÷ time available, busy or in wrap-up (percent; `None` when the
+    /// agent was not staffed).
+    pub occupancy_pct: Option<f64>,
+}
+
+/// Midnight today in `tz`, Unix ms.
+fn start_of_today(tz: &jiff::tz::TimeZone, now_ms: i64) -> i64 {
+    let Ok(ts) = jiff::Timestamp::from_millisecond(now_ms) else {
+        return now_ms;
+    };
+    ts.to_zoned(tz.clone())
+        .start_of_day()
+        .map_or(now_ms, |z| z.timestamp().as_millisecond())
+}
+
+/// "Today" for `queue`: its calendar's time zone, or UTC.
+fn today_for(state: &ApiState, queue: Option<&str>) -> i64 {
+    let plan = state.calls.plan();
+    let tz = queue
+        .and_then(|q| plan.queues.get(q))
+        .and_then(|d| d.calendar.as_ref())
+        .and_then(|c| plan.calendars.get(c))
+        .map_or(jiff::tz::TimeZone::UTC, |c| c.timezone.clone());
+    start_of_today(&tz, crate::clock::unix_ms())
 }
 
 /// This module's routes.
@@ -358,9 +399,17 @@ async fn set_state(
     Ok(Json(view(&state, a).await))
 }
 
-fn range(r: &Range) -> Result<(i64, i64), ApiError> {
+fn range(state: &ApiState, queue: Option<&str>, r: &Range) -> Result<(i64, i64), ApiError> {
     let to = r.to.unwrap_or_else(crate::clock::unix_ms);
-    let from = r.from.unwrap_or(to - 15 * 60 * 1000);
+    let from = match r.period.as_deref() {
+        Some("today") => today_for(state, queue),
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "period: \"{other}\" is not `today`"
+            )));
+        }
+        None => r.from.unwrap_or(to - 15 * 60 * 1000),
+    };
     if from > to {
         return Err(ApiError::bad_request("from is after to"));
     }
@@ -371,7 +420,7 @@ fn range(r: &Range) -> Result<(i64, i64), ApiError> {
 #[utoipa::path(get, path = "/v1/agents/{id}/stats", tag = "agents", security(("api_key" = ["read"])),
     params(("id" = String, Path, description = "Agent id"), Range),
     responses(
-        (status = 200, description = "Figures of the tasks the agent took", body = StatsView),
+        (status = 200, description = "Figures of the tasks the agent took, time in each state, occupancy", body = AgentStatsView),
         (status = 404, description = "No such agent", body = Problem, content_type = "application/problem+json"),
     ))]
 async fn agent_stats(
@@ -379,22 +428,67 @@ async fn agent_stats(
     State(state): State<ApiState>,
     Path(id): Path<String>,
     Query(r): Query<Range>,
-) -> Result<Json<StatsView>, ApiError> {
-    let (from, to) = range(&r)?;
+) -> Result<Json<AgentStatsView>, ApiError> {
+    let (from, to) = range(&state, None, &r)?;
     if state.store.get_agent(&id).await?.is_none() {
         return Err(ApiError::not_found(format!("no agent {id}")));
     }
     let tasks = state.store.tasks(None, Some(&id), from, to).await?;
     let stats = state.store.task_stats(&tasks, 20_000).await?;
-    Ok(Json(StatsView { from, to, stats }))
+    // Time in each state: the state at `from`, then each change up to `to`.
+    let mut time: std::collections::BTreeMap<String, i64> = Default::default();
+    let mut current = state
+        .store
+        .agent_state_at(&id, from)
+        .await?
+        .map(|s| s.state)
+        .unwrap_or_else(|| "offline".into());
+    let mut since = from;
+    for change in state.store.agent_states(&id, from, to, 100_000).await? {
+        *time.entry(current).or_insert(0) += change.at_ms - since;
+        current = change.state;
+        since = change.at_ms;
+    }
+    *time.entry(current).or_insert(0) += to - since;
+    let get = |k: &str| time.get(k).copied().unwrap_or(0);
+    let working = get("busy") + get("wrap-up");
+    let staffed = working + get("available");
+    let occupancy_pct = (staffed > 0).then(|| 100.0 * working as f64 / staffed as f64);
+    Ok(Json(AgentStatsView {
+        from,
+        to,
+        stats,
+        time_in_state_ms: time,
+        occupancy_pct,
+    }))
 }
 
-async fn queue_view(state: &ApiState, def: &crate::ivr::plan::QueueDef) -> QueueView {
+async fn queue_view(
+    state: &ApiState,
+    def: &crate::ivr::plan::QueueDef,
+) -> Result<QueueView, ApiError> {
     let live = state.acd.live(&def.name).await;
+    let now = crate::clock::unix_ms();
+    let threshold = def.service_level.as_millis() as i64;
+    let recent = state
+        .store
+        .tasks(Some(&def.name), None, now - 15 * 60 * 1000, now + 1)
+        .await?;
+    let last_15_minutes = state.store.task_stats(&recent, threshold).await?;
+    let today = state
+        .store
+        .tasks(
+            Some(&def.name),
+            None,
+            today_for(state, Some(&def.name)),
+            now + 1,
+        )
+        .await?;
+    let today = state.store.task_stats(&today, threshold).await?;
     let longest = live.oldest.map_or(0, |t| {
         crate::clock::now().saturating_duration_since(t).as_millis() as u64
     });
-    QueueView {
+    Ok(QueueView {
         name: def.name.clone(),
         strategy: def.strategy.as_str().to_owned(),
         skills: def.skills.iter().cloned().collect(),
@@ -411,7 +505,9 @@ async fn queue_view(state: &ApiState, def: &crate::ivr::plan::QueueDef) -> Queue
             .into_iter()
             .map(|(k, v)| (k.to_owned(), v))
             .collect(),
-    }
+        last_15_minutes,
+        today,
+    })
 }
 
 /// Every queue of the dialplan with its live figures.
@@ -424,7 +520,7 @@ async fn list_queues(
     let plan = state.calls.plan();
     let mut queues = Vec::new();
     for def in plan.queues.values() {
-        queues.push(queue_view(&state, def).await);
+        queues.push(queue_view(&state, def).await?);
     }
     Ok(Json(QueueList { queues }))
 }
@@ -446,7 +542,7 @@ async fn get_queue(
         .queues
         .get(&name)
         .ok_or_else(|| ApiError::not_found(format!("no queue {name}")))?;
-    Ok(Json(queue_view(&state, def).await))
+    Ok(Json(queue_view(&state, def).await?))
 }
 
 /// A queue's figures over a range (default the last 15 minutes): contacts, answered,
@@ -463,7 +559,7 @@ async fn queue_stats(
     Path(name): Path<String>,
     Query(r): Query<Range>,
 ) -> Result<Json<StatsView>, ApiError> {
-    let (from, to) = range(&r)?;
+    let (from, to) = range(&state, Some(&name), &r)?;
     let threshold = state
         .calls
         .plan()
