@@ -529,38 +529,20 @@ fn menu_digit_2_queues_the_caller_for_the_longest_idle_support_agent() {
     add_user(&server, SUPPORT_SECOND);
     Uas::register(&server, SUPPORT_FIRST, CALLEE_SIP, CALLEE_MEDIA);
     Uas::register(&server, SUPPORT_SECOND, OTHER_SIP, OTHER_MEDIA);
-    let http = std::net::SocketAddr::from(([127, 0, 0, 1], server.ports.port(HTTP)));
-    let admin = common::ApiClient::new(http, &api_key(&server, "admin", "admin"));
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    for (id, ext) in [("ann", SUPPORT_FIRST), ("bob", SUPPORT_SECOND)] {
-        let (status, body) = rt.block_on(admin.send(
-            reqwest::Method::POST,
-            "/v1/agents",
-            Some(serde_json::json!({"id": id, "extension": ext, "skills": {"support": 5}})),
-        ));
-        assert_eq!(status, 201, "{body}");
-    }
+    let admin = Admin::new(&server);
+    admin.add_agent("ann", SUPPORT_FIRST);
+    admin.add_agent("bob", SUPPORT_SECOND);
     // A skill the plan does not declare is refused, named.
-    let (status, body) = rt.block_on(admin.send(
+    let (status, body) = admin.send(
         reqwest::Method::POST,
         "/v1/agents",
         Some(serde_json::json!({"id": "cy", "extension": "2103", "skills": {"juggling": 1}})),
-    ));
+    );
     assert_eq!(status, 422, "{body}");
     assert!(body.to_string().contains("juggling"), "{body}");
     // Ann is available first: she has been free the longest.
-    for id in ["ann", "bob"] {
-        let (status, body) = rt.block_on(admin.send(
-            reqwest::Method::POST,
-            &format!("/v1/agents/{id}/state"),
-            Some(serde_json::json!({"state": "available"})),
-        ));
-        assert_eq!(status, 200, "{body}");
-        assert_eq!(body["state"], "available", "{body}");
-    }
+    assert_eq!(admin.set_state("ann", "available"), "available");
+    assert_eq!(admin.set_state("bob", "available"), "available");
     let mut first = Uas::start(
         &server,
         "support-2101",
@@ -590,11 +572,60 @@ fn menu_digit_2_queues_the_caller_for_the_longest_idle_support_agent() {
     assert_eq!(db.wait_attribute(&server, "agent"), vec!["ann"]);
     assert_eq!(db.wait_attribute(&server, "queue_status"), vec!["answered"]);
     // The queue's history: one contact, answered.
-    let (status, stats) =
-        rt.block_on(admin.send(reqwest::Method::GET, "/v1/queues/support/stats", None));
+    let (status, stats) = admin.send(reqwest::Method::GET, "/v1/queues/support/stats", None);
     assert_eq!(status, 200, "{stats}");
     assert_eq!(stats["contacts"], 1, "{stats}");
     assert_eq!(stats["answered"], 1, "{stats}");
+}
+
+/// The server's API with an admin key, for a synchronous test.
+struct Admin {
+    rt: tokio::runtime::Runtime,
+    api: common::ApiClient,
+}
+
+impl Admin {
+    fn new(server: &Server) -> Admin {
+        let http = std::net::SocketAddr::from(([127, 0, 0, 1], server.ports.port(HTTP)));
+        Admin {
+            rt: tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime"),
+            api: common::ApiClient::new(http, &api_key(server, "admin", "admin")),
+        }
+    }
+
+    fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> (u16, serde_json::Value) {
+        self.rt.block_on(self.api.send(method, path, body))
+    }
+
+    /// Creates agent `id` on `extension` with `support` at level 5 (and `extra` fields).
+    fn add_agent(&self, id: &str, extension: &str) {
+        let (status, body) = self.send(
+            reqwest::Method::POST,
+            "/v1/agents",
+            Some(serde_json::json!({"id": id, "extension": extension, "skills": {"support": 5}})),
+        );
+        assert_eq!(status, 201, "{body}");
+    }
+
+    /// Sets an agent's presence; their state after it (an agent made available with a
+    /// caller waiting is at once `busy`: offered).
+    fn set_state(&self, id: &str, state: &str) -> String {
+        let (status, body) = self.send(
+            reqwest::Method::POST,
+            &format!("/v1/agents/{id}/state"),
+            Some(serde_json::json!({"state": state})),
+        );
+        assert_eq!(status, 200, "{body}");
+        body["state"].as_str().unwrap_or_default().to_owned()
+    }
 }
 
 /// Checks the one voicemail recording: mailbox, complete, mono WAV holding `tone` seconds of
@@ -1128,15 +1159,8 @@ fn a_chat_goes_to_the_agent_on_a_call_who_has_chat_capacity() {
     };
     add_user(&server, SUPPORT_FIRST);
     Uas::register(&server, SUPPORT_FIRST, CALLEE_SIP, CALLEE_MEDIA);
-    let http = std::net::SocketAddr::from(([127, 0, 0, 1], server.ports.port(HTTP)));
-    let admin = common::ApiClient::new(http, &api_key(&server, "admin", "admin"));
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    let send = |method: reqwest::Method, path: &str, body: Option<serde_json::Value>| {
-        rt.block_on(admin.send(method, path, body))
-    };
+    let admin = Admin::new(&server);
+    let send = |method, path: &str, body| admin.send(method, path, body);
     let (status, body) = send(
         reqwest::Method::POST,
         "/v1/agents",
@@ -1144,12 +1168,7 @@ fn a_chat_goes_to_the_agent_on_a_call_who_has_chat_capacity() {
                                 "skills": {"support": 5}, "voice": 1, "chat": 3})),
     );
     assert_eq!(status, 201, "{body}");
-    let (status, _) = send(
-        reqwest::Method::POST,
-        "/v1/agents/ann/state",
-        Some(serde_json::json!({"state": "available"})),
-    );
-    assert_eq!(status, 200);
+    admin.set_state("ann", "available");
     let mut ann = Uas::start(
         &server,
         "support-ann",
@@ -1278,15 +1297,8 @@ fn a_vip_caller_is_answered_before_a_caller_who_came_first() {
     );
     add_user(&server, SUPPORT_FIRST);
     Uas::register(&server, SUPPORT_FIRST, CALLEE_SIP, CALLEE_MEDIA);
-    let http = std::net::SocketAddr::from(([127, 0, 0, 1], server.ports.port(HTTP)));
-    let admin = common::ApiClient::new(http, &api_key(&server, "admin", "admin"));
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    let send = |method: reqwest::Method, path: &str, body: Option<serde_json::Value>| {
-        rt.block_on(admin.send(method, path, body))
-    };
+    let admin = Admin::new(&server);
+    let send = |method, path: &str, body| admin.send(method, path, body);
     let (status, body) = send(
         reqwest::Method::POST,
         "/v1/customers",
@@ -1347,12 +1359,7 @@ fn a_vip_caller_is_answered_before_a_caller_who_came_first() {
         CALLEE_SIP,
         CALLEE_MEDIA,
     );
-    let (status, _) = send(
-        reqwest::Method::POST,
-        "/v1/agents/ann/state",
-        Some(serde_json::json!({"state": "available"})),
-    );
-    assert_eq!(status, 200);
+    admin.set_state("ann", "available");
     ann.wait_rung(&server, &mut vip, Duration::from_secs(10));
     // Who got Ann: the task she accepted is the VIP's (priority 1 when it joined).
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -1394,15 +1401,8 @@ fn a_caller_who_takes_the_callback_is_called_back_in_the_same_session() {
     Uas::register(&server, SUPPORT_FIRST, CALLEE_SIP, CALLEE_MEDIA);
     // The caller's phone, where the callback comes.
     Uas::register(&server, CALLER, OTHER_SIP, OTHER_MEDIA);
-    let http = std::net::SocketAddr::from(([127, 0, 0, 1], server.ports.port(HTTP)));
-    let admin = common::ApiClient::new(http, &api_key(&server, "admin", "admin"));
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    let send = |method: reqwest::Method, path: &str, body: Option<serde_json::Value>| {
-        rt.block_on(admin.send(method, path, body))
-    };
+    let admin = Admin::new(&server);
+    let send = |method, path: &str, body| admin.send(method, path, body);
     let (status, body) = send(
         reqwest::Method::POST,
         "/v1/agents",
@@ -1434,12 +1434,7 @@ fn a_caller_who_takes_the_callback_is_called_back_in_the_same_session() {
         CALLEE_MEDIA,
     );
     let mut phone = Uas::start(&server, "caller-phone", CALLER, OTHER_SIP, OTHER_MEDIA);
-    let (status, _) = send(
-        reqwest::Method::POST,
-        "/v1/agents/ann/state",
-        Some(serde_json::json!({"state": "available"})),
-    );
-    assert_eq!(status, 200);
+    admin.set_state("ann", "available");
     let agent_rung = ann.wait_rung(&server, &mut caller, Duration::from_secs(10));
     let customer_rung = phone.wait_rung(&server, &mut caller, Duration::from_secs(10));
     assert!(

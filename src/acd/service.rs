@@ -451,6 +451,11 @@ impl Service {
             self.engine
                 .handle_assign(std_now, contact, agent, &queue, media);
         }
+        self.taken(contact, agent, outcome);
+    }
+
+    /// `contact` is `agent`'s now: its row, `queue.left`, `task.accepted`, `chat.assigned`.
+    fn taken(&mut self, contact: u64, agent: &str, outcome: &str) {
         self.left_queue(contact, outcome);
         let Some(k) = self.contacts.get_mut(&contact) else {
             return;
@@ -626,33 +631,9 @@ impl Service {
                     return;
                 }
                 // Accepted in the engine: the rest as for an answered call.
-                self.left_queue(id, "answered");
-                if let Some(k) = self.contacts.get_mut(&id) {
-                    k.agent = Some(agent.clone());
-                }
-                if let Some(k) = self.contacts.get(&id).cloned() {
-                    self.writer.send(StoreCmd::TaskAnswered {
-                        id: k.task_id.clone(),
-                        agent_id: agent.clone(),
-                        at_ms: crate::clock::unix_ms(),
-                    });
-                    self.event(
-                        Some(&k),
-                        Event::TaskAccepted {
-                            queue: k.queue.clone(),
-                            task_id: k.task_id.clone(),
-                            agent_id: agent.clone(),
-                        },
-                    );
-                    self.event(
-                        Some(&k),
-                        Event::ChatAssigned {
-                            conversation_id: conversation.to_string(),
-                            agent_id: agent.clone(),
-                        },
-                    );
-                    let _ = reply.send(Ok(k.task_id));
-                }
+                self.taken(id, &agent, "answered");
+                let task = self.contacts.get(&id).map(|k| k.task_id.clone());
+                let _ = reply.send(task.ok_or(AcdError::NotOffered));
             }
             Cmd::ChatClosed(conversation) => {
                 if let Some(&id) = self.chats.get(&conversation) {

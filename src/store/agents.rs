@@ -129,6 +129,14 @@ fn agent_from_row(row: &AnyRow) -> Result<AgentRecord, StoreError> {
     })
 }
 
+fn state_from_row(r: &AnyRow) -> Result<StateRecord, StoreError> {
+    Ok(StateRecord {
+        at_ms: r.try_get("at_ms")?,
+        state: r.try_get("state")?,
+        reason: r.try_get("reason")?,
+    })
+}
+
 fn skills_json(skills: &[(String, u8)]) -> String {
     let map: serde_json::Map<String, serde_json::Value> = skills
         .iter()
@@ -240,15 +248,7 @@ impl Store {
         .bind(limit)
         .fetch_all(self.pool())
         .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(StateRecord {
-                    at_ms: r.try_get("at_ms")?,
-                    state: r.try_get("state")?,
-                    reason: r.try_get("reason")?,
-                })
-            })
-            .collect()
+        rows.iter().map(state_from_row).collect()
     }
 
     /// The state an agent was in at `at_ms` (the last change before it).
@@ -265,14 +265,7 @@ impl Store {
         .bind(at_ms)
         .fetch_optional(self.pool())
         .await?;
-        row.map(|r| {
-            Ok(StateRecord {
-                at_ms: r.try_get("at_ms")?,
-                state: r.try_get("state")?,
-                reason: r.try_get("reason")?,
-            })
-        })
-        .transpose()
+        row.as_ref().map(state_from_row).transpose()
     }
 
     /// Tasks that joined in `[from_ms, to_ms)`: of `queue`, or handled by `agent`.
