@@ -139,6 +139,7 @@ pub async fn start(mut settings: Settings) -> Result<Server, ServerError> {
     tasks.spawn(sip.calls.clone().take_invites(sip.new_invites));
     tasks.spawn(place_callbacks(
         sip.calls.clone(),
+        acd.clone(),
         callbacks_rx,
         stop_endpoint.clone(),
     ));
@@ -485,6 +486,7 @@ struct Http {
 /// dialled and bridged, in the customer's session.
 async fn place_callbacks(
     calls: CallRegistry,
+    acd: crate::acd::service::Acd,
     mut requests: mpsc::UnboundedReceiver<crate::acd::service::CallbackRequest>,
     stop: CancellationToken,
 ) {
@@ -507,9 +509,12 @@ async fn place_callbacks(
             headers: Vec::new(),
             consult_for: None,
             session: r.session_id,
+            acd_contact: Some(r.contact),
         };
         if let Err(error) = calls.originate(req).await {
             tracing::warn!(%error, agent = %r.agent, "callback not placed");
+            // Nothing rings: the agent is free again.
+            acd.done(r.contact);
         }
     }
 }

@@ -1244,6 +1244,65 @@ fn a_chat_goes_to_the_agent_on_a_call_who_has_chat_capacity() {
         Some(serde_json::json!({"agent_id": "ann"})),
     );
     assert_eq!(status, 409);
+    // Transferred to Bob (chat only, no phone needed): his at once; then back to the queue,
+    // where it is offered again, in the same session all along.
+    let (status, bob) = send(
+        reqwest::Method::POST,
+        "/v1/agents",
+        Some(serde_json::json!({"id": "bob", "extension": SUPPORT_SECOND,
+                                "skills": {"support": 1}, "voice": 0, "chat": 2})),
+    );
+    assert_eq!(status, 201, "{bob}");
+    let (status, moved) = send(
+        reqwest::Method::POST,
+        &format!("/v1/conversations/{conversation}/transfer"),
+        Some(serde_json::json!({"agent_id": "bob"})),
+    );
+    assert_eq!(status, 200, "{moved}");
+    let (status, _) = send(
+        reqwest::Method::POST,
+        &format!("/v1/conversations/{conversation}/transfer"),
+        Some(serde_json::json!({"agent_id": "nobody"})),
+    );
+    assert_eq!(status, 422);
+    let (status, requeued) = send(
+        reqwest::Method::POST,
+        &format!("/v1/conversations/{conversation}/transfer"),
+        Some(serde_json::json!({"queue": "support"})),
+    );
+    assert_eq!(status, 200, "{requeued}");
+    let (_, page) = send(reqwest::Method::GET, "/v1/events?type=chat.assigned", None);
+    let assigned: Vec<&serde_json::Value> = page["events"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|e| e["data"]["conversation_id"] == conversation.as_str())
+        .collect();
+    assert_eq!(
+        assigned
+            .iter()
+            .map(|e| e["data"]["agent_id"].as_str().unwrap_or_default())
+            .collect::<Vec<_>>(),
+        ["ann", "bob"],
+        "{page}"
+    );
+    assert!(
+        assigned
+            .iter()
+            .all(|e| e["session_id"] == chat["session_id"]),
+        "one session: {page}"
+    );
+    let (_, joined) = send(reqwest::Method::GET, "/v1/events?type=queue.joined", None);
+    let chat_joins = joined["events"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|e| e["data"]["media"] == "chat")
+        .count();
+    assert_eq!(
+        chat_joins, 3,
+        "joined, transferred to Bob, back to the queue: {joined}"
+    );
     caller.succeeded(&server);
 }
 

@@ -112,6 +112,7 @@ async fn tasks_give_service_level_answer_and_handle_times(db: TestDb) {
     w.send(StoreCmd::TaskAnswered {
         id: "t1".into(),
         agent_id: "ann".into(),
+        outcome: "answered".into(),
         at_ms: T0 + 10_000,
     });
     w.send(StoreCmd::TaskEnded {
@@ -121,7 +122,14 @@ async fn tasks_give_service_level_answer_and_handle_times(db: TestDb) {
     w.send(StoreCmd::TaskAnswered {
         id: "t2".into(),
         agent_id: "bob".into(),
+        outcome: "answered".into(),
         at_ms: T0 + 30_000,
+    });
+    // A late TaskLeft does not end an answered task (its handle time stays).
+    w.send(StoreCmd::TaskLeft {
+        id: "t2".into(),
+        outcome: "abandoned".into(),
+        at_ms: T0 + 40_000,
     });
     w.send(StoreCmd::TaskEnded {
         id: "t2".into(),

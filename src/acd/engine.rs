@@ -500,17 +500,25 @@ impl Engine {
     }
 
     /// The caller chose to be called back: the contact keeps its place, without the maximum
-    /// wait.
-    pub fn handle_callback(&mut self, id: u64) {
+    /// wait. An offer out now (its phone rings for nobody: the caller is gone) is withdrawn
+    /// without a penalty and the contact placed again.
+    pub fn handle_callback(&mut self, now: Instant, id: u64) {
         let Some(c) = self.contacts.get_mut(&id) else {
             return;
         };
         c.callback = true;
         let max = c.spec.max_wait;
         let since = c.since;
+        let offered: Vec<String> = c.offered.iter().map(|(a, _)| a.clone()).collect();
         if let Some(max) = max {
             self.timers.remove(&(since + max, Timer::MaxWait(id)));
         }
+        for agent in offered {
+            self.take_back(id, &agent);
+            self.actions
+                .push_back(Action::Withdraw { contact: id, agent });
+        }
+        self.settle(now);
     }
 
     /// A contact left the line (abandoned, or served elsewhere): its offers are withdrawn.
@@ -554,22 +562,34 @@ impl Engine {
             None
         };
         if presence != Presence::Available {
-            let withdrawn: Vec<u64> = self
-                .contacts
-                .iter()
-                .filter(|(_, c)| c.offered.iter().any(|(a, _)| a == id))
-                .map(|(cid, _)| *cid)
-                .collect();
-            for contact in withdrawn {
-                self.take_back(contact, id);
-                self.actions.push_back(Action::Withdraw {
-                    contact,
-                    agent: id.to_owned(),
-                });
-            }
+            self.withdraw_offers_of(id);
         }
         self.touched.insert(id.to_owned());
         self.settle(now);
+    }
+
+    /// Every offer `agent` has now goes back to the line (withdrawn).
+    fn withdraw_offers_of(&mut self, agent: &str) {
+        let withdrawn: Vec<u64> = self
+            .contacts
+            .iter()
+            .filter(|(_, c)| c.offered.iter().any(|(a, _)| a == agent))
+            .map(|(cid, _)| *cid)
+            .collect();
+        for contact in withdrawn {
+            self.take_back(contact, agent);
+            self.actions.push_back(Action::Withdraw {
+                contact,
+                agent: agent.to_owned(),
+            });
+        }
+    }
+
+    /// Whether `contact` is offered to `agent` now.
+    pub fn is_offered(&self, contact: u64, agent: &str) -> bool {
+        self.contacts
+            .get(&contact)
+            .is_some_and(|c| c.offered.iter().any(|(a, _)| a == agent))
     }
 
     /// `agent` accepted `contact`: it is theirs; other offers of it are withdrawn.
@@ -674,6 +694,8 @@ impl Engine {
                         a.presence = Presence::Break;
                         a.reason = Some("no-answer".into());
                     }
+                    // On break, the agent's other offers go back too.
+                    self.withdraw_offers_of(&agent);
                     self.touched.insert(agent.clone());
                     self.actions.push_back(Action::NoAnswer { contact, agent });
                 }
@@ -809,6 +831,15 @@ impl Engine {
     }
 
     fn start_task(&mut self, now: Instant, contact: u64, agent: &str, queue: &str, media: Media) {
+        // A contact has one task: one it had before (an assignment over it) ends.
+        if let Some(old) = self.tasks.remove(&contact)
+            && let Some(a) = self.agents.get_mut(&old.agent)
+        {
+            if let Some(n) = a.busy.get_mut(&old.media) {
+                *n = n.saturating_sub(1);
+            }
+            self.touched.insert(old.agent);
+        }
         if let Some(a) = self.agents.get_mut(agent) {
             *a.busy.entry(media).or_insert(0) += 1;
         }

@@ -70,12 +70,23 @@ pub enum LeftReason {
 /// Calls the agent, then the customer, in the customer's session (a callback).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CallbackRequest {
+    /// The ACD contact: the placed call reports `done` on it when it ends.
+    pub contact: u64,
     pub task_id: String,
     pub agent: String,
     pub agent_extension: String,
     /// The customer's number or extension.
     pub customer: String,
     pub session_id: Option<SessionId>,
+}
+
+/// Where a conversation is transferred.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TransferTo {
+    /// Straight to this agent (no offer: it is theirs).
+    Agent(String),
+    /// Back to a queue, to be offered again.
+    Queue(String),
 }
 
 /// Why a presence change was refused.
@@ -87,6 +98,10 @@ pub enum AcdError {
     Stopped,
     #[error("this task is not offered to that agent")]
     NotOffered,
+    #[error("this conversation is not routed by the ACD")]
+    NotRouted,
+    #[error("no queue {0}")]
+    NoQueue(String),
 }
 
 /// A waiting or handled contact as the service knows it.
@@ -132,6 +147,11 @@ enum Cmd {
     AcceptChat(
         ConversationId,
         String,
+        oneshot::Sender<Result<String, AcdError>>,
+    ),
+    TransferChat(
+        ConversationId,
+        TransferTo,
         oneshot::Sender<Result<String, AcdError>>,
     ),
     ChatClosed(ConversationId),
@@ -249,6 +269,20 @@ impl Acd {
         rx.await.map_err(|_| AcdError::Stopped)?
     }
 
+    /// Transfers a conversation (waiting or handled) to an agent or a queue, in the same
+    /// session; the agent who had it is free (after wrap-up). Answers the new task's id.
+    pub async fn transfer_chat(
+        &self,
+        conversation: ConversationId,
+        to: TransferTo,
+    ) -> Result<String, AcdError> {
+        let (tx, rx) = oneshot::channel();
+        self.tx
+            .send(Cmd::TransferChat(conversation, to, tx))
+            .map_err(|_| AcdError::Stopped)?;
+        rx.await.map_err(|_| AcdError::Stopped)?
+    }
+
     /// A conversation was closed: waiting, it leaves; handled, its agent is free.
     pub fn chat_closed(&self, conversation: ConversationId) {
         let _ = self.tx.send(Cmd::ChatClosed(conversation));
@@ -271,6 +305,8 @@ struct Service {
     callbacks: mpsc::UnboundedSender<CallbackRequest>,
     /// Each queue's offer timeout (how long an agent's phones ring).
     offer_timeouts: HashMap<String, Duration>,
+    /// Contact ids, shared with the handles.
+    next: Arc<AtomicU64>,
 }
 
 /// Starts the service with the stored agents (their chosen presence restored) and the plan's
@@ -282,7 +318,9 @@ pub fn start(
     callbacks: mpsc::UnboundedSender<CallbackRequest>,
 ) -> Acd {
     let (tx, mut rx) = mpsc::unbounded_channel();
+    let next = Arc::new(AtomicU64::new(0));
     let mut service = Service {
+        next: next.clone(),
         engine: Engine::new(),
         agents: HashMap::new(),
         contacts: HashMap::new(),
@@ -331,10 +369,7 @@ pub fn start(
         }
         tracing::debug!("acd stopped");
     });
-    Acd {
-        tx,
-        next: Arc::new(AtomicU64::new(0)),
-    }
+    Acd { tx, next }
 }
 
 fn presence_str(p: Presence) -> &'static str {
@@ -406,7 +441,8 @@ impl Service {
         }
     }
 
-    /// A contact left the line for good: its row and `queue.left`.
+    /// A contact left the line for good: its row (`TaskLeft`, unless an agent took it: then
+    /// `TaskAnswered` says so) and `queue.left`.
     fn left_queue(&mut self, contact: u64, outcome: &str) {
         let Some(k) = self.contacts.get(&contact) else {
             return;
@@ -414,11 +450,13 @@ impl Service {
         let waited = crate::clock::tokio_now()
             .saturating_duration_since(k.joined)
             .as_millis() as i64;
-        self.writer.send(StoreCmd::TaskLeft {
-            id: k.task_id.clone(),
-            outcome: outcome.to_owned(),
-            at_ms: crate::clock::unix_ms(),
-        });
+        if !matches!(outcome, "answered" | "callback") {
+            self.writer.send(StoreCmd::TaskLeft {
+                id: k.task_id.clone(),
+                outcome: outcome.to_owned(),
+                at_ms: crate::clock::unix_ms(),
+            });
+        }
         self.event(
             Some(k),
             Event::QueueLeft {
@@ -465,6 +503,7 @@ impl Service {
         self.writer.send(StoreCmd::TaskAnswered {
             id: k.task_id.clone(),
             agent_id: agent.to_owned(),
+            outcome: outcome.to_owned(),
             at_ms: crate::clock::unix_ms(),
         });
         self.event(
@@ -548,6 +587,10 @@ impl Service {
             }
             Cmd::Answered(id, agent) => self.accepted(now, id, &agent, "answered"),
             Cmd::Rejected(id, agent, reason) => {
+                // A refusal of an offer that is gone (withdrawn, timed out) changes nothing.
+                if !self.engine.is_offered(id, &agent) {
+                    return;
+                }
                 if let Some(k) = self.contacts.get(&id) {
                     self.event(
                         Some(k),
@@ -567,7 +610,7 @@ impl Service {
             Cmd::Callback(id, customer) => {
                 if let Some(k) = self.contacts.get_mut(&id) {
                     k.callback = Some(customer);
-                    self.engine.handle_callback(id);
+                    self.engine.handle_callback(std_now, id);
                 }
             }
             Cmd::Priority(id, p) => self.engine.handle_priority(std_now, id, p),
@@ -576,23 +619,28 @@ impl Service {
                     let _ = reply.send(Err(AcdError::NoAgent(agent)));
                     return;
                 }
-                self.writer.send(StoreCmd::AgentState {
-                    agent_id: agent.clone(),
-                    state: presence_str(presence).to_owned(),
-                    reason: reason.clone(),
-                    presence: Some(presence_str(presence).to_owned()),
-                    at_ms: crate::clock::unix_ms(),
-                });
                 if let Some(a) = self.agents.get_mut(&agent) {
                     a.presence = presence_str(presence).to_owned();
                     a.reason = reason.clone();
                 }
                 self.engine
-                    .handle_presence(std_now, &agent, presence, reason);
+                    .handle_presence(std_now, &agent, presence, reason.clone());
                 let state = self
                     .engine
                     .agent_state(&agent)
                     .map(|(s, r)| (s, r.map(str::to_owned)));
+                // The chosen presence is kept; the row says the state it leads to (an agent
+                // made available while on a call stays busy).
+                self.writer.send(StoreCmd::AgentState {
+                    agent_id: agent.clone(),
+                    state: state
+                        .as_ref()
+                        .map_or(presence_str(presence), |(s, _)| s.as_str())
+                        .to_owned(),
+                    reason,
+                    presence: Some(presence_str(presence).to_owned()),
+                    at_ms: crate::clock::unix_ms(),
+                });
                 let _ = reply.send(state.ok_or(AcdError::NoAgent(agent)));
             }
             Cmd::Agent(record) => self.set_agent(now, record, false),
@@ -635,6 +683,9 @@ impl Service {
                 let task = self.contacts.get(&id).map(|k| k.task_id.clone());
                 let _ = reply.send(task.ok_or(AcdError::NotOffered));
             }
+            Cmd::TransferChat(conversation, to, reply) => {
+                let _ = reply.send(self.transfer_chat(now, conversation, to));
+            }
             Cmd::ChatClosed(conversation) => {
                 if let Some(&id) = self.chats.get(&conversation) {
                     if self.engine.is_waiting(id) {
@@ -650,6 +701,90 @@ impl Service {
                 let _ = reply.send(self.engine.decisions());
             }
         }
+    }
+
+    fn transfer_chat(
+        &mut self,
+        now: Instant,
+        conversation: ConversationId,
+        to: TransferTo,
+    ) -> Result<String, AcdError> {
+        let std_now = now.into_std();
+        let Some(&old) = self.chats.get(&conversation) else {
+            return Err(AcdError::NotRouted);
+        };
+        let Some(known) = self.contacts.get(&old).cloned() else {
+            return Err(AcdError::NotRouted);
+        };
+        let queue = match &to {
+            TransferTo::Agent(agent) if !self.agents.contains_key(agent) => {
+                return Err(AcdError::NoAgent(agent.clone()));
+            }
+            TransferTo::Queue(q) if !self.offer_timeouts.contains_key(q) => {
+                return Err(AcdError::NoQueue(q.clone()));
+            }
+            TransferTo::Queue(q) => q.clone(),
+            TransferTo::Agent(_) => known.queue.clone(),
+        };
+        // The old task ends: it leaves its queue, or its agent is done with it.
+        if self.engine.is_waiting(old) {
+            self.engine.handle_left(std_now, old);
+            self.left_queue(old, "transferred");
+            self.forget(old);
+        } else {
+            self.done(now, old);
+        }
+        let id = self.next.fetch_add(1, Ordering::Relaxed) + 1;
+        let task_id = uuid::Uuid::new_v4().to_string();
+        let fresh = Known {
+            task_id: task_id.clone(),
+            queue: queue.clone(),
+            joined: now,
+            agent: None,
+            callback: None,
+            ..known
+        };
+        self.writer.send(StoreCmd::TaskJoined(NewTask {
+            id: task_id.clone(),
+            queue: queue.clone(),
+            media: Media::Chat.as_str().to_owned(),
+            session_id: fresh.session_id.map(|s| s.to_string()),
+            call_id: None,
+            conversation_id: Some(conversation.to_string()),
+            priority: 0,
+            joined_ms: crate::clock::unix_ms(),
+        }));
+        self.event(
+            Some(&fresh),
+            Event::QueueJoined {
+                queue: queue.clone(),
+                task_id: task_id.clone(),
+                media: Media::Chat.as_str().to_owned(),
+                priority: 0,
+            },
+        );
+        self.chats.insert(conversation, id);
+        self.contacts.insert(id, fresh);
+        match to {
+            TransferTo::Agent(agent) => {
+                self.engine
+                    .handle_assign(std_now, id, &agent, &queue, Media::Chat);
+                self.taken(id, &agent, "answered");
+            }
+            TransferTo::Queue(_) => {
+                self.engine.handle_contact(
+                    std_now,
+                    id,
+                    ContactSpec {
+                        queue,
+                        media: Media::Chat,
+                        priority: 0,
+                        skills: Vec::new(),
+                    },
+                );
+            }
+        }
+        Ok(task_id)
     }
 
     fn done(&mut self, now: Instant, id: u64) {
@@ -673,6 +808,10 @@ impl Service {
                     let Some(k) = self.contacts.get(&contact).cloned() else {
                         continue;
                     };
+                    // Taken already (a callback placed for one of a ring-all's agents).
+                    if k.agent.is_some() {
+                        continue;
+                    }
                     let extension = self
                         .agents
                         .get(&agent)
@@ -692,6 +831,7 @@ impl Service {
                         // The agent takes it when their phone answers; a failure comes
                         // back as `rejected`.
                         let _ = self.callbacks.send(CallbackRequest {
+                            contact,
                             task_id: k.task_id.clone(),
                             agent: agent.clone(),
                             agent_extension: extension,

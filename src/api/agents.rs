@@ -408,7 +408,7 @@ fn range(state: &ApiState, queue: Option<&str>, r: &Range) -> Result<(i64, i64),
                 "period: \"{other}\" is not `today`"
             )));
         }
-        None => r.from.unwrap_or(to - 15 * 60 * 1000),
+        None => r.from.unwrap_or(to.saturating_sub(15 * 60 * 1000)),
     };
     if from > to {
         return Err(ApiError::bad_request("from is after to"));
@@ -445,11 +445,11 @@ async fn agent_stats(
         .unwrap_or_else(|| "offline".into());
     let mut since = from;
     for change in state.store.agent_states(&id, from, to, 100_000).await? {
-        *time.entry(current).or_insert(0) += change.at_ms - since;
+        *time.entry(current).or_insert(0) += change.at_ms.saturating_sub(since);
         current = change.state;
         since = change.at_ms;
     }
-    *time.entry(current).or_insert(0) += to - since;
+    *time.entry(current).or_insert(0) += to.saturating_sub(since);
     let get = |k: &str| time.get(k).copied().unwrap_or(0);
     let working = get("busy") + get("wrap-up");
     let staffed = working + get("available");

@@ -412,6 +412,7 @@ fn check_originate(o: &Originate) -> Result<OriginateRequest, ApiError> {
             .collect(),
         consult_for: None,
         session: None,
+        acd_contact: None,
     })
 }
 

@@ -137,6 +137,7 @@ pub fn routes() -> OpenApiRouter<ApiState> {
         .routes(routes!(get_attachment))
         .routes(routes!(post_read))
         .routes(routes!(accept_conversation))
+        .routes(routes!(transfer_conversation))
 }
 
 /// What to do once the customer answers a "call me".
@@ -245,6 +246,7 @@ pub(super) async fn call_me(
             headers: Vec::new(),
             consult_for: None,
             session: Some(c.session_id),
+            acd_contact: None,
         })
         .await?;
     tracing::info!(conversation = %id, %call, trunk = %trunk.name, "calling the customer back");
@@ -682,10 +684,82 @@ async fn accept_conversation(
         ));
     };
     match acd.accept_chat(id, &req.agent_id).await {
-        Ok(task_id) => Ok(Json(Accepted {
-            task_id,
-            agent_id: req.agent_id,
-        })),
+        Ok(task_id) => {
+            // Its events are in the log when the answer comes.
+            s.store.flush().await?;
+            Ok(Json(Accepted {
+                task_id,
+                agent_id: req.agent_id,
+            }))
+        }
+        Err(e) => Err(ApiError::conflict(e.to_string())),
+    }
+}
+
+/// Where to transfer a conversation: one of `agent_id` or `queue`.
+#[derive(Debug, Clone, serde::Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TransferBody {
+    pub agent_id: Option<String>,
+    pub queue: Option<String>,
+}
+
+/// Transfer a conversation to an agent (it is theirs at once: `chat.assigned`) or to a queue
+/// (offered again), in the same session; the agent who had it goes to wrap-up.
+#[utoipa::path(
+    post,
+    path = "/v1/conversations/{id}/transfer",
+    tag = "conversations",
+    security(("api_key" = ["control"])),
+    params(("id" = String, Path, description = "Conversation id")),
+    request_body = TransferBody,
+    responses(
+        (status = 200, description = "Transferred: the new task", body = Accepted),
+        (status = 400, description = "Bad id", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No or unknown key", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The key lacks the scope", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The conversation is not routed by the ACD", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Neither or both of agent_id and queue, or no such agent or queue", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Chats are not routed (no `[chat] queue`)", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+async fn transfer_conversation(
+    _: ControlKey,
+    State(s): State<ApiState>,
+    Path(id): Path<String>,
+    super::ProblemJson(req): super::ProblemJson<TransferBody>,
+) -> Result<Json<Accepted>, ApiError> {
+    use crate::acd::service::{AcdError, TransferTo};
+    let id = ConversationId(parse_uuid("id", &id)?);
+    let unprocessable = |detail: String| {
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "Unprocessable Content",
+            detail,
+        )
+    };
+    let to = match (req.agent_id, req.queue) {
+        (Some(agent), None) => TransferTo::Agent(agent),
+        (None, Some(queue)) => TransferTo::Queue(queue),
+        _ => return Err(unprocessable("exactly one of agent_id and queue".into())),
+    };
+    let agent_id = match &to {
+        TransferTo::Agent(a) => a.clone(),
+        TransferTo::Queue(_) => String::new(),
+    };
+    let Some(acd) = s.chat.acd() else {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Service Unavailable",
+            "chats are not routed",
+        ));
+    };
+    match acd.transfer_chat(id, to).await {
+        Ok(task_id) => {
+            s.store.flush().await?;
+            Ok(Json(Accepted { task_id, agent_id }))
+        }
+        Err(e @ (AcdError::NoAgent(_) | AcdError::NoQueue(_))) => Err(unprocessable(e.to_string())),
         Err(e) => Err(ApiError::conflict(e.to_string())),
     }
 }

@@ -234,6 +234,8 @@ pub struct OriginateRequest {
     pub consult_for: Option<ConsultFor>,
     /// Place the call inside this session (a "call me" from a chat): one timeline.
     pub session: Option<SessionId>,
+    /// The ACD contact this call serves (a callback): the ACD hears when it ends.
+    pub acd_contact: Option<u64>,
 }
 
 /// What ties a consultation call to the call whose attended transfer it serves.
@@ -545,6 +547,7 @@ impl CallRegistry {
             headers: Vec::new(),
             consult_for: None,
             session: None,
+            acd_contact: None,
         };
         let (ep, targets) = self.prepare(&req).await.map_err(|e| match e {
             OriginateError::UnknownExtension(_) | OriginateError::UnknownFlow(_) => {

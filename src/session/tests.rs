@@ -740,6 +740,7 @@ async fn a_placed_call_rings_every_phone_and_the_first_answer_wins() {
                     headers: Vec::new(),
                     consult_for: None,
                     session: None,
+                    acd_contact: None,
                 })
                 .await
         })

@@ -347,7 +347,13 @@ impl Store {
                     }
                 }
                 Some("abandoned") => s.abandoned += 1,
-                Some("callback") => s.callbacks += 1,
+                Some("callback") => {
+                    s.callbacks += 1;
+                    if let (Some(at), Some(end)) = (t.answered_ms, t.ended_ms) {
+                        handle_sum += end - at;
+                        handled += 1;
+                    }
+                }
                 Some("timeout") | Some("full") => s.timed_out += 1,
                 _ => {}
             }
@@ -433,14 +439,16 @@ pub(super) async fn task_answered(
     conn: &mut AnyConnection,
     id: &str,
     agent_id: &str,
+    outcome: &str,
     at_ms: i64,
 ) -> Result<(), sqlx::Error> {
     sqlx::query(
-        "UPDATE tasks SET agent_id = $1, answered_ms = $2, left_ms = $2, outcome = 'answered'
-         WHERE id = $3",
+        "UPDATE tasks SET agent_id = $1, answered_ms = $2, left_ms = $2, outcome = $3
+         WHERE id = $4",
     )
     .bind(agent_id)
     .bind(at_ms)
+    .bind(outcome)
     .bind(id)
     .execute(&mut *conn)
     .await?;

@@ -185,10 +185,11 @@ pub enum StoreCmd {
     },
     /// A contact joined a queue.
     TaskJoined(super::agents::NewTask),
-    /// An agent took the task.
+    /// An agent took the task (`outcome`: `answered`, or `callback` for a callback).
     TaskAnswered {
         id: String,
         agent_id: String,
+        outcome: String,
         at_ms: i64,
     },
     /// The task left its queue without an agent (`abandoned`, `callback`, `timeout`, …).
@@ -566,8 +567,9 @@ impl Writer {
             StoreCmd::TaskAnswered {
                 id,
                 agent_id,
+                outcome,
                 at_ms,
-            } => agents::task_answered(conn, id, agent_id, *at_ms).await,
+            } => agents::task_answered(conn, id, agent_id, outcome, *at_ms).await,
             StoreCmd::TaskLeft { id, outcome, at_ms } => {
                 agents::task_left(conn, id, outcome, *at_ms).await
             }

@@ -431,7 +431,7 @@ fn a_callback_keeps_its_place_and_has_no_maximum_wait() {
     e.set_agent(t0, "a", &agent(&[skill("support", 5)], 1, 0, false));
     call(&mut e, t0, 1, 0);
     call(&mut e, t0 + secs(1), 2, 0);
-    e.handle_callback(1);
+    e.handle_callback(t0 + secs(2), 1);
     e.handle_timeout(t0 + secs(200));
     assert_eq!(
         drain(&mut e),
@@ -529,4 +529,69 @@ fn ten_thousand_waiting_contacts_are_served_in_order() {
     // Priority 2 first (ids 2, 5, 8, …), oldest first.
     assert_eq!(served, [2, 5, 8, 11, 14]);
     assert_eq!(e.waiting(), 9_995);
+}
+
+#[test]
+fn a_no_answer_break_withdraws_the_agents_other_offers() {
+    let t0 = Instant::now();
+    let mut e = Engine::new();
+    e.set_queue("support", queue(Strategy::LongestIdle));
+    e.set_agent(t0, "a", &agent(&[skill("support", 5)], 0, 3, false));
+    available(&mut e, t0, "a");
+    chat(&mut e, t0, 1);
+    chat(&mut e, t0 + secs(5), 2);
+    assert_eq!(offers(&mut e), [(1, "a".to_owned()), (2, "a".to_owned())]);
+    // Chat 1's offer times out: on break, chat 2's offer goes back too.
+    e.handle_timeout(t0 + secs(15));
+    let actions = drain(&mut e);
+    assert!(actions.contains(&Action::NoAnswer {
+        contact: 1,
+        agent: "a".into()
+    }));
+    assert!(
+        actions.contains(&Action::Withdraw {
+            contact: 2,
+            agent: "a".into()
+        }),
+        "{actions:?}"
+    );
+    assert!(
+        !e.handle_accept(t0 + secs(16), 2, "a"),
+        "not theirs on break"
+    );
+    assert_eq!(e.position(2), Some(2));
+}
+
+#[test]
+fn a_callback_chosen_while_offered_takes_the_offer_back_without_a_penalty() {
+    let t0 = Instant::now();
+    let mut e = engine(Strategy::LongestIdle, t0);
+    call(&mut e, t0 + secs(5), 1, 0);
+    assert_eq!(offers(&mut e), [(1, "a".to_owned())]);
+    e.handle_callback(t0 + secs(6), 1);
+    let actions = drain(&mut e);
+    assert!(actions.contains(&Action::Withdraw {
+        contact: 1,
+        agent: "a".into()
+    }));
+    assert_eq!(
+        e.agent_state("a").map(|(s, _)| s),
+        Some(AgentState::Busy),
+        "offered again at once, and not on break: {actions:?}"
+    );
+    assert!(e.is_offered(1, "a") || e.is_offered(1, "b"));
+}
+
+#[test]
+fn an_assignment_over_a_task_frees_the_first_agent() {
+    let t0 = Instant::now();
+    let mut e = engine(Strategy::LongestIdle, t0);
+    call(&mut e, t0 + secs(5), 1, 0);
+    assert!(e.handle_accept(t0 + secs(6), 1, "a"));
+    assert!(e.handle_assign(t0 + secs(7), 1, "b", "support", Media::Voice));
+    assert_eq!(e.task_agent(1), Some("b"));
+    assert_eq!(
+        e.agent_state("a").map(|(s, _)| s),
+        Some(AgentState::Available)
+    );
 }

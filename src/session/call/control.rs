@@ -183,6 +183,7 @@ impl Call {
             self.consult_of = Some((of.call, of.room.clone()));
         }
         self.in_session = req.session.is_some();
+        self.acd_contact = req.acd_contact;
         self.record_start(None, &req.to);
         let (session, (_, offer)) = match (session, body) {
             (Ok(session), Some(body)) => (session, body),

@@ -616,7 +616,7 @@ impl Call {
 
     /// The offer for a callee: the caller's, widened with what we transcode, pointing at our
     /// callee-side port. Opens the media session when the caller is not answered yet.
-    fn callee_offer(&mut self) -> Result<Bytes, StatusCode> {
+    pub(super) fn callee_offer(&mut self) -> Result<Bytes, StatusCode> {
         if let Some(offer) = &self.b_offer {
             return Ok(offer.clone());
         }

@@ -22,11 +22,17 @@ use crate::session::core::timers::CallTimer;
 /// The playback id of queue announcements (never one of the interpreter's).
 pub(super) const ANNOUNCE_ID: u64 = u32::MAX as u64;
 
+/// Dials to agents count from here (never one of the interpreter's ids): each offer rings
+/// under its own id, so a withdrawn agent's late answer is never taken for another's.
+const AGENT_DIAL_BASE: u64 = 1 << 40;
+
 /// The call's place in a queue.
 #[derive(Debug)]
 pub(super) struct QueueWait {
-    /// The `queue` step's id (its dials to agents use it too).
+    /// The `queue` step's id.
     pub(super) step: u64,
+    /// The id of the dial ringing agents now (or the last one).
+    pub(super) dial: u64,
     pub(super) contact: u64,
     pub(super) announce_every: Duration,
     pub(super) callback: bool,
@@ -74,6 +80,7 @@ impl Call {
         tracing::info!(queue, priority, contact, "queued");
         self.queue = Some(QueueWait {
             step: id,
+            dial: AGENT_DIAL_BASE,
             contact,
             announce_every: def.announce_every,
             callback: def.callback,
@@ -115,13 +122,14 @@ impl Call {
                 timeout,
                 since,
             } if q.ringing.is_empty() => {
-                let step = q.step;
+                let dial = q.dial + 1;
                 if let Some(q) = &mut self.queue {
                     q.ringing.insert(extension.clone(), agent.clone());
+                    q.dial = dial;
                 }
                 tracing::info!(agent, extension, "queue: ringing the agent");
                 // The ACD's own offer timeout withdraws it first; this only bounds the dial.
-                self.start_dial(step, vec![extension], timeout + Duration::from_secs(5))
+                self.start_dial(dial, vec![extension], timeout + Duration::from_secs(5))
                     .await;
                 // From the ACD's input (an agent freed) to the INVITE handed to the endpoint.
                 metrics::histogram!("switchboard_acd_ring_delay_seconds").record(
@@ -130,10 +138,18 @@ impl Call {
                         .as_secs_f64(),
                 );
             }
-            ContactEvent::Offer { agent, .. } => {
-                // One agent at a time on a call: the others' offers come back.
-                if let Some(acd) = &self.ctx.acd {
-                    acd.rejected(contact, &agent, "busy-contact");
+            ContactEvent::Offer {
+                agent, extension, ..
+            } => {
+                // Ring-all: another agent's phones ring in the same dial; the first to answer
+                // takes the call.
+                if self.ring_more(&extension) {
+                    tracing::info!(agent, extension, "queue: ringing another agent");
+                    if let Some(q) = &mut self.queue {
+                        q.ringing.insert(extension, agent);
+                    }
+                } else if let Some(acd) = &self.ctx.acd {
+                    acd.rejected(contact, &agent, "unreachable");
                 }
             }
             ContactEvent::Withdraw { agent } => {
@@ -151,6 +167,11 @@ impl Call {
             ContactEvent::Exit { reason } => {
                 let step = q.step;
                 tracing::info!(reason = reason.as_str(), "queue: left without an agent");
+                // An agent's phone still ringing is given up (its offer is withdrawn too).
+                if !q.ringing.is_empty() {
+                    self.dial = None;
+                    self.cancel_forks();
+                }
                 self.leave_queue();
                 let outcome = match reason {
                     ExitReason::Timeout => QueueOutcome::Timeout,
@@ -195,6 +216,28 @@ impl Call {
         }
     }
 
+    /// Rings `extension`'s phones too, in the dial ringing now. False when there is no such
+    /// dial or no registered phone.
+    fn ring_more(&mut self, extension: &str) -> bool {
+        let Some(dial) = self.dial.as_ref().map(|d| d.id) else {
+            return false;
+        };
+        let locations = self
+            .ctx
+            .registrar
+            .lookup(&crate::domain::Extension::new(extension));
+        if locations.is_empty() {
+            return false;
+        }
+        let Ok(offer) = self.callee_offer() else {
+            return false;
+        };
+        for loc in locations {
+            self.fork(dial, &loc, extension, offer.clone());
+        }
+        true
+    }
+
     /// The music stops; the call is no longer waiting.
     fn leave_queue(&mut self) {
         self.queue = None;
@@ -214,20 +257,25 @@ impl Call {
         let Some(q) = &mut self.queue else {
             return false;
         };
-        if q.step != id {
+        if q.dial != id {
             return false;
         }
-        let contact = q.contact;
+        let (contact, step) = (q.contact, q.step);
         let ringing = std::mem::take(&mut q.ringing);
         let Some(acd) = self.ctx.acd.clone() else {
             return true;
         };
         if outcome == DialOutcome::Answered {
             let answered = self.answered_extension.clone();
+            // The agent whose phone answered; with one ringing, that one.
             let agent = answered
                 .as_ref()
                 .and_then(|ext| ringing.get(ext))
-                .or_else(|| ringing.values().next())
+                .or_else(|| {
+                    (ringing.len() == 1)
+                        .then(|| ringing.values().next())
+                        .flatten()
+                })
                 .cloned();
             if let Some(agent) = agent {
                 acd.answered(contact, &agent);
@@ -236,7 +284,7 @@ impl Call {
             self.leave_queue();
             self.acd_contact = Some(contact);
             self.ivr_input(Input::QueueDone {
-                id,
+                id: step,
                 outcome: QueueOutcome::Answered,
             });
             return true;
