@@ -38,6 +38,9 @@ pub(super) struct QueueWait {
     pub(super) callback: bool,
     /// Agents whose phones ring now, by extension.
     pub(super) ringing: HashMap<String, String>,
+    /// Every agent rung by the current dial, by extension (a withdrawn one too: should their
+    /// phone answer anyway, the call is theirs).
+    pub(super) rung: HashMap<String, String>,
 }
 
 impl Call {
@@ -85,6 +88,7 @@ impl Call {
             announce_every: def.announce_every,
             callback: def.callback,
             ringing: HashMap::new(),
+            rung: HashMap::new(),
         });
         self.arm_announcement();
     }
@@ -125,6 +129,7 @@ impl Call {
                 let dial = q.dial + 1;
                 if let Some(q) = &mut self.queue {
                     q.ringing.insert(extension.clone(), agent.clone());
+                    q.rung = q.ringing.clone();
                     q.dial = dial;
                 }
                 tracing::info!(agent, extension, "queue: ringing the agent");
@@ -146,6 +151,7 @@ impl Call {
                 if self.ring_more(&extension) {
                     tracing::info!(agent, extension, "queue: ringing another agent");
                     if let Some(q) = &mut self.queue {
+                        q.rung.insert(extension.clone(), agent.clone());
                         q.ringing.insert(extension, agent);
                     }
                 } else if let Some(acd) = &self.ctx.acd {
@@ -153,12 +159,15 @@ impl Call {
                 }
             }
             ContactEvent::Withdraw { agent } => {
-                let ringing = q.ringing.values().any(|a| *a == agent);
-                if ringing {
+                let Some(q) = &mut self.queue else {
+                    return;
+                };
+                let before = q.ringing.len();
+                q.ringing.retain(|_, a| *a != agent);
+                // The last agent ringing withdrawn: the dial is given up (with a ring-all's
+                // other agents still ringing, it goes on for them).
+                if before > 0 && q.ringing.is_empty() {
                     tracing::info!(agent, "queue: offer withdrawn");
-                    if let Some(q) = &mut self.queue {
-                        q.ringing.clear();
-                    }
                     self.dial = None;
                     self.cancel_forks();
                     self.stop_agent_media();
@@ -262,20 +271,17 @@ impl Call {
         }
         let (contact, step) = (q.contact, q.step);
         let ringing = std::mem::take(&mut q.ringing);
+        let rung = std::mem::take(&mut q.rung);
         let Some(acd) = self.ctx.acd.clone() else {
             return true;
         };
         if outcome == DialOutcome::Answered {
             let answered = self.answered_extension.clone();
-            // The agent whose phone answered; with one ringing, that one.
+            // The agent whose phone answered; with one rung, that one.
             let agent = answered
                 .as_ref()
-                .and_then(|ext| ringing.get(ext))
-                .or_else(|| {
-                    (ringing.len() == 1)
-                        .then(|| ringing.values().next())
-                        .flatten()
-                })
+                .and_then(|ext| rung.get(ext))
+                .or_else(|| (rung.len() == 1).then(|| rung.values().next()).flatten())
                 .cloned();
             if let Some(agent) = agent {
                 acd.answered(contact, &agent);
