@@ -164,18 +164,10 @@ pub fn routes() -> OpenApiRouter<ApiState> {
         .routes(routes!(queue_stats))
 }
 
-fn unprocessable(detail: impl Into<String>) -> ApiError {
-    ApiError::new(
-        StatusCode::UNPROCESSABLE_ENTITY,
-        "Unprocessable Content",
-        detail,
-    )
-}
-
 /// Checks a body against the plan's skills; the record to store.
 fn record(state: &ApiState, id: String, body: AgentBody) -> Result<AgentRecord, ApiError> {
     if !crate::acd::is_skill_name(&id) {
-        return Err(unprocessable(format!(
+        return Err(ApiError::unprocessable(format!(
             "id: \"{id}\" is not an agent id (lower-case letters, digits, _ and -, 1-64)"
         )));
     }
@@ -183,7 +175,7 @@ fn record(state: &ApiState, id: String, body: AgentBody) -> Result<AgentRecord, 
         && body.extension.len() <= 64
         && !body.extension.contains(['@', ';', ' ', ':', '/']);
     if !ext_ok {
-        return Err(unprocessable(format!(
+        return Err(ApiError::unprocessable(format!(
             "extension: \"{}\" is not an extension",
             body.extension
         )));
@@ -191,12 +183,12 @@ fn record(state: &ApiState, id: String, body: AgentBody) -> Result<AgentRecord, 
     let plan = state.calls.plan();
     for (skill, level) in &body.skills {
         if !plan.skills.contains(skill) {
-            return Err(unprocessable(format!(
+            return Err(ApiError::unprocessable(format!(
                 "skills: \"{skill}\" is not a skill the dialplan declares"
             )));
         }
         if *level > crate::acd::MAX_LEVEL {
-            return Err(unprocessable(format!(
+            return Err(ApiError::unprocessable(format!(
                 "skills: \"{skill}\": the level is 0 to {}",
                 crate::acd::MAX_LEVEL
             )));
@@ -205,7 +197,9 @@ fn record(state: &ApiState, id: String, body: AgentBody) -> Result<AgentRecord, 
     let voice = body.voice.unwrap_or(1);
     let chat = body.chat.unwrap_or(3);
     if voice > 10 || chat > 50 {
-        return Err(unprocessable("voice: at most 10; chat: at most 50"));
+        return Err(ApiError::unprocessable(
+            "voice: at most 10; chat: at most 50",
+        ));
     }
     let now = crate::clock::unix_ms();
     Ok(AgentRecord {
@@ -278,7 +272,7 @@ async fn create_agent(
     ProblemJson(body): ProblemJson<AgentBody>,
 ) -> Result<(StatusCode, Json<AgentView>), ApiError> {
     let Some(id) = body.id.clone() else {
-        return Err(unprocessable("id: required"));
+        return Err(ApiError::unprocessable("id: required"));
     };
     let rec = record(&state, id, body)?;
     match state.store.add_agent(&rec).await {
@@ -378,13 +372,13 @@ async fn set_state(
     ProblemJson(body): ProblemJson<StateBody>,
 ) -> Result<Json<AgentView>, ApiError> {
     let presence = parse_presence(&body.state).ok_or_else(|| {
-        unprocessable(format!(
+        ApiError::unprocessable(format!(
             "state: \"{}\" is not one of available, break, offline",
             body.state
         ))
     })?;
     if body.reason.as_ref().is_some_and(|r| r.len() > 200) {
-        return Err(unprocessable("reason: at most 200 bytes"));
+        return Err(ApiError::unprocessable("reason: at most 200 bytes"));
     }
     let a = state
         .store

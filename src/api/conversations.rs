@@ -636,6 +636,17 @@ async fn close_conversation(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// The ACD chats are routed through: a 503 when there is none (`[chat] queue` unset).
+fn routing(s: &ApiState) -> Result<&crate::acd::service::Acd, ApiError> {
+    s.chat.acd().ok_or_else(|| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Service Unavailable",
+            "chats are not routed",
+        )
+    })
+}
+
 /// An agent takes a conversation.
 #[derive(Debug, Clone, serde::Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -676,13 +687,7 @@ async fn accept_conversation(
     super::ProblemJson(req): super::ProblemJson<AcceptBody>,
 ) -> Result<Json<Accepted>, ApiError> {
     let id = ConversationId(parse_uuid("id", &id)?);
-    let Some(acd) = s.chat.acd() else {
-        return Err(ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "Service Unavailable",
-            "chats are not routed",
-        ));
-    };
+    let acd = routing(&s)?;
     match acd.accept_chat(id, &req.agent_id).await {
         Ok(task_id) => {
             // Its events are in the log when the answer comes.
@@ -731,35 +736,26 @@ async fn transfer_conversation(
 ) -> Result<Json<Accepted>, ApiError> {
     use crate::acd::service::{AcdError, TransferTo};
     let id = ConversationId(parse_uuid("id", &id)?);
-    let unprocessable = |detail: String| {
-        ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "Unprocessable Content",
-            detail,
-        )
-    };
     let to = match (req.agent_id, req.queue) {
         (Some(agent), None) => TransferTo::Agent(agent),
         (None, Some(queue)) => TransferTo::Queue(queue),
-        _ => return Err(unprocessable("exactly one of agent_id and queue".into())),
+        _ => {
+            return Err(ApiError::unprocessable("exactly one of agent_id and queue"));
+        }
     };
     let agent_id = match &to {
         TransferTo::Agent(a) => a.clone(),
         TransferTo::Queue(_) => String::new(),
     };
-    let Some(acd) = s.chat.acd() else {
-        return Err(ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "Service Unavailable",
-            "chats are not routed",
-        ));
-    };
+    let acd = routing(&s)?;
     match acd.transfer_chat(id, to).await {
         Ok(task_id) => {
             s.store.flush().await?;
             Ok(Json(Accepted { task_id, agent_id }))
         }
-        Err(e @ (AcdError::NoAgent(_) | AcdError::NoQueue(_))) => Err(unprocessable(e.to_string())),
+        Err(e @ (AcdError::NoAgent(_) | AcdError::NoQueue(_))) => {
+            Err(ApiError::unprocessable(e.to_string()))
+        }
         Err(e) => Err(ApiError::conflict(e.to_string())),
     }
 }

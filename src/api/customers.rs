@@ -308,26 +308,18 @@ async fn view(s: &ApiState, c: CustomerRecord) -> Result<CustomerView, ApiError>
     })
 }
 
-fn unprocessable(detail: impl Into<String>) -> ApiError {
-    ApiError::new(
-        axum::http::StatusCode::UNPROCESSABLE_ENTITY,
-        "Unprocessable Content",
-        detail,
-    )
-}
-
 fn check_attributes(attrs: &std::collections::BTreeMap<String, String>) -> Result<(), ApiError> {
     for (k, v) in attrs {
         let ok = !k.is_empty()
             && k.len() <= 64
             && k.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
         if !ok {
-            return Err(unprocessable(format!(
+            return Err(ApiError::unprocessable(format!(
                 "attributes: \"{k}\" is not an attribute name ([A-Za-z0-9_], 1-64)"
             )));
         }
         if v.len() > 1024 {
-            return Err(unprocessable(format!(
+            return Err(ApiError::unprocessable(format!(
                 "attributes: \"{k}\": at most 1024 bytes"
             )));
         }
@@ -405,7 +397,7 @@ async fn create_customer(
     ProblemJson(req): ProblemJson<NewCustomer>,
 ) -> Result<(axum::http::StatusCode, Json<CustomerView>), ApiError> {
     if req.identities.is_empty() {
-        return Err(unprocessable("identities: at least one"));
+        return Err(ApiError::unprocessable("identities: at least one"));
     }
     check_attributes(&req.attributes)?;
     let mut identities = Vec::new();
@@ -416,20 +408,22 @@ async fn create_customer(
             "chat" => IdentityKind::Chat,
             "crm" => IdentityKind::Crm,
             other => {
-                return Err(unprocessable(format!(
+                return Err(ApiError::unprocessable(format!(
                     "identities[{i}].kind: \"{other}\" is not phone, email, chat or crm"
                 )));
             }
         };
         if n.value.trim().is_empty() || n.value.len() > 256 {
-            return Err(unprocessable(format!("identities[{i}].value: 1-256 bytes")));
+            return Err(ApiError::unprocessable(format!(
+                "identities[{i}].value: 1-256 bytes"
+            )));
         }
         let identity = s.chat.sessions().normalise(crate::store::Identity {
             kind,
             value: n.value.trim().to_owned(),
         });
         if kind == IdentityKind::Phone && !identity.value.starts_with('+') {
-            return Err(unprocessable(format!(
+            return Err(ApiError::unprocessable(format!(
                 "identities[{i}].value: \"{}\" is not a phone number",
                 n.value
             )));

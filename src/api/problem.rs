@@ -40,6 +40,14 @@ impl ApiError {
     pub fn not_found(detail: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::NOT_FOUND, "Not Found", detail)
     }
+    /// Well-formed JSON whose values do not hold (the detail names the field).
+    pub fn unprocessable(detail: impl Into<String>) -> ApiError {
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "Unprocessable Content",
+            detail,
+        )
+    }
     pub fn conflict(detail: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::CONFLICT, "Conflict", detail)
     }
