@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 
 use store_harness::TestDb;
 use switchboard::store::{
-    AgentRecord, Identity, IdentityKind, NewTask, Profile, StoreCmd, StoreError,
+    AgentRecord, Identity, IdentityKind, NewTask, Profile, StoreCmd, StoreError, TaskStats,
 };
 
 const T0: i64 = 1_700_000_000_000;
@@ -151,7 +151,7 @@ async fn tasks_give_service_level_answer_and_handle_times(db: TestDb) {
         .await
         .expect("tasks");
     assert_eq!(tasks.len(), 4);
-    let s = store.task_stats(&tasks, 20_000).await.expect("stats");
+    let s = TaskStats::of(&tasks, 20_000);
     assert_eq!(
         (s.contacts, s.answered, s.abandoned, s.callbacks),
         (4, 2, 1, 1)

@@ -428,7 +428,7 @@ async fn agent_stats(
         return Err(ApiError::not_found(format!("no agent {id}")));
     }
     let tasks = state.store.tasks(None, Some(&id), from, to).await?;
-    let stats = state.store.task_stats(&tasks, 20_000).await?;
+    let stats = TaskStats::of(&tasks, 20_000);
     // Time in each state: the state at `from`, then each change up to `to`.
     let mut time: std::collections::BTreeMap<String, i64> = Default::default();
     let mut current = state
@@ -468,7 +468,7 @@ async fn queue_view(
         .store
         .tasks(Some(&def.name), None, now - 15 * 60 * 1000, now + 1)
         .await?;
-    let last_15_minutes = state.store.task_stats(&recent, threshold).await?;
+    let last_15_minutes = TaskStats::of(&recent, threshold);
     let today = state
         .store
         .tasks(
@@ -478,7 +478,7 @@ async fn queue_view(
             now + 1,
         )
         .await?;
-    let today = state.store.task_stats(&today, threshold).await?;
+    let today = TaskStats::of(&today, threshold);
     let longest = live.oldest.map_or(0, |t| {
         crate::clock::now().saturating_duration_since(t).as_millis() as u64
     });
@@ -561,6 +561,6 @@ async fn queue_stats(
         .get(&name)
         .map_or(20_000, |d| d.service_level.as_millis() as i64);
     let tasks = state.store.tasks(Some(&name), None, from, to).await?;
-    let stats = state.store.task_stats(&tasks, threshold).await?;
+    let stats = TaskStats::of(&tasks, threshold);
     Ok(Json(StatsView { from, to, stats }))
 }

@@ -50,6 +50,8 @@ pub struct TaskRecord {
     /// `answered`, `abandoned`, `callback`, `timeout`, `full` or `overflow`.
     pub outcome: Option<String>,
     pub ended_ms: Option<i64>,
+    /// A chat: when its agent first wrote after taking it.
+    pub first_reply_ms: Option<i64>,
 }
 
 /// A new task row.
@@ -98,6 +100,55 @@ pub struct TaskStats {
     pub avg_first_response_ms: Option<f64>,
 }
 
+impl TaskStats {
+    /// The figures of `tasks`; `threshold_ms` is the service-level threshold.
+    pub fn of(tasks: &[TaskRecord], threshold_ms: i64) -> TaskStats {
+        let mut s = TaskStats {
+            contacts: tasks.len() as u64,
+            ..TaskStats::default()
+        };
+        let (mut answer_sum, mut handle_sum, mut handled) = (0i64, 0i64, 0u64);
+        let (mut first_sum, mut firsts) = (0i64, 0u64);
+        for t in tasks {
+            let handle = t.answered_ms.zip(t.ended_ms).map(|(at, end)| end - at);
+            match t.outcome.as_deref() {
+                Some("answered") => {
+                    s.answered += 1;
+                    if let Some(at) = t.answered_ms {
+                        let wait = at - t.joined_ms;
+                        answer_sum += wait;
+                        if wait <= threshold_ms {
+                            s.answered_in_threshold += 1;
+                        }
+                        if let Some(first) = t.first_reply_ms {
+                            first_sum += first - at;
+                            firsts += 1;
+                        }
+                    }
+                }
+                Some("abandoned") => s.abandoned += 1,
+                Some("callback") => s.callbacks += 1,
+                Some("timeout") | Some("full") => s.timed_out += 1,
+                _ => {}
+            }
+            if matches!(t.outcome.as_deref(), Some("answered" | "callback"))
+                && let Some(h) = handle
+            {
+                handle_sum += h;
+                handled += 1;
+            }
+        }
+        let pct = |n: u64, d: u64| (d > 0).then(|| 100.0 * n as f64 / d as f64);
+        let avg = |sum: i64, n: u64| (n > 0).then(|| sum as f64 / n as f64);
+        s.service_level_pct = pct(s.answered_in_threshold, s.answered + s.abandoned);
+        s.avg_answer_ms = avg(answer_sum, s.answered);
+        s.avg_handle_ms = avg(handle_sum, handled);
+        s.abandon_rate_pct = pct(s.abandoned, s.contacts);
+        s.avg_first_response_ms = avg(first_sum, firsts);
+        s
+    }
+}
+
 fn agent_from_row(row: &AnyRow) -> Result<AgentRecord, StoreError> {
     let skills: String = row.try_get("skills")?;
     let skills: serde_json::Map<String, serde_json::Value> = serde_json::from_str(&skills)
@@ -143,6 +194,17 @@ fn skills_json(skills: &[(String, u8)]) -> String {
         .map(|(k, v)| (k.clone(), serde_json::Value::from(*v)))
         .collect();
     serde_json::Value::Object(map).to_string()
+}
+
+/// The columns [`agent_from_row`] reads (a macro: SQL text must be a literal).
+macro_rules! agent_select {
+    ($rest:literal) => {
+        concat!(
+            "SELECT id, extension, name, skills, voice, chat, no_chat_on_call, supervisor,
+                    presence, reason, created_ms, updated_ms FROM agents ",
+            $rest
+        )
+    };
 }
 
 impl Store {
@@ -208,25 +270,17 @@ impl Store {
     }
 
     pub async fn list_agents(&self) -> Result<Vec<AgentRecord>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT id, extension, name, skills, voice, chat, no_chat_on_call, supervisor,
-                    presence, reason, created_ms, updated_ms
-             FROM agents ORDER BY id",
-        )
-        .fetch_all(self.pool())
-        .await?;
+        let rows = sqlx::query(agent_select!("ORDER BY id"))
+            .fetch_all(self.pool())
+            .await?;
         rows.iter().map(agent_from_row).collect()
     }
 
     pub async fn get_agent(&self, id: &str) -> Result<Option<AgentRecord>, StoreError> {
-        let row = sqlx::query(
-            "SELECT id, extension, name, skills, voice, chat, no_chat_on_call, supervisor,
-                    presence, reason, created_ms, updated_ms
-             FROM agents WHERE id = $1",
-        )
-        .bind(id)
-        .fetch_optional(self.pool())
-        .await?;
+        let row = sqlx::query(agent_select!("WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(self.pool())
+            .await?;
         row.as_ref().map(agent_from_row).transpose()
     }
 
@@ -278,7 +332,11 @@ impl Store {
     ) -> Result<Vec<TaskRecord>, StoreError> {
         let rows = sqlx::query(
             "SELECT id, queue, media, session_id, call_id, conversation_id, priority, joined_ms,
-                    agent_id, answered_ms, left_ms, outcome, ended_ms
+                    agent_id, answered_ms, left_ms, outcome, ended_ms,
+                    (SELECT MIN(m.created_ms) FROM messages m
+                     WHERE m.conversation_id = tasks.conversation_id
+                       AND m.author_kind = 'agent' AND m.created_ms >= tasks.answered_ms)
+                        AS first_reply_ms
              FROM tasks
              WHERE ($1 IS NULL OR queue = $1) AND ($2 IS NULL OR agent_id = $2)
                AND joined_ms >= $3 AND joined_ms < $4
@@ -307,81 +365,10 @@ impl Store {
                     left_ms: r.try_get("left_ms")?,
                     outcome: r.try_get("outcome")?,
                     ended_ms: r.try_get("ended_ms")?,
+                    first_reply_ms: r.try_get("first_reply_ms")?,
                 })
             })
             .collect()
-    }
-
-    /// The figures of `tasks`; `threshold_ms` is the service-level threshold.
-    pub async fn task_stats(
-        &self,
-        tasks: &[TaskRecord],
-        threshold_ms: i64,
-    ) -> Result<TaskStats, StoreError> {
-        let mut s = TaskStats {
-            contacts: tasks.len() as u64,
-            ..TaskStats::default()
-        };
-        let (mut answer_sum, mut handle_sum, mut handled) = (0i64, 0i64, 0u64);
-        let (mut first_sum, mut firsts) = (0i64, 0u64);
-        for t in tasks {
-            match t.outcome.as_deref() {
-                Some("answered") => {
-                    s.answered += 1;
-                    if let Some(at) = t.answered_ms {
-                        let wait = at - t.joined_ms;
-                        answer_sum += wait;
-                        if wait <= threshold_ms {
-                            s.answered_in_threshold += 1;
-                        }
-                        if let Some(end) = t.ended_ms {
-                            handle_sum += end - at;
-                            handled += 1;
-                        }
-                        if let Some(conversation) = &t.conversation_id
-                            && let Some(first) = self.first_agent_reply(conversation, at).await?
-                        {
-                            first_sum += first - at;
-                            firsts += 1;
-                        }
-                    }
-                }
-                Some("abandoned") => s.abandoned += 1,
-                Some("callback") => {
-                    s.callbacks += 1;
-                    if let (Some(at), Some(end)) = (t.answered_ms, t.ended_ms) {
-                        handle_sum += end - at;
-                        handled += 1;
-                    }
-                }
-                Some("timeout") | Some("full") => s.timed_out += 1,
-                _ => {}
-            }
-        }
-        let pct = |n: u64, d: u64| (d > 0).then(|| 100.0 * n as f64 / d as f64);
-        let avg = |sum: i64, n: u64| (n > 0).then(|| sum as f64 / n as f64);
-        s.service_level_pct = pct(s.answered_in_threshold, s.answered + s.abandoned);
-        s.avg_answer_ms = avg(answer_sum, s.answered);
-        s.avg_handle_ms = avg(handle_sum, handled);
-        s.abandon_rate_pct = pct(s.abandoned, s.contacts);
-        s.avg_first_response_ms = avg(first_sum, firsts);
-        Ok(s)
-    }
-
-    async fn first_agent_reply(
-        &self,
-        conversation: &str,
-        after_ms: i64,
-    ) -> Result<Option<i64>, StoreError> {
-        let row = sqlx::query(
-            "SELECT MIN(created_ms) AS first FROM messages
-             WHERE conversation_id = $1 AND author_kind = 'agent' AND created_ms >= $2",
-        )
-        .bind(conversation)
-        .bind(after_ms)
-        .fetch_one(self.pool())
-        .await?;
-        Ok(row.try_get::<Option<i64>, _>("first")?)
     }
 }
 
