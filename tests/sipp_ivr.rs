@@ -615,6 +615,34 @@ impl Admin {
         assert_eq!(status, 201, "{body}");
     }
 
+    /// The events of type `kind` so far.
+    fn events(&self, kind: &str) -> Vec<serde_json::Value> {
+        let (status, page) = self.send(
+            reqwest::Method::GET,
+            &format!("/v1/events?type={kind}"),
+            None,
+        );
+        assert_eq!(status, 200, "{page}");
+        page["events"].as_array().cloned().unwrap_or_default()
+    }
+
+    /// Polls (at most 10 s) for the first event of type `kind` that `matches`.
+    fn wait_event(
+        &self,
+        kind: &str,
+        matches: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let events = self.events(kind);
+            if let Some(e) = events.iter().find(|e| matches(e)) {
+                return e.clone();
+            }
+            assert!(Instant::now() < deadline, "no such {kind}: {events:?}");
+            thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// Sets an agent's presence; their state after it (an agent made available with a
     /// caller waiting is at once `busy`: offered).
     fn set_state(&self, id: &str, state: &str) -> String {
@@ -1206,23 +1234,9 @@ fn a_chat_goes_to_the_agent_on_a_call_who_has_chat_capacity() {
     assert_eq!(status, 201, "{chat}");
     let conversation = chat["conversation_id"].as_str().expect("an id").to_owned();
     // The offer: a `task.offered` event for this conversation, to Ann.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let offered = loop {
-        let (_, page) = send(reqwest::Method::GET, "/v1/events?type=task.offered", None);
-        let found = page["events"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .find(|e| e["data"]["conversation_id"] == conversation.as_str());
-        if let Some(e) = found {
-            break e.clone();
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no task.offered for the chat: {page}"
-        );
-        thread::sleep(Duration::from_millis(50));
-    };
+    let offered = admin.wait_event("task.offered", |e| {
+        e["data"]["conversation_id"] == conversation.as_str()
+    });
     assert_eq!(offered["data"]["agent_id"], "ann", "{offered}");
     let (status, accepted) = send(
         reqwest::Method::POST,
@@ -1230,12 +1244,12 @@ fn a_chat_goes_to_the_agent_on_a_call_who_has_chat_capacity() {
         Some(serde_json::json!({"agent_id": "ann"})),
     );
     assert_eq!(status, 200, "{accepted}");
-    let (_, page) = send(reqwest::Method::GET, "/v1/events?type=chat.assigned", None);
+    let page = admin.events("chat.assigned");
     assert!(
-        page["events"].as_array().into_iter().flatten().any(|e| {
+        page.iter().any(|e| {
             e["data"]["conversation_id"] == conversation.as_str() && e["data"]["agent_id"] == "ann"
         }),
-        "{page}"
+        "{page:?}"
     );
     // Accepted once: a second accept is refused.
     let (status, _) = send(
@@ -1271,11 +1285,9 @@ fn a_chat_goes_to_the_agent_on_a_call_who_has_chat_capacity() {
         Some(serde_json::json!({"queue": "support"})),
     );
     assert_eq!(status, 200, "{requeued}");
-    let (_, page) = send(reqwest::Method::GET, "/v1/events?type=chat.assigned", None);
-    let assigned: Vec<&serde_json::Value> = page["events"]
-        .as_array()
-        .into_iter()
-        .flatten()
+    let page = admin.events("chat.assigned");
+    let assigned: Vec<&serde_json::Value> = page
+        .iter()
         .filter(|e| e["data"]["conversation_id"] == conversation.as_str())
         .collect();
     assert_eq!(
@@ -1284,24 +1296,22 @@ fn a_chat_goes_to_the_agent_on_a_call_who_has_chat_capacity() {
             .map(|e| e["data"]["agent_id"].as_str().unwrap_or_default())
             .collect::<Vec<_>>(),
         ["ann", "bob"],
-        "{page}"
+        "{page:?}"
     );
     assert!(
         assigned
             .iter()
             .all(|e| e["session_id"] == chat["session_id"]),
-        "one session: {page}"
+        "one session: {page:?}"
     );
-    let (_, joined) = send(reqwest::Method::GET, "/v1/events?type=queue.joined", None);
-    let chat_joins = joined["events"]
-        .as_array()
-        .into_iter()
-        .flatten()
+    let joined = admin.events("queue.joined");
+    let chat_joins = joined
+        .iter()
         .filter(|e| e["data"]["media"] == "chat")
         .count();
     assert_eq!(
         chat_joins, 3,
-        "joined, transferred to Bob, back to the queue: {joined}"
+        "joined, transferred to Bob, back to the queue: {joined:?}"
     );
     caller.succeeded(&server);
 }
@@ -1421,17 +1431,9 @@ fn a_vip_caller_is_answered_before_a_caller_who_came_first() {
     admin.set_state("ann", "available");
     ann.wait_rung(&server, &mut vip, Duration::from_secs(10));
     // Who got Ann: the task she accepted is the VIP's (priority 1 when it joined).
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let accepted = loop {
-        let (_, page) = send(reqwest::Method::GET, "/v1/events?type=task.accepted", None);
-        if let Some(e) = page["events"].as_array().and_then(|a| a.first()) {
-            break e["data"]["task_id"].as_str().unwrap_or_default().to_owned();
-        }
-        assert!(Instant::now() < deadline, "no task.accepted: {page}");
-        thread::sleep(Duration::from_millis(50));
-    };
-    let (_, joined) = send(reqwest::Method::GET, "/v1/events?type=queue.joined", None);
-    let joined = joined["events"].as_array().cloned().unwrap_or_default();
+    let accepted = admin.wait_event("task.accepted", |_| true);
+    let accepted = accepted["data"]["task_id"].as_str().unwrap_or_default();
+    let joined = admin.events("queue.joined");
     assert_eq!(joined.len(), 2, "{joined:?}");
     assert_eq!(
         joined[0]["data"]["priority"], 0,
@@ -1439,8 +1441,7 @@ fn a_vip_caller_is_answered_before_a_caller_who_came_first() {
     );
     assert_eq!(joined[1]["data"]["priority"], 1, "then the VIP: {joined:?}");
     assert_eq!(
-        joined[1]["data"]["task_id"],
-        accepted.as_str(),
+        joined[1]["data"]["task_id"], accepted,
         "Ann took the VIP's call first: {joined:?}"
     );
     vip.succeeded(&server);
@@ -1513,8 +1514,8 @@ fn a_caller_who_takes_the_callback_is_called_back_in_the_same_session() {
         assert!(Instant::now() < deadline, "two calls: {calls:?}");
         thread::sleep(Duration::from_millis(50));
     }
-    let (_, left) = send(reqwest::Method::GET, "/v1/events?type=queue.left", None);
-    assert_eq!(left["events"][0]["data"]["reason"], "callback", "{left}");
+    let left = admin.events("queue.left");
+    assert_eq!(left[0]["data"]["reason"], "callback", "{left:?}");
     ann.sipp.kill();
     phone.sipp.kill();
 }

@@ -398,6 +398,15 @@ impl Engine {
         self.queues.keys()
     }
 
+    pub fn has_queue(&self, name: &str) -> bool {
+        self.queues.contains_key(name)
+    }
+
+    /// How long an offer of `contact` rings (its queue's offer timeout).
+    pub fn offer_timeout(&self, contact: u64) -> Option<Duration> {
+        self.contacts.get(&contact).map(|c| c.spec.offer_timeout)
+    }
+
     /// Adds or replaces an agent (a new agent is offline until told otherwise; a replaced
     /// one keeps its presence and tasks).
     pub fn set_agent(&mut self, now: Instant, id: &str, spec: &AgentSpec) {

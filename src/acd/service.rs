@@ -303,8 +303,6 @@ struct Service {
     chats: HashMap<ConversationId, u64>,
     writer: WriterHandle,
     callbacks: mpsc::UnboundedSender<CallbackRequest>,
-    /// Each queue's offer timeout (how long an agent's phones ring).
-    offer_timeouts: HashMap<String, Duration>,
     /// Contact ids, shared with the handles.
     next: Arc<AtomicU64>,
 }
@@ -327,7 +325,6 @@ pub fn start(
         chats: HashMap::new(),
         writer,
         callbacks,
-        offer_timeouts: HashMap::new(),
     };
     let now = crate::clock::tokio_now();
     service.sync_queues(&plan);
@@ -338,6 +335,9 @@ pub fn start(
     tokio::spawn(async move {
         // A fixed plan (or a stopped reloader) never changes: stop asking.
         let mut plan_live = true;
+        // The gauges scan every agent and contact: once a second, not on every input.
+        let mut gauges = tokio::time::interval(GAUGE_PERIOD);
+        gauges.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let deadline = service.engine.poll_timeout();
             let sleep = async {
@@ -358,6 +358,7 @@ pub fn start(
                     service.engine.handle_timeout(now.into_std());
                     service.pump(now);
                 }
+                _ = gauges.tick() => service.gauges(crate::clock::tokio_now()),
                 changed = plan.changed(), if plan_live => {
                     if changed {
                         service.sync_queues(&plan);
@@ -371,6 +372,9 @@ pub fn start(
     });
     Acd { tx, next }
 }
+
+/// How often the queue and agent gauges are refreshed.
+const GAUGE_PERIOD: Duration = Duration::from_secs(1);
 
 fn presence_str(p: Presence) -> &'static str {
     match p {
@@ -405,7 +409,6 @@ impl Service {
         for (name, def) in &plan.queues {
             let spec: QueueSpec = def.spec();
             self.engine.set_queue(name, spec);
-            self.offer_timeouts.insert(name.clone(), def.offer_timeout);
         }
     }
 
@@ -576,15 +579,7 @@ impl Service {
                     },
                 );
             }
-            Cmd::Left(id, LeftReason::Abandoned) => {
-                if self.engine.is_waiting(id) {
-                    self.engine.handle_left(std_now, id);
-                    self.left_queue(id, "abandoned");
-                    self.forget(id);
-                } else {
-                    self.done(now, id);
-                }
-            }
+            Cmd::Left(id, LeftReason::Abandoned) => self.gone(now, id),
             Cmd::Answered(id, agent) => self.accepted(now, id, &agent, "answered"),
             Cmd::Rejected(id, agent, reason) => {
                 // A refusal of an offer that is gone (withdrawn, timed out) changes nothing.
@@ -688,13 +683,7 @@ impl Service {
             }
             Cmd::ChatClosed(conversation) => {
                 if let Some(&id) = self.chats.get(&conversation) {
-                    if self.engine.is_waiting(id) {
-                        self.engine.handle_left(std_now, id);
-                        self.left_queue(id, "abandoned");
-                        self.forget(id);
-                    } else {
-                        self.done(now, id);
-                    }
+                    self.gone(now, id);
                 }
             }
             Cmd::Decisions(reply) => {
@@ -720,7 +709,7 @@ impl Service {
             TransferTo::Agent(agent) if !self.agents.contains_key(agent) => {
                 return Err(AcdError::NoAgent(agent.clone()));
             }
-            TransferTo::Queue(q) if !self.offer_timeouts.contains_key(q) => {
+            TransferTo::Queue(q) if !self.engine.has_queue(q) => {
                 return Err(AcdError::NoQueue(q.clone()));
             }
             TransferTo::Queue(q) => q.clone(),
@@ -787,6 +776,18 @@ impl Service {
         Ok(task_id)
     }
 
+    /// The customer went (hung up, closed the chat): waiting, the contact abandoned;
+    /// with an agent, the agent is done with it.
+    fn gone(&mut self, now: Instant, id: u64) {
+        if self.engine.is_waiting(id) {
+            self.engine.handle_left(now.into_std(), id);
+            self.left_queue(id, "abandoned");
+            self.forget(id);
+        } else {
+            self.done(now, id);
+        }
+    }
+
     fn done(&mut self, now: Instant, id: u64) {
         if let Some(k) = self.contacts.get(&id)
             && k.agent.is_some()
@@ -842,9 +843,8 @@ impl Service {
                         continue;
                     }
                     let timeout = self
-                        .offer_timeouts
-                        .get(&k.queue)
-                        .copied()
+                        .engine
+                        .offer_timeout(contact)
                         .unwrap_or(Duration::from_secs(15));
                     self.tell(
                         contact,
@@ -905,7 +905,6 @@ impl Service {
                 }
             }
         }
-        self.gauges(now);
     }
 
     fn gauges(&mut self, now: Instant) {
