@@ -30,52 +30,25 @@ use tokio::sync::Mutex;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
-#[derive(Debug, Clone)]
+/// Command line (the bench script passes every flag).
+#[derive(Debug, Clone, clap::Parser)]
 struct Args {
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
     url: String,
+    #[arg(long, env = "SWITCHBOARD_API_KEY", default_value = "")]
     key: String,
+    #[arg(long, default_value_t = 100)]
     subscribers: usize,
+    #[arg(long, default_value_t = 200)]
     calls: usize,
+    #[arg(long, default_value_t = 50)]
     sample: usize,
+    #[arg(long, default_value_t = 100)]
     rate: u32,
+    #[arg(long, default_value_t = 20)]
     seconds: u64,
+    #[arg(long, default_value_t = 60)]
     wait_secs: u64,
-}
-
-fn parse_args() -> anyhow::Result<Args> {
-    let mut a = Args {
-        url: "http://127.0.0.1:8080".into(),
-        key: std::env::var("SWITCHBOARD_API_KEY").unwrap_or_default(),
-        subscribers: 100,
-        calls: 200,
-        sample: 50,
-        rate: 100,
-        seconds: 20,
-        wait_secs: 60,
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        let v = it
-            .next()
-            .ok_or_else(|| anyhow::anyhow!("{flag} needs a value"))?;
-        match flag.as_str() {
-            "--url" => a.url = v,
-            "--key" => a.key = v,
-            "--subscribers" => a.subscribers = v.parse()?,
-            "--calls" => a.calls = v.parse()?,
-            "--sample" => a.sample = v.parse()?,
-            "--rate" => a.rate = v.parse()?,
-            "--seconds" => a.seconds = v.parse()?,
-            "--wait-secs" => a.wait_secs = v.parse()?,
-            _ => anyhow::bail!("unknown flag {flag}"),
-        }
-    }
-    anyhow::ensure!(!a.key.is_empty(), "give --key (or SWITCHBOARD_API_KEY)");
-    anyhow::ensure!(
-        a.rate > 0 && a.sample > 0,
-        "--rate and --sample must be > 0"
-    );
-    Ok(a)
 }
 
 /// What one subscriber saw.
@@ -219,7 +192,7 @@ fn report(prefix: &str, lat: &mut [f64]) {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let args = parse_args()?;
+    let args = <Args as clap::Parser>::parse();
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(256)
         .timeout(Duration::from_secs(10))

@@ -28,44 +28,23 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 type Ws =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
-#[derive(Debug, Clone)]
+/// Command line (the bench script passes every flag).
+#[derive(Debug, Clone, clap::Parser)]
 struct Args {
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
     url: String,
+    #[arg(long, env = "SWITCHBOARD_API_KEY", default_value = "")]
     key: String,
+    #[arg(long, default_value_t = 10_000)]
     idle: usize,
+    #[arg(long, default_value_t = 64)]
     connect_parallel: usize,
+    #[arg(long, default_value_t = 100)]
     senders: usize,
+    #[arg(long, default_value_t = 2000)]
     rate: u32,
+    #[arg(long, default_value_t = 20)]
     seconds: u64,
-}
-
-fn parse_args() -> anyhow::Result<Args> {
-    let mut a = Args {
-        url: "http://127.0.0.1:8080".into(),
-        key: std::env::var("SWITCHBOARD_API_KEY").unwrap_or_default(),
-        idle: 10_000,
-        connect_parallel: 64,
-        senders: 100,
-        rate: 2000,
-        seconds: 20,
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        let v = it
-            .next()
-            .ok_or_else(|| anyhow::anyhow!("{flag} needs a value"))?;
-        match flag.as_str() {
-            "--url" => a.url = v,
-            "--key" => a.key = v,
-            "--idle" => a.idle = v.parse()?,
-            "--connect-parallel" => a.connect_parallel = v.parse()?,
-            "--senders" => a.senders = v.parse()?,
-            "--rate" => a.rate = v.parse()?,
-            "--seconds" => a.seconds = v.parse()?,
-            other => anyhow::bail!("unknown flag {other}"),
-        }
-    }
-    Ok(a)
 }
 
 fn now_us() -> u64 {
@@ -101,7 +80,7 @@ async fn visitor(http: &reqwest::Client, url: &str) -> anyhow::Result<Ws> {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let args = parse_args()?;
+    let args = <Args as clap::Parser>::parse();
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(args.connect_parallel)
         .build()?;
